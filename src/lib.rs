@@ -1,0 +1,6 @@
+//! Huddle: a QUIC transport server for multi-person chat rooms, with its client library.
+//!
+//! See README.md for a tour and ARCHITECTURE.md for the code map.
+#![warn(missing_docs)]
+
+pub mod wire;

@@ -1,0 +1,67 @@
+//! Events: what the server pushes on unidirectional streams.
+
+use bincode::{Decode, Encode};
+
+use super::types::{LeaveReason, Member, RoomMessage};
+
+/// The first frame on every server-opened unidirectional stream: what the stream carries.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum StreamHeader {
+    /// Session-level pushes (kicked out, token about to expire).
+    Session,
+    /// One room's events, in order.
+    Room {
+        /// The room.
+        room_id: String,
+    },
+}
+
+/// A pushed event. Append-only: new variants go at the end.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Event {
+    /// Members joined a room the receiver is in (the receiver is never in the list).
+    MembersJoined {
+        /// The room.
+        room_id: String,
+        /// Who joined, at most 100 per event.
+        members: Vec<Member>,
+    },
+    /// Members left a room the receiver is in.
+    MembersLeft {
+        /// The room.
+        room_id: String,
+        /// Who left, at most 100 per event.
+        members: Vec<Member>,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A room message.
+    RoomMessage(RoomMessage),
+    /// The session was ended by the server; the connection closes with the same code.
+    KickedOut {
+        /// Error code number (for example 2004, kicked_out, for a duplicate login).
+        code: u16,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// In large rooms, member changes are summarised as a count instead of member lists.
+    MemberCountUpdated {
+        /// The room.
+        room_id: String,
+        /// Members now in the room.
+        count: u32,
+    },
+}
+
+impl Event {
+    /// The event's snake_case name, as used by the CLI.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::MembersJoined { .. } => "members_joined",
+            Event::MembersLeft { .. } => "members_left",
+            Event::RoomMessage(_) => "room_message",
+            Event::KickedOut { .. } => "kicked_out",
+            Event::MemberCountUpdated { .. } => "member_count_updated",
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Requests: what a client sends on its control stream.
+
+use bincode::{Decode, Encode};
+
+use super::types::{HistoryAnchor, MessageBody, Priority, RoomConfig, RoomInfo};
+
+/// One frame on the control stream from client to server.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct RequestFrame {
+    /// Chosen by the client; echoed in the response. Requests may be pipelined.
+    pub request_id: u32,
+    /// The operation.
+    pub request: Request,
+}
+
+/// The first request on a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Login {
+    /// Must be [`super::PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// 1-32 bytes of `[A-Za-z0-9_.@-]`.
+    pub user_id: String,
+    /// Display name, at most 256 bytes.
+    pub user_name: String,
+    /// A token minted for `user_id` (see docs/PROTOCOL.md, "Tokens").
+    pub token: String,
+}
+
+/// A room operation. Append-only: new variants go at the end.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Request {
+    /// Log in; must be the first request.
+    Login(Login),
+    /// Leave every room and end the session; the server then closes the connection.
+    Logout,
+    /// Create a room and join it.
+    CreateRoom {
+        /// Room id and name.
+        info: RoomInfo,
+        /// Destroy delay and initial attributes.
+        config: RoomConfig,
+    },
+    /// Join an existing room.
+    JoinRoom {
+        /// Room id.
+        room_id: String,
+    },
+    /// Create the room if missing (with this config), else join it.
+    EnterRoom {
+        /// Room id and name.
+        info: RoomInfo,
+        /// Used only when the call creates the room.
+        config: RoomConfig,
+    },
+    /// Leave a room.
+    LeaveRoom {
+        /// Room id.
+        room_id: String,
+    },
+    /// Leave every room the session is in.
+    LeaveAllRooms,
+    /// Leave one room and enter another in one step.
+    SwitchRoom {
+        /// The room to leave.
+        from_room_id: String,
+        /// The room to enter.
+        to: RoomInfo,
+        /// Create `to` when it does not exist (with `config`); otherwise it must exist.
+        create_if_missing: bool,
+        /// Used only when the call creates the room.
+        config: RoomConfig,
+    },
+    /// Send a message to a room the caller is in.
+    SendRoomMessage {
+        /// Room id.
+        room_id: String,
+        /// Text or custom body, at most 32 KiB by default.
+        body: MessageBody,
+        /// Delivery priority.
+        priority: Priority,
+        /// Makes a retried send idempotent for 5 minutes (at most 64 bytes).
+        client_msg_id: Option<String>,
+    },
+    /// Page through a room's members.
+    QueryRoomMembers {
+        /// Room id.
+        room_id: String,
+        /// Empty for the first page, else the `next_flag` of the previous answer.
+        next_flag: String,
+        /// Page size, 1-100.
+        count: u32,
+    },
+    /// Count a room's members.
+    QueryRoomOnlineCount {
+        /// Room id.
+        room_id: String,
+    },
+    /// Look up up to 10 members of a room by user id.
+    QueryRoomMembersById {
+        /// Room id.
+        room_id: String,
+        /// User ids, at most 10.
+        user_ids: Vec<String>,
+    },
+    /// List the rooms the session is in.
+    QueryJoinedRooms,
+    /// Read a room's history (the caller must be a member).
+    QueryHistory {
+        /// Room id.
+        room_id: String,
+        /// Where to start.
+        anchor: HistoryAnchor,
+        /// Page size, 1-100.
+        count: u32,
+    },
+}
+
+impl Request {
+    /// The operation's snake_case name, as used by the CLI.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Login(_) => "login",
+            Request::Logout => "logout",
+            Request::CreateRoom { .. } => "create_room",
+            Request::JoinRoom { .. } => "join_room",
+            Request::EnterRoom { .. } => "enter_room",
+            Request::LeaveRoom { .. } => "leave_room",
+            Request::LeaveAllRooms => "leave_all_rooms",
+            Request::SwitchRoom { .. } => "switch_room",
+            Request::SendRoomMessage { .. } => "send_room_message",
+            Request::QueryRoomMembers { .. } => "query_room_members",
+            Request::QueryRoomOnlineCount { .. } => "query_room_online_count",
+            Request::QueryRoomMembersById { .. } => "query_room_members_by_id",
+            Request::QueryJoinedRooms => "query_joined_rooms",
+            Request::QueryHistory { .. } => "query_history",
+        }
+    }
+}
