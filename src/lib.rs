@@ -3,4 +3,12 @@
 //! See README.md for a tour and ARCHITECTURE.md for the code map.
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod certs;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod core;
+pub mod framed;
+pub mod server;
 pub mod wire;

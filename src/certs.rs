@@ -1,0 +1,159 @@
+//! Development certificates and the token secret: made with rcgen on first use, loaded after.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// File names inside the certs folder.
+pub const CA_FILE: &str = "ca.pem";
+/// The CA's private key (kept so that the server certificate can be re-issued).
+pub const CA_KEY_FILE: &str = "ca.key";
+/// Server certificate chain.
+pub const CERT_FILE: &str = "server.pem";
+/// Server private key.
+pub const KEY_FILE: &str = "server.key";
+/// Token secret (hex), key id `dev`.
+pub const TOKEN_SECRET_FILE: &str = "token.secret";
+/// The key id of the development token secret.
+pub const DEV_KEY_ID: &str = "dev";
+
+/// In-memory TLS material: a CA certificate and a server chain and key signed by it.
+pub struct TlsMaterial {
+    /// The CA certificate clients trust.
+    pub ca: CertificateDer<'static>,
+    /// The server certificate chain.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The server private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+struct Generated {
+    ca_pem: String,
+    ca_key_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn generate() -> Result<Generated> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "Huddle development CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    params.distinguished_name.push(DnType::CommonName, "Huddle development server");
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    Ok(Generated {
+        ca_pem: ca.pem(),
+        ca_key_pem: ca_key.serialize_pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Makes fresh TLS material in memory (for tests and embedded use).
+pub fn generate_in_memory() -> Result<TlsMaterial> {
+    let g = generate()?;
+    Ok(TlsMaterial {
+        ca: parse_certs(g.ca_pem.as_bytes())?.remove(0),
+        chain: parse_certs(g.cert_pem.as_bytes())?,
+        key: parse_key(g.key_pem.as_bytes())?,
+    })
+}
+
+fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let _ = secret;
+    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents)?;
+    Ok(())
+}
+
+/// Makes the development CA and server certificate in `dir` unless they are all there already.
+/// Returns true when it wrote new files.
+pub fn ensure_dev_certs(dir: &Path) -> Result<bool> {
+    let paths = [CA_FILE, CERT_FILE, KEY_FILE].map(|f| dir.join(f));
+    if paths.iter().all(|p| p.exists()) {
+        return Ok(false);
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let g = generate()?;
+    write_file(&dir.join(CA_FILE), g.ca_pem.as_bytes(), false)?;
+    write_file(&dir.join(CA_KEY_FILE), g.ca_key_pem.as_bytes(), true)?;
+    write_file(&dir.join(CERT_FILE), g.cert_pem.as_bytes(), false)?;
+    write_file(&dir.join(KEY_FILE), g.key_pem.as_bytes(), true)?;
+    Ok(true)
+}
+
+/// Reads the token secret in `dir`, creating a random one (mode 0600) when missing.
+pub fn ensure_token_secret(dir: &Path) -> Result<Vec<u8>> {
+    let path = dir.join(TOKEN_SECRET_FILE);
+    if !path.exists() {
+        fs::create_dir_all(dir)?;
+        let secret: [u8; 32] = rand::random();
+        write_file(&path, format!("{}\n", hex::encode(secret)).as_bytes(), true)?;
+    }
+    read_token_secret(&path)
+}
+
+/// Reads a hex token secret file.
+pub fn read_token_secret(path: &Path) -> Result<Vec<u8>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let secret =
+        hex::decode(text.trim()).map_err(|e| anyhow!("{}: not hex: {e}", path.display()))?;
+    if secret.len() < 16 {
+        return Err(anyhow!("{}: a token secret needs at least 16 bytes", path.display()));
+    }
+    Ok(secret)
+}
+
+/// Parses every certificate in a PEM document.
+pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..]).collect::<Result<_, _>>()?;
+    if certs.is_empty() {
+        return Err(anyhow!("no certificate found"));
+    }
+    Ok(certs)
+}
+
+/// Parses the first private key in a PEM document.
+pub fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>> {
+    rustls_pemfile::private_key(&mut &pem[..])?.ok_or_else(|| anyhow!("no private key found"))
+}
+
+/// Reads certificates from a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_certs(&pem).with_context(|| path.display().to_string())
+}
+
+/// Reads a private key from a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let pem = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_key(&pem).with_context(|| path.display().to_string())
+}
+
+/// The default paths of the server chain and key in `dir`.
+pub fn dev_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join(CERT_FILE), dir.join(KEY_FILE))
+}

@@ -1,0 +1,585 @@
+//! The client library: a logged-in Huddle session over QUIC, with typed operations and events.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), huddle::client::ClientError> {
+//! use huddle::client::{Client, ClientConfig, ClientEvent};
+//! use huddle::wire::{Priority, RoomConfig, RoomInfo};
+//!
+//! let config = ClientConfig::new("127.0.0.1:7443".parse().unwrap(), "alice", "token...");
+//! let client = Client::connect(config).await?;
+//! client.enter_room(RoomInfo { room_id: "lobby".into(), room_name: "Lobby".into() }, RoomConfig::default()).await?;
+//! client.send_text("lobby", "hello", Priority::Medium).await?;
+//! while let Some(event) = client.next_event().await {
+//!     if let ClientEvent::Event(e) = event { println!("{e:?}"); }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::framed::read_frame;
+use crate::wire::{
+    decode_body, encode_frame, ErrorCode, Event, HistoryAnchor, Login, Member, MessageBody,
+    Priority, Reply, Request, RequestFrame, Response, ResponseFrame, RoomConfig, RoomInfo,
+    RoomMessage, RoomState, RoomSummary, StreamHeader, ALPN, MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
+
+/// Events queued for the application at most; past this, the client stops reading from the
+/// server (QUIC flow control then pushes back, and a server may close a session that never reads).
+const EVENT_QUEUE: usize = 4096;
+
+/// How to reach and log in to a server.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server's UDP address.
+    pub server_addr: SocketAddr,
+    /// The name the server certificate is checked against.
+    pub server_name: String,
+    /// Trusted CA certificates. Empty: the platform's are not used; add the server's CA.
+    pub roots: Vec<CertificateDer<'static>>,
+    /// User id.
+    pub user_id: String,
+    /// Display name.
+    pub user_name: String,
+    /// Login token.
+    pub token: String,
+    /// Keep-alive interval (keeps mobile NAT bindings open).
+    pub keep_alive: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with defaults: server name `localhost`, no roots yet.
+    pub fn new(server_addr: SocketAddr, user_id: &str, token: &str) -> ClientConfig {
+        ClientConfig {
+            server_addr,
+            server_name: "localhost".into(),
+            roots: Vec::new(),
+            user_id: user_id.into(),
+            user_name: String::new(),
+            token: token.into(),
+            keep_alive: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error code.
+    #[error("server error {code}: {message}")]
+    Server {
+        /// The numeric code (see [`ErrorCode`]).
+        code: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The connection failed or was closed.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// The server answered with something this client did not expect.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The error code, when the server sent one this library knows.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => ErrorCode::from_u16(*code),
+            _ => None,
+        }
+    }
+}
+
+/// What the application hears from the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// An event pushed by the server (room message, member change, kicked out).
+    Event(Event),
+    /// The connection ended; `code` is the server's close code when it closed it.
+    Disconnected {
+        /// The application close code, if the server closed the connection with one.
+        code: Option<u16>,
+        /// A description.
+        reason: String,
+    },
+}
+
+/// What the server said at login.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Session id.
+    pub session_id: u64,
+    /// Resume secret.
+    pub resume_secret: [u8; 16],
+    /// Server time at login, ms since the Unix epoch.
+    pub server_time_ms: u64,
+    /// Token expiry, Unix seconds.
+    pub token_expires_at_s: u64,
+}
+
+/// The answer to a message send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendAck {
+    /// Server-wide message id.
+    pub message_id: u64,
+    /// The message's seq in the room.
+    pub seq: u64,
+    /// Server time of acceptance, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// True when this is the first ack of an earlier send with the same client_msg_id.
+    pub duplicate: bool,
+}
+
+/// A page of members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberPage {
+    /// Members, in join order.
+    pub members: Vec<Member>,
+    /// Pass to the next call; empty when this was the last page.
+    pub next_flag: String,
+}
+
+/// A page of history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Messages in ascending seq order.
+    pub messages: Vec<RoomMessage>,
+    /// Whether there are more in the direction asked.
+    pub has_more: bool,
+}
+
+type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Reply>>>>;
+
+/// A logged-in session. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    control: mpsc::UnboundedSender<Bytes>,
+    pending: Pending,
+    next_id: AtomicU32,
+    events: tokio::sync::Mutex<mpsc::Receiver<ClientEvent>>,
+    session: Session,
+    user_id: String,
+}
+
+/// The QUIC client configuration Huddle clients use.
+pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in &cfg.roots {
+        roots.add(ca.clone()).map_err(|e| ClientError::Connection(format!("bad CA: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Connection(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        QuicClientConfig::try_from(tls).map_err(|e| ClientError::Connection(e.to_string()))?;
+    let mut qc = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut tc = quinn::TransportConfig::default();
+    // The server opens one stream per room plus a session stream; allow a few spares for
+    // streams that are finishing. The client never accepts bidirectional streams.
+    tc.max_concurrent_uni_streams(32u32.into());
+    tc.max_concurrent_bidi_streams(0u32.into());
+    tc.stream_receive_window((1024u32 * 1024).into());
+    tc.receive_window((8u32 * 1024 * 1024).into());
+    tc.send_window(1024 * 1024);
+    tc.keep_alive_interval(Some(cfg.keep_alive));
+    tc.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(cfg.idle_timeout)
+            .map_err(|e| ClientError::Connection(e.to_string()))?,
+    ));
+    qc.transport_config(Arc::new(tc));
+    Ok(qc)
+}
+
+/// A client endpoint bound to an ephemeral port of the right address family.
+pub fn client_endpoint(server: SocketAddr) -> Result<quinn::Endpoint, ClientError> {
+    let bind: SocketAddr = if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+        .parse()
+        .map_err(|_| ClientError::Connection("bad bind address".into()))?;
+    quinn::Endpoint::client(bind).map_err(|e| ClientError::Connection(e.to_string()))
+}
+
+impl Client {
+    /// Connects and logs in on a new endpoint of its own.
+    pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
+        let endpoint = client_endpoint(cfg.server_addr)?;
+        Client::connect_on(endpoint, cfg).await
+    }
+
+    /// Connects and logs in using an existing endpoint (many clients may share one).
+    pub async fn connect_on(
+        endpoint: quinn::Endpoint,
+        cfg: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        let qc = quic_client_config(&cfg)?;
+        let conn = endpoint
+            .connect_with(qc, cfg.server_addr, &cfg.server_name)
+            .map_err(|e| ClientError::Connection(e.to_string()))?
+            .await
+            .map_err(|e| ClientError::Connection(e.to_string()))?;
+        let (send, recv) =
+            conn.open_bi().await.map_err(|e| ClientError::Connection(e.to_string()))?;
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let (control, control_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_control(send, control_rx));
+        tokio::spawn(read_control(recv, pending.clone()));
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        tokio::spawn(accept_streams(conn.clone(), events_tx));
+        let mut client = Client {
+            endpoint,
+            conn,
+            control,
+            pending,
+            next_id: AtomicU32::new(1),
+            events: tokio::sync::Mutex::new(events_rx),
+            session: Session {
+                session_id: 0,
+                resume_secret: [0; 16],
+                server_time_ms: 0,
+                token_expires_at_s: 0,
+            },
+            user_id: cfg.user_id.clone(),
+        };
+        let login = Login {
+            protocol_version: PROTOCOL_VERSION,
+            user_id: cfg.user_id,
+            user_name: cfg.user_name,
+            token: cfg.token,
+        };
+        match client.request(Request::Login(login)).await? {
+            Response::LoggedIn {
+                session_id,
+                resume_secret,
+                server_time_ms,
+                token_expires_at_s,
+            } => {
+                client.session =
+                    Session { session_id, resume_secret, server_time_ms, token_expires_at_s };
+                Ok(client)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// What the server said at login.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The logged-in user id.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// The underlying QUIC connection (for statistics; do not open streams on it).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// The endpoint this client uses.
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends any request and waits for its answer.
+    pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(request_id, tx);
+        let frame = encode_frame(&RequestFrame { request_id, request });
+        if self.control.send(frame).is_err() {
+            return Err(self.closed_error());
+        }
+        match rx.await {
+            Ok(Reply::Ok(r)) => Ok(r),
+            Ok(Reply::Err(e)) => Err(ClientError::Server { code: e.code, message: e.message }),
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+
+    fn closed_error(&self) -> ClientError {
+        match self.conn.close_reason() {
+            Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+                let code = c.error_code.into_inner();
+                ClientError::Connection(format!(
+                    "closed by server with code {code} ({})",
+                    String::from_utf8_lossy(&c.reason)
+                ))
+            }
+            Some(e) => ClientError::Connection(e.to_string()),
+            None => ClientError::Connection("control stream ended".into()),
+        }
+    }
+
+    /// The next event; `None` once the connection is over and every event has been read.
+    pub async fn next_event(&self) -> Option<ClientEvent> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Creates a room and joins it.
+    pub async fn create_room(
+        &self,
+        info: RoomInfo,
+        config: RoomConfig,
+    ) -> Result<RoomState, ClientError> {
+        room_state(self.request(Request::CreateRoom { info, config }).await?)
+    }
+
+    /// Joins an existing room.
+    pub async fn join_room(&self, room_id: &str) -> Result<RoomState, ClientError> {
+        room_state(self.request(Request::JoinRoom { room_id: room_id.into() }).await?)
+    }
+
+    /// Creates the room (with `config`) or joins it.
+    pub async fn enter_room(
+        &self,
+        info: RoomInfo,
+        config: RoomConfig,
+    ) -> Result<RoomState, ClientError> {
+        room_state(self.request(Request::EnterRoom { info, config }).await?)
+    }
+
+    /// Leaves a room.
+    pub async fn leave_room(&self, room_id: &str) -> Result<(), ClientError> {
+        match self.request(Request::LeaveRoom { room_id: room_id.into() }).await? {
+            Response::RoomLeft { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaves every room; returns their ids.
+    pub async fn leave_all_rooms(&self) -> Result<Vec<String>, ClientError> {
+        match self.request(Request::LeaveAllRooms).await? {
+            Response::RoomsLeft { room_ids } => Ok(room_ids),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaves `from` and enters `to` in one request.
+    pub async fn switch_room(
+        &self,
+        from_room_id: &str,
+        to: RoomInfo,
+        create_if_missing: bool,
+        config: RoomConfig,
+    ) -> Result<RoomState, ClientError> {
+        let req = Request::SwitchRoom {
+            from_room_id: from_room_id.into(),
+            to,
+            create_if_missing,
+            config,
+        };
+        match self.request(req).await? {
+            Response::RoomSwitched { room, .. } => Ok(room),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a message.
+    pub async fn send_message(
+        &self,
+        room_id: &str,
+        body: MessageBody,
+        priority: Priority,
+        client_msg_id: Option<String>,
+    ) -> Result<SendAck, ClientError> {
+        let req =
+            Request::SendRoomMessage { room_id: room_id.into(), body, priority, client_msg_id };
+        match self.request(req).await? {
+            Response::MessageSent { message_id, seq, timestamp_ms, duplicate, .. } => {
+                Ok(SendAck { message_id, seq, timestamp_ms, duplicate })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(
+        &self,
+        room_id: &str,
+        text: &str,
+        priority: Priority,
+    ) -> Result<SendAck, ClientError> {
+        self.send_message(room_id, MessageBody::Text(text.into()), priority, None).await
+    }
+
+    /// One page of a room's members.
+    pub async fn query_room_members(
+        &self,
+        room_id: &str,
+        next_flag: &str,
+        count: u32,
+    ) -> Result<MemberPage, ClientError> {
+        let req = Request::QueryRoomMembers {
+            room_id: room_id.into(),
+            next_flag: next_flag.into(),
+            count,
+        };
+        match self.request(req).await? {
+            Response::RoomMembers { members, next_flag, .. } => {
+                Ok(MemberPage { members, next_flag })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Members in a room.
+    pub async fn query_room_online_count(&self, room_id: &str) -> Result<u32, ClientError> {
+        match self.request(Request::QueryRoomOnlineCount { room_id: room_id.into() }).await? {
+            Response::RoomOnlineCount { count, .. } => Ok(count),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Those of `user_ids` (at most 10) that are members, and those that are not.
+    pub async fn query_room_members_by_id(
+        &self,
+        room_id: &str,
+        user_ids: Vec<String>,
+    ) -> Result<(Vec<Member>, Vec<String>), ClientError> {
+        match self
+            .request(Request::QueryRoomMembersById { room_id: room_id.into(), user_ids })
+            .await?
+        {
+            Response::RoomMembersById { members, not_found, .. } => Ok((members, not_found)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The rooms this session is in.
+    pub async fn query_joined_rooms(&self) -> Result<Vec<RoomSummary>, ClientError> {
+        match self.request(Request::QueryJoinedRooms).await? {
+            Response::JoinedRooms { rooms } => Ok(rooms),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of a room's history.
+    pub async fn query_history(
+        &self,
+        room_id: &str,
+        anchor: HistoryAnchor,
+        count: u32,
+    ) -> Result<HistoryPage, ClientError> {
+        match self.request(Request::QueryHistory { room_id: room_id.into(), anchor, count }).await?
+        {
+            Response::History { messages, has_more, .. } => Ok(HistoryPage { messages, has_more }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaves every room, ends the session and closes the connection.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let r = self.request(Request::Logout).await;
+        self.conn.close(0u32.into(), b"logout");
+        match r? {
+            Response::LoggedOut => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Closes the connection without a logout (the server treats it as a lost connection).
+    pub fn close(&self) {
+        self.conn.close(0u32.into(), b"close");
+    }
+
+    /// Closes the connection and waits (bounded) for the endpoint to finish.
+    pub async fn shutdown(&self) {
+        self.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+fn unexpected(r: Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected response {r:?}"))
+}
+
+fn room_state(r: Response) -> Result<RoomState, ClientError> {
+    match r {
+        Response::RoomEntered(s) => Ok(s),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    let mut batch = Vec::with_capacity(32);
+    while rx.recv_many(&mut batch, 32).await > 0 {
+        if send.write_all_chunks(&mut batch).await.is_err() {
+            return;
+        }
+        batch.clear();
+    }
+    let _ = send.finish();
+}
+
+async fn read_control(mut recv: quinn::RecvStream, pending: Pending) {
+    // Server frames may be large (a page of history) but always arrive promptly once started.
+    while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, Duration::from_secs(30)).await {
+        let Ok(frame) = decode_body::<ResponseFrame>(&body) else { break };
+        let tx = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&frame.request_id);
+        if let Some(tx) = tx {
+            let _ = tx.send(frame.reply);
+        }
+    }
+    // Dropping the senders fails every waiting request with a connection error.
+    pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+async fn accept_streams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>) {
+    let mut readers = tokio::task::JoinSet::new();
+    loop {
+        match conn.accept_uni().await {
+            Ok(recv) => {
+                readers.spawn(read_events(recv, events.clone()));
+            }
+            Err(e) => {
+                // Deliver what the stream readers still hold before saying we are disconnected.
+                while readers.join_next().await.is_some() {}
+                let (code, reason) = match &e {
+                    quinn::ConnectionError::ApplicationClosed(c) => (
+                        Some(c.error_code.into_inner() as u16),
+                        String::from_utf8_lossy(&c.reason).into_owned(),
+                    ),
+                    other => (None, other.to_string()),
+                };
+                let _ = events.send(ClientEvent::Disconnected { code, reason }).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn read_events(mut recv: quinn::RecvStream, events: mpsc::Sender<ClientEvent>) {
+    let timeout = Duration::from_secs(30);
+    let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await else { return };
+    if decode_body::<StreamHeader>(&body).is_err() {
+        return;
+    }
+    while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await {
+        match decode_body::<Event>(&body) {
+            Ok(e) => {
+                if events.send(ClientEvent::Event(e)).await.is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}

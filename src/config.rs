@@ -1,0 +1,133 @@
+//! Server configuration: command-line flags over a TOML file over defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::Limits;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+
+/// Everything `huddle serve` can be told. Every field has a default; a TOML file may set any.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Folder of the development CA, certificate, key and token secret.
+    pub certs_dir: PathBuf,
+    /// Server certificate chain (PEM). With `key`, replaces the development certificate.
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Token signing keys. When empty, the key `dev` from `certs_dir/token.secret` is used
+    /// (created on first start).
+    pub token_keys: Vec<TokenKey>,
+    /// Room core limits.
+    pub limits: Limits,
+    /// QUIC transport and connection limits.
+    pub transport: TransportLimits,
+    /// Per-connection outbound queue bounds.
+    pub queue: QueueLimits,
+}
+
+/// A token signing key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenKey {
+    /// Key id, 1-32 of `[A-Za-z0-9_-]`.
+    pub id: String,
+    /// The secret, hex-encoded (at least 16 bytes).
+    pub secret_hex: String,
+}
+
+/// QUIC transport settings and connection caps.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportLimits {
+    /// Idle timeout: a connection silent this long is dead (also bounds the handshake).
+    pub idle_timeout_s: u64,
+    /// Keep-alive interval; well under the ~30 s UDP NAT timeouts of mobile networks.
+    pub keep_alive_s: u64,
+    /// Seconds a new connection has to log in.
+    pub login_timeout_s: u64,
+    /// Seconds the rest of a frame has to arrive once its first byte has.
+    pub frame_timeout_s: u64,
+    /// Connections at once, in total.
+    pub max_connections: usize,
+    /// Connections at once from one IP address (0: no per-IP cap).
+    pub max_connections_per_ip: usize,
+    /// Handshakes in progress at once (quinn `max_incoming`).
+    pub max_incoming: usize,
+    /// Bytes of unacknowledged data the server buffers per connection (quinn `send_window`).
+    pub send_window: u64,
+    /// Bytes a client may send on its control stream ahead of the server reading it.
+    pub stream_receive_window: u32,
+    /// Bytes a client may send on a connection ahead of the server reading it.
+    pub receive_window: u32,
+    /// UDP socket send and receive buffer size in bytes (0: the OS default).
+    pub socket_buffer_bytes: usize,
+}
+
+/// Bounds of each connection's outbound queue (all its streams together).
+///
+/// Past half of either bound, low-priority messages for that connection are dropped; past the
+/// bound the connection is closed with `slow_consumer` and the client is expected to reconnect.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueLimits {
+    /// Queued bytes at most.
+    pub max_bytes: usize,
+    /// Queued frames at most.
+    pub max_frames: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("constant address parses"),
+            certs_dir: PathBuf::from("certs"),
+            cert: None,
+            key: None,
+            token_keys: Vec::new(),
+            limits: Limits::default(),
+            transport: TransportLimits::default(),
+            queue: QueueLimits::default(),
+        }
+    }
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            idle_timeout_s: 30,
+            keep_alive_s: 10,
+            login_timeout_s: 5,
+            frame_timeout_s: 10,
+            max_connections: 200_000,
+            max_connections_per_ip: 10_000,
+            max_incoming: 1_024,
+            send_window: 1024 * 1024,
+            stream_receive_window: 128 * 1024,
+            receive_window: 256 * 1024,
+            socket_buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits { max_bytes: 8 * 1024 * 1024, max_frames: 16_384 }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; unknown keys are an error.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<ServerConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}

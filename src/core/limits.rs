@@ -1,0 +1,92 @@
+//! Limits the core enforces, each with its SPEC default.
+
+use serde::{Deserialize, Serialize};
+
+/// Every limit of the room core. All are configurable (`[limits]` in the config file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Rooms one session may be in at once.
+    pub rooms_per_user: usize,
+    /// Members one room may hold.
+    pub members_per_room: usize,
+    /// Rooms the server holds at once (empty rooms waiting for a delayed destroy count).
+    pub rooms_per_server: usize,
+    /// Longest room name in bytes.
+    pub max_room_name_bytes: usize,
+    /// Longest user name in bytes.
+    pub max_user_name_bytes: usize,
+    /// Largest destroy_delay_s accepted.
+    pub max_destroy_delay_s: u32,
+    /// Largest message body in bytes.
+    pub max_message_bytes: usize,
+    /// Longest client_msg_id in bytes.
+    pub max_client_msg_id_bytes: usize,
+    /// How long a client_msg_id is remembered for idempotent retries.
+    pub dedup_window_s: u64,
+    /// Messages a room's history keeps.
+    pub history_max_messages: usize,
+    /// Age after which history messages are dropped.
+    pub history_max_age_s: u64,
+    /// Sustained messages per second one user may send to one room (0 disables the limit).
+    pub rate_limit_per_s: u32,
+    /// Burst size of the per-user per-room message rate limit.
+    pub rate_limit_burst: u32,
+    /// Window over which member join/leave events are batched.
+    pub presence_batch_ms: u64,
+    /// Members listed in one join/leave event at most.
+    pub presence_batch_max: usize,
+    /// Above this many members, join/leave events give way to member-count updates.
+    pub presence_count_threshold: usize,
+    /// Whether one user may log in from several devices at once (else a new login kicks the old).
+    pub allow_multi_device: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rooms_per_user: 5,
+            members_per_room: 10_000,
+            rooms_per_server: 100_000,
+            max_room_name_bytes: 256,
+            max_user_name_bytes: 256,
+            max_destroy_delay_s: 10_800,
+            max_message_bytes: 32 * 1024,
+            max_client_msg_id_bytes: 64,
+            dedup_window_s: 300,
+            history_max_messages: 1_000,
+            history_max_age_s: 3 * 3600,
+            rate_limit_per_s: 200,
+            rate_limit_burst: 400,
+            presence_batch_ms: 50,
+            presence_batch_max: 100,
+            presence_count_threshold: 500,
+            allow_multi_device: false,
+        }
+    }
+}
+
+/// Longest user id in bytes (fixed by the protocol).
+pub const MAX_USER_ID_BYTES: usize = 32;
+/// Longest room id in bytes (fixed by the protocol).
+pub const MAX_ROOM_ID_BYTES: usize = 128;
+/// Largest page of a member or history query.
+pub const MAX_QUERY_COUNT: u32 = 100;
+/// Most user ids in one query_room_members_by_id.
+pub const MAX_QUERY_USER_IDS: usize = 10;
+
+/// Whether `id` is a valid user id: 1-32 bytes of `[A-Za-z0-9_.@-]`.
+pub fn valid_user_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_USER_ID_BYTES
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
+
+/// Whether `id` is a valid room id: 1-128 bytes of `[A-Za-z0-9_.@:-]`.
+pub fn valid_room_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ROOM_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b':' | b'-'))
+}

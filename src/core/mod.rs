@@ -1,0 +1,1004 @@
+//! The sans-IO room core: sessions, rooms, membership, sequencing, history, rate limits,
+//! presence batching and destroy timers.
+//!
+//! The core never touches a socket, a task or the clock. Each `handle_*` method takes an input
+//! and the current time ([`Now`]); what must happen as a result (frames to send to whom, streams
+//! to open or finish, connections to close) is queued as [`Output`]s for the caller to drain with
+//! [`Core::poll_output`]. [`Core::poll_timeout`] says when [`Core::handle_timeout`] is next due.
+//! Broadcast frames are encoded once here and shared as [`Bytes`] by every recipient.
+
+mod history;
+mod limits;
+mod ratelimit;
+mod room;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::auth::KeySet;
+use crate::wire::{
+    encode_frame, ErrorBody, ErrorCode, Event, LeaveReason, Login, Member, MessageBody, Priority,
+    Reply, Request, Response, ResponseFrame, RoomConfig, RoomInfo, RoomMessage, RoomState,
+    RoomSummary, StreamHeader, PROTOCOL_VERSION,
+};
+pub use history::History;
+pub use limits::{
+    valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES,
+    MAX_USER_ID_BYTES,
+};
+pub use ratelimit::TokenBucket;
+pub use room::RoomKey;
+use room::{Ack, PresenceChange, Room};
+
+/// A connection, as numbered by the caller.
+pub type ConnId = u64;
+
+/// A session id, as given to the client in its login answer.
+pub type SessionId = u64;
+
+/// The current time, given by the caller with every input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic milliseconds (any origin); drives timers, rate limits and expiry.
+    pub mono_ms: u64,
+    /// Wall-clock milliseconds since the Unix epoch; used for timestamps and token expiry.
+    pub unix_ms: u64,
+}
+
+/// Something the caller must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write this response frame on the connection's control stream.
+    Reply {
+        /// The connection.
+        conn: ConnId,
+        /// A complete frame.
+        frame: Bytes,
+    },
+    /// Open the connection's stream for a room and write `header` first.
+    OpenRoomStream {
+        /// The connection.
+        conn: ConnId,
+        /// The room.
+        room: RoomKey,
+        /// The StreamHeader frame.
+        header: Bytes,
+    },
+    /// Finish the connection's stream for a room after what is queued on it.
+    CloseRoomStream {
+        /// The connection.
+        conn: ConnId,
+        /// The room.
+        room: RoomKey,
+    },
+    /// Queue the same frame on the room stream of every listed connection but `except`.
+    Broadcast {
+        /// Recipients (shared; the same allocation serves every message until membership changes).
+        to: Arc<[ConnId]>,
+        /// A connection to skip (the sender's).
+        except: Option<ConnId>,
+        /// The room whose stream carries it.
+        room: RoomKey,
+        /// A complete frame.
+        frame: Bytes,
+        /// Its priority (low may be dropped for a slow receiver).
+        priority: Priority,
+    },
+    /// Queue a frame for one connection: on a room stream, or on the session stream when `room`
+    /// is `None`.
+    Push {
+        /// The connection.
+        conn: ConnId,
+        /// The room stream, or `None` for the session stream.
+        room: Option<RoomKey>,
+        /// A complete frame.
+        frame: Bytes,
+    },
+    /// Close the connection after flushing its session stream; `None` is a normal close (0).
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// The close code.
+        code: Option<ErrorCode>,
+    },
+}
+
+#[derive(Debug)]
+struct Session {
+    id: SessionId,
+    user_id: Arc<str>,
+    user_name: String,
+    conn: Option<ConnId>,
+    rooms: Vec<RoomKey>,
+    #[allow(dead_code)] // Read by resumption (SPEC section 6).
+    resume_secret: [u8; 16],
+    token_exp_s: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    PresenceFlush(RoomKey),
+    Destroy(RoomKey),
+}
+
+/// The room server's state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Core {
+    limits: Limits,
+    keys: KeySet,
+    sessions: HashMap<SessionId, Session>,
+    by_conn: HashMap<ConnId, SessionId>,
+    by_user: HashMap<Arc<str>, Vec<SessionId>>,
+    rooms: HashMap<RoomKey, Room>,
+    room_ids: HashMap<Arc<str>, RoomKey>,
+    timers: BTreeSet<(u64, Timer)>,
+    outputs: VecDeque<Output>,
+    next_session: SessionId,
+    next_room: u64,
+    next_message_id: u64,
+}
+
+type OpResult = Result<Response, ErrorBody>;
+
+fn err(code: ErrorCode) -> ErrorBody {
+    ErrorBody::new(code)
+}
+
+impl Core {
+    /// A core with these limits and token keys. `id_base` seeds message and session ids so that
+    /// they differ across server runs (for example the start time in ms shifted left).
+    pub fn new(limits: Limits, keys: KeySet, id_base: u64) -> Core {
+        Core {
+            limits,
+            keys,
+            sessions: HashMap::new(),
+            by_conn: HashMap::new(),
+            by_user: HashMap::new(),
+            rooms: HashMap::new(),
+            room_ids: HashMap::new(),
+            timers: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            next_session: id_base.max(1),
+            next_room: 1,
+            next_message_id: id_base.max(1),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] is next due (monotonic ms), if a timer is armed.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Number of rooms held (including empty rooms waiting for a delayed destroy).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Number of sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether a connection has logged in.
+    pub fn is_logged_in(&self, conn: ConnId) -> bool {
+        self.by_conn.contains_key(&conn)
+    }
+
+    fn reply(&mut self, conn: ConnId, request_id: u32, reply: Reply) {
+        let frame = encode_frame(&ResponseFrame { request_id, reply });
+        self.outputs.push_back(Output::Reply { conn, frame });
+    }
+
+    fn respond(&mut self, conn: ConnId, request_id: u32, result: OpResult) {
+        let reply = match result {
+            Ok(r) => Reply::Ok(r),
+            Err(e) => Reply::Err(e),
+        };
+        self.reply(conn, request_id, reply);
+    }
+
+    /// Handles the first request of a connection. Returns true when the connection is now
+    /// logged in; on false the caller has been told to close it. `resume_secret` is fresh
+    /// randomness from the caller.
+    pub fn handle_login(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request_id: u32,
+        login: Login,
+        resume_secret: [u8; 16],
+    ) -> bool {
+        match self.login(now, conn, login, resume_secret) {
+            Ok(response) => {
+                self.respond(conn, request_id, Ok(response));
+                true
+            }
+            Err(e) => {
+                let code = ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal);
+                self.respond(conn, request_id, Err(e));
+                self.outputs.push_back(Output::Close { conn, code: Some(code) });
+                false
+            }
+        }
+    }
+
+    fn login(&mut self, now: Now, conn: ConnId, login: Login, secret: [u8; 16]) -> OpResult {
+        if self.by_conn.contains_key(&conn) {
+            return Err(err(ErrorCode::AlreadyLoggedIn));
+        }
+        if login.protocol_version != PROTOCOL_VERSION {
+            return Err(ErrorBody::with_message(
+                ErrorCode::UnsupportedVersion,
+                format!("server speaks protocol version {PROTOCOL_VERSION}"),
+            ));
+        }
+        if !valid_user_id(&login.user_id) {
+            return Err(err(ErrorCode::InvalidUserId));
+        }
+        if login.user_name.len() > self.limits.max_user_name_bytes {
+            return Err(err(ErrorCode::UserNameTooLong));
+        }
+        let claims =
+            self.keys.verify(&login.token, &login.user_id, now.unix_ms / 1000).map_err(err)?;
+        let user: Arc<str> = Arc::from(login.user_id.as_str());
+        if !self.limits.allow_multi_device {
+            let older: Vec<SessionId> = self.by_user.get(&user).cloned().unwrap_or_default();
+            for sid in older {
+                self.kick(now, sid, ErrorCode::KickedOut, "logged in elsewhere");
+            }
+        }
+        let id = self.next_session;
+        self.next_session += 1;
+        self.sessions.insert(
+            id,
+            Session {
+                id,
+                user_id: user.clone(),
+                user_name: login.user_name,
+                conn: Some(conn),
+                rooms: Vec::new(),
+                resume_secret: secret,
+                token_exp_s: claims.exp,
+            },
+        );
+        self.by_conn.insert(conn, id);
+        self.by_user.entry(user).or_default().push(id);
+        Ok(Response::LoggedIn {
+            session_id: id,
+            resume_secret: secret,
+            server_time_ms: now.unix_ms,
+            token_expires_at_s: claims.exp,
+        })
+    }
+
+    /// Ends a session from the server side: a KickedOut event on its session stream, its rooms
+    /// left with reason `kicked`, and its connection closed with `code`.
+    fn kick(&mut self, now: Now, sid: SessionId, code: ErrorCode, message: &str) {
+        let conn = self.sessions.get(&sid).and_then(|s| s.conn);
+        if let Some(conn) = conn {
+            let frame =
+                encode_frame(&Event::KickedOut { code: code.as_u16(), message: message.into() });
+            self.outputs.push_back(Output::Push { conn, room: None, frame });
+            self.outputs.push_back(Output::Close { conn, code: Some(code) });
+        }
+        self.end_session(now, sid, LeaveReason::Kicked);
+    }
+
+    fn end_session(&mut self, now: Now, sid: SessionId, reason: LeaveReason) {
+        let rooms = self.sessions.get(&sid).map(|s| s.rooms.clone()).unwrap_or_default();
+        for room in rooms {
+            self.leave(now, sid, room, reason);
+        }
+        if let Some(s) = self.sessions.remove(&sid) {
+            if let Some(conn) = s.conn {
+                self.by_conn.remove(&conn);
+            }
+            if let Some(list) = self.by_user.get_mut(&s.user_id) {
+                list.retain(|x| *x != sid);
+                if list.is_empty() {
+                    self.by_user.remove(&s.user_id);
+                }
+            }
+        }
+    }
+
+    /// Handles a connection that is gone: its session leaves every room with reason `offline`.
+    pub fn handle_disconnect(&mut self, now: Now, conn: ConnId) {
+        if let Some(sid) = self.by_conn.get(&conn).copied() {
+            self.end_session(now, sid, LeaveReason::Offline);
+        }
+    }
+
+    /// Handles a request after login. Before login, every request but Login is answered with
+    /// `not_logged_in` and the connection is closed.
+    pub fn handle_request(&mut self, now: Now, conn: ConnId, request_id: u32, request: Request) {
+        let Some(sid) = self.by_conn.get(&conn).copied() else {
+            // Login goes through handle_login; anything else before it ends the connection.
+            self.respond(conn, request_id, Err(err(ErrorCode::NotLoggedIn)));
+            self.outputs.push_back(Output::Close { conn, code: Some(ErrorCode::NotLoggedIn) });
+            return;
+        };
+        let result = match request {
+            Request::Login(_) => Err(err(ErrorCode::AlreadyLoggedIn)),
+            Request::Logout => {
+                self.end_session(now, sid, LeaveReason::Left);
+                self.respond(conn, request_id, Ok(Response::LoggedOut));
+                self.outputs.push_back(Output::Close { conn, code: None });
+                return;
+            }
+            Request::CreateRoom { info, config } => {
+                self.create_room(now, sid, info, config).map(Response::RoomEntered)
+            }
+            Request::JoinRoom { room_id } => {
+                self.join_room(now, sid, &room_id).map(Response::RoomEntered)
+            }
+            Request::EnterRoom { info, config } => {
+                self.enter_room(now, sid, info, config).map(Response::RoomEntered)
+            }
+            Request::LeaveRoom { room_id } => self.leave_room(now, sid, &room_id),
+            Request::LeaveAllRooms => {
+                let rooms = self.sessions.get(&sid).map(|s| s.rooms.clone()).unwrap_or_default();
+                let mut room_ids = Vec::with_capacity(rooms.len());
+                for key in rooms {
+                    if let Some(r) = self.rooms.get(&key) {
+                        room_ids.push(r.id.to_string());
+                    }
+                    self.leave(now, sid, key, LeaveReason::Left);
+                }
+                Ok(Response::RoomsLeft { room_ids })
+            }
+            Request::SwitchRoom { from_room_id, to, create_if_missing, config } => {
+                self.switch_room(now, sid, &from_room_id, to, create_if_missing, config)
+            }
+            Request::SendRoomMessage { room_id, body, priority, client_msg_id } => {
+                self.send_message(now, sid, conn, &room_id, body, priority, client_msg_id)
+            }
+            Request::QueryRoomMembers { room_id, next_flag, count } => {
+                self.query_members(sid, &room_id, &next_flag, count)
+            }
+            Request::QueryRoomOnlineCount { room_id } => {
+                self.existing_room(&room_id).map(|r| Response::RoomOnlineCount {
+                    room_id: r.id.to_string(),
+                    count: r.member_count() as u32,
+                })
+            }
+            Request::QueryRoomMembersById { room_id, user_ids } => {
+                self.query_members_by_id(sid, &room_id, user_ids)
+            }
+            Request::QueryJoinedRooms => Ok(self.joined_rooms(sid)),
+            Request::QueryHistory { room_id, anchor, count } => {
+                self.query_history(now, sid, &room_id, anchor, count)
+            }
+        };
+        self.respond(conn, request_id, result);
+    }
+
+    fn session(&self, sid: SessionId) -> Result<&Session, ErrorBody> {
+        self.sessions.get(&sid).ok_or_else(|| err(ErrorCode::NotLoggedIn))
+    }
+
+    fn existing_room(&self, room_id: &str) -> Result<&Room, ErrorBody> {
+        if !valid_room_id(room_id) {
+            return Err(err(ErrorCode::InvalidRoomId));
+        }
+        self.room_ids
+            .get(room_id)
+            .and_then(|k| self.rooms.get(k))
+            .ok_or_else(|| err(ErrorCode::RoomDoesNotExist))
+    }
+
+    /// The room, if the session is in it.
+    fn member_room(&self, sid: SessionId, room_id: &str) -> Result<&Room, ErrorBody> {
+        let room = self.existing_room(room_id)?;
+        let s = self.session(sid)?;
+        if !room.has_session(&s.user_id, sid) {
+            return Err(err(ErrorCode::NotInRoom));
+        }
+        Ok(room)
+    }
+
+    fn check_new_room(&self, info: &RoomInfo, config: &RoomConfig) -> Result<(), ErrorBody> {
+        if !valid_room_id(&info.room_id) {
+            return Err(err(ErrorCode::InvalidRoomId));
+        }
+        if info.room_name.len() > self.limits.max_room_name_bytes {
+            return Err(err(ErrorCode::RoomNameTooLong));
+        }
+        if config.destroy_delay_s > self.limits.max_destroy_delay_s {
+            return Err(err(ErrorCode::InvalidDestroyDelay));
+        }
+        if self.rooms.len() >= self.limits.rooms_per_server {
+            return Err(err(ErrorCode::ServerRoomLimit));
+        }
+        Ok(())
+    }
+
+    fn check_can_join(&self, sid: SessionId, room: Option<&Room>) -> Result<(), ErrorBody> {
+        let s = self.session(sid)?;
+        if let Some(room) = room {
+            if room.has_session(&s.user_id, sid) {
+                return Ok(());
+            }
+            if room.entry(&s.user_id).is_none()
+                && room.member_count() >= self.limits.members_per_room
+            {
+                return Err(err(ErrorCode::RoomFull));
+            }
+        }
+        if s.rooms.len() >= self.limits.rooms_per_user {
+            return Err(err(ErrorCode::RoomLimitReached));
+        }
+        Ok(())
+    }
+
+    fn create_room(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        info: RoomInfo,
+        config: RoomConfig,
+    ) -> Result<RoomState, ErrorBody> {
+        self.check_new_room(&info, &config)?;
+        if self.room_ids.contains_key(info.room_id.as_str()) {
+            return Err(err(ErrorCode::RoomAlreadyExists));
+        }
+        self.check_can_join(sid, None)?;
+        let key = self.insert_room(now, info, config);
+        Ok(self.add_member(now, sid, key, true))
+    }
+
+    fn insert_room(&mut self, now: Now, info: RoomInfo, config: RoomConfig) -> RoomKey {
+        let key = RoomKey(self.next_room);
+        self.next_room += 1;
+        let id: Arc<str> = Arc::from(info.room_id.as_str());
+        let delay_ms = u64::from(config.destroy_delay_s) * 1000;
+        let room =
+            Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, config.attributes);
+        self.rooms.insert(key, room);
+        self.room_ids.insert(id, key);
+        key
+    }
+
+    fn join_room(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        room_id: &str,
+    ) -> Result<RoomState, ErrorBody> {
+        let room = self.existing_room(room_id)?;
+        self.check_can_join(sid, Some(room))?;
+        let key = room.key;
+        Ok(self.add_member(now, sid, key, false))
+    }
+
+    fn enter_room(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        info: RoomInfo,
+        config: RoomConfig,
+    ) -> Result<RoomState, ErrorBody> {
+        if self.room_ids.contains_key(info.room_id.as_str()) {
+            return self.join_room(now, sid, &info.room_id);
+        }
+        self.create_room(now, sid, info, config)
+    }
+
+    /// Adds the session to the room (which passed the checks) and says what the caller sees.
+    fn add_member(&mut self, now: Now, sid: SessionId, key: RoomKey, created: bool) -> RoomState {
+        let (user, name, conn) = match self.sessions.get(&sid) {
+            Some(s) => (s.user_id.clone(), s.user_name.clone(), s.conn),
+            None => return self.room_state(key, created, false),
+        };
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return self.room_state(key, created, false);
+        };
+        if room.has_session(&user, sid) {
+            return self.room_state(key, created, true);
+        }
+        // A join during the destroy delay cancels the destroy; the stale timer is then ignored.
+        room.destroy_at = None;
+        let new_user = room.add_session(&user, &name, sid);
+        let room_id = room.id.to_string();
+        if new_user && !created {
+            room.pending.push(PresenceChange::Joined(Member {
+                user_id: user.to_string(),
+                user_name: name,
+            }));
+            self.arm_presence_flush(now, key);
+        }
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.rooms.push(key);
+        }
+        if let Some(conn) = conn {
+            let header = encode_frame(&StreamHeader::Room { room_id });
+            self.outputs.push_back(Output::OpenRoomStream { conn, room: key, header });
+        }
+        self.room_state(key, created, false)
+    }
+
+    fn room_state(&self, key: RoomKey, created: bool, already_member: bool) -> RoomState {
+        match self.rooms.get(&key) {
+            Some(r) => RoomState {
+                room_id: r.id.to_string(),
+                room_name: r.name.clone(),
+                created,
+                already_member,
+                member_count: r.member_count() as u32,
+                last_seq: r.last_seq,
+                created_at_ms: r.created_at_ms,
+                attributes: r.attributes.clone(),
+            },
+            None => RoomState {
+                room_id: String::new(),
+                room_name: String::new(),
+                created,
+                already_member,
+                member_count: 0,
+                last_seq: 0,
+                created_at_ms: 0,
+                attributes: Vec::new(),
+            },
+        }
+    }
+
+    fn leave_room(&mut self, now: Now, sid: SessionId, room_id: &str) -> OpResult {
+        let key = self.member_room(sid, room_id)?.key;
+        self.leave(now, sid, key, LeaveReason::Left);
+        Ok(Response::RoomLeft { room_id: room_id.to_string() })
+    }
+
+    /// Removes the session from the room: its stream is finished, the others are told (batched),
+    /// and an empty room is destroyed at once or scheduled for its delayed destroy.
+    fn leave(&mut self, now: Now, sid: SessionId, key: RoomKey, reason: LeaveReason) {
+        let Some(s) = self.sessions.get_mut(&sid) else { return };
+        s.rooms.retain(|k| *k != key);
+        let (user, conn) = (s.user_id.clone(), s.conn);
+        let Some(room) = self.rooms.get_mut(&key) else { return };
+        if let Some(conn) = conn {
+            self.outputs.push_back(Output::CloseRoomStream { conn, room: key });
+        }
+        let mut announce = false;
+        if let Some(member) = room.remove_session(&user, sid) {
+            if !room.members.is_empty() {
+                room.pending.push(PresenceChange::Left(member, reason));
+                announce = true;
+            }
+        }
+        if announce {
+            self.arm_presence_flush(now, key);
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(&key) else { return };
+        if room.members.is_empty() {
+            room.pending.clear();
+            if room.destroy_delay_ms == 0 {
+                self.destroy(key);
+            } else {
+                let at = now.mono_ms + room.destroy_delay_ms;
+                room.destroy_at = Some(at);
+                self.timers.insert((at, Timer::Destroy(key)));
+            }
+        }
+    }
+
+    fn destroy(&mut self, key: RoomKey) {
+        if let Some(room) = self.rooms.remove(&key) {
+            self.room_ids.remove(&room.id);
+        }
+    }
+
+    fn switch_room(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        from: &str,
+        to: RoomInfo,
+        create_if_missing: bool,
+        config: RoomConfig,
+    ) -> OpResult {
+        let from_key = self.member_room(sid, from)?.key;
+        let existing = self.room_ids.get(to.room_id.as_str()).copied();
+        let room = match existing {
+            Some(to_key) => {
+                if to_key == from_key {
+                    let state = self.room_state(to_key, false, true);
+                    return Ok(Response::RoomSwitched {
+                        left_room_id: from.to_string(),
+                        room: state,
+                    });
+                }
+                let room = self.rooms.get(&to_key).ok_or_else(|| err(ErrorCode::Internal))?;
+                let s = self.session(sid)?;
+                if room.entry(&s.user_id).is_none()
+                    && room.member_count() >= self.limits.members_per_room
+                {
+                    return Err(err(ErrorCode::RoomFull));
+                }
+                self.leave(now, sid, from_key, LeaveReason::Left);
+                self.add_member(now, sid, to_key, false)
+            }
+            None if create_if_missing => {
+                self.check_new_room(&to, &config)?;
+                self.leave(now, sid, from_key, LeaveReason::Left);
+                let key = self.insert_room(now, to, config);
+                self.add_member(now, sid, key, true)
+            }
+            None if !valid_room_id(&to.room_id) => return Err(err(ErrorCode::InvalidRoomId)),
+            None => return Err(err(ErrorCode::RoomDoesNotExist)),
+        };
+        Ok(Response::RoomSwitched { left_room_id: from.to_string(), room })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_message(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        conn: ConnId,
+        room_id: &str,
+        body: MessageBody,
+        priority: Priority,
+        client_msg_id: Option<String>,
+    ) -> OpResult {
+        let key = self.member_room(sid, room_id)?.key;
+        if body.len() > self.limits.max_message_bytes {
+            return Err(ErrorBody::with_message(
+                ErrorCode::MessageTooLarge,
+                format!("body of {} bytes is over {}", body.len(), self.limits.max_message_bytes),
+            ));
+        }
+        if let Some(id) = &client_msg_id {
+            if id.is_empty() || id.len() > self.limits.max_client_msg_id_bytes {
+                return Err(err(ErrorCode::InvalidClientMsgId));
+            }
+        }
+        let user = self.session(sid)?.user_id.clone();
+        let limits = &self.limits;
+        let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
+        room.expire_dedup(now.mono_ms, limits.dedup_window_s * 1000);
+        if let Some(id) = &client_msg_id {
+            if let Some(ack) = room.dedup.get(&(user.clone(), id.clone())) {
+                return Ok(Response::MessageSent {
+                    room_id: room_id.to_string(),
+                    message_id: ack.message_id,
+                    seq: ack.seq,
+                    timestamp_ms: ack.timestamp_ms,
+                    duplicate: true,
+                });
+            }
+        }
+        if limits.rate_limit_per_s > 0 {
+            let (rate, burst) = (limits.rate_limit_per_s, limits.rate_limit_burst);
+            let bucket = room
+                .rate
+                .entry(user.clone())
+                .or_insert_with(|| TokenBucket::new(burst, now.mono_ms));
+            if !bucket.try_take(rate, burst, now.mono_ms) {
+                return Err(err(ErrorCode::RateLimited));
+            }
+        }
+        // Members must hear about joins and leaves before messages that follow them.
+        self.flush_presence(key);
+        let message_id = self.next_message_id;
+        self.next_message_id += 1;
+        let to = self.recipients(key);
+        let limits = &self.limits;
+        let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
+        room.last_seq += 1;
+        let msg = RoomMessage {
+            room_id: room.id.to_string(),
+            seq: room.last_seq,
+            message_id,
+            sender: user.to_string(),
+            timestamp_ms: now.unix_ms,
+            priority,
+            body,
+        };
+        let ack = Ack { message_id, seq: msg.seq, timestamp_ms: now.unix_ms };
+        let frame = encode_frame(&Event::RoomMessage(msg.clone()));
+        room.history.push(
+            now.mono_ms,
+            msg,
+            limits.history_max_messages,
+            limits.history_max_age_s * 1000,
+        );
+        if let Some(id) = client_msg_id {
+            let k = (user, id);
+            room.dedup.insert(k.clone(), ack);
+            room.dedup_order.push_back((now.mono_ms, k));
+        }
+        self.outputs.push_back(Output::Broadcast {
+            to,
+            except: Some(conn),
+            room: key,
+            frame,
+            priority,
+        });
+        Ok(Response::MessageSent {
+            room_id: room_id.to_string(),
+            message_id,
+            seq: ack.seq,
+            timestamp_ms: ack.timestamp_ms,
+            duplicate: false,
+        })
+    }
+
+    /// The current connections of the room's member sessions (cached until membership changes).
+    fn recipients(&mut self, key: RoomKey) -> Arc<[ConnId]> {
+        let Some(room) = self.rooms.get(&key) else { return Arc::from(Vec::new()) };
+        if let Some(r) = &room.recipients {
+            return r.clone();
+        }
+        let list: Arc<[ConnId]> = room
+            .members
+            .values()
+            .flat_map(|e| e.sessions.iter())
+            .filter_map(|sid| self.sessions.get(sid).and_then(|s| s.conn))
+            .collect();
+        if let Some(room) = self.rooms.get_mut(&key) {
+            room.recipients = Some(list.clone());
+        }
+        list
+    }
+
+    fn query_members(
+        &self,
+        sid: SessionId,
+        room_id: &str,
+        next_flag: &str,
+        count: u32,
+    ) -> OpResult {
+        let room = self.member_room(sid, room_id)?;
+        if count == 0 || count > MAX_QUERY_COUNT {
+            return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
+        }
+        let start: u64 = if next_flag.is_empty() {
+            0
+        } else {
+            next_flag
+                .parse()
+                .map_err(|_| ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag"))?
+        };
+        let mut iter = room.members.range(start..);
+        let members: Vec<Member> =
+            iter.by_ref().take(count as usize).map(|(_, e)| e.member.clone()).collect();
+        let next_flag = iter.next().map(|(pos, _)| pos.to_string()).unwrap_or_default();
+        Ok(Response::RoomMembers { room_id: room_id.to_string(), members, next_flag })
+    }
+
+    fn query_members_by_id(
+        &self,
+        sid: SessionId,
+        room_id: &str,
+        user_ids: Vec<String>,
+    ) -> OpResult {
+        let room = self.member_room(sid, room_id)?;
+        if user_ids.len() > MAX_QUERY_USER_IDS {
+            return Err(err(ErrorCode::TooManyUserIds));
+        }
+        let mut members = Vec::new();
+        let mut not_found = Vec::new();
+        for id in user_ids {
+            match room.entry(&id) {
+                Some(e) => members.push(e.member.clone()),
+                None => not_found.push(id),
+            }
+        }
+        Ok(Response::RoomMembersById { room_id: room_id.to_string(), members, not_found })
+    }
+
+    fn joined_rooms(&self, sid: SessionId) -> Response {
+        let rooms = self
+            .sessions
+            .get(&sid)
+            .map(|s| {
+                s.rooms
+                    .iter()
+                    .filter_map(|k| self.rooms.get(k))
+                    .map(|r| RoomSummary {
+                        room_id: r.id.to_string(),
+                        room_name: r.name.clone(),
+                        member_count: r.member_count() as u32,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Response::JoinedRooms { rooms }
+    }
+
+    fn query_history(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        room_id: &str,
+        anchor: crate::wire::HistoryAnchor,
+        count: u32,
+    ) -> OpResult {
+        let key = self.member_room(sid, room_id)?.key;
+        if count == 0 || count > MAX_QUERY_COUNT {
+            return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
+        }
+        let max_age = self.limits.history_max_age_s * 1000;
+        let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
+        room.history.expire(now.mono_ms, max_age);
+        let (messages, has_more) = room.history.page(anchor, count as usize);
+        Ok(Response::History { room_id: room_id.to_string(), messages, has_more })
+    }
+
+    fn arm_presence_flush(&mut self, now: Now, key: RoomKey) {
+        let Some(room) = self.rooms.get_mut(&key) else { return };
+        if !room.flush_armed {
+            room.flush_armed = true;
+            self.timers
+                .insert((now.mono_ms + self.limits.presence_batch_ms, Timer::PresenceFlush(key)));
+        }
+    }
+
+    /// Announces the room's pending joins and leaves. Members present before the batch get the
+    /// whole batch; a member who joined during the batch gets only what happened after it joined.
+    fn flush_presence(&mut self, key: RoomKey) {
+        let to = self.recipients(key);
+        let Some(room) = self.rooms.get_mut(&key) else { return };
+        room.flush_armed = false;
+        if room.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut room.pending);
+        if room.member_count() > self.limits.presence_count_threshold {
+            let count = room.member_count() as u32;
+            if count != room.announced_count {
+                room.announced_count = count;
+                let frame = encode_frame(&Event::MemberCountUpdated {
+                    room_id: room.id.to_string(),
+                    count,
+                });
+                self.outputs.push_back(Output::Broadcast {
+                    to,
+                    except: None,
+                    room: key,
+                    frame,
+                    priority: Priority::High,
+                });
+            }
+            return;
+        }
+        room.announced_count = room.member_count() as u32;
+        // For each joiner in the batch, the index of its latest join.
+        let mut joined_at: HashMap<&str, usize> = HashMap::new();
+        for (i, change) in pending.iter().enumerate() {
+            if let PresenceChange::Joined(m) = change {
+                joined_at.insert(m.user_id.as_str(), i);
+            }
+        }
+        let room_id = room.id.to_string();
+        let max = self.limits.presence_batch_max.max(1);
+        // Members from before the batch: one shared encoding of the whole batch.
+        let before: Vec<ConnId> = room
+            .members
+            .values()
+            .filter(|e| !joined_at.contains_key(e.member.user_id.as_str()))
+            .flat_map(|e| e.sessions.iter())
+            .filter_map(|sid| self.sessions.get(sid).and_then(|s| s.conn))
+            .collect();
+        let mut outputs = Vec::new();
+        let frames = presence_frames(&room_id, &pending, max);
+        if !before.is_empty() {
+            let before: Arc<[ConnId]> = if before.len() == to.len() { to } else { before.into() };
+            for frame in frames {
+                outputs.push(Output::Broadcast {
+                    to: before.clone(),
+                    except: None,
+                    room: key,
+                    frame,
+                    priority: Priority::High,
+                });
+            }
+        }
+        // Joiners of this batch that are still members: what happened after each one joined.
+        for entry in room.members.values() {
+            let Some(&i) = joined_at.get(entry.member.user_id.as_str()) else { continue };
+            let after = &pending[i + 1..];
+            if after.is_empty() {
+                continue;
+            }
+            let frames = presence_frames(&room_id, after, max);
+            for sid in &entry.sessions {
+                if let Some(conn) = self.sessions.get(sid).and_then(|s| s.conn) {
+                    for frame in &frames {
+                        outputs.push(Output::Push { conn, room: Some(key), frame: frame.clone() });
+                    }
+                }
+            }
+        }
+        self.outputs.extend(outputs);
+    }
+
+    /// Handles every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Now) {
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now.mono_ms {
+                break;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::PresenceFlush(key) => self.flush_presence(key),
+                Timer::Destroy(key) => {
+                    let due = self.rooms.get(&key).is_some_and(|r| {
+                        r.members.is_empty() && r.destroy_at.is_some_and(|d| d <= now.mono_ms)
+                    });
+                    if due {
+                        self.destroy(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Token expiry of a connection's session, Unix seconds.
+    pub fn token_expiry(&self, conn: ConnId) -> Option<u64> {
+        let sid = self.by_conn.get(&conn)?;
+        self.sessions.get(sid).map(|s| s.token_exp_s)
+    }
+
+    /// The session id of a logged-in connection.
+    pub fn session_of(&self, conn: ConnId) -> Option<SessionId> {
+        self.by_conn
+            .get(&conn)
+            .copied()
+            .filter(|sid| self.sessions.get(sid).is_some_and(|s| s.id == *sid))
+    }
+}
+
+/// Encodes a run of presence changes as events: consecutive changes of one kind (and reason)
+/// share an event, at most `max` members each.
+fn presence_frames(room_id: &str, changes: &[PresenceChange], max: usize) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    let mut i = 0;
+    while i < changes.len() {
+        let mut members = Vec::new();
+        match &changes[i] {
+            PresenceChange::Joined(_) => {
+                while let Some(PresenceChange::Joined(m)) = changes.get(i) {
+                    if members.len() == max {
+                        break;
+                    }
+                    members.push(m.clone());
+                    i += 1;
+                }
+                frames.push(encode_frame(&Event::MembersJoined {
+                    room_id: room_id.to_string(),
+                    members,
+                }));
+            }
+            PresenceChange::Left(_, reason) => {
+                let reason = *reason;
+                while let Some(PresenceChange::Left(m, r)) = changes.get(i) {
+                    if members.len() == max || *r != reason {
+                        break;
+                    }
+                    members.push(m.clone());
+                    i += 1;
+                }
+                frames.push(encode_frame(&Event::MembersLeft {
+                    room_id: room_id.to_string(),
+                    members,
+                    reason,
+                }));
+            }
+        }
+    }
+    frames
+}

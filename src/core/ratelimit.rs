@@ -1,0 +1,48 @@
+//! A token bucket on explicit millisecond time.
+
+/// A token bucket: `rate` tokens per second up to `burst`.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    /// Tokens in thousandths, to stay in integers.
+    milli_tokens: u64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket at time `now_ms`.
+    pub fn new(burst: u32, now_ms: u64) -> TokenBucket {
+        TokenBucket { milli_tokens: u64::from(burst) * 1000, last_ms: now_ms }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        let cap = u64::from(burst) * 1000;
+        self.milli_tokens = (self.milli_tokens + elapsed * u64::from(rate)).min(cap);
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_sustained_rate() {
+        let mut b = TokenBucket::new(4, 0);
+        assert!((0..4).all(|_| b.try_take(2, 4, 0)));
+        assert!(!b.try_take(2, 4, 0));
+        assert!(!b.try_take(2, 4, 499));
+        assert!(b.try_take(2, 4, 500));
+        assert!(!b.try_take(2, 4, 500));
+        // A long pause refills only up to the burst.
+        assert!((0..4).all(|_| b.try_take(2, 4, 100_000)));
+        assert!(!b.try_take(2, 4, 100_000));
+    }
+}

@@ -1,0 +1,74 @@
+//! Reading frames from a QUIC receive stream, bounded in size and time.
+//!
+//! This and the connection modules that call it are the only code that reads stream bytes.
+
+use std::time::Duration;
+
+use quinn::RecvStream;
+
+use crate::wire::{check_length, ErrorCode, WireError, LENGTH_PREFIX_LEN};
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The frame's length prefix or body is bad.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The peer finished the stream in the middle of a frame.
+    #[error("stream ended inside a frame")]
+    Truncated,
+    /// The rest of a frame did not arrive in time.
+    #[error("frame read timed out")]
+    Timeout,
+    /// The stream or connection failed.
+    #[error("stream error: {0}")]
+    Stream(String),
+}
+
+impl ReadError {
+    /// The code the peer is closed with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ReadError::Wire(e) => e.code(),
+            ReadError::Truncated => ErrorCode::MalformedFrame,
+            ReadError::Timeout => ErrorCode::FrameTimeout,
+            ReadError::Stream(_) => ErrorCode::ProtocolViolation,
+        }
+    }
+}
+
+async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), ReadError> {
+    recv.read_exact(buf).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(_) => ReadError::Truncated,
+        quinn::ReadExactError::ReadError(e) => ReadError::Stream(e.to_string()),
+    })
+}
+
+/// Reads one frame body. `Ok(None)` is a clean end of stream between frames.
+///
+/// The first byte may take as long as it likes (an idle client is fine); once it has arrived,
+/// the rest of the frame must arrive within `frame_timeout` (a client dribbling bytes is cut
+/// off). The length is checked against `max` before the body is buffered.
+pub async fn read_frame(
+    recv: &mut RecvStream,
+    max: usize,
+    frame_timeout: Duration,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    let mut prefix = [0u8; LENGTH_PREFIX_LEN];
+    match recv.read(&mut prefix[..1]).await {
+        Ok(Some(1)) => {}
+        Ok(Some(_)) | Ok(None) => return Ok(None),
+        Err(e) => return Err(ReadError::Stream(e.to_string())),
+    }
+    let rest = async {
+        read_exact(recv, &mut prefix[1..]).await?;
+        let len = check_length(prefix, max)?;
+        let mut body = vec![0u8; len];
+        read_exact(recv, &mut body).await?;
+        Ok(body)
+    };
+    match tokio::time::timeout(frame_timeout, rest).await {
+        Ok(r) => r.map(Some),
+        Err(_) => Err(ReadError::Timeout),
+    }
+}

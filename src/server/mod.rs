@@ -1,0 +1,341 @@
+//! The QUIC glue around the sans-IO core: endpoint, connections, timers and shutdown.
+//!
+//! The core sits behind one `std::sync::Mutex` together with the table of connection outboxes.
+//! Every input is handled under that lock and its outputs are dispatched to outboxes before the
+//! lock is released; dispatch only pushes into queues, so the lock is never held across an
+//! `.await` and a slow connection never slows the others.
+
+mod conn;
+mod outbox;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use quinn::crypto::rustls::QuicServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::Notify;
+
+use crate::auth::KeySet;
+use crate::certs;
+use crate::config::ServerConfig;
+use crate::core::{ConnId, Core, Now, Output};
+use crate::wire::{ErrorCode, ALPN};
+use outbox::Outbox;
+pub use outbox::{close_connection, OutboxStats};
+
+/// Monotonic and wall-clock time for the core.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Now {
+        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64);
+        Now { mono_ms: self.start.elapsed().as_millis() as u64, unix_ms: unix_ms.unwrap_or(0) }
+    }
+
+    fn instant(&self, mono_ms: u64) -> tokio::time::Instant {
+        self.start + Duration::from_millis(mono_ms)
+    }
+}
+
+struct State {
+    core: Core,
+    outboxes: HashMap<ConnId, Arc<Outbox>>,
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    clock: Clock,
+    timer_changed: Notify,
+    config: ServerConfig,
+    next_conn: AtomicU64,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    stats: Arc<OutboxStats>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The core never panics on peer input; if it ever did, keep serving the others.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one input through the core and dispatches what it asks for, under the lock.
+    pub(crate) fn with_core<R>(&self, f: impl FnOnce(&mut Core, Now) -> R) -> R {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let before = state.core.poll_timeout();
+        let r = f(&mut state.core, now);
+        let state = &mut *state;
+        while let Some(out) = state.core.poll_output() {
+            dispatch(&state.outboxes, out);
+        }
+        if state.core.poll_timeout() != before {
+            self.timer_changed.notify_one();
+        }
+        r
+    }
+
+    fn register(&self, conn: ConnId, outbox: Arc<Outbox>) {
+        self.lock().outboxes.insert(conn, outbox);
+    }
+
+    fn unregister(&self, conn: ConnId) {
+        self.with_core(|core, now| core.handle_disconnect(now, conn));
+        self.lock().outboxes.remove(&conn);
+    }
+}
+
+fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output) {
+    match out {
+        Output::Reply { conn, frame } => {
+            if let Some(o) = outboxes.get(&conn) {
+                o.push_control(frame);
+            }
+        }
+        Output::OpenRoomStream { conn, room, header } => {
+            if let Some(o) = outboxes.get(&conn) {
+                o.open_room(room, header);
+            }
+        }
+        Output::CloseRoomStream { conn, room } => {
+            if let Some(o) = outboxes.get(&conn) {
+                o.close_room(room);
+            }
+        }
+        Output::Broadcast { to, except, room, frame, priority } => {
+            for conn in to.iter() {
+                if Some(*conn) == except {
+                    continue;
+                }
+                if let Some(o) = outboxes.get(conn) {
+                    o.push(Some(room), frame.clone(), priority);
+                }
+            }
+        }
+        Output::Push { conn, room, frame } => {
+            if let Some(o) = outboxes.get(&conn) {
+                o.push(room, frame, crate::wire::Priority::High);
+            }
+        }
+        Output::Close { conn, code } => {
+            if let Some(o) = outboxes.get(&conn) {
+                o.close(code);
+            }
+        }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+}
+
+/// Token keys from the configuration, or the development key (created on first start).
+pub fn load_keys(config: &ServerConfig) -> Result<KeySet> {
+    let mut keys = KeySet::new();
+    if config.token_keys.is_empty() {
+        let secret = certs::ensure_token_secret(&config.certs_dir)?;
+        keys.insert(certs::DEV_KEY_ID, &secret);
+    }
+    for k in &config.token_keys {
+        let secret = hex::decode(&k.secret_hex)
+            .map_err(|e| anyhow!("token key {}: secret_hex is not hex: {e}", k.id))?;
+        if secret.len() < 16 {
+            return Err(anyhow!("token key {}: a secret needs at least 16 bytes", k.id));
+        }
+        if !keys.insert(&k.id, &secret) {
+            return Err(anyhow!("token key id {:?} is not 1-32 of [A-Za-z0-9_-]", k.id));
+        }
+    }
+    Ok(keys)
+}
+
+/// The certificate chain and key from the configuration, or the development ones (created on
+/// first start).
+pub fn load_tls(
+    config: &ServerConfig,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => Ok((certs::load_certs(cert)?, certs::load_key(key)?)),
+        (None, None) => {
+            if certs::ensure_dev_certs(&config.certs_dir)? {
+                tracing::info!(dir = %config.certs_dir.display(), "made development certificates");
+            }
+            let (cert, key) = certs::dev_paths(&config.certs_dir);
+            Ok((certs::load_certs(&cert)?, certs::load_key(&key)?))
+        }
+        _ => Err(anyhow!("--cert and --key go together")),
+    }
+}
+
+/// The QUIC transport settings the server uses, chosen deliberately (see ARCHITECTURE.md).
+pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig> {
+    let t = &config.transport;
+    let mut tc = quinn::TransportConfig::default();
+    // Clients open exactly one bidirectional stream and no unidirectional ones; quinn allocates
+    // state for every stream a peer may open, so these stay as small as the protocol allows.
+    tc.max_concurrent_bidi_streams(1u32.into());
+    tc.max_concurrent_uni_streams(0u32.into());
+    tc.stream_receive_window(t.stream_receive_window.into());
+    tc.receive_window(t.receive_window.into());
+    tc.send_window(t.send_window);
+    tc.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(t.idle_timeout_s.max(1)))
+            .context("idle_timeout_s")?,
+    ));
+    if t.keep_alive_s > 0 {
+        tc.keep_alive_interval(Some(Duration::from_secs(t.keep_alive_s)));
+    }
+    tc.datagram_receive_buffer_size(None);
+    Ok(tc)
+}
+
+impl Server {
+    /// Binds a server with this configuration and TLS identity and token keys.
+    pub fn bind_with(
+        config: ServerConfig,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        keys: KeySet,
+    ) -> Result<Server> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.max_early_data_size = 0;
+        let crypto = QuicServerConfig::try_from(tls)?;
+        let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        sc.transport_config(Arc::new(transport_config(&config)?));
+        sc.max_incoming(config.transport.max_incoming.max(1));
+        sc.migration(true);
+        let socket = std::net::UdpSocket::bind(config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(sc),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        let id_base =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
+                << 16;
+        let core = Core::new(config.limits.clone(), keys, id_base);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { core, outboxes: HashMap::new() }),
+            clock: Clock { start: tokio::time::Instant::now() },
+            timer_changed: Notify::new(),
+            config,
+            next_conn: AtomicU64::new(1),
+            per_ip: Mutex::new(HashMap::new()),
+            stats: Arc::new(OutboxStats::default()),
+        });
+        Ok(Server { endpoint, shared })
+    }
+
+    /// Binds a server, loading or creating certificates and token keys as configured.
+    pub fn bind(config: ServerConfig) -> Result<Server> {
+        let (chain, key) = load_tls(&config)?;
+        let keys = load_keys(&config)?;
+        Server::bind_with(config, chain, key, keys)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Counters of the outbound queues.
+    pub fn stats(&self) -> Arc<OutboxStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection with `server_shutdown`
+    /// and waits (bounded) for the endpoint to drain.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let Server { endpoint, shared } = self;
+        let timers = tokio::spawn(run_timers(shared.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    accept(&shared, incoming);
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!("shutting down");
+        let code = ErrorCode::ServerShutdown;
+        endpoint.close(quinn::VarInt::from_u32(u32::from(code.as_u16())), code.name().as_bytes());
+        timers.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+        Ok(())
+    }
+}
+
+/// Applies the connection caps and starts a connection task.
+fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
+    let t = &shared.config.transport;
+    let ip = incoming.remote_address().ip();
+    let total = shared.lock().outboxes.len();
+    let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+    let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
+    if total >= t.max_connections
+        || (t.max_connections_per_ip > 0 && from_ip >= t.max_connections_per_ip)
+    {
+        drop(per_ip);
+        tracing::debug!(%ip, total, from_ip, "connection refused: over the cap");
+        incoming.refuse();
+        return;
+    }
+    *per_ip.entry(ip).or_default() += 1;
+    drop(per_ip);
+    let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        conn::run(shared.clone(), conn_id, incoming).await;
+        let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    });
+}
+
+/// Fires the core's timers (presence flushes, delayed destroys) when they are due.
+async fn run_timers(shared: Arc<Shared>) {
+    loop {
+        let next = shared.lock().core.poll_timeout();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(shared.clock.instant(at)) => {
+                        shared.with_core(|core, now| core.handle_timeout(now));
+                    }
+                    _ = shared.timer_changed.notified() => {}
+                }
+            }
+            None => shared.timer_changed.notified().await,
+        }
+    }
+}
+
+/// Runs a server with `config` until `shutdown` completes.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let server = Server::bind(config)?;
+    tracing::info!(addr = %server.local_addr()?, "huddle listening");
+    server.run(shutdown).await
+}

@@ -1,0 +1,264 @@
+//! A connection's outbound side: one writer task per stream, fed by unbounded channels whose
+//! total size is bounded by explicit byte and frame counters.
+//!
+//! Pushing never blocks, so the core lock is never held across a write. What a slow consumer
+//! experiences: while its queue is over half of either bound, low-priority messages for it are
+//! dropped; when the queue reaches the bound, its connection is closed with `slow_consumer` and
+//! nothing more is queued for it. Other connections are unaffected either way.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+use crate::config::QueueLimits;
+use crate::core::RoomKey;
+use crate::wire::{encode_frame, ErrorCode, Priority, StreamHeader};
+
+/// Frames written per write call at most (they coalesce into as few packets as possible).
+const WRITE_BATCH: usize = 64;
+
+/// How long a closing connection waits for its control and session streams to be delivered.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+
+type Tx = mpsc::UnboundedSender<Bytes>;
+
+/// Counters shared by every connection (for logs, metrics and tests).
+#[derive(Debug, Default)]
+pub struct OutboxStats {
+    /// Low-priority frames dropped because a receiver was slow.
+    pub dropped_low: AtomicU64,
+    /// Connections closed as slow consumers.
+    pub slow_consumers: AtomicU64,
+}
+
+#[derive(Default)]
+struct Inner {
+    control: Option<Tx>,
+    session: Option<Tx>,
+    rooms: Vec<(RoomKey, Tx)>,
+    close: Option<Option<ErrorCode>>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One connection's outbound queues. See the module documentation.
+pub struct Outbox {
+    conn: quinn::Connection,
+    inner: Mutex<Inner>,
+    queued_bytes: Arc<AtomicUsize>,
+    queued_frames: Arc<AtomicUsize>,
+    limits: QueueLimits,
+    stats: Arc<OutboxStats>,
+    /// Signalled once when the connection should close.
+    pub close_requested: Notify,
+}
+
+impl Outbox {
+    /// An outbox whose control replies go to `control`.
+    pub fn new(
+        conn: quinn::Connection,
+        control: quinn::SendStream,
+        limits: QueueLimits,
+        stats: Arc<OutboxStats>,
+    ) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox {
+            conn,
+            inner: Mutex::new(Inner::default()),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            queued_frames: Arc::new(AtomicUsize::new(0)),
+            limits,
+            stats,
+            close_requested: Notify::new(),
+        });
+        let tx = outbox.spawn_writer(StreamTarget::Existing(control), None, 0);
+        outbox.lock().control = Some(tx);
+        outbox
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock would be a bug in this module; recover the data anyway.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens the session stream (after a successful login).
+    pub fn open_session(self: &Arc<Self>) {
+        let header = encode_frame(&StreamHeader::Session);
+        let tx = self.spawn_writer(StreamTarget::OpenUni, Some(header), 10);
+        self.lock().session = Some(tx);
+    }
+
+    /// Opens the stream of a room, writing `header` first.
+    pub fn open_room(self: &Arc<Self>, room: RoomKey, header: Bytes) {
+        if self.lock().close.is_some() {
+            return;
+        }
+        let tx = self.spawn_writer(StreamTarget::OpenUni, Some(header), 0);
+        let mut inner = self.lock();
+        inner.rooms.retain(|(k, _)| *k != room);
+        inner.rooms.push((room, tx));
+    }
+
+    /// Finishes the stream of a room once what is queued on it has been written.
+    pub fn close_room(&self, room: RoomKey) {
+        self.lock().rooms.retain(|(k, _)| *k != room);
+    }
+
+    /// Queues a control-stream reply (never dropped; counts toward the bound).
+    pub fn push_control(&self, frame: Bytes) {
+        let tx = self.lock().control.clone();
+        if let Some(tx) = tx {
+            self.enqueue(&tx, frame, Priority::High);
+        }
+    }
+
+    /// Queues a frame on a room stream (`Some`) or the session stream (`None`).
+    pub fn push(&self, room: Option<RoomKey>, frame: Bytes, priority: Priority) {
+        let tx = {
+            let inner = self.lock();
+            match room {
+                None => inner.session.clone(),
+                Some(key) => inner.rooms.iter().find(|(k, _)| *k == key).map(|(_, tx)| tx.clone()),
+            }
+        };
+        if let Some(tx) = tx {
+            self.enqueue(&tx, frame, priority);
+        }
+    }
+
+    fn enqueue(&self, tx: &Tx, frame: Bytes, priority: Priority) {
+        let bytes = self.queued_bytes.load(Ordering::Relaxed);
+        let frames = self.queued_frames.load(Ordering::Relaxed);
+        let (max_bytes, max_frames) = (self.limits.max_bytes, self.limits.max_frames);
+        if priority == Priority::Low && (bytes >= max_bytes / 2 || frames >= max_frames / 2) {
+            self.stats.dropped_low.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if bytes + frame.len() > max_bytes || frames + 1 > max_frames {
+            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            self.close_now(ErrorCode::SlowConsumer);
+            return;
+        }
+        self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed);
+        self.queued_frames.fetch_add(1, Ordering::Relaxed);
+        if tx.send(frame).is_err() {
+            // The writer is gone (stream failed); the connection task will notice the close.
+        }
+    }
+
+    /// Asks for the connection to close after its control and session streams are delivered
+    /// (bounded by [`CLOSE_FLUSH`]). `None` is a normal close (code 0).
+    pub fn close(&self, code: Option<ErrorCode>) {
+        let mut inner = self.lock();
+        if inner.close.is_some() {
+            return;
+        }
+        inner.close = Some(code);
+        inner.control = None;
+        inner.session = None;
+        inner.rooms.clear();
+        drop(inner);
+        self.close_requested.notify_one();
+    }
+
+    /// Closes the connection at once, abandoning whatever is queued.
+    pub fn close_now(&self, code: ErrorCode) {
+        {
+            let mut inner = self.lock();
+            if inner.close.is_some() {
+                return;
+            }
+            inner.close = Some(Some(code));
+            inner.control = None;
+            inner.session = None;
+            inner.rooms.clear();
+        }
+        close_connection(&self.conn, Some(code));
+        self.close_requested.notify_one();
+    }
+
+    /// The close code asked for, if a close was asked for.
+    pub fn close_code(&self) -> Option<Option<ErrorCode>> {
+        self.lock().close
+    }
+
+    /// Waits (bounded) for the writers to deliver what they hold, then closes the connection.
+    pub async fn finish_close(&self) {
+        let (code, writers) = {
+            let mut inner = self.lock();
+            (inner.close.unwrap_or(None), std::mem::take(&mut inner.writers))
+        };
+        let flush = async {
+            for w in writers {
+                let _ = w.await;
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
+        close_connection(&self.conn, code);
+    }
+
+    fn spawn_writer(
+        self: &Arc<Self>,
+        target: StreamTarget,
+        header: Option<Bytes>,
+        prio: i32,
+    ) -> Tx {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let conn = self.conn.clone();
+        let bytes = self.queued_bytes.clone();
+        let frames = self.queued_frames.clone();
+        let handle = tokio::spawn(async move {
+            let mut stream = match target {
+                StreamTarget::Existing(s) => s,
+                StreamTarget::OpenUni => match conn.open_uni().await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
+            };
+            let _ = stream.set_priority(prio);
+            if let Some(h) = header {
+                if stream.write_all(&h).await.is_err() {
+                    return;
+                }
+            }
+            let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+            while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+                let n = batch.len();
+                let len: usize = batch.iter().map(Bytes::len).sum();
+                let res = stream.write_all_chunks(&mut batch).await;
+                bytes.fetch_sub(len, Ordering::Relaxed);
+                frames.fetch_sub(n, Ordering::Relaxed);
+                batch.clear();
+                if res.is_err() {
+                    // Drain what is left so the counters stay true, then stop.
+                    rx.close();
+                    while let Some(f) = rx.recv().await {
+                        bytes.fetch_sub(f.len(), Ordering::Relaxed);
+                        frames.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+            }
+            let _ = stream.finish();
+            let _ = stream.stopped().await;
+        });
+        let mut inner = self.lock();
+        inner.writers.retain(|h| !h.is_finished());
+        inner.writers.push(handle);
+        tx
+    }
+}
+
+enum StreamTarget {
+    Existing(quinn::SendStream),
+    OpenUni,
+}
+
+/// Closes a connection with an application code (0 for a normal close) and the code's name.
+pub fn close_connection(conn: &quinn::Connection, code: Option<ErrorCode>) {
+    match code {
+        Some(c) => conn.close(quinn::VarInt::from_u32(u32::from(c.as_u16())), c.name().as_bytes()),
+        None => conn.close(quinn::VarInt::from_u32(0), b"bye"),
+    }
+}

@@ -1,0 +1,123 @@
+//! Shared helpers for integration tests: a real server on 127.0.0.1:0 with in-memory
+//! certificates, and logged-in clients from the real client library.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use huddle::auth::KeySet;
+use huddle::certs::generate_in_memory;
+use huddle::client::{Client, ClientConfig, ClientEvent};
+use huddle::config::ServerConfig;
+use huddle::server::Server;
+use huddle::wire::{Event, RoomConfig, RoomInfo};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::oneshot;
+
+pub const KEY_ID: &str = "test";
+pub const SECRET: &[u8] = b"integration-test-secret-0123456789";
+
+/// A running test server; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub ca: CertificateDer<'static>,
+    pub keys: KeySet,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub stats: std::sync::Arc<huddle::server::OutboxStats>,
+}
+
+pub fn keys() -> KeySet {
+    let mut k = KeySet::new();
+    k.insert(KEY_ID, SECRET);
+    k
+}
+
+pub fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let mut config =
+            ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+        tweak(&mut config);
+        let tls = generate_in_memory().unwrap();
+        let keys = keys();
+        let server = Server::bind_with(config, tls.chain, tls.key, keys.clone()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let stats = server.stats();
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestServer { addr, ca: tls.ca, keys, stop: Some(stop), task: Some(task), stats }
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        let now = now_s();
+        self.keys.mint(KEY_ID, user, now, now + 3600).unwrap()
+    }
+
+    pub fn config(&self, user: &str) -> ClientConfig {
+        let mut c = ClientConfig::new(self.addr, user, &self.token(user));
+        c.user_name = format!("{user} name");
+        c.roots = vec![self.ca.clone()];
+        c
+    }
+
+    pub async fn client(&self, user: &str) -> Client {
+        Client::connect(self.config(user)).await.unwrap()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub fn info(id: &str) -> RoomInfo {
+    RoomInfo { room_id: id.into(), room_name: format!("{id} name") }
+}
+
+pub fn cfg() -> RoomConfig {
+    RoomConfig::default()
+}
+
+/// The next server event within `secs`, panicking on timeout or disconnect.
+pub async fn next_event(c: &Client, secs: u64) -> Event {
+    match tokio::time::timeout(Duration::from_secs(secs), c.next_event()).await {
+        Ok(Some(ClientEvent::Event(e))) => e,
+        Ok(other) => panic!("expected an event, got {other:?}"),
+        Err(_) => panic!("no event within {secs} s"),
+    }
+}
+
+/// Asserts that no server event arrives within `ms`.
+pub async fn no_event(c: &Client, ms: u64) {
+    if let Ok(e) = tokio::time::timeout(Duration::from_millis(ms), c.next_event()).await {
+        panic!("expected no event, got {e:?}");
+    }
+}
