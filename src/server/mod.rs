@@ -221,6 +221,7 @@ impl Server {
         sc.migration(true);
         let socket = std::net::UdpSocket::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
+        set_socket_buffers(&socket, config.transport.socket_buffer_bytes);
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(sc),
@@ -281,6 +282,21 @@ impl Server {
         timers.abort();
         let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
         Ok(())
+    }
+}
+
+/// Raises a UDP socket's send and receive buffers (best effort: the OS may cap them).
+pub fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    let sock = quinn::udp::UdpSockRef::from(socket);
+    match quinn::udp::UdpSocketState::new(sock) {
+        Ok(state) => {
+            let _ = state.set_send_buffer_size(quinn::udp::UdpSockRef::from(socket), bytes);
+            let _ = state.set_recv_buffer_size(quinn::udp::UdpSockRef::from(socket), bytes);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not set socket buffers"),
     }
 }
 
