@@ -10,5 +10,6 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod framed;
+pub mod netsim;
 pub mod server;
 pub mod wire;

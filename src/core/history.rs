@@ -62,7 +62,7 @@ impl History {
                 (end.saturating_sub(count), end)
             }
             HistoryAnchor::AfterSeq(seq) => {
-                let start = if seq < first { 0 } else { index_of(seq + 1) };
+                let start = if seq < first { 0 } else { index_of(seq.saturating_add(1)) };
                 (start, (start + count).min(len))
             }
         };

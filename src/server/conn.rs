@@ -7,7 +7,7 @@ use super::outbox::{close_connection, Outbox};
 use super::Shared;
 use crate::core::ConnId;
 use crate::framed::{read_frame, ReadError};
-use crate::wire::{decode_body, ErrorCode, Request, RequestFrame, MAX_CLIENT_FRAME_LEN};
+use crate::wire::{decode_request, ErrorCode, Request, RequestFrame, MAX_CLIENT_FRAME_LEN};
 
 pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::Incoming) {
     let conn = match incoming.await {
@@ -48,7 +48,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
             outbox.close_now(e.code());
             false
         }
-        Ok(Ok(Some(body))) => match decode_body::<RequestFrame>(&body) {
+        Ok(Ok(Some(body))) => match decode_request(&body) {
             Err(e) => {
                 outbox.close_now(e.code());
                 false
@@ -116,7 +116,7 @@ async fn request_loop(
             _ = conn.closed() => return,
         };
         match frame {
-            Ok(Some(body)) => match decode_body::<RequestFrame>(&body) {
+            Ok(Some(body)) => match decode_request(&body) {
                 Ok(RequestFrame { request_id, request }) => {
                     shared.with_core(|core, now| {
                         core.handle_request(now, conn_id, request_id, request)

@@ -47,6 +47,12 @@ pub const MAX_CLIENT_FRAME_LEN: usize = 64 * 1024;
 pub const CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_FRAME_LEN>> =
     bincode::config::standard().with_limit::<MAX_FRAME_LEN>();
 
+/// The same configuration limited to the largest client frame: the server decodes requests
+/// with it, so that a small hostile frame claiming a long string cannot make the server
+/// allocate more than a client frame's worth before the decode fails.
+pub const CLIENT_CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_CLIENT_FRAME_LEN>> =
+    bincode::config::standard().with_limit::<MAX_CLIENT_FRAME_LEN>();
+
 /// Why bytes could not be turned into a message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
@@ -118,6 +124,19 @@ pub fn decode_body<T: Decode<()>>(body: &[u8]) -> Result<T, WireError> {
     Ok(msg)
 }
 
+/// Decodes a request frame body the way the server does: exact slice, [`CLIENT_CONFIG`].
+pub fn decode_request(body: &[u8]) -> Result<RequestFrame, WireError> {
+    if body.len() > MAX_CLIENT_FRAME_LEN {
+        return Err(WireError::TooLarge { len: body.len(), max: MAX_CLIENT_FRAME_LEN });
+    }
+    let (msg, used) = bincode::decode_from_slice::<RequestFrame, _>(body, CLIENT_CONFIG)
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if used != body.len() {
+        return Err(WireError::TrailingBytes(body.len() - used));
+    }
+    Ok(msg)
+}
+
 /// Splits complete frames off the front of a byte buffer: for callers that hold bytes already
 /// (fuzzing, tests, datagrams). Returns `Ok(None)` when more bytes are needed.
 pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, WireError> {
@@ -163,6 +182,18 @@ mod tests {
         let mut body = vec![0u8, 0, 1, 253];
         body.extend_from_slice(&(1u64 << 40).to_le_bytes());
         assert!(matches!(decode_body::<RequestFrame>(&body), Err(WireError::Malformed(_))));
+    }
+
+    #[test]
+    fn requests_are_decoded_with_the_client_limit() {
+        // A Login whose user_id claims 1 MiB: within the 4 MiB limit, over the 64 KiB one.
+        let mut body = vec![0u8, 0, 1, 252];
+        body.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        assert!(
+            matches!(decode_request(&body), Err(WireError::Malformed(m)) if m.contains("Limit"))
+        );
+        let ok = encode_frame(&RequestFrame { request_id: 3, request: Request::QueryJoinedRooms });
+        assert_eq!(decode_request(&ok[4..]).unwrap().request_id, 3);
     }
 
     #[test]
