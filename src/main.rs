@@ -40,6 +40,60 @@ enum Command {
     },
     /// Interactive or JSON-lines client.
     Client(huddle::cli::ClientArgs),
+    /// A UDP proxy that impairs traffic like a lossy mobile network (loss, delay, rebinding).
+    Netsim(NetsimArgs),
+}
+
+#[derive(clap::Args)]
+struct NetsimArgs {
+    /// Address clients send to.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The server's address.
+    #[arg(long)]
+    upstream: SocketAddr,
+    /// Uniform loss probability, both directions (per-direction flags override).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Uniform loss, client to server only.
+    #[arg(long)]
+    loss_up: Option<f64>,
+    /// Uniform loss, server to client only.
+    #[arg(long)]
+    loss_down: Option<f64>,
+    /// Bursty (Gilbert-Elliott) loss: long-run rate, bursts of 4 datagrams on average.
+    #[arg(long)]
+    burst_loss: Option<f64>,
+    /// One-way delay in ms, each direction.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Uniform jitter in ms added to the delay.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// Probability that a datagram is held back and overtaken.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Probability that a datagram is delivered twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Link rate in kbit/s, each direction (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    rate_kbps: u64,
+    /// Bytes the rate limiter queues before tail drop.
+    #[arg(long, default_value_t = 64 * 1024)]
+    queue_bytes: u64,
+    /// START:DURATION in seconds during which everything is dropped (repeatable).
+    #[arg(long, value_parser = huddle::netsim::model::parse_window)]
+    blackhole: Vec<(u64, u64)>,
+    /// Seconds after start at which the upstream source port changes (repeatable).
+    #[arg(long)]
+    rebind_at: Vec<f64>,
+    /// Seed of the random decisions.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds to run before stopping by itself.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
 }
 
 #[derive(clap::Args)]
@@ -95,12 +149,47 @@ fn main() -> Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Netsim(args) => netsim(args),
         Command::Client(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             let code = rt.block_on(huddle::cli::run(args))?;
             std::process::exit(code);
         }
     }
+}
+
+fn netsim(a: NetsimArgs) -> Result<()> {
+    use huddle::netsim::{BurstLoss, Impairment, Proxy, ProxyConfig};
+    let base = Impairment {
+        loss: a.loss,
+        burst: a.burst_loss.map(|r| BurstLoss::with_rate(r, 4.0)),
+        delay_ms: a.delay_ms,
+        jitter_ms: a.jitter_ms,
+        reorder: a.reorder,
+        duplicate: a.duplicate,
+        rate_kbps: a.rate_kbps,
+        queue_bytes: a.queue_bytes,
+        blackholes: a.blackhole.clone(),
+    };
+    let cfg = ProxyConfig {
+        listen: a.listen,
+        upstream: a.upstream,
+        to_server: Impairment { loss: a.loss_up.unwrap_or(a.loss), ..base.clone() },
+        to_client: Impairment { loss: a.loss_down.unwrap_or(a.loss), ..base },
+        seed: a.seed,
+        rebind_at_ms: a.rebind_at.iter().map(|s| (s * 1000.0) as u64).collect(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let proxy = Proxy::start(cfg).await?;
+        println!("netsim listening on {} -> {} (seed {})", proxy.local_addr(), a.upstream, a.seed);
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs_f64(a.duration)) => {}
+            _ = shutdown_signal() => {}
+        }
+        println!("{}", proxy.stop().await);
+        Ok(())
+    })
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
