@@ -1,10 +1,76 @@
 //! The command-line client (`huddle client`): JSON lines on pipes, a chat prompt on a terminal.
+//!
+//! Both modes are thin drivers over [`crate::client::Client`]: [`json`] translates between JSON
+//! objects and wire types, [`lines`] runs the pipelined JSON-lines loop and [`chat`] the
+//! line-based chat for people.
 
+mod chat;
+pub mod json;
+mod lines;
+
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context};
+
+use crate::auth::KeySet;
+use crate::certs::{load_certs, read_token_secret, CA_FILE, DEV_KEY_ID, TOKEN_SECRET_FILE};
+use crate::client::{Client, ClientConfig, ClientError};
+use json::{Failure, J};
+
+/// How long a connection and login may take before the client gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lifetime of a token the client mints for itself.
+const MINTED_TOKEN_TTL_S: u64 = 24 * 3600;
+
+const JSON_HELP: &str = "\
+JSON-LINES MODE (default when stdin is not a terminal, or with --json)
+
+Each stdin line is one request object {\"op\": OP, ...parameters}; an optional \"id\" (any JSON
+value) is echoed in its response. Requests are sent in input order without waiting for earlier
+answers; each stdout line is one JSON object, written when it happens.
+
+  create_room        room_id, room_name?, destroy_delay_s?, attributes? {key: value}
+  enter_room         room_id, room_name?, destroy_delay_s?, attributes?
+  join_room          room_id
+  leave_room         room_id
+  leave_all_rooms
+  switch_room        from_room_id, to_room_id, to_room_name?, create_if_missing? (false),
+                     destroy_delay_s?, attributes?
+  send_room_message  room_id, text | custom {sub_type, data}, priority? (low|medium|high,
+                     default low), client_msg_id?
+                     custom data is HEX in both directions (\"data\":\"00ff\" is two bytes)
+  query_room_members room_id, next_flag? (\"\"), count? (100)
+  query_room_online_count   room_id
+  query_room_members_by_id  room_id, user_ids [..]
+  query_joined_rooms
+  query_history      room_id, before_seq? | after_seq?, count? (20)
+  logout
+
+Output lines:
+  {\"type\":\"ready\",\"user_id\":..,\"session_id\":..}                    after login
+  {\"type\":\"error\",\"error\":{\"code\":N|null,\"name\":..,\"message\":..}}   login failed (exit 1)
+  {\"type\":\"response\",\"op\":..,\"id\":..,\"ok\":true,...result}
+  {\"type\":\"response\",\"op\":..,\"ok\":false,\"error\":{\"code\":N,\"name\":..,\"message\":..}}
+  {\"type\":\"event\",\"event\":\"members_joined\"|\"members_left\"|\"room_message\"|
+    \"kicked_out\"|\"member_count_updated\"|\"disconnected\",...}
+
+A line that is not a valid request gets an error response with name \"invalid_request\".
+On end of input the client waits for every answer, logs out and exits 0; it exits 2 when the
+server ends the session (for example a kick) and 1 when login fails.
+
+INTERACTIVE MODE (stdin is a terminal): type text to send it to the current room;
+/enter ROOM, /leave, /members, /history, /rooms, /help, /quit.";
 
 /// Flags of `huddle client`.
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Run with --help for the JSON-lines protocol.",
+    after_long_help = JSON_HELP
+)]
 pub struct ClientArgs {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:7443")]
@@ -15,10 +81,10 @@ pub struct ClientArgs {
     /// Display name.
     #[arg(long, default_value = "")]
     pub name: String,
-    /// Login token (default: minted from certs/token.secret when readable).
+    /// Login token (default: minted from <certs-dir>/token.secret when readable).
     #[arg(long)]
     pub token: Option<String>,
-    /// CA certificate to trust (default: certs/ca.pem when present).
+    /// CA certificate to trust (default: <certs-dir>/ca.pem when present).
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// Server name to check the certificate against.
@@ -27,9 +93,94 @@ pub struct ClientArgs {
     /// JSON-lines mode even on a terminal.
     #[arg(long)]
     pub json: bool,
+    /// Folder of the development CA and token secret.
+    #[arg(long, default_value = "certs")]
+    pub certs_dir: PathBuf,
 }
 
-/// Runs the client; returns the process exit code.
-pub async fn run(_args: ClientArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("not yet")
+/// Runs the client; returns the process exit code: 0 after a logout or end of input, 1 when
+/// setup or login fails, 2 when the server ends the session.
+pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
+    let json = args.json || !std::io::stdin().is_terminal();
+    let config = match client_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            report_setup_error(json, &Failure::local("config", format!("{e:#}")));
+            return Ok(1);
+        }
+    };
+    let client = match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(config)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            report_setup_error(json, &Failure::from(&login_error(e, &args)));
+            return Ok(1);
+        }
+        Err(_) => {
+            let msg = format!("no answer from {} within {:?}", args.server, CONNECT_TIMEOUT);
+            report_setup_error(json, &Failure::local("connection", msg));
+            return Ok(1);
+        }
+    };
+    if json {
+        lines::run(client).await
+    } else {
+        chat::run(client, args.server).await
+    }
+}
+
+/// The connection configuration from the flags: token and CA from the certs folder when not
+/// given.
+pub fn client_config(args: &ClientArgs) -> anyhow::Result<ClientConfig> {
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => mint_token(&args.certs_dir, &args.user).with_context(|| {
+            format!(
+                "no --token given and none could be minted from {}",
+                args.certs_dir.join(TOKEN_SECRET_FILE).display()
+            )
+        })?,
+    };
+    let mut config = ClientConfig::new(args.server, &args.user, &token);
+    config.user_name = args.name.clone();
+    config.server_name = args.server_name.clone();
+    let ca = match &args.ca {
+        Some(path) => Some(path.clone()),
+        None => Some(args.certs_dir.join(CA_FILE)).filter(|p| p.exists()),
+    };
+    if let Some(path) = ca {
+        config.roots = load_certs(&path)?;
+    }
+    Ok(config)
+}
+
+/// Mints a 24-hour token with the development key in `certs_dir`.
+pub fn mint_token(certs_dir: &Path, user: &str) -> anyhow::Result<String> {
+    let secret = read_token_secret(&certs_dir.join(TOKEN_SECRET_FILE))?;
+    let mut keys = KeySet::new();
+    keys.insert(DEV_KEY_ID, &secret);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    keys.mint(DEV_KEY_ID, user, now, now + MINTED_TOKEN_TTL_S)
+        .ok_or_else(|| anyhow!("the development key could not be loaded"))
+}
+
+/// Adds a hint to a connection failure when no CA was configured (the usual cause).
+fn login_error(e: ClientError, args: &ClientArgs) -> ClientError {
+    match e {
+        ClientError::Connection(m)
+            if args.ca.is_none() && !args.certs_dir.join(CA_FILE).exists() =>
+        {
+            ClientError::Connection(format!(
+                "{m} (no CA certificate: pass --ca or --certs-dir holding {CA_FILE})"
+            ))
+        }
+        other => other,
+    }
+}
+
+fn report_setup_error(json: bool, failure: &Failure) {
+    if json {
+        println!("{}", J::obj().with("type", "error").with("error", failure.to_json()).to_line());
+    } else {
+        eprintln!("huddle client: {failure}");
+    }
 }

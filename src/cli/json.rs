@@ -1,0 +1,649 @@
+//! The JSON-lines protocol of `huddle client`: request objects in, response and event objects
+//! out. Pure translation between JSON values and wire types; no IO.
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::client::ClientError;
+use crate::wire::{
+    ErrorCode, Event, HistoryAnchor, Member, MessageBody, Priority, Request, Response, RoomConfig,
+    RoomInfo, RoomMessage, RoomState, RoomSummary,
+};
+
+/// A JSON value whose object keys keep the order they were built in (serde_json's own `Value`
+/// sorts them), so that every output line starts with `"type"`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum J {
+    /// A scalar or any plain JSON value.
+    V(Value),
+    /// An object, keys in order.
+    O(Vec<(String, J)>),
+    /// An array.
+    A(Vec<J>),
+}
+
+impl J {
+    /// An empty object.
+    pub fn obj() -> J {
+        J::O(Vec::new())
+    }
+
+    /// Appends a key to an object (no-op on other values).
+    pub fn with(mut self, key: &str, value: impl Into<J>) -> J {
+        self.push(key, value);
+        self
+    }
+
+    /// Appends a key to an object (no-op on other values).
+    pub fn push(&mut self, key: &str, value: impl Into<J>) {
+        if let J::O(fields) = self {
+            fields.push((key.to_string(), value.into()));
+        }
+    }
+
+    /// Appends every field of `other` (an object) to this object.
+    pub fn extend(&mut self, other: J) {
+        if let (J::O(fields), J::O(more)) = (self, other) {
+            fields.extend(more);
+        }
+    }
+
+    /// The value as one line of compact JSON (no newline).
+    pub fn to_line(&self) -> String {
+        // Serializing into a String cannot fail: every key is a string and every value is
+        // already JSON.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+impl Serialize for J {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            J::V(v) => v.serialize(s),
+            J::O(fields) => {
+                let mut m = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+            J::A(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+impl From<Value> for J {
+    fn from(v: Value) -> J {
+        J::V(v)
+    }
+}
+
+macro_rules! j_from {
+    ($($t:ty),*) => { $( impl From<$t> for J { fn from(v: $t) -> J { J::V(Value::from(v)) } } )* };
+}
+j_from!(bool, u16, u32, u64, String, &str);
+
+impl<T: Into<J>> From<Option<T>> for J {
+    fn from(v: Option<T>) -> J {
+        v.map_or(J::V(Value::Null), Into::into)
+    }
+}
+
+impl<T: Into<J>> From<Vec<T>> for J {
+    fn from(v: Vec<T>) -> J {
+        J::A(v.into_iter().map(Into::into).collect())
+    }
+}
+
+/// One parsed input line.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The `"id"` field, echoed in the response.
+    pub id: Option<Value>,
+    /// The `"op"` field when it is a string.
+    pub op: Option<String>,
+    /// The request, or why the line is not a valid one.
+    pub request: Result<Request, String>,
+}
+
+/// Parses one request line: `{"op": "...", "id": any?, ...parameters}`.
+pub fn parse_line(line: &str) -> Parsed {
+    let value: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return Parsed { id: None, op: None, request: Err(format!("bad JSON: {e}")) },
+    };
+    let Value::Object(mut map) = value else {
+        return Parsed { id: None, op: None, request: Err("expected a JSON object".into()) };
+    };
+    let id = map.remove("id");
+    let op = match map.remove("op") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Parsed { id, op: None, request: Err("\"op\" must be a string".into()) },
+        None => return Parsed { id, op: None, request: Err("missing field \"op\"".into()) },
+    };
+    let request = parse_request(&op, Params(map));
+    Parsed { id, op: Some(op), request }
+}
+
+/// The parameters of a request, consumed field by field; leftovers are an error.
+struct Params(Map<String, Value>);
+
+impl Params {
+    /// Removes a field; `null` counts as absent.
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.0.remove(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&mut self, key: &str) -> Result<String, String> {
+        self.opt_string(key)?.ok_or_else(|| format!("missing field \"{key}\""))
+    }
+
+    fn opt_string(&mut self, key: &str) -> Result<Option<String>, String> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("field \"{key}\" must be a string")),
+        }
+    }
+
+    fn opt_u64(&mut self, key: &str) -> Result<Option<u64>, String> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("field \"{key}\" must be an integer >= 0")),
+        }
+    }
+
+    fn opt_u32(&mut self, key: &str) -> Result<Option<u32>, String> {
+        match self.opt_u64(key)? {
+            None => Ok(None),
+            Some(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| format!("field \"{key}\" must be at most {}", u32::MAX)),
+        }
+    }
+
+    fn opt_bool(&mut self, key: &str) -> Result<Option<bool>, String> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(format!("field \"{key}\" must be true or false")),
+        }
+    }
+
+    fn strings(&mut self, key: &str) -> Result<Vec<String>, String> {
+        let bad = || format!("field \"{key}\" must be a list of strings");
+        match self.take(key) {
+            None => Err(format!("missing field \"{key}\"")),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(bad()),
+                })
+                .collect(),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// `attributes`: an object of string values (serde_json sorts the keys; the server keeps
+    /// attributes by key, so order does not matter).
+    fn attributes(&mut self) -> Result<Vec<(String, String)>, String> {
+        let bad = || "field \"attributes\" must be an object of string values".to_string();
+        match self.take("attributes") {
+            None => Ok(Vec::new()),
+            Some(Value::Object(m)) => m
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k, s)),
+                    _ => Err(bad()),
+                })
+                .collect(),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    fn room_config(&mut self) -> Result<RoomConfig, String> {
+        Ok(RoomConfig {
+            destroy_delay_s: self.opt_u32("destroy_delay_s")?.unwrap_or(0),
+            attributes: self.attributes()?,
+        })
+    }
+
+    fn priority(&mut self) -> Result<Priority, String> {
+        match self.opt_string("priority")? {
+            None => Ok(Priority::default()),
+            Some(p) => Priority::from_name(&p).ok_or_else(|| {
+                format!("field \"priority\" must be low, medium or high, not {p:?}")
+            }),
+        }
+    }
+
+    fn body(&mut self) -> Result<MessageBody, String> {
+        match (self.take("text"), self.take("custom")) {
+            (Some(Value::String(t)), None) => Ok(MessageBody::Text(t)),
+            (Some(_), None) => Err("field \"text\" must be a string".into()),
+            (None, Some(Value::Object(mut c))) => {
+                let mut c = Params(std::mem::take(&mut c));
+                let sub_type = c.opt_u32("sub_type")?.ok_or("missing field \"custom.sub_type\"")?;
+                let data = c.opt_string("data")?.unwrap_or_default();
+                let data = hex::decode(&data)
+                    .map_err(|e| format!("field \"custom.data\" must be hex: {e}"))?;
+                c.finish().map_err(|e| format!("in \"custom\": {e}"))?;
+                Ok(MessageBody::Custom { sub_type, data })
+            }
+            (None, Some(_)) => {
+                Err("field \"custom\" must be an object {\"sub_type\": N, \"data\": HEX}".into())
+            }
+            (None, None) => Err("missing field \"text\" (or \"custom\")".into()),
+            (Some(_), Some(_)) => Err("give either \"text\" or \"custom\", not both".into()),
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self.0.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(format!("unknown field \"{k}\"")),
+        }
+    }
+}
+
+/// Every operation name the JSON-lines mode accepts.
+pub const OPS: &[&str] = &[
+    "create_room",
+    "join_room",
+    "enter_room",
+    "leave_room",
+    "leave_all_rooms",
+    "switch_room",
+    "send_room_message",
+    "query_room_members",
+    "query_room_online_count",
+    "query_room_members_by_id",
+    "query_joined_rooms",
+    "query_history",
+    "logout",
+];
+
+fn parse_request(op: &str, mut p: Params) -> Result<Request, String> {
+    let request = match op {
+        "create_room" | "enter_room" => {
+            let room_id = p.string("room_id")?;
+            let info =
+                RoomInfo { room_id, room_name: p.opt_string("room_name")?.unwrap_or_default() };
+            let config = p.room_config()?;
+            if op == "create_room" {
+                Request::CreateRoom { info, config }
+            } else {
+                Request::EnterRoom { info, config }
+            }
+        }
+        "join_room" => Request::JoinRoom { room_id: p.string("room_id")? },
+        "leave_room" => Request::LeaveRoom { room_id: p.string("room_id")? },
+        "leave_all_rooms" => Request::LeaveAllRooms,
+        "switch_room" => Request::SwitchRoom {
+            from_room_id: p.string("from_room_id")?,
+            to: RoomInfo {
+                room_id: p.string("to_room_id")?,
+                room_name: p.opt_string("to_room_name")?.unwrap_or_default(),
+            },
+            create_if_missing: p.opt_bool("create_if_missing")?.unwrap_or(false),
+            config: p.room_config()?,
+        },
+        "send_room_message" => Request::SendRoomMessage {
+            room_id: p.string("room_id")?,
+            body: p.body()?,
+            priority: p.priority()?,
+            client_msg_id: p.opt_string("client_msg_id")?,
+        },
+        "query_room_members" => Request::QueryRoomMembers {
+            room_id: p.string("room_id")?,
+            next_flag: p.opt_string("next_flag")?.unwrap_or_default(),
+            count: p.opt_u32("count")?.unwrap_or(100),
+        },
+        "query_room_online_count" => {
+            Request::QueryRoomOnlineCount { room_id: p.string("room_id")? }
+        }
+        "query_room_members_by_id" => Request::QueryRoomMembersById {
+            room_id: p.string("room_id")?,
+            user_ids: p.strings("user_ids")?,
+        },
+        "query_joined_rooms" => Request::QueryJoinedRooms,
+        "query_history" => {
+            let room_id = p.string("room_id")?;
+            let anchor = match (p.opt_u64("before_seq")?, p.opt_u64("after_seq")?) {
+                (None, None) => HistoryAnchor::Latest,
+                (Some(s), None) => HistoryAnchor::BeforeSeq(s),
+                (None, Some(s)) => HistoryAnchor::AfterSeq(s),
+                (Some(_), Some(_)) => {
+                    return Err("give at most one of \"before_seq\" and \"after_seq\"".into())
+                }
+            };
+            Request::QueryHistory { room_id, anchor, count: p.opt_u32("count")?.unwrap_or(20) }
+        }
+        "logout" => Request::Logout,
+        other => return Err(format!("unknown op {other:?}; known: {}", OPS.join(", "))),
+    };
+    p.finish()?;
+    Ok(request)
+}
+
+/// An error as the CLI reports it: the server's code and name, or a local name without code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The numeric error code, when the server (or the protocol table) has one.
+    pub code: Option<u16>,
+    /// The snake_case name (`room_full`, `connection`, `config`, ...).
+    pub name: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure without a code (`name` says what failed: `connection`, `config`, ...).
+    pub fn local(name: &str, message: impl Into<String>) -> Failure {
+        Failure { code: None, name: name.into(), message: message.into() }
+    }
+
+    /// An invalid input line.
+    pub fn invalid_request(message: impl Into<String>) -> Failure {
+        let code = ErrorCode::InvalidRequest;
+        Failure { code: Some(code.as_u16()), name: code.name().into(), message: message.into() }
+    }
+
+    /// The `"error"` object.
+    pub fn to_json(&self) -> J {
+        J::obj()
+            .with("code", self.code)
+            .with("name", self.name.as_str())
+            .with("message", self.message.as_str())
+    }
+}
+
+impl From<&ClientError> for Failure {
+    fn from(e: &ClientError) -> Failure {
+        match e {
+            ClientError::Server { code, message } => Failure {
+                code: Some(*code),
+                name: ErrorCode::from_u16(*code).map_or("unknown", ErrorCode::name).into(),
+                message: message.clone(),
+            },
+            ClientError::Connection(m) => Failure::local("connection", m.as_str()),
+            ClientError::Protocol(m) => Failure::local("protocol", m.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.code {
+            Some(code) => write!(f, "{} ({code}): {}", self.name, self.message),
+            None => write!(f, "{}: {}", self.name, self.message),
+        }
+    }
+}
+
+/// The head of a response line: type, op, and the echoed id when there is one.
+pub fn response_head(op: Option<&str>, id: &Option<Value>, ok: bool) -> J {
+    let mut j = J::obj().with("type", "response").with("op", op);
+    if let Some(id) = id {
+        j.push("id", id.clone());
+    }
+    j.with("ok", ok)
+}
+
+/// A member as `{"user_id", "user_name"}`.
+pub fn member(m: &Member) -> J {
+    J::obj().with("user_id", m.user_id.as_str()).with("user_name", m.user_name.as_str())
+}
+
+fn members(ms: &[Member]) -> J {
+    J::A(ms.iter().map(member).collect())
+}
+
+fn attributes(attrs: &[(String, String)]) -> J {
+    J::O(attrs.iter().map(|(k, v)| (k.clone(), J::from(v.as_str()))).collect())
+}
+
+fn room_state(s: &RoomState) -> J {
+    J::obj()
+        .with("room_id", s.room_id.as_str())
+        .with("room_name", s.room_name.as_str())
+        .with("created", s.created)
+        .with("already_member", s.already_member)
+        .with("member_count", s.member_count)
+        .with("last_seq", s.last_seq)
+        .with("created_at_ms", s.created_at_ms)
+        .with("attributes", attributes(&s.attributes))
+}
+
+fn room_summary(r: &RoomSummary) -> J {
+    J::obj()
+        .with("room_id", r.room_id.as_str())
+        .with("room_name", r.room_name.as_str())
+        .with("member_count", r.member_count)
+}
+
+/// A message's fields (as in a `room_message` event, without `type` and `event`). Custom data
+/// is hex.
+pub fn message(m: &RoomMessage) -> J {
+    let mut j = J::obj()
+        .with("room_id", m.room_id.as_str())
+        .with("seq", m.seq)
+        .with("message_id", m.message_id)
+        .with("sender", m.sender.as_str())
+        .with("timestamp_ms", m.timestamp_ms)
+        .with("priority", m.priority.name());
+    match &m.body {
+        MessageBody::Text(t) => j.push("text", t.as_str()),
+        MessageBody::Custom { sub_type, data } => {
+            j.push("custom", J::obj().with("sub_type", *sub_type).with("data", hex::encode(data)))
+        }
+    }
+    j
+}
+
+/// The result fields of a successful response.
+pub fn response_fields(r: &Response) -> J {
+    match r {
+        Response::LoggedIn { session_id, server_time_ms, token_expires_at_s, .. } => J::obj()
+            .with("session_id", *session_id)
+            .with("server_time_ms", *server_time_ms)
+            .with("token_expires_at_s", *token_expires_at_s),
+        Response::LoggedOut => J::obj(),
+        Response::RoomEntered(s) => room_state(s),
+        Response::RoomLeft { room_id } => J::obj().with("room_id", room_id.as_str()),
+        Response::RoomsLeft { room_ids } => J::obj().with("room_ids", room_ids.clone()),
+        Response::RoomSwitched { left_room_id, room } => {
+            let mut j = J::obj().with("left_room_id", left_room_id.as_str());
+            j.extend(room_state(room));
+            j
+        }
+        Response::MessageSent { room_id, message_id, seq, timestamp_ms, duplicate } => J::obj()
+            .with("room_id", room_id.as_str())
+            .with("seq", *seq)
+            .with("message_id", *message_id)
+            .with("timestamp_ms", *timestamp_ms)
+            .with("duplicate", *duplicate),
+        Response::RoomMembers { room_id, members: ms, next_flag } => J::obj()
+            .with("room_id", room_id.as_str())
+            .with("members", members(ms))
+            .with("next_flag", next_flag.as_str()),
+        Response::RoomOnlineCount { room_id, count } => {
+            J::obj().with("room_id", room_id.as_str()).with("count", *count)
+        }
+        Response::RoomMembersById { room_id, members: ms, not_found } => J::obj()
+            .with("room_id", room_id.as_str())
+            .with("members", members(ms))
+            .with("not_found", not_found.clone()),
+        Response::JoinedRooms { rooms } => {
+            J::obj().with("rooms", J::A(rooms.iter().map(room_summary).collect()))
+        }
+        Response::History { room_id, messages, has_more } => J::obj()
+            .with("room_id", room_id.as_str())
+            .with("messages", J::A(messages.iter().map(message).collect()))
+            .with("has_more", *has_more),
+    }
+}
+
+/// An event line.
+pub fn event(e: &Event) -> J {
+    let mut j = J::obj().with("type", "event").with("event", e.name());
+    match e {
+        Event::MembersJoined { room_id, members: ms } => {
+            j.push("room_id", room_id.as_str());
+            j.push("members", members(ms));
+        }
+        Event::MembersLeft { room_id, members: ms, reason } => {
+            j.push("room_id", room_id.as_str());
+            j.push("members", members(ms));
+            j.push("reason", reason.name());
+        }
+        Event::RoomMessage(m) => j.extend(message(m)),
+        Event::KickedOut { code, message } => {
+            j.push("code", *code);
+            j.push("name", ErrorCode::from_u16(*code).map(ErrorCode::name));
+            j.push("message", message.as_str());
+        }
+        Event::MemberCountUpdated { room_id, count } => {
+            j.push("room_id", room_id.as_str());
+            j.push("count", *count);
+        }
+    }
+    j
+}
+
+/// The `disconnected` event line.
+pub fn disconnected(code: Option<u16>, reason: &str) -> J {
+    J::obj()
+        .with("type", "event")
+        .with("event", "disconnected")
+        .with("code", code)
+        .with("name", code.and_then(ErrorCode::from_u16).map(ErrorCode::name))
+        .with("reason", reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(line: &str) -> Result<Request, String> {
+        parse_line(line).request
+    }
+
+    #[test]
+    fn parses_every_op_with_defaults() {
+        assert_eq!(
+            req(
+                r#"{"op":"create_room","room_id":"r1","destroy_delay_s":5,"attributes":{"a":"b"}}"#
+            ),
+            Ok(Request::CreateRoom {
+                info: RoomInfo { room_id: "r1".into(), room_name: String::new() },
+                config: RoomConfig {
+                    destroy_delay_s: 5,
+                    attributes: vec![("a".into(), "b".into())]
+                },
+            })
+        );
+        assert_eq!(
+            req(r#"{"op":"send_room_message","room_id":"r","text":"hi"}"#),
+            Ok(Request::SendRoomMessage {
+                room_id: "r".into(),
+                body: MessageBody::Text("hi".into()),
+                priority: Priority::Low,
+                client_msg_id: None,
+            })
+        );
+        assert_eq!(
+            req(
+                r#"{"op":"send_room_message","room_id":"r","custom":{"sub_type":3,"data":"00ff"},"priority":"high","client_msg_id":"c1"}"#
+            ),
+            Ok(Request::SendRoomMessage {
+                room_id: "r".into(),
+                body: MessageBody::Custom { sub_type: 3, data: vec![0, 255] },
+                priority: Priority::High,
+                client_msg_id: Some("c1".into()),
+            })
+        );
+        assert_eq!(
+            req(r#"{"op":"query_room_members","room_id":"r"}"#),
+            Ok(Request::QueryRoomMembers {
+                room_id: "r".into(),
+                next_flag: String::new(),
+                count: 100
+            })
+        );
+        assert_eq!(
+            req(r#"{"op":"query_history","room_id":"r","after_seq":4}"#),
+            Ok(Request::QueryHistory {
+                room_id: "r".into(),
+                anchor: HistoryAnchor::AfterSeq(4),
+                count: 20
+            })
+        );
+        assert_eq!(
+            req(
+                r#"{"op":"switch_room","from_room_id":"a","to_room_id":"b","create_if_missing":true}"#
+            ),
+            Ok(Request::SwitchRoom {
+                from_room_id: "a".into(),
+                to: RoomInfo { room_id: "b".into(), room_name: String::new() },
+                create_if_missing: true,
+                config: RoomConfig::default(),
+            })
+        );
+        for op in OPS {
+            let p = parse_line(&format!(r#"{{"op":"{op}","id":7}}"#));
+            assert_eq!(p.op.as_deref(), Some(*op));
+            assert_eq!(p.id, Some(Value::from(7)));
+        }
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        let p = parse_line("not json");
+        assert!(p.op.is_none() && p.request.unwrap_err().contains("bad JSON"));
+        let p = parse_line(r#"{"op":"nope","id":"x"}"#);
+        assert_eq!((p.op.as_deref(), p.id), (Some("nope"), Some(Value::from("x"))));
+        assert!(p.request.unwrap_err().contains("unknown op"));
+        assert!(req(r#"{"op":"join_room"}"#).unwrap_err().contains("missing field \"room_id\""));
+        assert!(req(r#"{"op":"join_room","room_id":3}"#).unwrap_err().contains("must be a string"));
+        assert!(req(r#"{"op":"join_room","room_id":"r","x":1}"#).unwrap_err().contains("unknown"));
+        assert!(req(r#"{"op":"send_room_message","room_id":"r","text":"a","priority":"urgent"}"#)
+            .is_err());
+        assert!(req(
+            r#"{"op":"send_room_message","room_id":"r","custom":{"sub_type":1,"data":"zz"}}"#
+        )
+        .unwrap_err()
+        .contains("hex"));
+        assert!(
+            req(r#"{"op":"query_history","room_id":"r","before_seq":1,"after_seq":2}"#).is_err()
+        );
+        assert!(req(r#"{"op":"query_room_members","room_id":"r","count":-1}"#).is_err());
+        assert!(parse_line("[1]").request.is_err());
+    }
+
+    #[test]
+    fn output_keeps_key_order() {
+        let line = response_head(Some("join_room"), &Some(Value::from(1)), false)
+            .with("error", Failure::invalid_request("x").to_json())
+            .to_line();
+        assert_eq!(
+            line,
+            r#"{"type":"response","op":"join_room","id":1,"ok":false,"error":{"code":1000,"name":"invalid_request","message":"x"}}"#
+        );
+        assert_eq!(
+            disconnected(Some(2004), "kicked").to_line(),
+            r#"{"type":"event","event":"disconnected","code":2004,"name":"kicked_out","reason":"kicked"}"#
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! JSON-lines mode: one request object per stdin line, one JSON object per stdout line.
+//!
+//! Why the first poll happens here: the server handles a connection's requests in the order
+//! they arrive, and scripts rely on that (`create_room` then `send_room_message` without
+//! waiting). [`Client::request`] writes its frame during its first poll, so each request future
+//! is polled once in the reading loop, in input order, and then kept in [`InFlight`] until its
+//! answer comes. The loop polls the waiting futures itself instead of spawning tasks, so that
+//! answers print in the order they arrive (tasks on a multi-threaded runtime could finish in
+//! either order), interleaved with events.
+//!
+//! Everything is printed by the one loop below, so lines never tear; its stdout writes are
+//! awaited, so a reader that stops reading stops this client from reading events (and QUIC flow
+//! control pushes back on the server) rather than growing a buffer.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::json::{self, Failure, J};
+use crate::client::{Client, ClientError, ClientEvent};
+use crate::wire::{Request, Response};
+
+/// How long the client waits for answers still owed once the connection is gone, for the
+/// logout at end of input, and for the `disconnected` event after it.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Answer = Pin<Box<dyn Future<Output = J> + Send>>;
+
+/// Requests sent and not yet answered, in the order they were sent.
+#[derive(Default)]
+struct InFlight(VecDeque<Answer>);
+
+impl InFlight {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first answer that is ready. The server answers in order, so that is nearly always
+    /// the front one and a pass is short; a slow request does not hold back later answers.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<J> {
+        for i in 0..self.0.len() {
+            if let Poll::Ready(line) = self.0[i].as_mut().poll(cx) {
+                self.0.remove(i);
+                return Poll::Ready(line);
+            }
+        }
+        Poll::Pending
+    }
+
+    async fn next(&mut self) -> J {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
+
+/// Serialized stdout: whole lines, flushed one by one.
+struct Out(tokio::io::Stdout);
+
+impl Out {
+    async fn line(&mut self, j: &J) -> std::io::Result<()> {
+        let mut text = j.to_line();
+        text.push('\n');
+        self.0.write_all(text.as_bytes()).await?;
+        self.0.flush().await
+    }
+}
+
+/// Runs JSON-lines mode on a logged-in client; returns the exit code.
+pub async fn run(client: Client) -> anyhow::Result<i32> {
+    let client = Arc::new(client);
+    let mut out = Out(tokio::io::stdout());
+    out.line(
+        &J::obj()
+            .with("type", "ready")
+            .with("user_id", client.user_id())
+            .with("session_id", client.session().session_id),
+    )
+    .await?;
+
+    let mut input = BufReader::new(tokio::io::stdin()).split(b'\n');
+    let mut answers = InFlight::default();
+    let mut input_open = true;
+    // Whether this side asked for the end (a logout request or end of input).
+    let mut leaving = false;
+
+    let (code, reason) = loop {
+        if !input_open && answers.is_empty() {
+            return finish(&client, &mut out).await;
+        }
+        tokio::select! {
+            segment = input.next_segment(), if input_open => match segment {
+                Ok(Some(bytes)) => {
+                    if let Some(line) = handle_line(&client, &bytes, &mut answers, &mut leaving).await
+                    {
+                        out.line(&line).await?;
+                    }
+                }
+                // A read error on stdin ends the input like EOF does.
+                Ok(None) | Err(_) => input_open = false,
+            },
+            line = answers.next(), if !answers.is_empty() => out.line(&line).await?,
+            event = client.next_event() => match event {
+                Some(ClientEvent::Event(e)) => out.line(&json::event(&e)).await?,
+                Some(ClientEvent::Disconnected { code, reason }) => break (code, reason),
+                None => break (None, "connection closed".to_string()),
+            },
+        }
+    };
+
+    // The connection is gone: the answers still owed fail fast; print them before the end.
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while !answers.is_empty() {
+            let line = answers.next().await;
+            out.line(&line).await?;
+        }
+        std::io::Result::Ok(())
+    })
+    .await;
+    out.line(&json::disconnected(code, &reason)).await?;
+    client.shutdown().await;
+    Ok(if leaving { 0 } else { 2 })
+}
+
+/// End of input with every answer printed: log out, print only the `disconnected` event.
+async fn finish(client: &Client, out: &mut Out) -> anyhow::Result<i32> {
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, client.logout()).await;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, client.next_event()).await {
+        if let ClientEvent::Disconnected { code, reason } = event {
+            out.line(&json::disconnected(code, &reason)).await?;
+            break;
+        }
+    }
+    client.shutdown().await;
+    Ok(0)
+}
+
+/// Parses one input line and issues its request. Returns a line to print now (an invalid
+/// request, or an answer that was ready at once); otherwise the answer is left in `answers`.
+async fn handle_line(
+    client: &Arc<Client>,
+    bytes: &[u8],
+    answers: &mut InFlight,
+    leaving: &mut bool,
+) -> Option<J> {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Some(failed(None, &None, &Failure::invalid_request("line is not UTF-8")));
+    };
+    if text.trim().is_empty() {
+        return None;
+    }
+    let parsed = json::parse_line(text);
+    let request = match parsed.request {
+        Ok(r) => r,
+        Err(msg) => {
+            return Some(failed(parsed.op.as_deref(), &parsed.id, &Failure::invalid_request(msg)))
+        }
+    };
+    let op = request.op_name();
+    let id = parsed.id;
+    let is_logout = matches!(request, Request::Logout);
+    *leaving |= is_logout;
+    let client = client.clone();
+    let mut answer: Answer = Box::pin(async move {
+        let result = if is_logout {
+            // The library's logout also closes the connection once the server has answered.
+            client.logout().await.map(|()| Response::LoggedOut)
+        } else {
+            client.request(request).await
+        };
+        render(op, &id, result)
+    });
+    // The first poll writes the request (see the module comment).
+    match poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
+        Poll::Ready(line) => Some(line),
+        Poll::Pending => {
+            answers.0.push_back(answer);
+            None
+        }
+    }
+}
+
+fn render(op: &str, id: &Option<Value>, result: Result<Response, ClientError>) -> J {
+    match result {
+        Ok(r) => {
+            let mut line = json::response_head(Some(op), id, true);
+            line.extend(json::response_fields(&r));
+            line
+        }
+        Err(e) => failed(Some(op), id, &Failure::from(&e)),
+    }
+}
+
+fn failed(op: Option<&str>, id: &Option<Value>, failure: &Failure) -> J {
+    json::response_head(op, id, false).with("error", failure.to_json())
+}

@@ -1,0 +1,394 @@
+//! The command-line client end to end: the real `huddle` binary as server and as JSON-lines
+//! clients, talking over QUIC on 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_huddle");
+
+/// How long any one expected line may take.
+const LINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Kills the child on drop, so that a failing test leaves no process behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a child's stdout lines on a thread, into a channel.
+fn line_reader(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `huddle serve` on 127.0.0.1:0 with its own certs folder.
+struct Server {
+    addr: String,
+    dir: tempfile::TempDir,
+    _child: Guard,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--certs-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = line_reader(child.stdout.take().unwrap());
+        let child = Guard(child);
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines.recv_timeout(left).expect("server did not say where it listens");
+            if let Some(rest) = line.split("huddle listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining the server's stdout so that it never blocks on a full pipe.
+        thread::spawn(move || for _ in lines {});
+        Server { addr, dir, _child: child }
+    }
+
+    fn certs(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A JSON-lines client for `user` (plus extra flags).
+    fn client(&self, user: &str, extra: &[&str]) -> Cli {
+        let mut child = Command::new(BIN)
+            .args(["client", "--server", &self.addr, "--user", user, "--json", "--certs-dir"])
+            .arg(self.certs())
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let lines = line_reader(child.stdout.take().unwrap());
+        Cli { user: user.into(), stdin, lines, child: Guard(child) }
+    }
+
+    /// A client that has printed its ready line.
+    fn ready(&self, user: &str) -> Cli {
+        let mut c = self.client(user, &["--name", &format!("{user} name")]);
+        let ready = c.recv();
+        assert_eq!(ready["type"], "ready", "{ready}");
+        assert_eq!(ready["user_id"], user);
+        assert!(ready["session_id"].is_u64(), "{ready}");
+        c
+    }
+}
+
+struct Cli {
+    user: String,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    child: Guard,
+}
+
+impl Cli {
+    fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn send(&mut self, request: Value) {
+        self.send_raw(&request.to_string());
+    }
+
+    /// The next stdout line, as JSON.
+    fn recv(&mut self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(LINE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{}: no line within {LINE_TIMEOUT:?}: {e}", self.user));
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.user))
+    }
+
+    /// The next line, which must be a response to `op`.
+    fn response(&mut self, op: &str) -> Value {
+        let v = self.recv();
+        assert_eq!((v["type"].as_str(), v["op"].as_str()), (Some("response"), Some(op)), "{v}");
+        v
+    }
+
+    /// Sends a request and returns its (successful) response.
+    fn ok(&mut self, request: Value) -> Value {
+        let op = request["op"].as_str().unwrap().to_string();
+        self.send(request);
+        let v = self.response(&op);
+        assert_eq!(v["ok"], true, "{v}");
+        v
+    }
+
+    /// Sends a request that must fail with the error `name`; returns the response.
+    fn fails(&mut self, request: Value, name: &str) -> Value {
+        let op = request["op"].as_str().unwrap().to_string();
+        self.send(request);
+        let v = self.response(&op);
+        assert_eq!((&v["ok"], v["error"]["name"].as_str()), (&json!(false), Some(name)), "{v}");
+        assert!(v["error"]["code"].is_u64() && v["error"]["message"].is_string(), "{v}");
+        v
+    }
+
+    /// The next line, which must be the event `name`.
+    fn event(&mut self, name: &str) -> Value {
+        let v = self.recv();
+        assert_eq!((v["type"].as_str(), v["event"].as_str()), (Some("event"), Some(name)), "{v}");
+        v
+    }
+
+    /// Asserts that nothing is printed within `ms`.
+    fn quiet(&mut self, ms: u64) {
+        if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(ms)) {
+            panic!("{}: expected no output, got {line}", self.user);
+        }
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Every remaining line and the exit status (the process must exit within the timeout).
+    fn wait_exit(&mut self) -> (Vec<Value>, ExitStatus) {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        let mut rest = Vec::new();
+        // The reader thread ends (and the channel disconnects) when stdout closes.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => rest.push(serde_json::from_str(&line).unwrap()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("{}: did not exit", self.user),
+            }
+        }
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                return (rest, status);
+            }
+            assert!(Instant::now() < deadline, "{}: did not exit", self.user);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn two_clients_chat_through_the_server() {
+    let server = Server::start();
+    let mut alice = server.ready("alice");
+    let mut bob = server.ready("bob");
+
+    let r = alice.ok(json!({"op": "create_room", "room_id": "r1", "room_name": "Room one"}));
+    assert_eq!(
+        (&r["room_id"], &r["room_name"], &r["created"]),
+        (&json!("r1"), &json!("Room one"), &json!(true))
+    );
+    assert_eq!((&r["member_count"], &r["last_seq"]), (&json!(1), &json!(0)));
+    let r = bob.ok(json!({"op": "join_room", "room_id": "r1"}));
+    assert_eq!(
+        (&r["created"], &r["already_member"], &r["member_count"]),
+        (&json!(false), &json!(false), &json!(2))
+    );
+
+    let e = alice.event("members_joined");
+    assert_eq!(e["room_id"], "r1");
+    assert_eq!(e["members"], json!([{"user_id": "bob", "user_name": "bob name"}]));
+
+    let sent = bob.ok(
+        json!({"op": "send_room_message", "room_id": "r1", "text": "hello", "priority": "medium"}),
+    );
+    assert_eq!(
+        (&sent["room_id"], &sent["seq"], &sent["duplicate"]),
+        (&json!("r1"), &json!(1), &json!(false))
+    );
+    assert!(sent["message_id"].is_u64() && sent["timestamp_ms"].is_u64(), "{sent}");
+    let m = alice.event("room_message");
+    assert_eq!(
+        (&m["room_id"], &m["text"], &m["sender"]),
+        (&json!("r1"), &json!("hello"), &json!("bob"))
+    );
+    assert_eq!(
+        (&m["seq"], &m["priority"], &m["message_id"]),
+        (&json!(1), &json!("medium"), &sent["message_id"])
+    );
+    assert!(m.get("custom").is_none(), "{m}");
+
+    // Custom bodies travel as hex; the default priority is low.
+    alice.ok(json!({"op": "send_room_message", "room_id": "r1", "custom": {"sub_type": 7, "data": "00ff10"}}));
+    let m = bob.event("room_message");
+    assert_eq!(
+        (&m["custom"], &m["priority"], &m["seq"]),
+        (&json!({"sub_type": 7, "data": "00ff10"}), &json!("low"), &json!(2))
+    );
+    assert!(m.get("text").is_none(), "{m}");
+
+    let c = alice.ok(json!({"op": "query_room_online_count", "room_id": "r1", "id": "count-1"}));
+    assert_eq!(
+        (&c["id"], &c["room_id"], &c["count"]),
+        (&json!("count-1"), &json!("r1"), &json!(2))
+    );
+    let q = alice.ok(json!({"op": "query_room_members", "room_id": "r1"}));
+    assert_eq!(q["members"].as_array().unwrap().len(), 2, "{q}");
+    assert_eq!(q["next_flag"], "");
+    let h = bob.ok(json!({"op": "query_history", "room_id": "r1", "after_seq": 0}));
+    assert_eq!(h["messages"][0]["text"], "hello", "{h}");
+    assert_eq!(h["messages"][1]["custom"]["data"], "00ff10", "{h}");
+    assert_eq!(h["has_more"], false);
+    let j = bob.ok(json!({"op": "query_joined_rooms"}));
+    assert_eq!(j["rooms"], json!([{"room_id": "r1", "room_name": "Room one", "member_count": 2}]));
+
+    // End of input: bob logs out and exits 0; alice sees him leave.
+    bob.close_stdin();
+    let (rest, status) = bob.wait_exit();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert!(rest.iter().all(|v| v["event"] == "disconnected"), "{rest:?}");
+    let e = alice.event("members_left");
+    assert_eq!((&e["room_id"], &e["reason"]), (&json!("r1"), &json!("left")));
+    assert_eq!(e["members"], json!([{"user_id": "bob", "user_name": "bob name"}]));
+    alice.quiet(200);
+}
+
+#[test]
+fn errors_have_codes_and_names_and_the_client_keeps_going() {
+    let server = Server::start();
+    let mut alice = server.ready("alice");
+    let mut bob = server.ready("bob");
+    alice.ok(json!({"op": "create_room", "room_id": "taken"}));
+    bob.fails(json!({"op": "create_room", "room_id": "taken"}), "room_already_exists");
+    let v = bob
+        .fails(json!({"op": "join_room", "room_id": "missing", "id": 42}), "room_does_not_exist");
+    assert_eq!(v["id"], 42);
+    assert_eq!(v["error"]["code"], 3002);
+    bob.fails(json!({"op": "send_room_message", "room_id": "taken", "text": "x"}), "not_in_room");
+    bob.fails(json!({"op": "leave_room", "room_id": "taken"}), "not_in_room");
+
+    // Lines that are not valid requests: the answer says why, and the client carries on.
+    bob.send_raw("this is not json");
+    let v = bob.recv();
+    assert_eq!(
+        (&v["type"], &v["op"], &v["ok"]),
+        (&json!("response"), &Value::Null, &json!(false)),
+        "{v}"
+    );
+    assert_eq!(
+        (&v["error"]["code"], &v["error"]["name"]),
+        (&json!(1000), &json!("invalid_request"))
+    );
+    for (line, op) in [
+        (json!({"op": "fly_away", "id": "u"}), json!("fly_away")),
+        (json!({"op": "join_room", "id": "m"}), json!("join_room")),
+        (json!({"op": "join_room", "room_id": 5}), json!("join_room")),
+        (
+            json!({"op": "send_room_message", "room_id": "r", "text": "t", "priority": "urgent"}),
+            json!("send_room_message"),
+        ),
+        (json!({"room_id": "r"}), Value::Null),
+    ] {
+        bob.send(line.clone());
+        let v = bob.recv();
+        assert_eq!(
+            (&v["type"], &v["op"], &v["ok"]),
+            (&json!("response"), &op, &json!(false)),
+            "{v}"
+        );
+        assert_eq!(v["error"]["name"], "invalid_request", "{line} -> {v}");
+        assert_eq!(v.get("id"), line.get("id"), "{v}");
+    }
+    alice.quiet(100);
+    let c = bob.ok(json!({"op": "query_room_online_count", "room_id": "taken"}));
+    assert_eq!(c["count"], 1);
+}
+
+#[test]
+fn end_of_input_waits_for_every_answer_then_exits_zero() {
+    let server = Server::start();
+    let mut alice = server.ready("alice");
+    // Pipelined: each request goes out before the previous answer; order is kept.
+    alice.send(json!({"op": "create_room", "room_id": "p", "id": 0}));
+    for i in 1..=50 {
+        alice.send(json!({"op": "send_room_message", "room_id": "p", "text": format!("m{i}"),
+            "priority": "high", "id": i}));
+    }
+    alice.send(json!({"op": "query_history", "room_id": "p", "count": 100, "id": 51}));
+    alice.close_stdin();
+    let (lines, status) = alice.wait_exit();
+    assert_eq!(status.code(), Some(0), "{lines:?}");
+    let (responses, others): (Vec<_>, Vec<_>) = lines.iter().partition(|v| v["type"] == "response");
+    assert_eq!(responses.len(), 52, "{lines:?}");
+    for (i, r) in responses.iter().enumerate() {
+        assert_eq!((&r["id"], &r["ok"]), (&json!(i), &json!(true)), "{r}");
+    }
+    for (i, r) in responses[1..51].iter().enumerate() {
+        assert_eq!(r["seq"], i as u64 + 1, "{r}");
+    }
+    assert_eq!(responses[51]["messages"].as_array().unwrap().len(), 50);
+    // After the answers: at most the disconnected event, nothing else.
+    assert!(others.len() <= 1 && others.iter().all(|v| v["event"] == "disconnected"), "{others:?}");
+}
+
+#[test]
+fn failed_login_prints_an_error_line_and_exits_non_zero() {
+    let server = Server::start();
+    let mut c = server.client("alice", &["--token", "garbage"]);
+    let v = c.recv();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!((&v["error"]["name"], &v["error"]["code"]), (&json!("token_invalid"), &json!(2001)));
+    assert!(v["error"]["message"].is_string());
+    let (rest, status) = c.wait_exit();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(status.code(), Some(1));
+
+    // No token and no secret to mint one from: a clear local error.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["client", "--server", &server.addr, "--user", "alice", "--json", "--certs-dir"])
+        .arg(empty.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v["type"], &v["error"]["name"]), (&json!("error"), &json!("config")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("token.secret"), "{v}");
+}
+
+#[test]
+fn a_session_kicked_by_a_second_login_exits_two() {
+    let server = Server::start();
+    let mut first = server.ready("alice");
+    let _second = server.ready("alice");
+    let e = first.event("kicked_out");
+    assert_eq!((&e["code"], &e["name"]), (&json!(2004), &json!("kicked_out")), "{e}");
+    let d = first.event("disconnected");
+    assert_eq!((&d["code"], &d["name"]), (&json!(2004), &json!("kicked_out")), "{d}");
+    let (rest, status) = first.wait_exit();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(status.code(), Some(2));
+}
