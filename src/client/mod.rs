@@ -299,6 +299,9 @@ impl Client {
     }
 
     /// Sends any request and waits for its answer.
+    ///
+    /// The request is queued for sending when the returned future is first polled, so requests
+    /// polled in order go out in order (pipelined: no request waits for an earlier answer).
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();

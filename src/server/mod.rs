@@ -228,9 +228,11 @@ impl Server {
             socket,
             Arc::new(quinn::TokioRuntime),
         )?;
-        let id_base =
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
-                << 16;
+        // Ids start at the start time in microseconds-ish (ms x 1000): unique across restarts at
+        // any realistic rate, and below 2^53 so JSON readers keep them exact.
+        let start_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
+        let id_base = start_ms * 1000;
         let core = Core::new(config.limits.clone(), keys, id_base);
         let shared = Arc::new(Shared {
             state: Mutex::new(State { core, outboxes: HashMap::new() }),
