@@ -232,6 +232,18 @@ fn describe(e: &Event) -> String {
             format!("*** kicked out: {name} ({code}): {message}")
         }
         Event::MemberCountUpdated { room_id, count: n } => format!("[{room_id}] {}", count(*n)),
+        Event::RoomAttributesUpdated { room_id, set, deleted } => {
+            let set: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!(
+                "[{room_id}] attributes set {{{}}} deleted [{}]",
+                set.join(", "),
+                deleted.join(", ")
+            )
+        }
+        Event::RoomMemberAttributesUpdated { room_id, members, operated_by } => {
+            let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+            format!("[{room_id}] {operated_by} changed member attributes of {}", ids.join(", "))
+        }
     }
 }
 

@@ -492,7 +492,43 @@ pub fn response_fields(r: &Response) -> J {
             .with("room_id", room_id.as_str())
             .with("messages", J::A(messages.iter().map(message).collect()))
             .with("has_more", *has_more),
+        Response::RoomAttributesChanged { room_id, failed } => J::obj()
+            .with("room_id", room_id.as_str())
+            .with("failed_keys", J::A(failed.iter().map(attribute_failure).collect())),
+        Response::RoomAttributes { room_id, attributes: a } => {
+            J::obj().with("room_id", room_id.as_str()).with("attributes", attributes(a))
+        }
+        Response::RoomMembersAttributesSet { room_id, members, failed_user_ids } => J::obj()
+            .with("room_id", room_id.as_str())
+            .with("members", member_attributes(members))
+            .with("failed_user_ids", failed_user_ids.clone()),
+        Response::RoomMembersAttributes { room_id, members } => {
+            J::obj().with("room_id", room_id.as_str()).with("members", member_attributes(members))
+        }
+        Response::RoomMemberAttributesList { room_id, members, next_flag } => J::obj()
+            .with("room_id", room_id.as_str())
+            .with("members", member_attributes(members))
+            .with("next_flag", next_flag.as_str()),
     }
+}
+
+fn attribute_failure(f: &crate::wire::AttributeFailure) -> J {
+    J::obj()
+        .with("key", f.key.as_str())
+        .with("code", f.code)
+        .with("name", ErrorCode::from_u16(f.code).map(ErrorCode::name))
+}
+
+fn member_attributes(ms: &[crate::wire::MemberAttributes]) -> J {
+    J::A(
+        ms.iter()
+            .map(|m| {
+                J::obj()
+                    .with("user_id", m.user_id.as_str())
+                    .with("attributes", attributes(&m.attributes))
+            })
+            .collect(),
+    )
 }
 
 /// An event line.
@@ -517,6 +553,16 @@ pub fn event(e: &Event) -> J {
         Event::MemberCountUpdated { room_id, count } => {
             j.push("room_id", room_id.as_str());
             j.push("count", *count);
+        }
+        Event::RoomAttributesUpdated { room_id, set, deleted } => {
+            j.push("room_id", room_id.as_str());
+            j.push("set", attributes(set));
+            j.push("deleted", deleted.clone());
+        }
+        Event::RoomMemberAttributesUpdated { room_id, members, operated_by } => {
+            j.push("room_id", room_id.as_str());
+            j.push("members", member_attributes(members));
+            j.push("operated_by", operated_by.as_str());
         }
     }
     j

@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::framed::read_frame;
 use crate::wire::{
-    decode_body, encode_frame, ErrorCode, Event, HistoryAnchor, Login, Member, MessageBody,
-    Priority, Reply, Request, RequestFrame, Response, ResponseFrame, RoomConfig, RoomInfo,
-    RoomMessage, RoomState, RoomSummary, StreamHeader, ALPN, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    decode_body, encode_frame, AttributeFailure, AttributeOp, ErrorCode, Event, HistoryAnchor,
+    Login, Member, MemberAttributes, MessageBody, Priority, Reply, Request, RequestFrame, Response,
+    ResponseFrame, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary, StreamHeader, ALPN,
+    MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 /// Events queued for the application at most; past this, the client stops reading from the
@@ -488,6 +489,107 @@ impl Client {
         }
     }
 
+    /// Sets room attributes; returns the keys that failed (owned by other members still in
+    /// the room, unless `is_force`) while the others were applied.
+    pub async fn set_room_attributes(
+        &self,
+        room_id: &str,
+        attributes: Vec<(String, String)>,
+        is_force: bool,
+        is_update_owner: bool,
+        is_delete_after_owner_left: bool,
+    ) -> Result<Vec<AttributeFailure>, ClientError> {
+        let req = Request::SetRoomAttributes {
+            room_id: room_id.into(),
+            attributes,
+            is_force,
+            is_update_owner,
+            is_delete_after_owner_left,
+        };
+        attributes_changed(self.request(req).await?)
+    }
+
+    /// Deletes room attributes; returns the keys that failed.
+    pub async fn delete_room_attributes(
+        &self,
+        room_id: &str,
+        keys: Vec<String>,
+        is_force: bool,
+    ) -> Result<Vec<AttributeFailure>, ClientError> {
+        let req = Request::DeleteRoomAttributes { room_id: room_id.into(), keys, is_force };
+        attributes_changed(self.request(req).await?)
+    }
+
+    /// A room's attributes, sorted by key.
+    pub async fn query_room_attributes(
+        &self,
+        room_id: &str,
+    ) -> Result<Vec<(String, String)>, ClientError> {
+        match self.request(Request::QueryRoomAttributes { room_id: room_id.into() }).await? {
+            Response::RoomAttributes { attributes, .. } => Ok(attributes),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts a batch of room-attribute changes; nothing is sent until
+    /// [`AttributesBatch::end`], which applies them all or none and announces one event.
+    pub fn begin_room_attributes_batch(&self, room_id: &str) -> AttributesBatch<'_> {
+        AttributesBatch { client: self, room_id: room_id.into(), ops: Vec::new() }
+    }
+
+    /// Sets attributes of members (merged into theirs); returns the changed members and the
+    /// ids that are not members.
+    pub async fn set_room_members_attributes(
+        &self,
+        room_id: &str,
+        user_ids: Vec<String>,
+        attributes: Vec<(String, String)>,
+    ) -> Result<(Vec<MemberAttributes>, Vec<String>), ClientError> {
+        let req =
+            Request::SetRoomMembersAttributes { room_id: room_id.into(), user_ids, attributes };
+        match self.request(req).await? {
+            Response::RoomMembersAttributesSet { members, failed_user_ids, .. } => {
+                Ok((members, failed_user_ids))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Attributes of some members.
+    pub async fn query_room_members_attributes(
+        &self,
+        room_id: &str,
+        user_ids: Vec<String>,
+    ) -> Result<Vec<MemberAttributes>, ClientError> {
+        match self
+            .request(Request::QueryRoomMembersAttributes { room_id: room_id.into(), user_ids })
+            .await?
+        {
+            Response::RoomMembersAttributes { members, .. } => Ok(members),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of the members that have attributes; the string is the next flag.
+    pub async fn query_room_member_attributes_list(
+        &self,
+        room_id: &str,
+        next_flag: &str,
+        count: u32,
+    ) -> Result<(Vec<MemberAttributes>, String), ClientError> {
+        let req = Request::QueryRoomMemberAttributesList {
+            room_id: room_id.into(),
+            next_flag: next_flag.into(),
+            count,
+        };
+        match self.request(req).await? {
+            Response::RoomMemberAttributesList { members, next_flag, .. } => {
+                Ok((members, next_flag))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Leaves every room, ends the session and closes the connection.
     pub async fn logout(&self) -> Result<(), ClientError> {
         let r = self.request(Request::Logout).await;
@@ -507,6 +609,51 @@ impl Client {
     pub async fn shutdown(&self) {
         self.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Room-attribute changes collected on the client and applied atomically by [`AttributesBatch::end`].
+pub struct AttributesBatch<'a> {
+    client: &'a Client,
+    room_id: String,
+    ops: Vec<AttributeOp>,
+}
+
+impl AttributesBatch<'_> {
+    /// Adds a set step.
+    pub fn set(
+        &mut self,
+        attributes: Vec<(String, String)>,
+        is_force: bool,
+        is_update_owner: bool,
+        is_delete_after_owner_left: bool,
+    ) -> &mut Self {
+        self.ops.push(AttributeOp::Set {
+            attributes,
+            is_force,
+            is_update_owner,
+            is_delete_after_owner_left,
+        });
+        self
+    }
+
+    /// Adds a delete step.
+    pub fn delete(&mut self, keys: Vec<String>, is_force: bool) -> &mut Self {
+        self.ops.push(AttributeOp::Delete { keys, is_force });
+        self
+    }
+
+    /// Sends the batch: every step applies, or (on any error) none does.
+    pub async fn end(self) -> Result<(), ClientError> {
+        let req = Request::RoomAttributesBatch { room_id: self.room_id, ops: self.ops };
+        attributes_changed(self.client.request(req).await?).map(|_| ())
+    }
+}
+
+fn attributes_changed(r: Response) -> Result<Vec<AttributeFailure>, ClientError> {
+    match r {
+        Response::RoomAttributesChanged { failed, .. } => Ok(failed),
+        other => Err(unexpected(other)),
     }
 }
 

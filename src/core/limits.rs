@@ -40,6 +40,22 @@ pub struct Limits {
     pub presence_count_threshold: usize,
     /// Whether one user may log in from several devices at once (else a new login kicks the old).
     pub allow_multi_device: bool,
+    /// Room attribute keys per room.
+    pub room_attributes_max_keys: usize,
+    /// Longest room attribute key in bytes.
+    pub room_attribute_key_max_bytes: usize,
+    /// Longest room attribute value in bytes.
+    pub room_attribute_value_max_bytes: usize,
+    /// Keys and values of one room's attributes together, in bytes.
+    pub room_attributes_max_total_bytes: usize,
+    /// Members of one room that may have member attributes.
+    pub member_attributes_max_members: usize,
+    /// Member attribute keys per member.
+    pub member_attributes_max_keys: usize,
+    /// Longest member attribute key in bytes.
+    pub member_attribute_key_max_bytes: usize,
+    /// Longest member attribute value in bytes.
+    pub member_attribute_value_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +78,14 @@ impl Default for Limits {
             presence_batch_max: 100,
             presence_count_threshold: 500,
             allow_multi_device: false,
+            room_attributes_max_keys: 20,
+            room_attribute_key_max_bytes: 16,
+            room_attribute_value_max_bytes: 1024,
+            room_attributes_max_total_bytes: 5 * 1024,
+            member_attributes_max_members: 500,
+            member_attributes_max_keys: 30,
+            member_attribute_key_max_bytes: 8,
+            member_attribute_value_max_bytes: 64,
         }
     }
 }

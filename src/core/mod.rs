@@ -7,6 +7,7 @@
 //! [`Core::poll_output`]. [`Core::poll_timeout`] says when [`Core::handle_timeout`] is next due.
 //! Broadcast frames are encoded once here and shared as [`Bytes`] by every recipient.
 
+mod attributes;
 mod history;
 mod limits;
 mod ratelimit;
@@ -23,6 +24,7 @@ use crate::wire::{
     Reply, Request, Response, ResponseFrame, RoomConfig, RoomInfo, RoomMessage, RoomState,
     RoomSummary, StreamHeader, PROTOCOL_VERSION,
 };
+use attributes::Attrs;
 pub use history::History;
 pub use limits::{
     valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES,
@@ -378,6 +380,13 @@ impl Core {
                 self.query_members_by_id(sid, &room_id, user_ids)
             }
             Request::QueryJoinedRooms => Ok(self.joined_rooms(sid)),
+            r @ (Request::SetRoomAttributes { .. }
+            | Request::DeleteRoomAttributes { .. }
+            | Request::QueryRoomAttributes { .. }
+            | Request::RoomAttributesBatch { .. }
+            | Request::SetRoomMembersAttributes { .. }
+            | Request::QueryRoomMembersAttributes { .. }
+            | Request::QueryRoomMemberAttributesList { .. }) => self.handle_attributes(now, sid, r),
             Request::QueryHistory { room_id, anchor, count } => {
                 self.query_history(now, sid, &room_id, anchor, count)
             }
@@ -409,7 +418,13 @@ impl Core {
         Ok(room)
     }
 
-    fn check_new_room(&self, info: &RoomInfo, config: &RoomConfig) -> Result<(), ErrorBody> {
+    /// Checks a room about to be created; returns its initial attributes, owned by `owner`.
+    fn check_new_room(
+        &self,
+        info: &RoomInfo,
+        config: &RoomConfig,
+        owner: &Arc<str>,
+    ) -> Result<Attrs, ErrorBody> {
         if !valid_room_id(&info.room_id) {
             return Err(err(ErrorCode::InvalidRoomId));
         }
@@ -422,7 +437,7 @@ impl Core {
         if self.rooms.len() >= self.limits.rooms_per_server {
             return Err(err(ErrorCode::ServerRoomLimit));
         }
-        Ok(())
+        Attrs::initial(&config.attributes, owner, self.room_attr_limits())
     }
 
     fn check_can_join(&self, sid: SessionId, room: Option<&Room>) -> Result<(), ErrorBody> {
@@ -450,22 +465,28 @@ impl Core {
         info: RoomInfo,
         config: RoomConfig,
     ) -> Result<RoomState, ErrorBody> {
-        self.check_new_room(&info, &config)?;
+        let owner = self.session(sid)?.user_id.clone();
+        let attrs = self.check_new_room(&info, &config, &owner)?;
         if self.room_ids.contains_key(info.room_id.as_str()) {
             return Err(err(ErrorCode::RoomAlreadyExists));
         }
         self.check_can_join(sid, None)?;
-        let key = self.insert_room(now, info, config);
+        let key = self.insert_room(now, info, config, attrs);
         Ok(self.add_member(now, sid, key, true))
     }
 
-    fn insert_room(&mut self, now: Now, info: RoomInfo, config: RoomConfig) -> RoomKey {
+    fn insert_room(
+        &mut self,
+        now: Now,
+        info: RoomInfo,
+        config: RoomConfig,
+        attrs: Attrs,
+    ) -> RoomKey {
         let key = RoomKey(self.next_room);
         self.next_room += 1;
         let id: Arc<str> = Arc::from(info.room_id.as_str());
         let delay_ms = u64::from(config.destroy_delay_s) * 1000;
-        let room =
-            Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, config.attributes);
+        let room = Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, attrs);
         self.rooms.insert(key, room);
         self.room_ids.insert(id, key);
         key
@@ -539,7 +560,7 @@ impl Core {
                 member_count: r.member_count() as u32,
                 last_seq: r.last_seq,
                 created_at_ms: r.created_at_ms,
-                attributes: r.attributes.clone(),
+                attributes: r.attributes.snapshot(),
             },
             None => RoomState {
                 room_id: String::new(),
@@ -571,7 +592,12 @@ impl Core {
             self.outputs.push_back(Output::CloseRoomStream { conn, room: key });
         }
         let mut announce = false;
+        let mut owned_deleted = Vec::new();
         if let Some(member) = room.remove_session(&user, sid) {
+            // A member's attributes go with it, and so do room keys it owned with
+            // is_delete_after_owner_left.
+            room.member_attrs.remove(&*user);
+            owned_deleted = room.attributes.remove_owned_by(&user);
             if !room.members.is_empty() {
                 room.pending.push(PresenceChange::Left(member, reason));
                 announce = true;
@@ -579,6 +605,8 @@ impl Core {
         }
         if announce {
             self.arm_presence_flush(now, key);
+            // Announced after the leave (flushing it first), like any other attribute change.
+            self.announce_attributes(key, Vec::new(), owned_deleted);
             return;
         }
         let Some(room) = self.rooms.get_mut(&key) else { return };
@@ -631,9 +659,10 @@ impl Core {
                 self.add_member(now, sid, to_key, false)
             }
             None if create_if_missing => {
-                self.check_new_room(&to, &config)?;
+                let owner = self.session(sid)?.user_id.clone();
+                let attrs = self.check_new_room(&to, &config, &owner)?;
                 self.leave(now, sid, from_key, LeaveReason::Left);
-                let key = self.insert_room(now, to, config);
+                let key = self.insert_room(now, to, config, attrs);
                 self.add_member(now, sid, key, true)
             }
             None if !valid_room_id(&to.room_id) => return Err(err(ErrorCode::InvalidRoomId)),
@@ -840,10 +869,10 @@ impl Core {
 
     fn arm_presence_flush(&mut self, now: Now, key: RoomKey) {
         let Some(room) = self.rooms.get_mut(&key) else { return };
-        if !room.flush_armed {
-            room.flush_armed = true;
-            self.timers
-                .insert((now.mono_ms + self.limits.presence_batch_ms, Timer::PresenceFlush(key)));
+        if room.flush_at.is_none() {
+            let at = now.mono_ms + self.limits.presence_batch_ms;
+            room.flush_at = Some(at);
+            self.timers.insert((at, Timer::PresenceFlush(key)));
         }
     }
 
@@ -852,7 +881,11 @@ impl Core {
     fn flush_presence(&mut self, key: RoomKey) {
         let to = self.recipients(key);
         let Some(room) = self.rooms.get_mut(&key) else { return };
-        room.flush_armed = false;
+        // Disarm the timer too: left armed after an early flush (a message), it would cut the
+        // next batch's window short.
+        if let Some(at) = room.flush_at.take() {
+            self.timers.remove(&(at, Timer::PresenceFlush(key)));
+        }
         if room.pending.is_empty() {
             return;
         }

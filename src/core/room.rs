@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::attributes::Attrs;
 use super::history::History;
 use super::ratelimit::TokenBucket;
 use super::{ConnId, SessionId};
@@ -41,7 +42,9 @@ pub(crate) struct Room {
     pub name: String,
     pub created_at_ms: u64,
     pub destroy_delay_ms: u64,
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Attrs,
+    /// user id -> that member's attributes (only members that have some).
+    pub member_attrs: HashMap<Arc<str>, BTreeMap<String, String>>,
     /// join position -> member; the position is the paging cursor.
     pub members: BTreeMap<u64, MemberEntry>,
     /// user id -> join position.
@@ -51,7 +54,8 @@ pub(crate) struct Room {
     pub history: History,
     /// Changes since the last presence flush, in order.
     pub pending: Vec<PresenceChange>,
-    pub flush_armed: bool,
+    /// Deadline of the armed presence flush timer, if one is armed.
+    pub flush_at: Option<u64>,
     /// Last count announced in large-room mode.
     pub announced_count: u32,
     /// Monotonic deadline of a delayed destroy, when the room is empty and waiting.
@@ -71,7 +75,7 @@ impl Room {
         name: String,
         now_unix_ms: u64,
         destroy_delay_ms: u64,
-        attributes: Vec<(String, String)>,
+        attributes: Attrs,
     ) -> Room {
         Room {
             key,
@@ -80,13 +84,14 @@ impl Room {
             created_at_ms: now_unix_ms,
             destroy_delay_ms,
             attributes,
+            member_attrs: HashMap::new(),
             members: BTreeMap::new(),
             positions: HashMap::new(),
             next_position: 0,
             last_seq: 0,
             history: History::default(),
             pending: Vec::new(),
-            flush_armed: false,
+            flush_at: None,
             announced_count: 0,
             destroy_at: None,
             dedup: HashMap::new(),

@@ -101,6 +101,21 @@ error_codes! {
     /// client_msg_id is longer than 64 bytes.
     InvalidClientMsgId = 5002, "invalid_client_msg_id", "invalid client message id";
 
+    /// A room would have more attribute keys than allowed (or a member more member-attribute
+    /// keys).
+    AttributeCountExceeded = 6000, "attribute_count_exceeded", "too many attribute keys";
+    /// An attribute key is longer than allowed.
+    AttributeKeyTooLong = 6001, "attribute_key_too_long", "attribute key too long";
+    /// An attribute value is longer than allowed.
+    AttributeValueTooLong = 6002, "attribute_value_too_long", "attribute value too long";
+    /// A room's attributes would be larger in total than allowed.
+    AttributesTooLarge = 6003, "attributes_too_large", "attributes too large in total";
+    /// The key is owned by another member still in the room; use is_force.
+    AttributeNotOwned = 6004, "attribute_not_owned", "attribute owned by another member";
+    /// The room already has as many members with attributes as allowed.
+    MemberAttributesMembersExceeded = 6005, "member_attributes_members_exceeded",
+        "too many members with attributes";
+
     /// The connection could not keep up with its outbound queue; reconnect and resume.
     SlowConsumer = 7000, "slow_consumer", "slow consumer, reconnect";
     /// The server refused the connection: too many connections.

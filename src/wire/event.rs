@@ -2,7 +2,7 @@
 
 use bincode::{Decode, Encode};
 
-use super::types::{LeaveReason, Member, RoomMessage};
+use super::types::{LeaveReason, Member, MemberAttributes, RoomMessage};
 
 /// The first frame on every server-opened unidirectional stream: what the stream carries.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -51,6 +51,25 @@ pub enum Event {
         /// Members now in the room.
         count: u32,
     },
+    /// Room attributes changed (sent to every member, the one who changed them included, in
+    /// the order the server applied the changes).
+    RoomAttributesUpdated {
+        /// The room.
+        room_id: String,
+        /// Keys set, with their new values.
+        set: Vec<(String, String)>,
+        /// Keys deleted.
+        deleted: Vec<String>,
+    },
+    /// Attributes of members changed.
+    RoomMemberAttributesUpdated {
+        /// The room.
+        room_id: String,
+        /// The changed members with all their attributes now.
+        members: Vec<MemberAttributes>,
+        /// Who made the change.
+        operated_by: String,
+    },
 }
 
 impl Event {
@@ -62,6 +81,8 @@ impl Event {
             Event::RoomMessage(_) => "room_message",
             Event::KickedOut { .. } => "kicked_out",
             Event::MemberCountUpdated { .. } => "member_count_updated",
+            Event::RoomAttributesUpdated { .. } => "room_attributes_updated",
+            Event::RoomMemberAttributesUpdated { .. } => "room_member_attributes_updated",
         }
     }
 }

@@ -23,8 +23,8 @@ pub use event::{Event, StreamHeader};
 pub use request::{Login, Request, RequestFrame};
 pub use response::{ErrorBody, Reply, Response, ResponseFrame};
 pub use types::{
-    HistoryAnchor, LeaveReason, Member, MessageBody, Priority, RoomConfig, RoomInfo, RoomMessage,
-    RoomState, RoomSummary,
+    AttributeFailure, AttributeOp, HistoryAnchor, LeaveReason, Member, MemberAttributes,
+    MessageBody, Priority, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
 };
 
 /// The protocol version a client sends in its login.

@@ -2,7 +2,7 @@
 
 use bincode::{Decode, Encode};
 
-use super::types::{HistoryAnchor, MessageBody, Priority, RoomConfig, RoomInfo};
+use super::types::{AttributeOp, HistoryAnchor, MessageBody, Priority, RoomConfig, RoomInfo};
 
 /// One frame on the control stream from client to server.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -113,6 +113,66 @@ pub enum Request {
         /// Page size, 1-100.
         count: u32,
     },
+    /// Set room attributes. Keys owned by other members still in the room fail (reported in
+    /// the answer) unless `is_force`; the rest are applied.
+    SetRoomAttributes {
+        /// Room id.
+        room_id: String,
+        /// Keys and values.
+        attributes: Vec<(String, String)>,
+        /// Overwrite keys owned by other members still in the room.
+        is_force: bool,
+        /// Make the caller the owner of existing keys it overwrites.
+        is_update_owner: bool,
+        /// Delete the keys when their owner leaves the room.
+        is_delete_after_owner_left: bool,
+    },
+    /// Delete room attributes (same ownership rule as setting).
+    DeleteRoomAttributes {
+        /// Room id.
+        room_id: String,
+        /// Keys.
+        keys: Vec<String>,
+        /// Delete keys owned by other members still in the room.
+        is_force: bool,
+    },
+    /// Read a room's attributes.
+    QueryRoomAttributes {
+        /// Room id.
+        room_id: String,
+    },
+    /// Several sets and deletes applied atomically (all or nothing) and announced as one event.
+    RoomAttributesBatch {
+        /// Room id.
+        room_id: String,
+        /// The steps, in order.
+        ops: Vec<AttributeOp>,
+    },
+    /// Set attributes of room members (merged into what they have).
+    SetRoomMembersAttributes {
+        /// Room id.
+        room_id: String,
+        /// Members to change, at most 100.
+        user_ids: Vec<String>,
+        /// Keys and values.
+        attributes: Vec<(String, String)>,
+    },
+    /// Read attributes of some members.
+    QueryRoomMembersAttributes {
+        /// Room id.
+        room_id: String,
+        /// Members, at most 100.
+        user_ids: Vec<String>,
+    },
+    /// Page through the members that have attributes, in join order.
+    QueryRoomMemberAttributesList {
+        /// Room id.
+        room_id: String,
+        /// Empty for the first page, else the previous answer's `next_flag`.
+        next_flag: String,
+        /// Page size, 1-100.
+        count: u32,
+    },
 }
 
 impl Request {
@@ -133,6 +193,13 @@ impl Request {
             Request::QueryRoomMembersById { .. } => "query_room_members_by_id",
             Request::QueryJoinedRooms => "query_joined_rooms",
             Request::QueryHistory { .. } => "query_history",
+            Request::SetRoomAttributes { .. } => "set_room_attributes",
+            Request::DeleteRoomAttributes { .. } => "delete_room_attributes",
+            Request::QueryRoomAttributes { .. } => "query_room_attributes",
+            Request::RoomAttributesBatch { .. } => "room_attributes_batch",
+            Request::SetRoomMembersAttributes { .. } => "set_room_members_attributes",
+            Request::QueryRoomMembersAttributes { .. } => "query_room_members_attributes",
+            Request::QueryRoomMemberAttributesList { .. } => "query_room_member_attributes_list",
         }
     }
 }

@@ -3,7 +3,9 @@
 use bincode::{Decode, Encode};
 
 use super::codes::ErrorCode;
-use super::types::{Member, RoomMessage, RoomState, RoomSummary};
+use super::types::{
+    AttributeFailure, Member, MemberAttributes, RoomMessage, RoomState, RoomSummary,
+};
 
 /// One frame on the control stream from server to client.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -130,5 +132,45 @@ pub enum Response {
         messages: Vec<RoomMessage>,
         /// Whether more messages exist beyond this page in the direction asked.
         has_more: bool,
+    },
+    /// Answer to SetRoomAttributes, DeleteRoomAttributes and RoomAttributesBatch.
+    RoomAttributesChanged {
+        /// The room.
+        room_id: String,
+        /// Keys that were not changed and why (empty when everything was applied; always empty
+        /// for a batch, which fails as a whole instead).
+        failed: Vec<AttributeFailure>,
+    },
+    /// Answer to QueryRoomAttributes.
+    RoomAttributes {
+        /// The room.
+        room_id: String,
+        /// Attributes, sorted by key.
+        attributes: Vec<(String, String)>,
+    },
+    /// Answer to SetRoomMembersAttributes.
+    RoomMembersAttributesSet {
+        /// The room.
+        room_id: String,
+        /// The changed members with all their attributes now.
+        members: Vec<MemberAttributes>,
+        /// Asked ids that are not members of the room (or could not get attributes).
+        failed_user_ids: Vec<String>,
+    },
+    /// Answer to QueryRoomMembersAttributes.
+    RoomMembersAttributes {
+        /// The room.
+        room_id: String,
+        /// Those of the asked ids that are members, with their attributes (possibly none).
+        members: Vec<MemberAttributes>,
+    },
+    /// Answer to QueryRoomMemberAttributesList.
+    RoomMemberAttributesList {
+        /// The room.
+        room_id: String,
+        /// One page of members with attributes, in join order.
+        members: Vec<MemberAttributes>,
+        /// Pass back for the next page; empty when this was the last.
+        next_flag: String,
     },
 }

@@ -192,3 +192,44 @@ pub struct RoomSummary {
     /// Members in the room.
     pub member_count: u32,
 }
+
+/// One member's attributes.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct MemberAttributes {
+    /// The member.
+    pub user_id: String,
+    /// Its attributes, sorted by key.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// A key that a room-attribute operation could not change, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AttributeFailure {
+    /// The key.
+    pub key: String,
+    /// An error code number (for example 6004, attribute_not_owned).
+    pub code: u16,
+}
+
+/// One step of a room-attributes batch.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub enum AttributeOp {
+    /// Set keys, as set_room_attributes.
+    Set {
+        /// Keys and values.
+        attributes: Vec<(String, String)>,
+        /// Overwrite keys owned by other members still in the room.
+        is_force: bool,
+        /// Make the caller the owner of existing keys it overwrites.
+        is_update_owner: bool,
+        /// Delete the keys when their owner leaves the room.
+        is_delete_after_owner_left: bool,
+    },
+    /// Delete keys, as delete_room_attributes.
+    Delete {
+        /// Keys.
+        keys: Vec<String>,
+        /// Delete keys owned by other members still in the room.
+        is_force: bool,
+    },
+}

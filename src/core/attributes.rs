@@ -1,0 +1,452 @@
+//! Room attributes (with owners) and member attributes (SPEC section 7).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::room::RoomKey;
+use super::{err, Core, Now, OpResult, Output, SessionId};
+use crate::wire::{
+    encode_frame, AttributeFailure, AttributeOp, ErrorBody, ErrorCode, Event, MemberAttributes,
+    Priority, Request, Response,
+};
+
+/// Bounds of room and member attributes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttrLimits {
+    pub max_keys: usize,
+    pub max_key: usize,
+    pub max_value: usize,
+    pub max_total: usize,
+}
+
+#[derive(Clone, Debug)]
+struct RoomAttr {
+    value: String,
+    owner: Arc<str>,
+    delete_with_owner: bool,
+}
+
+/// A room's attributes: key -> value with its owner.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Attrs {
+    map: BTreeMap<String, RoomAttr>,
+}
+
+/// What an applied change did, for the event.
+#[derive(Debug, Default)]
+pub(crate) struct Change {
+    pub set: Vec<(String, String)>,
+    pub deleted: Vec<String>,
+    pub failed: Vec<AttributeFailure>,
+}
+
+fn check_key_value(key: &str, value: Option<&str>, l: AttrLimits) -> Result<(), ErrorBody> {
+    if key.is_empty() {
+        return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "empty attribute key"));
+    }
+    if key.len() > l.max_key {
+        return Err(ErrorBody::with_message(
+            ErrorCode::AttributeKeyTooLong,
+            format!("key of {} bytes is over {}", key.len(), l.max_key),
+        ));
+    }
+    if let Some(v) = value {
+        if v.len() > l.max_value {
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributeValueTooLong,
+                format!("value of {key:?} has {} bytes, over {}", v.len(), l.max_value),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Attrs {
+    /// Initial attributes of a new room, owned by its creator.
+    pub fn initial(
+        pairs: &[(String, String)],
+        owner: &Arc<str>,
+        l: AttrLimits,
+    ) -> Result<Attrs, ErrorBody> {
+        let mut attrs = Attrs::default();
+        let op = AttributeOp::Set {
+            attributes: pairs.to_vec(),
+            is_force: true,
+            is_update_owner: true,
+            is_delete_after_owner_left: false,
+        };
+        attrs.apply(&[op], owner, |_| false, l, true)?;
+        Ok(attrs)
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        self.map.iter().map(|(k, a)| (k.clone(), a.value.clone())).collect()
+    }
+
+    fn total(map: &BTreeMap<String, RoomAttr>) -> usize {
+        map.iter().map(|(k, a)| k.len() + a.value.len()).sum()
+    }
+
+    /// Applies `ops` for `caller`. A key owned by another member still in the room
+    /// (`is_present`) is changed only with `is_force`; otherwise it fails: the whole request
+    /// when `atomic`, that key alone when not. Validation and size limits always fail the
+    /// whole request, which then changes nothing.
+    pub fn apply(
+        &mut self,
+        ops: &[AttributeOp],
+        caller: &Arc<str>,
+        is_present: impl Fn(&str) -> bool,
+        l: AttrLimits,
+        atomic: bool,
+    ) -> Result<Change, ErrorBody> {
+        let mut next = self.map.clone();
+        let mut failed = Vec::new();
+        let mut touched: Vec<String> = Vec::new();
+        let blocked = |map: &BTreeMap<String, RoomAttr>, key: &str, force: bool| {
+            !force && map.get(key).is_some_and(|a| a.owner != *caller && is_present(&a.owner))
+        };
+        for op in ops {
+            match op {
+                AttributeOp::Set {
+                    attributes,
+                    is_force,
+                    is_update_owner,
+                    is_delete_after_owner_left,
+                } => {
+                    for (k, v) in attributes {
+                        check_key_value(k, Some(v), l)?;
+                        if blocked(&next, k, *is_force) {
+                            failed.push(AttributeFailure {
+                                key: k.clone(),
+                                code: ErrorCode::AttributeNotOwned.as_u16(),
+                            });
+                            continue;
+                        }
+                        match next.get_mut(k) {
+                            Some(a) => {
+                                a.value = v.clone();
+                                if *is_update_owner || a.owner == *caller {
+                                    a.owner = caller.clone();
+                                    a.delete_with_owner = *is_delete_after_owner_left;
+                                }
+                            }
+                            None => {
+                                next.insert(
+                                    k.clone(),
+                                    RoomAttr {
+                                        value: v.clone(),
+                                        owner: caller.clone(),
+                                        delete_with_owner: *is_delete_after_owner_left,
+                                    },
+                                );
+                            }
+                        }
+                        if !touched.contains(k) {
+                            touched.push(k.clone());
+                        }
+                    }
+                }
+                AttributeOp::Delete { keys, is_force } => {
+                    for k in keys {
+                        check_key_value(k, None, l)?;
+                        if blocked(&next, k, *is_force) {
+                            failed.push(AttributeFailure {
+                                key: k.clone(),
+                                code: ErrorCode::AttributeNotOwned.as_u16(),
+                            });
+                            continue;
+                        }
+                        if next.remove(k).is_some() && !touched.contains(k) {
+                            touched.push(k.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if atomic && !failed.is_empty() {
+            let keys: Vec<&str> = failed.iter().map(|f| f.key.as_str()).collect();
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributeNotOwned,
+                format!("owned by other members: {}", keys.join(", ")),
+            ));
+        }
+        if next.len() > l.max_keys {
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributeCountExceeded,
+                format!("{} keys is over {}", next.len(), l.max_keys),
+            ));
+        }
+        let total = Attrs::total(&next);
+        if total > l.max_total {
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributesTooLarge,
+                format!("{total} bytes of keys and values is over {}", l.max_total),
+            ));
+        }
+        let mut change = Change { failed, ..Change::default() };
+        for k in touched {
+            match next.get(&k) {
+                Some(a) => change.set.push((k, a.value.clone())),
+                None if self.map.contains_key(&k) => change.deleted.push(k),
+                None => {}
+            }
+        }
+        self.map = next;
+        Ok(change)
+    }
+
+    /// Removes the keys `user` owns that are marked delete-after-owner-left.
+    pub fn remove_owned_by(&mut self, user: &str) -> Vec<String> {
+        let keys: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, a)| a.delete_with_owner && &*a.owner == user)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &keys {
+            self.map.remove(k);
+        }
+        keys
+    }
+}
+
+fn member_attrs(user: &str, map: &BTreeMap<String, String>) -> MemberAttributes {
+    MemberAttributes {
+        user_id: user.to_string(),
+        attributes: map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+/// Most user ids in one member-attributes request.
+const MAX_MEMBER_IDS: usize = 100;
+
+impl Core {
+    pub(crate) fn room_attr_limits(&self) -> AttrLimits {
+        let l = &self.limits;
+        AttrLimits {
+            max_keys: l.room_attributes_max_keys,
+            max_key: l.room_attribute_key_max_bytes,
+            max_value: l.room_attribute_value_max_bytes,
+            max_total: l.room_attributes_max_total_bytes,
+        }
+    }
+
+    /// Handles the attribute requests (SPEC section 7).
+    pub(crate) fn handle_attributes(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        request: Request,
+    ) -> OpResult {
+        match request {
+            Request::SetRoomAttributes {
+                room_id,
+                attributes,
+                is_force,
+                is_update_owner,
+                is_delete_after_owner_left,
+            } => {
+                let op = AttributeOp::Set {
+                    attributes,
+                    is_force,
+                    is_update_owner,
+                    is_delete_after_owner_left,
+                };
+                self.change_room_attributes(now, sid, &room_id, vec![op], false)
+            }
+            Request::DeleteRoomAttributes { room_id, keys, is_force } => self
+                .change_room_attributes(
+                    now,
+                    sid,
+                    &room_id,
+                    vec![AttributeOp::Delete { keys, is_force }],
+                    false,
+                ),
+            Request::RoomAttributesBatch { room_id, ops } => {
+                self.change_room_attributes(now, sid, &room_id, ops, true)
+            }
+            Request::QueryRoomAttributes { room_id } => {
+                let room = self.member_room(sid, &room_id)?;
+                Ok(Response::RoomAttributes { room_id, attributes: room.attributes.snapshot() })
+            }
+            Request::SetRoomMembersAttributes { room_id, user_ids, attributes } => {
+                self.set_member_attributes(sid, &room_id, user_ids, attributes)
+            }
+            Request::QueryRoomMembersAttributes { room_id, user_ids } => {
+                let room = self.member_room(sid, &room_id)?;
+                if user_ids.len() > MAX_MEMBER_IDS {
+                    return Err(err(ErrorCode::TooManyUserIds));
+                }
+                let empty = BTreeMap::new();
+                let members = user_ids
+                    .iter()
+                    .filter(|u| room.entry(u).is_some())
+                    .map(|u| member_attrs(u, room.member_attrs.get(u.as_str()).unwrap_or(&empty)))
+                    .collect();
+                Ok(Response::RoomMembersAttributes { room_id, members })
+            }
+            Request::QueryRoomMemberAttributesList { room_id, next_flag, count } => {
+                let room = self.member_room(sid, &room_id)?;
+                if count == 0 || count > super::MAX_QUERY_COUNT {
+                    return Err(ErrorBody::with_message(
+                        ErrorCode::InvalidRequest,
+                        "count must be 1-100",
+                    ));
+                }
+                let start: u64 = if next_flag.is_empty() {
+                    0
+                } else {
+                    next_flag.parse().map_err(|_| {
+                        ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag")
+                    })?
+                };
+                let mut with_attrs = room.members.range(start..).filter_map(|(pos, e)| {
+                    room.member_attrs
+                        .get(e.member.user_id.as_str())
+                        .map(|a| (*pos, member_attrs(&e.member.user_id, a)))
+                });
+                let members: Vec<MemberAttributes> =
+                    with_attrs.by_ref().take(count as usize).map(|(_, m)| m).collect();
+                let next_flag =
+                    with_attrs.next().map(|(pos, _)| pos.to_string()).unwrap_or_default();
+                Ok(Response::RoomMemberAttributesList { room_id, members, next_flag })
+            }
+            _ => Err(err(ErrorCode::InvalidRequest)),
+        }
+    }
+
+    fn change_room_attributes(
+        &mut self,
+        _now: Now,
+        sid: SessionId,
+        room_id: &str,
+        ops: Vec<AttributeOp>,
+        atomic: bool,
+    ) -> OpResult {
+        let key = self.member_room(sid, room_id)?.key;
+        let caller = self.session(sid)?.user_id.clone();
+        let limits = self.room_attr_limits();
+        let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
+        let positions = &room.positions;
+        let change =
+            room.attributes.apply(&ops, &caller, |u| positions.contains_key(u), limits, atomic)?;
+        self.announce_attributes(key, change.set, change.deleted);
+        Ok(Response::RoomAttributesChanged { room_id: room_id.to_string(), failed: change.failed })
+    }
+
+    /// Sends a RoomAttributesUpdated event to every member (after any pending presence).
+    pub(crate) fn announce_attributes(
+        &mut self,
+        key: RoomKey,
+        set: Vec<(String, String)>,
+        deleted: Vec<String>,
+    ) {
+        if set.is_empty() && deleted.is_empty() {
+            return;
+        }
+        self.flush_presence(key);
+        let to = self.recipients(key);
+        let Some(room) = self.rooms.get(&key) else { return };
+        let frame = encode_frame(&Event::RoomAttributesUpdated {
+            room_id: room.id.to_string(),
+            set,
+            deleted,
+        });
+        self.outputs.push_back(Output::Broadcast {
+            to,
+            except: None,
+            room: key,
+            frame,
+            priority: Priority::High,
+        });
+    }
+
+    fn set_member_attributes(
+        &mut self,
+        sid: SessionId,
+        room_id: &str,
+        user_ids: Vec<String>,
+        attributes: Vec<(String, String)>,
+    ) -> OpResult {
+        let key = self.member_room(sid, room_id)?.key;
+        if user_ids.len() > MAX_MEMBER_IDS {
+            return Err(err(ErrorCode::TooManyUserIds));
+        }
+        let l = self.limits.clone();
+        let lim = AttrLimits {
+            max_keys: l.member_attributes_max_keys,
+            max_key: l.member_attribute_key_max_bytes,
+            max_value: l.member_attribute_value_max_bytes,
+            max_total: usize::MAX,
+        };
+        for (k, v) in &attributes {
+            check_key_value(k, Some(v), lim)?;
+        }
+        let caller = self.session(sid)?.user_id.to_string();
+        let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
+        // Validate everything first so that an error changes nothing.
+        let mut staged: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        let mut failed_user_ids = Vec::new();
+        let mut new_members = 0;
+        for u in &user_ids {
+            if room.entry(u).is_none() || staged.contains_key(u) {
+                if room.entry(u).is_none() {
+                    failed_user_ids.push(u.clone());
+                }
+                continue;
+            }
+            let mut map = room.member_attrs.get(u.as_str()).cloned().unwrap_or_default();
+            if !room.member_attrs.contains_key(u.as_str()) {
+                if room.member_attrs.len() + new_members >= l.member_attributes_max_members {
+                    return Err(ErrorBody::with_message(
+                        ErrorCode::MemberAttributesMembersExceeded,
+                        format!(
+                            "the room already has {} members with attributes",
+                            room.member_attrs.len()
+                        ),
+                    ));
+                }
+                new_members += 1;
+            }
+            for (k, v) in &attributes {
+                map.insert(k.clone(), v.clone());
+            }
+            if map.len() > lim.max_keys {
+                return Err(ErrorBody::with_message(
+                    ErrorCode::AttributeCountExceeded,
+                    format!("{u} would have {} keys, over {}", map.len(), lim.max_keys),
+                ));
+            }
+            staged.insert(u.clone(), map);
+        }
+        let mut members = Vec::new();
+        for u in &user_ids {
+            if let Some(map) = staged.remove(u) {
+                members.push(member_attrs(u, &map));
+                room.member_attrs.insert(Arc::from(u.as_str()), map);
+            }
+        }
+        if !members.is_empty() {
+            let room_id = room.id.to_string();
+            self.flush_presence(key);
+            let to = self.recipients(key);
+            let frame = encode_frame(&Event::RoomMemberAttributesUpdated {
+                room_id,
+                members: members.clone(),
+                operated_by: caller,
+            });
+            self.outputs.push_back(Output::Broadcast {
+                to,
+                except: None,
+                room: key,
+                frame,
+                priority: Priority::High,
+            });
+        }
+        Ok(Response::RoomMembersAttributesSet {
+            room_id: room_id.to_string(),
+            members,
+            failed_user_ids,
+        })
+    }
+}
