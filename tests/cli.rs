@@ -392,3 +392,129 @@ fn a_session_kicked_by_a_second_login_exits_two() {
     assert!(rest.is_empty(), "{rest:?}");
     assert_eq!(status.code(), Some(2));
 }
+
+impl Cli {
+    /// Sends a request that succeeds and also announces an event to this client: returns the
+    /// response and the event, which may be printed in either order (the answer travels on the
+    /// control stream, the event on the room's stream).
+    fn ok_with_event(&mut self, request: Value, event: &str) -> (Value, Value) {
+        let op = request["op"].as_str().unwrap().to_string();
+        self.send(request);
+        let (a, b) = (self.recv(), self.recv());
+        let (response, ev) = if a["type"] == "response" { (a, b) } else { (b, a) };
+        assert_eq!((response["op"].as_str(), &response["ok"]), (Some(op.as_str()), &json!(true)));
+        assert_eq!((ev["type"].as_str(), ev["event"].as_str()), (Some("event"), Some(event)));
+        (response, ev)
+    }
+}
+
+#[test]
+fn room_and_member_attributes_from_json_lines() {
+    let server = Server::start();
+    let mut alice = server.ready("alice");
+    let mut bob = server.ready("bob");
+    let r = alice.ok(json!({"op": "create_room", "room_id": "a1", "attributes": {"seed": "s"}}));
+    assert_eq!(r["attributes"], json!({"seed": "s"}), "{r}");
+    let r = bob.ok(json!({"op": "join_room", "room_id": "a1"}));
+    assert_eq!(r["attributes"], json!({"seed": "s"}), "{r}");
+    alice.event("members_joined");
+
+    // A set reaches every member, the writer included: `set` is an object, `deleted` a list.
+    let (r, e) = alice.ok_with_event(
+        json!({"op": "set_room_attributes", "room_id": "a1", "id": 1,
+            "attributes": {"topic": "hello", "mode": "quiet"}}),
+        "room_attributes_updated",
+    );
+    assert_eq!((&r["id"], &r["room_id"], &r["failed_keys"]), (&json!(1), &json!("a1"), &json!([])));
+    let expected = json!({"type": "event", "event": "room_attributes_updated", "room_id": "a1",
+        "set": {"mode": "quiet", "topic": "hello"}, "deleted": []});
+    assert_eq!(e, expected);
+    assert_eq!(bob.event("room_attributes_updated"), expected);
+
+    // Alice's key is hers while she is in the room: bob's write is reported, not applied.
+    let r = bob.ok(json!({"op": "set_room_attributes", "room_id": "a1",
+        "attributes": {"topic": "mine"}}));
+    assert_eq!(
+        r["failed_keys"],
+        json!([{"key": "topic", "code": 6004, "name": "attribute_not_owned"}]),
+        "{r}"
+    );
+    let (_, e) = bob.ok_with_event(
+        json!({"op": "delete_room_attributes", "room_id": "a1", "keys": ["mode"], "is_force": true}),
+        "room_attributes_updated",
+    );
+    assert_eq!((&e["set"], &e["deleted"]), (&json!({}), &json!(["mode"])), "{e}");
+    alice.event("room_attributes_updated");
+
+    // Validation errors fail the whole request with the code's name.
+    let v = alice.fails(
+        json!({"op": "set_room_attributes", "room_id": "a1",
+            "attributes": {"ok": "1", "k234567890123456x": "v"}}),
+        "attribute_key_too_long",
+    );
+    assert_eq!(v["error"]["code"], 6001);
+    let q = bob.ok(json!({"op": "query_room_attributes", "room_id": "a1"}));
+    assert_eq!(q["attributes"], json!({"seed": "s", "topic": "hello"}), "{q}");
+
+    // A batch: steps answered at once, then one event with the net change.
+    let b = alice.ok(json!({"op": "begin_room_attributes_batch", "room_id": "a1", "id": "b"}));
+    assert_eq!((&b["id"], &b["room_id"]), (&json!("b"), &json!("a1")), "{b}");
+    alice.fails(json!({"op": "begin_room_attributes_batch", "room_id": "a1"}), "invalid_request");
+    let s = alice.ok(json!({"op": "set_room_attributes", "room_id": "a1", "id": 2,
+        "attributes": {"x": "1", "y": "2"}}));
+    assert_eq!(
+        s,
+        json!({"type": "response", "op": "set_room_attributes", "id": 2, "ok": true, "batched": true})
+    );
+    let d =
+        alice.ok(json!({"op": "delete_room_attributes", "room_id": "a1", "keys": ["seed", "y"]}));
+    assert_eq!(d["batched"], true, "{d}");
+    bob.quiet(200);
+    let (r, e) = alice.ok_with_event(
+        json!({"op": "end_room_attributes_batch", "room_id": "a1"}),
+        "room_attributes_updated",
+    );
+    assert_eq!((&r["room_id"], &r["failed_keys"]), (&json!("a1"), &json!([])), "{r}");
+    assert_eq!((&e["set"], &e["deleted"]), (&json!({"x": "1"}), &json!(["seed"])), "{e}");
+    assert_eq!(bob.event("room_attributes_updated"), e);
+    let v =
+        alice.fails(json!({"op": "end_room_attributes_batch", "room_id": "a1"}), "invalid_request");
+    assert_eq!(v["op"], "end_room_attributes_batch");
+    // A batch that touches a key alice owns fails as a whole at its end and changes nothing.
+    bob.ok(json!({"op": "begin_room_attributes_batch", "room_id": "a1"}));
+    bob.ok(json!({"op": "set_room_attributes", "room_id": "a1", "attributes": {"z": "1"}}));
+    bob.ok(json!({"op": "delete_room_attributes", "room_id": "a1", "keys": ["x"]}));
+    bob.fails(json!({"op": "end_room_attributes_batch", "room_id": "a1"}), "attribute_not_owned");
+    let q = bob.ok(json!({"op": "query_room_attributes", "room_id": "a1"}));
+    assert_eq!(q["attributes"], json!({"topic": "hello", "x": "1"}), "{q}");
+
+    // Member attributes.
+    let (r, e) = bob.ok_with_event(
+        json!({"op": "set_room_members_attributes", "room_id": "a1",
+            "user_ids": ["alice", "bob", "nobody"], "attributes": {"role": "host"}}),
+        "room_member_attributes_updated",
+    );
+    let members = json!([{"user_id": "alice", "attributes": {"role": "host"}},
+        {"user_id": "bob", "attributes": {"role": "host"}}]);
+    assert_eq!((&r["members"], &r["failed_user_ids"]), (&members, &json!(["nobody"])), "{r}");
+    assert_eq!((&e["members"], &e["operated_by"]), (&members, &json!("bob")), "{e}");
+    assert_eq!(alice.event("room_member_attributes_updated"), e);
+    let q = alice.ok(json!({"op": "query_room_members_attributes", "room_id": "a1",
+        "user_ids": ["bob"]}));
+    assert_eq!(q["members"], json!([{"user_id": "bob", "attributes": {"role": "host"}}]), "{q}");
+    let p = alice.ok(json!({"op": "query_room_member_attributes_list", "room_id": "a1",
+        "count": 1}));
+    assert_eq!(p["members"][0]["user_id"], "alice", "{p}");
+    let flag = p["next_flag"].as_str().unwrap().to_string();
+    assert!(!flag.is_empty(), "{p}");
+    let p = alice.ok(json!({"op": "query_room_member_attributes_list", "room_id": "a1",
+        "next_flag": flag}));
+    assert_eq!((&p["members"][0]["user_id"], &p["next_flag"]), (&json!("bob"), &json!("")), "{p}");
+    alice.fails(
+        json!({"op": "set_room_members_attributes", "room_id": "a1", "user_ids": ["bob"],
+            "attributes": {"toolongky": "v"}}),
+        "attribute_key_too_long",
+    );
+    alice.quiet(100);
+    bob.quiet(100);
+}

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::client::ClientError;
 use crate::wire::{
-    ErrorCode, Event, HistoryAnchor, Member, MessageBody, Priority, Request, Response, RoomConfig,
-    RoomInfo, RoomMessage, RoomState, RoomSummary,
+    AttributeOp, ErrorCode, Event, HistoryAnchor, Member, MessageBody, Priority, Request, Response,
+    RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
 };
 
 /// A JSON value whose object keys keep the order they were built in (serde_json's own `Value`
@@ -102,6 +102,61 @@ impl<T: Into<J>> From<Vec<T>> for J {
     }
 }
 
+/// What one valid input line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A request for the server.
+    Request(Request),
+    /// `begin_room_attributes_batch`: from now on, the room's `set_room_attributes` and
+    /// `delete_room_attributes` are collected locally instead of being sent.
+    BeginAttributesBatch {
+        /// The room.
+        room_id: String,
+    },
+    /// `end_room_attributes_batch`: send the collected steps as one atomic batch.
+    EndAttributesBatch {
+        /// The room.
+        room_id: String,
+    },
+}
+
+impl Command {
+    /// The operation name as written in the input.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Command::Request(r) => r.op_name(),
+            Command::BeginAttributesBatch { .. } => "begin_room_attributes_batch",
+            Command::EndAttributesBatch { .. } => "end_room_attributes_batch",
+        }
+    }
+}
+
+/// A set or delete of room attributes as a batch step: the room and the step. `None` for any
+/// other request.
+pub fn batch_step(request: &Request) -> Option<(&str, AttributeOp)> {
+    match request {
+        Request::SetRoomAttributes {
+            room_id,
+            attributes,
+            is_force,
+            is_update_owner,
+            is_delete_after_owner_left,
+        } => Some((
+            room_id,
+            AttributeOp::Set {
+                attributes: attributes.clone(),
+                is_force: *is_force,
+                is_update_owner: *is_update_owner,
+                is_delete_after_owner_left: *is_delete_after_owner_left,
+            },
+        )),
+        Request::DeleteRoomAttributes { room_id, keys, is_force } => {
+            Some((room_id, AttributeOp::Delete { keys: keys.clone(), is_force: *is_force }))
+        }
+        _ => None,
+    }
+}
+
 /// One parsed input line.
 #[derive(Debug)]
 pub struct Parsed {
@@ -109,27 +164,27 @@ pub struct Parsed {
     pub id: Option<Value>,
     /// The `"op"` field when it is a string.
     pub op: Option<String>,
-    /// The request, or why the line is not a valid one.
-    pub request: Result<Request, String>,
+    /// The command, or why the line is not a valid one.
+    pub command: Result<Command, String>,
 }
 
 /// Parses one request line: `{"op": "...", "id": any?, ...parameters}`.
 pub fn parse_line(line: &str) -> Parsed {
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
-        Err(e) => return Parsed { id: None, op: None, request: Err(format!("bad JSON: {e}")) },
+        Err(e) => return Parsed { id: None, op: None, command: Err(format!("bad JSON: {e}")) },
     };
     let Value::Object(mut map) = value else {
-        return Parsed { id: None, op: None, request: Err("expected a JSON object".into()) };
+        return Parsed { id: None, op: None, command: Err("expected a JSON object".into()) };
     };
     let id = map.remove("id");
     let op = match map.remove("op") {
         Some(Value::String(s)) => s,
-        Some(_) => return Parsed { id, op: None, request: Err("\"op\" must be a string".into()) },
-        None => return Parsed { id, op: None, request: Err("missing field \"op\"".into()) },
+        Some(_) => return Parsed { id, op: None, command: Err("\"op\" must be a string".into()) },
+        None => return Parsed { id, op: None, command: Err("missing field \"op\"".into()) },
     };
-    let request = parse_request(&op, Params(map));
-    Parsed { id, op: Some(op), request }
+    let command = parse_command(&op, Params(map));
+    Parsed { id, op: Some(op), command }
 }
 
 /// The parameters of a request, consumed field by field; leftovers are an error.
@@ -196,18 +251,28 @@ impl Params {
     }
 
     /// `attributes`: an object of string values (serde_json sorts the keys; the server keeps
-    /// attributes by key, so order does not matter).
+    /// attributes by key, so order does not matter). Absent: none.
     fn attributes(&mut self) -> Result<Vec<(String, String)>, String> {
+        Ok(self.opt_attributes()?.unwrap_or_default())
+    }
+
+    /// `attributes`, which must be present.
+    fn required_attributes(&mut self) -> Result<Vec<(String, String)>, String> {
+        self.opt_attributes()?.ok_or_else(|| "missing field \"attributes\"".to_string())
+    }
+
+    fn opt_attributes(&mut self) -> Result<Option<Vec<(String, String)>>, String> {
         let bad = || "field \"attributes\" must be an object of string values".to_string();
         match self.take("attributes") {
-            None => Ok(Vec::new()),
+            None => Ok(None),
             Some(Value::Object(m)) => m
                 .into_iter()
                 .map(|(k, v)| match v {
                     Value::String(s) => Ok((k, s)),
                     _ => Err(bad()),
                 })
-                .collect(),
+                .collect::<Result<_, _>>()
+                .map(Some),
             Some(_) => Err(bad()),
         }
     }
@@ -271,10 +336,32 @@ pub const OPS: &[&str] = &[
     "query_room_members_by_id",
     "query_joined_rooms",
     "query_history",
+    "set_room_attributes",
+    "delete_room_attributes",
+    "query_room_attributes",
+    "begin_room_attributes_batch",
+    "end_room_attributes_batch",
+    "set_room_members_attributes",
+    "query_room_members_attributes",
+    "query_room_member_attributes_list",
     "logout",
 ];
 
-fn parse_request(op: &str, mut p: Params) -> Result<Request, String> {
+fn parse_command(op: &str, mut p: Params) -> Result<Command, String> {
+    let command = match op {
+        "begin_room_attributes_batch" => {
+            Command::BeginAttributesBatch { room_id: p.string("room_id")? }
+        }
+        "end_room_attributes_batch" => {
+            Command::EndAttributesBatch { room_id: p.string("room_id")? }
+        }
+        _ => Command::Request(parse_request(op, &mut p)?),
+    };
+    p.finish()?;
+    Ok(command)
+}
+
+fn parse_request(op: &str, p: &mut Params) -> Result<Request, String> {
     let request = match op {
         "create_room" | "enter_room" => {
             let room_id = p.string("room_id")?;
@@ -330,10 +417,36 @@ fn parse_request(op: &str, mut p: Params) -> Result<Request, String> {
             };
             Request::QueryHistory { room_id, anchor, count: p.opt_u32("count")?.unwrap_or(20) }
         }
+        "set_room_attributes" => Request::SetRoomAttributes {
+            room_id: p.string("room_id")?,
+            attributes: p.required_attributes()?,
+            is_force: p.opt_bool("is_force")?.unwrap_or(false),
+            is_update_owner: p.opt_bool("is_update_owner")?.unwrap_or(false),
+            is_delete_after_owner_left: p.opt_bool("is_delete_after_owner_left")?.unwrap_or(false),
+        },
+        "delete_room_attributes" => Request::DeleteRoomAttributes {
+            room_id: p.string("room_id")?,
+            keys: p.strings("keys")?,
+            is_force: p.opt_bool("is_force")?.unwrap_or(false),
+        },
+        "query_room_attributes" => Request::QueryRoomAttributes { room_id: p.string("room_id")? },
+        "set_room_members_attributes" => Request::SetRoomMembersAttributes {
+            room_id: p.string("room_id")?,
+            user_ids: p.strings("user_ids")?,
+            attributes: p.required_attributes()?,
+        },
+        "query_room_members_attributes" => Request::QueryRoomMembersAttributes {
+            room_id: p.string("room_id")?,
+            user_ids: p.strings("user_ids")?,
+        },
+        "query_room_member_attributes_list" => Request::QueryRoomMemberAttributesList {
+            room_id: p.string("room_id")?,
+            next_flag: p.opt_string("next_flag")?.unwrap_or_default(),
+            count: p.opt_u32("count")?.unwrap_or(100),
+        },
         "logout" => Request::Logout,
         other => return Err(format!("unknown op {other:?}; known: {}", OPS.join(", "))),
     };
-    p.finish()?;
     Ok(request)
 }
 
@@ -583,7 +696,10 @@ mod tests {
     use super::*;
 
     fn req(line: &str) -> Result<Request, String> {
-        parse_line(line).request
+        match parse_line(line).command? {
+            Command::Request(r) => Ok(r),
+            other => Err(format!("not a server request: {other:?}")),
+        }
     }
 
     #[test]
@@ -655,12 +771,143 @@ mod tests {
     }
 
     #[test]
+    fn parses_attribute_ops() {
+        let pairs = |ps: &[(&str, &str)]| -> Vec<(String, String)> {
+            ps.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(
+            req(r#"{"op":"set_room_attributes","room_id":"r","attributes":{"b":"2","a":"1"}}"#),
+            Ok(Request::SetRoomAttributes {
+                room_id: "r".into(),
+                attributes: pairs(&[("a", "1"), ("b", "2")]),
+                is_force: false,
+                is_update_owner: false,
+                is_delete_after_owner_left: false,
+            })
+        );
+        assert_eq!(
+            req(
+                r#"{"op":"set_room_attributes","room_id":"r","attributes":{},"is_force":true,"is_update_owner":true,"is_delete_after_owner_left":true}"#
+            ),
+            Ok(Request::SetRoomAttributes {
+                room_id: "r".into(),
+                attributes: Vec::new(),
+                is_force: true,
+                is_update_owner: true,
+                is_delete_after_owner_left: true,
+            })
+        );
+        assert_eq!(
+            req(r#"{"op":"delete_room_attributes","room_id":"r","keys":["a","b"]}"#),
+            Ok(Request::DeleteRoomAttributes {
+                room_id: "r".into(),
+                keys: vec!["a".into(), "b".into()],
+                is_force: false,
+            })
+        );
+        assert_eq!(
+            req(r#"{"op":"query_room_attributes","room_id":"r"}"#),
+            Ok(Request::QueryRoomAttributes { room_id: "r".into() })
+        );
+        assert_eq!(
+            parse_line(r#"{"op":"begin_room_attributes_batch","room_id":"r"}"#).command,
+            Ok(Command::BeginAttributesBatch { room_id: "r".into() })
+        );
+        assert_eq!(
+            parse_line(r#"{"op":"end_room_attributes_batch","room_id":"r"}"#).command,
+            Ok(Command::EndAttributesBatch { room_id: "r".into() })
+        );
+        assert_eq!(
+            req(
+                r#"{"op":"set_room_members_attributes","room_id":"r","user_ids":["u"],"attributes":{"k":"v"}}"#
+            ),
+            Ok(Request::SetRoomMembersAttributes {
+                room_id: "r".into(),
+                user_ids: vec!["u".into()],
+                attributes: pairs(&[("k", "v")]),
+            })
+        );
+        assert_eq!(
+            req(r#"{"op":"query_room_members_attributes","room_id":"r","user_ids":["u","v"]}"#),
+            Ok(Request::QueryRoomMembersAttributes {
+                room_id: "r".into(),
+                user_ids: vec!["u".into(), "v".into()],
+            })
+        );
+        assert_eq!(
+            req(r#"{"op":"query_room_member_attributes_list","room_id":"r"}"#),
+            Ok(Request::QueryRoomMemberAttributesList {
+                room_id: "r".into(),
+                next_flag: String::new(),
+                count: 100,
+            })
+        );
+        assert_eq!(
+            req(
+                r#"{"op":"query_room_member_attributes_list","room_id":"r","next_flag":"3","count":2}"#
+            ),
+            Ok(Request::QueryRoomMemberAttributesList {
+                room_id: "r".into(),
+                next_flag: "3".into(),
+                count: 2,
+            })
+        );
+        // Required fields and types.
+        for bad in [
+            r#"{"op":"set_room_attributes","room_id":"r"}"#,
+            r#"{"op":"set_room_attributes","room_id":"r","attributes":{"a":1}}"#,
+            r#"{"op":"set_room_attributes","room_id":"r","attributes":{},"is_force":"yes"}"#,
+            r#"{"op":"delete_room_attributes","room_id":"r"}"#,
+            r#"{"op":"delete_room_attributes","room_id":"r","keys":"a"}"#,
+            r#"{"op":"begin_room_attributes_batch"}"#,
+            r#"{"op":"end_room_attributes_batch","room_id":"r","x":1}"#,
+            r#"{"op":"set_room_members_attributes","room_id":"r","user_ids":["u"]}"#,
+            r#"{"op":"query_room_members_attributes","room_id":"r"}"#,
+        ] {
+            assert!(parse_line(bad).command.is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn batch_steps_are_sets_and_deletes() {
+        let set = Request::SetRoomAttributes {
+            room_id: "r".into(),
+            attributes: vec![("a".into(), "1".into())],
+            is_force: true,
+            is_update_owner: false,
+            is_delete_after_owner_left: true,
+        };
+        assert_eq!(
+            batch_step(&set),
+            Some((
+                "r",
+                AttributeOp::Set {
+                    attributes: vec![("a".into(), "1".into())],
+                    is_force: true,
+                    is_update_owner: false,
+                    is_delete_after_owner_left: true,
+                }
+            ))
+        );
+        let del = Request::DeleteRoomAttributes {
+            room_id: "r".into(),
+            keys: vec!["a".into()],
+            is_force: false,
+        };
+        assert_eq!(
+            batch_step(&del),
+            Some(("r", AttributeOp::Delete { keys: vec!["a".into()], is_force: false }))
+        );
+        assert_eq!(batch_step(&Request::QueryRoomAttributes { room_id: "r".into() }), None);
+    }
+
+    #[test]
     fn bad_lines_say_why() {
         let p = parse_line("not json");
-        assert!(p.op.is_none() && p.request.unwrap_err().contains("bad JSON"));
+        assert!(p.op.is_none() && p.command.unwrap_err().contains("bad JSON"));
         let p = parse_line(r#"{"op":"nope","id":"x"}"#);
         assert_eq!((p.op.as_deref(), p.id), (Some("nope"), Some(Value::from("x"))));
-        assert!(p.request.unwrap_err().contains("unknown op"));
+        assert!(p.command.unwrap_err().contains("unknown op"));
         assert!(req(r#"{"op":"join_room"}"#).unwrap_err().contains("missing field \"room_id\""));
         assert!(req(r#"{"op":"join_room","room_id":3}"#).unwrap_err().contains("must be a string"));
         assert!(req(r#"{"op":"join_room","room_id":"r","x":1}"#).unwrap_err().contains("unknown"));
@@ -675,7 +922,7 @@ mod tests {
             req(r#"{"op":"query_history","room_id":"r","before_seq":1,"after_seq":2}"#).is_err()
         );
         assert!(req(r#"{"op":"query_room_members","room_id":"r","count":-1}"#).is_err());
-        assert!(parse_line("[1]").request.is_err());
+        assert!(parse_line("[1]").command.is_err());
     }
 
     #[test]

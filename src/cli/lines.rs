@@ -8,11 +8,16 @@
 //! answers print in the order they arrive (tasks on a multi-threaded runtime could finish in
 //! either order), interleaved with events.
 //!
+//! Room-attribute batches are kept here: between `begin_room_attributes_batch` and
+//! `end_room_attributes_batch` for a room, its `set_room_attributes` and
+//! `delete_room_attributes` lines are answered at once (`"batched": true`) and collected, and
+//! the end sends them as one `RoomAttributesBatch`, applied all or nothing by the server.
+//!
 //! Everything is printed by the one loop below, so lines never tear; its stdout writes are
 //! awaited, so a reader that stops reading stops this client from reading events (and QUIC flow
 //! control pushes back on the server) rather than growing a buffer.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,9 +27,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::json::{self, Failure, J};
+use super::json::{self, Command, Failure, J};
 use crate::client::{Client, ClientError, ClientEvent};
-use crate::wire::{Request, Response};
+use crate::wire::{AttributeOp, Request, Response};
 
 /// How long the client waits for answers still owed once the connection is gone, for the
 /// logout at end of input, and for the `disconnected` event after it.
@@ -84,6 +89,8 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
 
     let mut input = BufReader::new(tokio::io::stdin()).split(b'\n');
     let mut answers = InFlight::default();
+    // Room id -> the steps of its open attribute batch.
+    let mut batches: HashMap<String, Vec<AttributeOp>> = HashMap::new();
     let mut input_open = true;
     // Whether this side asked for the end (a logout request or end of input).
     let mut leaving = false;
@@ -95,8 +102,9 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
         tokio::select! {
             segment = input.next_segment(), if input_open => match segment {
                 Ok(Some(bytes)) => {
-                    if let Some(line) = handle_line(&client, &bytes, &mut answers, &mut leaving).await
-                    {
+                    let line =
+                        handle_line(&client, &bytes, &mut answers, &mut batches, &mut leaving).await;
+                    if let Some(line) = line {
                         out.line(&line).await?;
                     }
                 }
@@ -146,6 +154,7 @@ async fn handle_line(
     client: &Arc<Client>,
     bytes: &[u8],
     answers: &mut InFlight,
+    batches: &mut HashMap<String, Vec<AttributeOp>>,
     leaving: &mut bool,
 ) -> Option<J> {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
@@ -156,14 +165,23 @@ async fn handle_line(
         return None;
     }
     let parsed = json::parse_line(text);
-    let request = match parsed.request {
-        Ok(r) => r,
+    let command = match parsed.command {
+        Ok(c) => c,
         Err(msg) => {
             return Some(failed(parsed.op.as_deref(), &parsed.id, &Failure::invalid_request(msg)))
         }
     };
-    let op = request.op_name();
+    let op = command.op_name();
     let id = parsed.id;
+    let request = match batch_command(command, batches) {
+        Ok(Local::Send(request)) => request,
+        Ok(Local::Answer(fields)) => {
+            let mut line = json::response_head(Some(op), &id, true);
+            line.extend(fields);
+            return Some(line);
+        }
+        Err(msg) => return Some(failed(Some(op), &id, &Failure::invalid_request(msg))),
+    };
     let is_logout = matches!(request, Request::Logout);
     *leaving |= is_logout;
     let client = client.clone();
@@ -182,6 +200,46 @@ async fn handle_line(
         Poll::Pending => {
             answers.0.push_back(answer);
             None
+        }
+    }
+}
+
+/// What a command comes to once the open attribute batches have had their say.
+enum Local {
+    /// A request to send.
+    Send(Request),
+    /// Handled here: the fields of the successful answer.
+    Answer(J),
+}
+
+/// Opens, collects into and closes attribute batches; any other command is sent as it is.
+fn batch_command(
+    command: Command,
+    batches: &mut HashMap<String, Vec<AttributeOp>>,
+) -> Result<Local, String> {
+    match command {
+        Command::BeginAttributesBatch { room_id } => {
+            if batches.contains_key(&room_id) {
+                return Err(format!("an attribute batch for room {room_id:?} is already open"));
+            }
+            let fields = J::obj().with("room_id", room_id.as_str());
+            batches.insert(room_id, Vec::new());
+            Ok(Local::Answer(fields))
+        }
+        Command::EndAttributesBatch { room_id } => match batches.remove(&room_id) {
+            Some(ops) => Ok(Local::Send(Request::RoomAttributesBatch { room_id, ops })),
+            None => Err(format!(
+                "no attribute batch is open for room {room_id:?} (begin_room_attributes_batch first)"
+            )),
+        },
+        Command::Request(request) => {
+            if let Some((room_id, step)) = json::batch_step(&request) {
+                if let Some(ops) = batches.get_mut(room_id) {
+                    ops.push(step);
+                    return Ok(Local::Answer(J::obj().with("batched", true)));
+                }
+            }
+            Ok(Local::Send(request))
         }
     }
 }

@@ -48,6 +48,18 @@ answers; each stdout line is one JSON object, written when it happens.
   query_room_members_by_id  room_id, user_ids [..]
   query_joined_rooms
   query_history      room_id, before_seq? | after_seq?, count? (20)
+  set_room_attributes       room_id, attributes {key: value}, is_force? (false),
+                            is_update_owner? (false), is_delete_after_owner_left? (false)
+  delete_room_attributes    room_id, keys [..], is_force? (false)
+  query_room_attributes     room_id
+  begin_room_attributes_batch  room_id: until the matching end, this room's
+                            set_room_attributes and delete_room_attributes are collected
+                            locally and answered at once with \"batched\":true
+  end_room_attributes_batch room_id: sends the collected steps as one batch, applied all or
+                            nothing and announced as one event (invalid_request without a begin)
+  set_room_members_attributes    room_id, user_ids [..], attributes {key: value}
+  query_room_members_attributes  room_id, user_ids [..]
+  query_room_member_attributes_list  room_id, next_flag? (\"\"), count? (100)
   logout
 
 Output lines:
@@ -56,7 +68,11 @@ Output lines:
   {\"type\":\"response\",\"op\":..,\"id\":..,\"ok\":true,...result}
   {\"type\":\"response\",\"op\":..,\"ok\":false,\"error\":{\"code\":N,\"name\":..,\"message\":..}}
   {\"type\":\"event\",\"event\":\"members_joined\"|\"members_left\"|\"room_message\"|
-    \"kicked_out\"|\"member_count_updated\"|\"disconnected\",...}
+    \"kicked_out\"|\"member_count_updated\"|\"room_attributes_updated\"|
+    \"room_member_attributes_updated\"|\"disconnected\",...}
+  Attributes are JSON objects {key: value}; room_attributes_updated has \"set\" (an object) and
+  \"deleted\" (a list of keys); attribute answers list keys not changed in \"failed_keys\"
+  [{key, code, name}] (for example attribute_not_owned: use is_force).
 
 A line that is not a valid request gets an error response with name \"invalid_request\".
 On end of input the client waits for every answer, logs out and exits 0; it exits 2 when the
