@@ -395,6 +395,11 @@ impl Core {
                 }
                 continue;
             }
+            // No attributes to set changes nobody: a member without attributes must not get an
+            // empty entry (it would count against the member limit and be listed).
+            if attributes.is_empty() {
+                continue;
+            }
             let mut map = room.member_attrs.get(u.as_str()).cloned().unwrap_or_default();
             if !room.member_attrs.contains_key(u.as_str()) {
                 if room.member_attrs.len() + new_members >= l.member_attributes_max_members {
