@@ -11,11 +11,11 @@ use std::fmt::Debug;
 use bincode::{Decode, Encode};
 use bytes::BytesMut;
 use huddle::wire::{
-    check_length, decode_body, encode_body, encode_frame, split_frame, ErrorBody, ErrorCode, Event,
-    HistoryAnchor, LeaveReason, Login, Member, MessageBody, Priority, Reply, Request, RequestFrame,
-    Response, ResponseFrame, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
-    StreamHeader, WireError, ALPN, LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN,
-    PROTOCOL_VERSION,
+    check_length, decode_body, encode_body, encode_frame, split_frame, AttributeFailure,
+    AttributeOp, ErrorBody, ErrorCode, Event, HistoryAnchor, LeaveReason, Login, Member,
+    MemberAttributes, MessageBody, Priority, Reply, Request, RequestFrame, Response, ResponseFrame,
+    RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary, StreamHeader, WireError, ALPN,
+    LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 const PROTOCOL_MD: &str = include_str!("../docs/PROTOCOL.md");
@@ -64,6 +64,14 @@ fn info(room_id: &str, room_name: &str) -> RoomInfo {
 
 fn member(user_id: &str, user_name: &str) -> Member {
     Member { user_id: s(user_id), user_name: s(user_name) }
+}
+
+fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+    kv.iter().map(|(k, v)| (s(k), s(v))).collect()
+}
+
+fn member_attrs(user_id: &str, kv: &[(&str, &str)]) -> MemberAttributes {
+    MemberAttributes { user_id: s(user_id), attributes: pairs(kv) }
 }
 
 fn example_token() -> String {
@@ -265,6 +273,165 @@ fn protocol_md_shows_the_worked_example_frames() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The room-attributes example of docs/PROTOCOL.md (section 6.5): Alice sets two keys, one of which
+// Bob owns; then she takes that key over in an atomic batch that also deletes the other.
+
+fn set_room_attributes_example() -> RequestFrame {
+    req(
+        15,
+        Request::SetRoomAttributes {
+            room_id: s("r1"),
+            attributes: pairs(&[("mood", "calm"), ("topic", "go")]),
+            is_force: false,
+            is_update_owner: true,
+            is_delete_after_owner_left: true,
+        },
+    )
+}
+
+fn room_attributes_changed_example() -> ResponseFrame {
+    ok(
+        15,
+        Response::RoomAttributesChanged {
+            room_id: s("r1"),
+            failed: vec![AttributeFailure {
+                key: s("topic"),
+                code: ErrorCode::AttributeNotOwned.as_u16(),
+            }],
+        },
+    )
+}
+
+fn room_attributes_batch_example() -> RequestFrame {
+    req(
+        18,
+        Request::RoomAttributesBatch {
+            room_id: s("r1"),
+            ops: vec![
+                AttributeOp::Set {
+                    attributes: pairs(&[("topic", "go")]),
+                    is_force: true,
+                    is_update_owner: true,
+                    is_delete_after_owner_left: false,
+                },
+                AttributeOp::Delete { keys: vec![s("mood")], is_force: false },
+            ],
+        },
+    )
+}
+
+fn room_attributes_batch_done_example() -> ResponseFrame {
+    ok(18, Response::RoomAttributesChanged { room_id: s("r1"), failed: vec![] })
+}
+
+fn room_attributes_updated_example() -> Event {
+    Event::RoomAttributesUpdated {
+        room_id: s("r1"),
+        set: pairs(&[("topic", "go")]),
+        deleted: vec![s("mood")],
+    }
+}
+
+const SET_ROOM_ATTRIBUTES_EXAMPLE_HEX: &str = concat!(
+    "1c000000",                 // body length 28
+    " 0f",                      // request_id 15
+    " 0e",                      // Request::SetRoomAttributes
+    " 02 7231",                 // room_id "r1"
+    " 02",                      // attributes: 2 pairs
+    " 04 6d6f6f64 04 63616c6d", // ("mood", "calm")
+    " 05 746f706963 02 676f",   // ("topic", "go")
+    " 00",                      // is_force false
+    " 01",                      // is_update_owner true
+    " 01",                      // is_delete_after_owner_left true
+);
+const ROOM_ATTRIBUTES_CHANGED_EXAMPLE_HEX: &str = concat!(
+    "10000000",       // body length 16
+    " 0f",            // request_id 15
+    " 00",            // Reply::Ok
+    " 0c",            // Response::RoomAttributesChanged
+    " 02 7231",       // room_id "r1"
+    " 01",            // failed: 1 AttributeFailure
+    " 05 746f706963", // key "topic"
+    " fb 7417",       // code 6004 (attribute_not_owned)
+);
+const ROOM_ATTRIBUTES_BATCH_EXAMPLE_HEX: &str = concat!(
+    "1c000000",                  // body length 28
+    " 12",                       // request_id 18
+    " 11",                       // Request::RoomAttributesBatch
+    " 02 7231",                  // room_id "r1"
+    " 02",                       // ops: 2 AttributeOps
+    " 00",                       // AttributeOp::Set
+    " 01 05 746f706963 02 676f", // attributes [("topic", "go")]
+    " 01 01 00", // is_force true, is_update_owner true, is_delete_after_owner_left false
+    " 01",       // AttributeOp::Delete
+    " 01 04 6d6f6f64", // keys ["mood"]
+    " 00",       // is_force false
+);
+const ROOM_ATTRIBUTES_BATCH_DONE_EXAMPLE_HEX: &str = concat!(
+    "07000000", // body length 7
+    " 12",      // request_id 18
+    " 00",      // Reply::Ok
+    " 0c",      // Response::RoomAttributesChanged
+    " 02 7231", // room_id "r1"
+    " 00",      // failed: empty
+);
+const ROOM_ATTRIBUTES_UPDATED_EXAMPLE_HEX: &str = concat!(
+    "14000000",                  // body length 20
+    " 05",                       // Event::RoomAttributesUpdated
+    " 02 7231",                  // room_id "r1"
+    " 01 05 746f706963 02 676f", // set [("topic", "go")]
+    " 01 04 6d6f6f64",           // deleted ["mood"]
+);
+
+#[test]
+fn protocol_md_shows_the_room_attributes_example_frames() {
+    let doc: String = PROTOCOL_MD.chars().filter(|c| !c.is_whitespace()).collect();
+    for (name, frame) in [
+        ("set_room_attributes", encode_frame(&set_room_attributes_example())),
+        ("room_attributes_changed", encode_frame(&room_attributes_changed_example())),
+        ("room_attributes_batch", encode_frame(&room_attributes_batch_example())),
+        ("batch answer", encode_frame(&room_attributes_batch_done_example())),
+        ("room_attributes_updated", encode_frame(&room_attributes_updated_example())),
+    ] {
+        assert!(
+            doc.contains(&hex::encode(&frame)),
+            "docs/PROTOCOL.md does not show the {name} frame {}",
+            hex::encode(&frame)
+        );
+    }
+}
+
+#[test]
+fn attribute_types_are_pinned() {
+    // AttributeOp: #0 Set { attributes, is_force, is_update_owner, is_delete_after_owner_left },
+    // #1 Delete { keys, is_force }. Both also appear in the batch sample.
+    let ops = [
+        (
+            AttributeOp::Set {
+                attributes: pairs(&[("k", "v")]),
+                is_force: false,
+                is_update_owner: true,
+                is_delete_after_owner_left: false,
+            },
+            "00 01 01 6b 01 76 00 01 00",
+        ),
+        (AttributeOp::Delete { keys: vec![s("k")], is_force: true }, "01 01 01 6b 01"),
+    ];
+    for (op, hex) in ops {
+        assert_eq!(encode_body(&op), unhex(hex), "{op:?}");
+        assert_eq!(decode_body::<AttributeOp>(&unhex(hex)), Ok(op));
+    }
+    // AttributeFailure { key, code: u16 }: every 6xxx code needs the fb (u16) form.
+    let failure = AttributeFailure { key: s("k"), code: ErrorCode::AttributeNotOwned.as_u16() };
+    assert_eq!(encode_body(&failure), unhex("01 6b fb 7417"));
+    assert_eq!(decode_body::<AttributeFailure>(&unhex("01 6b fb 7417")), Ok(failure));
+    // MemberAttributes { user_id, attributes }: a member without attributes.
+    assert_eq!(encode_body(&member_attrs("bob", &[])), unhex("03 626f62 00"));
+    // There is no AttributeOp #2.
+    assert!(decode_body::<AttributeOp>(&unhex("02 00 00")).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Every Request variant
 
 /// The position of each variant: bincode encodes a variant by its position, so this match is the
@@ -286,9 +453,16 @@ fn request_index(r: &Request) -> u8 {
         Request::QueryRoomMembersById { .. } => 11,
         Request::QueryJoinedRooms => 12,
         Request::QueryHistory { .. } => 13,
+        Request::SetRoomAttributes { .. } => 14,
+        Request::DeleteRoomAttributes { .. } => 15,
+        Request::QueryRoomAttributes { .. } => 16,
+        Request::RoomAttributesBatch { .. } => 17,
+        Request::SetRoomMembersAttributes { .. } => 18,
+        Request::QueryRoomMembersAttributes { .. } => 19,
+        Request::QueryRoomMemberAttributesList { .. } => 20,
     }
 }
-const REQUEST_VARIANTS: u8 = 14;
+const REQUEST_VARIANTS: u8 = 21;
 
 fn request_samples() -> Vec<(RequestFrame, &'static str)> {
     vec![
@@ -370,6 +544,52 @@ fn request_samples() -> Vec<(RequestFrame, &'static str)> {
             // request_id 70000 (fc + u32), BeforeSeq(70000), count 50
             "10000000 fc 70110100 0d 02 7231 01 fc 70110100 32",
         ),
+        (set_room_attributes_example(), SET_ROOM_ATTRIBUTES_EXAMPLE_HEX),
+        (
+            req(
+                16,
+                Request::DeleteRoomAttributes {
+                    room_id: s("r1"),
+                    keys: vec![s("topic"), s("mood")],
+                    is_force: true,
+                },
+            ),
+            // keys ["topic", "mood"], is_force true
+            "12000000 10 0f 02 7231 02 05 746f706963 04 6d6f6f64 01",
+        ),
+        (req(17, Request::QueryRoomAttributes { room_id: s("r1") }), "05000000 11 10 02 7231"),
+        (room_attributes_batch_example(), ROOM_ATTRIBUTES_BATCH_EXAMPLE_HEX),
+        (
+            req(
+                19,
+                Request::SetRoomMembersAttributes {
+                    room_id: s("r1"),
+                    user_ids: vec![s("bob"), s("carol")],
+                    attributes: pairs(&[("seat", "3")]),
+                },
+            ),
+            // user_ids ["bob", "carol"], attributes [("seat", "3")]
+            "18000000 13 12 02 7231 02 03 626f62 05 6361726f6c 01 04 73656174 01 33",
+        ),
+        (
+            req(
+                20,
+                Request::QueryRoomMembersAttributes { room_id: s("r1"), user_ids: vec![s("bob")] },
+            ),
+            "0a000000 14 13 02 7231 01 03 626f62",
+        ),
+        (
+            req(
+                21,
+                Request::QueryRoomMemberAttributesList {
+                    room_id: s("r1"),
+                    next_flag: s("7"),
+                    count: 100,
+                },
+            ),
+            // next_flag "7", count 100
+            "08000000 15 14 02 7231 01 37 64",
+        ),
     ]
 }
 
@@ -417,9 +637,14 @@ fn response_index(r: &Response) -> u8 {
         Response::RoomMembersById { .. } => 9,
         Response::JoinedRooms { .. } => 10,
         Response::History { .. } => 11,
+        Response::RoomAttributesChanged { .. } => 12,
+        Response::RoomAttributes { .. } => 13,
+        Response::RoomMembersAttributesSet { .. } => 14,
+        Response::RoomMembersAttributes { .. } => 15,
+        Response::RoomMemberAttributesList { .. } => 16,
     }
 }
-const RESPONSE_VARIANTS: u8 = 12;
+const RESPONSE_VARIANTS: u8 = 17;
 
 fn response_samples() -> Vec<(ResponseFrame, &'static str)> {
     vec![
@@ -511,6 +736,56 @@ fn response_samples() -> Vec<(ResponseFrame, &'static str)> {
              01 02 7231 01 2a 05 616c696365 fd c869e5cf8b010000 01 00 02 6869 \
              00",
         ),
+        (room_attributes_changed_example(), ROOM_ATTRIBUTES_CHANGED_EXAMPLE_HEX),
+        (room_attributes_batch_done_example(), ROOM_ATTRIBUTES_BATCH_DONE_EXAMPLE_HEX),
+        (
+            ok(
+                17,
+                Response::RoomAttributes {
+                    room_id: s("r1"),
+                    attributes: pairs(&[("mood", "calm"), ("topic", "rust")]),
+                },
+            ),
+            "1c000000 11 00 0d 02 7231 02 04 6d6f6f64 04 63616c6d 05 746f706963 04 72757374",
+        ),
+        (
+            ok(
+                19,
+                Response::RoomMembersAttributesSet {
+                    room_id: s("r1"),
+                    members: vec![member_attrs("bob", &[("seat", "3")])],
+                    failed_user_ids: vec![s("carol")],
+                },
+            ),
+            // members [{ "bob", [("seat", "3")] }], failed_user_ids ["carol"]
+            "1a000000 13 00 0e 02 7231 01 03 626f62 01 04 73656174 01 33 01 05 6361726f6c",
+        ),
+        (
+            ok(
+                20,
+                Response::RoomMembersAttributes {
+                    room_id: s("r1"),
+                    members: vec![
+                        member_attrs("bob", &[("mic", "on"), ("seat", "3")]),
+                        member_attrs("carol", &[]),
+                    ],
+                },
+            ),
+            // carol is a member without attributes: an empty list
+            "21000000 14 00 0f 02 7231 02 03 626f62 02 03 6d6963 02 6f6e 04 73656174 01 33 \
+             05 6361726f6c 00",
+        ),
+        (
+            ok(
+                21,
+                Response::RoomMemberAttributesList {
+                    room_id: s("r1"),
+                    members: vec![member_attrs("bob", &[("seat", "3")])],
+                    next_flag: s(""),
+                },
+            ),
+            "14000000 15 00 10 02 7231 01 03 626f62 01 04 73656174 01 33 00",
+        ),
     ]
 }
 
@@ -555,9 +830,11 @@ fn event_index(e: &Event) -> u8 {
         Event::RoomMessage(_) => 2,
         Event::KickedOut { .. } => 3,
         Event::MemberCountUpdated { .. } => 4,
+        Event::RoomAttributesUpdated { .. } => 5,
+        Event::RoomMemberAttributesUpdated { .. } => 6,
     }
 }
-const EVENT_VARIANTS: u8 = 5;
+const EVENT_VARIANTS: u8 = 7;
 
 fn event_samples() -> Vec<(Event, &'static str)> {
     vec![
@@ -581,6 +858,15 @@ fn event_samples() -> Vec<(Event, &'static str)> {
         (
             Event::MemberCountUpdated { room_id: s("big"), count: 12345 },
             "08000000 04 03 626967 fb 3930",
+        ),
+        (room_attributes_updated_example(), ROOM_ATTRIBUTES_UPDATED_EXAMPLE_HEX),
+        (
+            Event::RoomMemberAttributesUpdated {
+                room_id: s("r1"),
+                members: vec![member_attrs("bob", &[("seat", "3")])],
+                operated_by: s("alice"),
+            },
+            "17000000 06 02 7231 01 03 626f62 01 04 73656174 01 33 05 616c696365",
         ),
     ]
 }
@@ -712,6 +998,22 @@ fn decoder_rejects_bad_bool_and_option_tags() {
     body[at] = 2;
     assert!(matches!(decode_body::<RequestFrame>(&body), Err(WireError::Malformed(_))));
 
+    // DeleteRoomAttributes with is_force = 2, and each bool of an AttributeOp::Set.
+    let mut body = encode_body(&req(
+        1,
+        Request::DeleteRoomAttributes { room_id: s("r1"), keys: vec![], is_force: true },
+    ));
+    let at = body.len() - 1;
+    assert_eq!(body[at], 1);
+    body[at] = 2;
+    assert!(matches!(decode_body::<RequestFrame>(&body), Err(WireError::Malformed(_))));
+    for at in 2..5 {
+        let mut body = unhex("00 00 01 01 01"); // Set { [], true, true, true }
+        assert!(decode_body::<AttributeOp>(&body).is_ok());
+        body[at] = 2;
+        assert!(decode_body::<AttributeOp>(&body).is_err(), "bool at byte {at}");
+    }
+
     // SendRoomMessage with an Option tag of 2.
     let mut body = encode_body(&send_example());
     let at = body.len() - 4; // ... 01 (Some) 02 6d31
@@ -739,23 +1041,31 @@ fn trailing_bytes_are_rejected() {
 
 #[test]
 fn invalid_enum_tags_are_rejected() {
-    // request_id 1, then Request variant 200 (one byte c8), 14 (the first unused) and 251 (fb).
-    for hex in ["01 c8", "01 0e", "01 fb fb00"] {
-        assert!(
-            matches!(decode_body::<RequestFrame>(&unhex(hex)), Err(WireError::Malformed(_))),
-            "{hex}"
-        );
+    // An unknown index is refused as such, not merely because the body ends after it: the error
+    // names the variant. (Until the attribute variants were added, 14, 12 and 5 were the first
+    // unused Request, Response and Event indexes; now they decode, see the samples.)
+    fn unknown_variant<T: Decode<()> + Debug>(hex: &str) {
+        match decode_body::<T>(&unhex(hex)) {
+            Err(WireError::Malformed(m)) => assert!(m.contains("Variant"), "{hex}: {m}"),
+            other => panic!("{hex}: {other:?}"),
+        }
     }
-    // Reply tag 2, Response variant 12, Event variant 5, StreamHeader variant 2, MessageBody 2,
-    // Priority 3, LeaveReason 3, HistoryAnchor 3.
-    assert!(decode_body::<ResponseFrame>(&unhex("01 02")).is_err());
-    assert!(decode_body::<ResponseFrame>(&unhex("01 00 0c")).is_err());
-    assert!(decode_body::<Event>(&unhex("05")).is_err());
-    assert!(decode_body::<StreamHeader>(&unhex("02")).is_err());
-    assert!(decode_body::<MessageBody>(&unhex("02")).is_err());
-    assert!(decode_body::<Priority>(&unhex("03")).is_err());
-    assert!(decode_body::<LeaveReason>(&unhex("03")).is_err());
-    assert!(decode_body::<HistoryAnchor>(&unhex("03")).is_err());
+    // request_id 1, then Request variant 200 (one byte c8), the first unused one, and 251 (fb).
+    let first_unused = format!("01 {REQUEST_VARIANTS:02x}");
+    for hex in ["01 c8", first_unused.as_str(), "01 fb fb00"] {
+        unknown_variant::<RequestFrame>(hex);
+    }
+    // Reply tag 2, the first unused Response and Event variants, StreamHeader variant 2,
+    // MessageBody 2, Priority 3, LeaveReason 3, HistoryAnchor 3, AttributeOp 2.
+    unknown_variant::<ResponseFrame>("01 02");
+    unknown_variant::<ResponseFrame>(&format!("01 00 {RESPONSE_VARIANTS:02x}"));
+    unknown_variant::<Event>(&format!("{EVENT_VARIANTS:02x}"));
+    unknown_variant::<StreamHeader>("02");
+    unknown_variant::<MessageBody>("02");
+    unknown_variant::<Priority>("03");
+    unknown_variant::<LeaveReason>("03");
+    unknown_variant::<HistoryAnchor>("03");
+    unknown_variant::<AttributeOp>("02");
 }
 
 #[test]
@@ -818,6 +1128,13 @@ fn huge_claimed_lengths_are_errors_not_allocations() {
     let mut body = unhex("01 08 02 7231 01 00 fc");
     body.extend_from_slice(&(MAX_FRAME_LEN as u32 + 1).to_le_bytes());
     assert!(matches!(decode_body::<RequestFrame>(&body), Err(WireError::Malformed(_))));
+    // RoomAttributesBatch whose ops claims 2^40 steps, and SetRoomMembersAttributes whose
+    // user_ids claims u64::MAX strings.
+    for (hex, claim) in [("01 11 02 7231 fd", 1u64 << 40), ("01 12 02 7231 fd", u64::MAX)] {
+        let mut body = unhex(hex);
+        body.extend_from_slice(&claim.to_le_bytes());
+        assert!(matches!(decode_body::<RequestFrame>(&body), Err(WireError::Malformed(_))));
+    }
     // A history page claiming 2^40 messages.
     let mut body = unhex("01 00 0b 02 7231 fd");
     body.extend_from_slice(&(1u64 << 40).to_le_bytes());
@@ -939,6 +1256,39 @@ fn protocol_md_lists_every_error_code() {
     for &code in ErrorCode::ALL {
         let row = format!("| {} | `{}` |", code.as_u16(), code.name());
         assert!(PROTOCOL_MD.contains(&row), "docs/PROTOCOL.md lacks the row `{row}`");
+    }
+}
+
+#[test]
+fn protocol_md_lists_the_attribute_limits() {
+    fn thousands(n: usize) -> String {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+    let l = huddle::core::Limits::default();
+    for (name, value, shown) in [
+        ("room_attributes_max_keys", l.room_attributes_max_keys, "{}"),
+        ("room_attribute_key_max_bytes", l.room_attribute_key_max_bytes, "1–{} bytes"),
+        ("room_attribute_value_max_bytes", l.room_attribute_value_max_bytes, "at most {} bytes"),
+        ("room_attributes_max_total_bytes", l.room_attributes_max_total_bytes, "{} bytes"),
+        ("member_attributes_max_members", l.member_attributes_max_members, "{}"),
+        ("member_attributes_max_keys", l.member_attributes_max_keys, "{}"),
+        ("member_attribute_key_max_bytes", l.member_attribute_key_max_bytes, "1–{} bytes"),
+        (
+            "member_attribute_value_max_bytes",
+            l.member_attribute_value_max_bytes,
+            "at most {} bytes",
+        ),
+    ] {
+        let cell = format!("(`{name}`) | {}", shown.replace("{}", &thousands(value)));
+        assert!(PROTOCOL_MD.contains(&cell), "docs/PROTOCOL.md lacks the limit `{cell}`");
     }
 }
 

@@ -3,10 +3,11 @@
 
 use bytes::BytesMut;
 use huddle::wire::{
-    check_length, decode_body, encode_body, encode_frame, split_frame, ErrorBody, Event,
-    HistoryAnchor, LeaveReason, Login, Member, MessageBody, Priority, Reply, Request, RequestFrame,
-    Response, ResponseFrame, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
-    StreamHeader, LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN,
+    check_length, decode_body, encode_body, encode_frame, split_frame, AttributeFailure,
+    AttributeOp, ErrorBody, Event, HistoryAnchor, LeaveReason, Login, Member, MemberAttributes,
+    MessageBody, Priority, Reply, Request, RequestFrame, Response, ResponseFrame, RoomConfig,
+    RoomInfo, RoomMessage, RoomState, RoomSummary, StreamHeader, LENGTH_PREFIX_LEN,
+    MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -34,6 +35,34 @@ fn room_info() -> impl Strategy<Value = RoomInfo> {
 
 fn attributes() -> impl Strategy<Value = Vec<(String, String)>> {
     vec((text(), text()), 0..4)
+}
+
+fn member_attributes() -> impl Strategy<Value = MemberAttributes> {
+    (text(), attributes())
+        .prop_map(|(user_id, attributes)| MemberAttributes { user_id, attributes })
+}
+
+/// Any u16 code, with the 6xxx attribute codes (which need the fb form) weighted in.
+fn attribute_failure() -> impl Strategy<Value = AttributeFailure> {
+    (text(), prop_oneof![6000u16..=6005, any::<u16>()])
+        .prop_map(|(key, code)| AttributeFailure { key, code })
+}
+
+fn attribute_op() -> impl Strategy<Value = AttributeOp> {
+    prop_oneof![
+        (attributes(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(attributes, is_force, is_update_owner, is_delete_after_owner_left)| {
+                AttributeOp::Set {
+                    attributes,
+                    is_force,
+                    is_update_owner,
+                    is_delete_after_owner_left,
+                }
+            }
+        ),
+        (vec(text(), 0..4), any::<bool>())
+            .prop_map(|(keys, is_force)| AttributeOp::Delete { keys, is_force }),
+    ]
 }
 
 fn room_config() -> impl Strategy<Value = RoomConfig> {
@@ -155,6 +184,32 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::QueryJoinedRooms),
         (text(), anchor(), any::<u32>())
             .prop_map(|(room_id, anchor, count)| Request::QueryHistory { room_id, anchor, count }),
+        (text(), attributes(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(room_id, attributes, is_force, is_update_owner, is_delete_after_owner_left)| {
+                Request::SetRoomAttributes {
+                    room_id,
+                    attributes,
+                    is_force,
+                    is_update_owner,
+                    is_delete_after_owner_left,
+                }
+            }
+        ),
+        (text(), vec(text(), 0..6), any::<bool>()).prop_map(|(room_id, keys, is_force)| {
+            Request::DeleteRoomAttributes { room_id, keys, is_force }
+        }),
+        text().prop_map(|room_id| Request::QueryRoomAttributes { room_id }),
+        (text(), vec(attribute_op(), 0..5))
+            .prop_map(|(room_id, ops)| Request::RoomAttributesBatch { room_id, ops }),
+        (text(), vec(text(), 0..8), attributes()).prop_map(|(room_id, user_ids, attributes)| {
+            Request::SetRoomMembersAttributes { room_id, user_ids, attributes }
+        }),
+        (text(), vec(text(), 0..8)).prop_map(|(room_id, user_ids)| {
+            Request::QueryRoomMembersAttributes { room_id, user_ids }
+        }),
+        (text(), text(), any::<u32>()).prop_map(|(room_id, next_flag, count)| {
+            Request::QueryRoomMemberAttributesList { room_id, next_flag, count }
+        }),
     ]
 }
 
@@ -205,6 +260,26 @@ fn response() -> impl Strategy<Value = Response> {
         (text(), vec(room_message(), 0..4), any::<bool>()).prop_map(
             |(room_id, messages, has_more)| Response::History { room_id, messages, has_more }
         ),
+        (text(), vec(attribute_failure(), 0..4))
+            .prop_map(|(room_id, failed)| Response::RoomAttributesChanged { room_id, failed }),
+        (text(), attributes())
+            .prop_map(|(room_id, attributes)| Response::RoomAttributes { room_id, attributes }),
+        (text(), vec(member_attributes(), 0..4), vec(text(), 0..4)).prop_map(
+            |(room_id, members, failed_user_ids)| Response::RoomMembersAttributesSet {
+                room_id,
+                members,
+                failed_user_ids,
+            }
+        ),
+        (text(), vec(member_attributes(), 0..4))
+            .prop_map(|(room_id, members)| Response::RoomMembersAttributes { room_id, members }),
+        (text(), vec(member_attributes(), 0..4), text()).prop_map(
+            |(room_id, members, next_flag)| Response::RoomMemberAttributesList {
+                room_id,
+                members,
+                next_flag,
+            }
+        ),
     ]
 }
 
@@ -226,6 +301,16 @@ fn event() -> impl Strategy<Value = Event> {
         (any::<u16>(), text()).prop_map(|(code, message)| Event::KickedOut { code, message }),
         (text(), any::<u32>())
             .prop_map(|(room_id, count)| Event::MemberCountUpdated { room_id, count }),
+        (text(), attributes(), vec(text(), 0..4)).prop_map(|(room_id, set, deleted)| {
+            Event::RoomAttributesUpdated { room_id, set, deleted }
+        }),
+        (text(), vec(member_attributes(), 0..4), text()).prop_map(
+            |(room_id, members, operated_by)| Event::RoomMemberAttributesUpdated {
+                room_id,
+                members,
+                operated_by,
+            }
+        ),
     ]
 }
 
