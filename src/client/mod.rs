@@ -162,7 +162,10 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
-type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Reply>>>>;
+/// Requests waiting for their answer, by request id; `None` once the control stream has ended,
+/// so that a request made after that fails at once instead of waiting for an answer that can no
+/// longer come.
+type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>>;
 
 /// A logged-in session. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Client {
@@ -237,7 +240,7 @@ impl Client {
             .map_err(|e| ClientError::Connection(e.to_string()))?;
         let (send, recv) =
             conn.open_bi().await.map_err(|e| ClientError::Connection(e.to_string()))?;
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (control, control_rx) = mpsc::unbounded_channel();
         tokio::spawn(write_control(send, control_rx));
         tokio::spawn(read_control(recv, pending.clone()));
@@ -306,7 +309,11 @@ impl Client {
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(request_id, tx);
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(pending) = pending.as_mut() else { return Err(self.closed_error()) };
+            pending.insert(request_id, tx);
+        }
         let frame = encode_frame(&RequestFrame { request_id, request });
         if self.control.send(frame).is_err() {
             return Err(self.closed_error());
@@ -683,13 +690,18 @@ async fn read_control(mut recv: quinn::RecvStream, pending: Pending) {
     // Server frames may be large (a page of history) but always arrive promptly once started.
     while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, Duration::from_secs(30)).await {
         let Ok(frame) = decode_body::<ResponseFrame>(&body) else { break };
-        let tx = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&frame.request_id);
+        let tx = pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|p| p.remove(&frame.request_id));
         if let Some(tx) = tx {
             let _ = tx.send(frame.reply);
         }
     }
-    // Dropping the senders fails every waiting request with a connection error.
-    pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    // Dropping the senders fails every waiting request with a connection error, and later
+    // requests fail at once.
+    *pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 async fn accept_streams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>) {
