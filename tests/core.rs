@@ -1,0 +1,1310 @@
+//! The sans-IO room core driven directly, with explicit time: no sockets, no tasks.
+//!
+//! Every output is decoded the way the server would deliver it (a broadcast expands to each
+//! listed connection but the excepted one), so each test checks what each connection gets.
+
+use std::collections::HashMap;
+
+use huddle::auth::KeySet;
+use huddle::core::{ConnId, Core, Limits, Now, Output, RoomKey};
+use huddle::wire::{
+    decode_body, ErrorBody, ErrorCode, Event, HistoryAnchor, LeaveReason, Login, Member,
+    MessageBody, Priority, Reply, Request, Response, ResponseFrame, RoomConfig, RoomInfo,
+    RoomState, StreamHeader, PROTOCOL_VERSION,
+};
+
+const KID: &str = "k1";
+const START_UNIX_MS: u64 = 1_700_000_000_000;
+
+/// What one connection was handed, in order.
+#[derive(Clone, Debug, PartialEq)]
+enum Got {
+    Reply(ResponseFrame),
+    /// An event on a room stream (`Some`) or on the session stream (`None`).
+    Event(Option<RoomKey>, Event),
+    OpenStream(RoomKey, StreamHeader),
+    CloseStream(RoomKey),
+    Close(Option<ErrorCode>),
+}
+
+struct Harness {
+    core: Core,
+    keys: KeySet,
+    mono_ms: u64,
+    unix_ms: u64,
+    next_request: u32,
+    inbox: HashMap<ConnId, Vec<Got>>,
+}
+
+fn decode<T: bincode::Decode<()>>(frame: &[u8]) -> T {
+    let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, frame.len() - 4, "length prefix matches the body");
+    decode_body(&frame[4..]).unwrap()
+}
+
+impl Harness {
+    fn new(limits: Limits) -> Harness {
+        let mut keys = KeySet::new();
+        assert!(keys.insert(KID, b"core-test-secret-0123456789"));
+        Harness {
+            core: Core::new(limits, keys.clone(), 1 << 16),
+            keys,
+            mono_ms: 1_000,
+            unix_ms: START_UNIX_MS,
+            next_request: 1,
+            inbox: HashMap::new(),
+        }
+    }
+
+    fn plain() -> Harness {
+        Harness::new(Limits::default())
+    }
+
+    fn now(&self) -> Now {
+        Now { mono_ms: self.mono_ms, unix_ms: self.unix_ms }
+    }
+
+    /// Moves time forward without firing timers.
+    fn advance(&mut self, ms: u64) {
+        self.mono_ms += ms;
+        self.unix_ms += ms;
+    }
+
+    /// Moves time forward and fires the timers that are due.
+    fn tick(&mut self, ms: u64) {
+        self.advance(ms);
+        let now = self.now();
+        self.core.handle_timeout(now);
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Reply { conn, frame } => {
+                    self.push(conn, Got::Reply(decode(&frame)));
+                }
+                Output::OpenRoomStream { conn, room, header } => {
+                    self.push(conn, Got::OpenStream(room, decode(&header)));
+                }
+                Output::CloseRoomStream { conn, room } => self.push(conn, Got::CloseStream(room)),
+                Output::Broadcast { to, except, room, frame, .. } => {
+                    let event: Event = decode(&frame);
+                    for conn in to.iter().copied().filter(|c| Some(*c) != except) {
+                        self.push(conn, Got::Event(Some(room), event.clone()));
+                    }
+                }
+                Output::Push { conn, room, frame } => {
+                    self.push(conn, Got::Event(room, decode(&frame)));
+                }
+                Output::Close { conn, code } => self.push(conn, Got::Close(code)),
+            }
+        }
+    }
+
+    fn push(&mut self, conn: ConnId, got: Got) {
+        self.inbox.entry(conn).or_default().push(got);
+    }
+
+    /// Everything the connection got since the last take.
+    fn take(&mut self, conn: ConnId) -> Vec<Got> {
+        self.inbox.remove(&conn).unwrap_or_default()
+    }
+
+    /// The events the connection got since the last take (stream bookkeeping dropped).
+    fn events(&mut self, conn: ConnId) -> Vec<Event> {
+        self.take(conn)
+            .into_iter()
+            .filter_map(|g| match g {
+                Got::Event(_, e) => Some(e),
+                Got::Reply(r) => panic!("unexpected reply {r:?}"),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn token(&self, user: &str) -> String {
+        let now_s = self.unix_ms / 1000;
+        self.keys.mint(KID, user, now_s, now_s + 3600).unwrap()
+    }
+
+    fn login_request(&self, user: &str) -> Login {
+        Login {
+            protocol_version: PROTOCOL_VERSION,
+            user_id: user.into(),
+            user_name: format!("{user} name"),
+            token: self.token(user),
+        }
+    }
+
+    /// Runs a login; returns its reply and everything else the connection got.
+    fn try_login(&mut self, conn: ConnId, login: Login) -> (bool, Reply, Vec<Got>) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let now = self.now();
+        let ok = self.core.handle_login(now, conn, id, login, [7; 16]);
+        self.pump();
+        let mut got = self.take(conn);
+        let pos = got
+            .iter()
+            .position(|g| matches!(g, Got::Reply(r) if r.request_id == id))
+            .expect("a login reply");
+        let Got::Reply(r) = got.remove(pos) else { unreachable!() };
+        (ok, r.reply, got)
+    }
+
+    fn login(&mut self, conn: ConnId, user: &str) {
+        let login = self.login_request(user);
+        let (ok, reply, rest) = self.try_login(conn, login);
+        assert!(ok, "{reply:?}");
+        assert!(matches!(reply, Reply::Ok(Response::LoggedIn { .. })), "{reply:?}");
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+
+    /// Sends a request and returns its answer; the connection's other deliveries stay queued.
+    fn call(&mut self, conn: ConnId, request: Request) -> Result<Response, ErrorBody> {
+        let id = self.next_request;
+        self.next_request += 1;
+        let now = self.now();
+        self.core.handle_request(now, conn, id, request);
+        self.pump();
+        let inbox = self.inbox.entry(conn).or_default();
+        let pos = inbox
+            .iter()
+            .position(|g| matches!(g, Got::Reply(r) if r.request_id == id))
+            .expect("a reply to the request");
+        let Got::Reply(r) = inbox.remove(pos) else { unreachable!() };
+        match r.reply {
+            Reply::Ok(r) => Ok(r),
+            Reply::Err(e) => Err(e),
+        }
+    }
+
+    fn ok(&mut self, conn: ConnId, request: Request) -> Response {
+        self.call(conn, request).unwrap_or_else(|e| panic!("request failed: {e:?}"))
+    }
+
+    fn fail(&mut self, conn: ConnId, request: Request) -> ErrorCode {
+        match self.call(conn, request) {
+            Ok(r) => panic!("expected an error, got {r:?}"),
+            Err(e) => ErrorCode::from_u16(e.code).expect("a known code"),
+        }
+    }
+
+    fn create(&mut self, conn: ConnId, room: &str, delay_s: u32) -> RoomState {
+        match self.ok(conn, create(room, delay_s)) {
+            Response::RoomEntered(s) => s,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    fn join(&mut self, conn: ConnId, room: &str) -> RoomState {
+        match self.ok(conn, join(room)) {
+            Response::RoomEntered(s) => s,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, room: &str, text: &str) -> (u64, u64, bool) {
+        self.send_with(conn, room, MessageBody::Text(text.into()), None)
+    }
+
+    /// Sends a message; returns (message_id, seq, duplicate).
+    fn send_with(
+        &mut self,
+        conn: ConnId,
+        room: &str,
+        body: MessageBody,
+        client_msg_id: Option<&str>,
+    ) -> (u64, u64, bool) {
+        let req = send_req(room, body, client_msg_id);
+        match self.ok(conn, req) {
+            Response::MessageSent { message_id, seq, duplicate, .. } => {
+                (message_id, seq, duplicate)
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+
+    fn joined_rooms(&mut self, conn: ConnId) -> Vec<String> {
+        match self.ok(conn, Request::QueryJoinedRooms) {
+            Response::JoinedRooms { rooms } => rooms.into_iter().map(|r| r.room_id).collect(),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    /// Users `first..first+n` log in on connections with the same numbers.
+    fn login_many(&mut self, first: ConnId, n: u64) {
+        for c in first..first + n {
+            self.login(c, &format!("u{c}"));
+        }
+    }
+}
+
+fn info(id: &str) -> RoomInfo {
+    RoomInfo { room_id: id.into(), room_name: format!("{id} name") }
+}
+
+fn delay(s: u32) -> RoomConfig {
+    RoomConfig { destroy_delay_s: s, attributes: Vec::new() }
+}
+
+fn create(room: &str, delay_s: u32) -> Request {
+    Request::CreateRoom { info: info(room), config: delay(delay_s) }
+}
+
+fn join(room: &str) -> Request {
+    Request::JoinRoom { room_id: room.into() }
+}
+
+fn leave(room: &str) -> Request {
+    Request::LeaveRoom { room_id: room.into() }
+}
+
+fn send_req(room: &str, body: MessageBody, client_msg_id: Option<&str>) -> Request {
+    Request::SendRoomMessage {
+        room_id: room.into(),
+        body,
+        priority: Priority::Medium,
+        client_msg_id: client_msg_id.map(str::to_string),
+    }
+}
+
+fn text(room: &str, t: &str) -> Request {
+    send_req(room, MessageBody::Text(t.into()), None)
+}
+
+fn member(user: &str) -> Member {
+    Member { user_id: user.into(), user_name: format!("{user} name") }
+}
+
+fn joined(room: &str, users: &[&str]) -> Event {
+    Event::MembersJoined {
+        room_id: room.into(),
+        members: users.iter().map(|u| member(u)).collect(),
+    }
+}
+
+fn left(room: &str, users: &[&str], reason: LeaveReason) -> Event {
+    Event::MembersLeft {
+        room_id: room.into(),
+        members: users.iter().map(|u| member(u)).collect(),
+        reason,
+    }
+}
+
+fn message_seqs(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::RoomMessage(m) => m.seq,
+            e => panic!("expected a room message, got {e:?}"),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login
+
+#[test]
+fn login_success_gives_session_and_token_expiry() {
+    let mut h = Harness::plain();
+    let login = h.login_request("alice");
+    let (ok, reply, rest) = h.try_login(1, login);
+    assert!(ok);
+    assert!(rest.is_empty(), "{rest:?}");
+    match reply {
+        Reply::Ok(Response::LoggedIn {
+            session_id,
+            resume_secret,
+            server_time_ms,
+            token_expires_at_s,
+        }) => {
+            assert!(session_id > 0);
+            assert_eq!(resume_secret, [7; 16]);
+            assert_eq!(server_time_ms, START_UNIX_MS);
+            assert_eq!(token_expires_at_s, START_UNIX_MS / 1000 + 3600);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(h.core.is_logged_in(1));
+    assert_eq!(h.core.session_count(), 1);
+    assert_eq!(h.core.token_expiry(1), Some(START_UNIX_MS / 1000 + 3600));
+    // A second Login on the same connection is refused but the session stays.
+    let login = h.login_request("alice");
+    assert_eq!(h.fail(1, Request::Login(login)), ErrorCode::AlreadyLoggedIn);
+    assert!(h.core.is_logged_in(1));
+}
+
+#[test]
+fn every_login_failure_has_its_code_and_closes() {
+    let mut h = Harness::plain();
+    let now_s = START_UNIX_MS / 1000;
+    let good = h.login_request("alice");
+    let cases: Vec<(Login, ErrorCode)> = vec![
+        (
+            Login { protocol_version: PROTOCOL_VERSION + 1, ..good.clone() },
+            ErrorCode::UnsupportedVersion,
+        ),
+        (Login { protocol_version: 0, ..good.clone() }, ErrorCode::UnsupportedVersion),
+        (Login { user_id: String::new(), ..good.clone() }, ErrorCode::InvalidUserId),
+        (Login { user_id: "a".repeat(33), ..good.clone() }, ErrorCode::InvalidUserId),
+        (Login { user_id: "al ice".into(), ..good.clone() }, ErrorCode::InvalidUserId),
+        (Login { user_id: "al/ice".into(), ..good.clone() }, ErrorCode::InvalidUserId),
+        (Login { user_name: "n".repeat(257), ..good.clone() }, ErrorCode::UserNameTooLong),
+        (Login { token: "garbage".into(), ..good.clone() }, ErrorCode::TokenInvalid),
+        (Login { token: h.token("bob"), ..good.clone() }, ErrorCode::TokenInvalid),
+        (
+            Login {
+                token: h.keys.mint(KID, "alice", now_s - 7200, now_s - 1).unwrap(),
+                ..good.clone()
+            },
+            ErrorCode::TokenExpired,
+        ),
+        (
+            Login {
+                token: h.keys.mint(KID, "alice", now_s - 7200, now_s).unwrap(),
+                ..good.clone()
+            },
+            ErrorCode::TokenExpired,
+        ),
+    ];
+    for (i, (login, code)) in cases.into_iter().enumerate() {
+        let conn = 100 + i as ConnId;
+        let (ok, reply, rest) = h.try_login(conn, login.clone());
+        assert!(!ok, "case {i}: {login:?}");
+        match reply {
+            Reply::Err(e) => assert_eq!(e.code, code.as_u16(), "case {i}: {login:?}: {e:?}"),
+            r => panic!("case {i}: {r:?}"),
+        }
+        assert_eq!(rest, vec![Got::Close(Some(code))], "case {i}");
+        assert!(!h.core.is_logged_in(conn));
+    }
+    assert_eq!(h.core.session_count(), 0);
+    // Limits at the edges are accepted.
+    let login = Login {
+        user_id: "a".repeat(32),
+        user_name: "n".repeat(256),
+        ..h.login_request(&"a".repeat(32))
+    };
+    assert!(h.try_login(1, login).0);
+    let login = h.login_request("A.b_c-d@e9");
+    assert!(h.try_login(2, login).0);
+}
+
+#[test]
+fn request_before_login_is_refused_and_closes() {
+    let mut h = Harness::plain();
+    assert_eq!(h.fail(1, join("r")), ErrorCode::NotLoggedIn);
+    assert_eq!(h.take(1), vec![Got::Close(Some(ErrorCode::NotLoggedIn))]);
+    assert!(!h.core.is_logged_in(1));
+    assert_eq!(h.fail(2, Request::QueryJoinedRooms), ErrorCode::NotLoggedIn);
+    assert_eq!(h.take(2), vec![Got::Close(Some(ErrorCode::NotLoggedIn))]);
+}
+
+#[test]
+fn duplicate_login_kicks_the_older_session() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+
+    let login = h.login_request("alice");
+    let (ok, _, rest) = h.try_login(3, login);
+    assert!(ok);
+    assert!(rest.is_empty());
+    let old = h.take(1);
+    let kick_at = old
+        .iter()
+        .position(|g| matches!(g, Got::Event(None, Event::KickedOut { code: 2004, .. })))
+        .unwrap_or_else(|| panic!("no KickedOut on the session stream: {old:?}"));
+    let close_at = old
+        .iter()
+        .position(|g| *g == Got::Close(Some(ErrorCode::KickedOut)))
+        .unwrap_or_else(|| panic!("no close: {old:?}"));
+    assert!(kick_at < close_at, "the event goes before the close: {old:?}");
+    assert!(!h.core.is_logged_in(1));
+    assert!(h.core.is_logged_in(3));
+    assert_eq!(h.core.session_count(), 2);
+
+    // Bob hears about the kick after the batch window, not before.
+    h.tick(49);
+    assert_eq!(h.events(2), vec![]);
+    h.tick(1);
+    assert_eq!(h.events(2), vec![left("r", &["alice"], LeaveReason::Kicked)]);
+    // The new session is in no room; the old one is gone.
+    assert_eq!(h.joined_rooms(3), Vec::<String>::new());
+    assert_eq!(h.joined_rooms(2), vec!["r".to_string()]);
+    // A late disconnect of the kicked connection changes nothing.
+    let now = h.now();
+    h.core.handle_disconnect(now, 1);
+    h.pump();
+    h.tick(100);
+    assert_eq!(h.events(2), vec![]);
+    assert!(h.core.is_logged_in(3));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presence
+
+#[test]
+fn joins_within_the_window_make_one_event_and_joiners_hear_only_later_joiners() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.login(3, "carol");
+    h.login(4, "dave");
+    let st = h.create(1, "r", 0);
+    assert!(st.created);
+    assert_eq!(st.member_count, 1);
+    assert!(
+        matches!(h.take(1).as_slice(), [Got::OpenStream(_, StreamHeader::Room { room_id })] if room_id == "r")
+    );
+
+    h.join(2, "r");
+    h.advance(10);
+    h.join(3, "r");
+    h.advance(20);
+    let st = h.join(4, "r");
+    assert_eq!(st.member_count, 4);
+    assert!(!st.created && !st.already_member);
+    for c in 2..=4 {
+        assert!(matches!(h.take(c).as_slice(), [Got::OpenStream(..)]));
+    }
+    // 49 ms after the first join: nothing yet.
+    h.tick(19);
+    for c in 1..=4 {
+        assert_eq!(h.take(c), vec![], "conn {c} before the window ends");
+    }
+    h.tick(1);
+    assert_eq!(h.events(1), vec![joined("r", &["bob", "carol", "dave"])]);
+    assert_eq!(h.events(2), vec![joined("r", &["carol", "dave"])]);
+    assert_eq!(h.events(3), vec![joined("r", &["dave"])]);
+    assert_eq!(h.events(4), vec![]);
+    // The window is over: nothing more.
+    h.tick(1_000);
+    for c in 1..=4 {
+        assert_eq!(h.take(c), vec![]);
+    }
+    // A leave is batched the same way.
+    h.ok(3, leave("r"));
+    assert!(matches!(h.take(3).as_slice(), [Got::CloseStream(_)]));
+    h.tick(49);
+    assert_eq!(h.events(1), vec![]);
+    h.tick(1);
+    let ev = left("r", &["carol"], LeaveReason::Left);
+    assert_eq!(h.events(1), vec![ev.clone()]);
+    assert_eq!(h.events(2), vec![ev.clone()]);
+    assert_eq!(h.events(4), vec![ev]);
+    assert_eq!(h.events(3), vec![]);
+}
+
+#[test]
+fn joins_over_the_batch_max_split_into_events_of_at_most_100() {
+    let mut h = Harness::new(Limits { members_per_room: 1_000, ..Limits::default() });
+    h.login(1, "alice");
+    h.create(1, "r", 0);
+    h.login_many(10, 250);
+    for c in 10..260 {
+        h.join(c, "r");
+    }
+    h.take(1);
+    h.tick(50);
+    let events = h.events(1);
+    let sizes: Vec<usize> = events
+        .iter()
+        .map(|e| match e {
+            Event::MembersJoined { members, .. } => members.len(),
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, vec![100, 100, 50]);
+    let users: Vec<String> = events
+        .iter()
+        .flat_map(|e| match e {
+            Event::MembersJoined { members, .. } => members.clone(),
+            _ => unreachable!(),
+        })
+        .map(|m| m.user_id)
+        .collect();
+    let expected: Vec<String> = (10..260).map(|c| format!("u{c}")).collect();
+    assert_eq!(users, expected, "every joiner once, in join order");
+    // The first joiner of the batch hears about the 249 after it, split the same way.
+    let sizes: Vec<usize> = h
+        .events(10)
+        .iter()
+        .map(|e| match e {
+            Event::MembersJoined { members, .. } => members.len(),
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, vec![100, 100, 49]);
+    assert_eq!(h.events(259), vec![]);
+}
+
+#[test]
+fn a_message_during_a_pending_batch_flushes_presence_first() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.login(3, "carol");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.advance(5);
+    h.join(3, "r");
+    h.advance(5);
+    h.take(1);
+    h.take(2);
+    h.take(3);
+    let (_, seq, _) = h.send(3, "r", "hello");
+    assert_eq!(seq, 1);
+    let a = h.events(1);
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0], joined("r", &["bob", "carol"]));
+    assert!(matches!(&a[1], Event::RoomMessage(m) if m.seq == 1 && m.sender == "carol"));
+    let b = h.events(2);
+    assert_eq!(b.len(), 2, "{b:?}");
+    assert_eq!(b[0], joined("r", &["carol"]));
+    assert!(matches!(&b[1], Event::RoomMessage(m) if m.seq == 1));
+    // The sender gets no copy and no event about itself.
+    assert_eq!(h.events(3), vec![]);
+    // The batch is not announced a second time when its timer fires.
+    h.tick(100);
+    for c in 1..=3 {
+        assert_eq!(h.take(c), vec![]);
+    }
+}
+
+#[test]
+fn a_batch_started_after_an_early_flush_waits_its_full_window() {
+    let mut h = Harness::plain();
+    h.login_many(1, 3);
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.advance(10);
+    // The message flushes bob's join early.
+    h.send(2, "r", "hi");
+    assert_eq!(h.events(1)[0], joined("r", &["u2"]));
+    h.advance(10);
+    h.join(3, "r");
+    // 30 ms into carol's batch (when bob's batch would have ended): nothing yet.
+    h.tick(30);
+    assert_eq!(h.events(1), vec![]);
+    h.tick(19);
+    assert_eq!(h.events(1), vec![]);
+    h.tick(1);
+    assert_eq!(h.events(1), vec![joined("r", &["u3"])]);
+    assert_eq!(h.events(2), vec![joined("r", &["u3"])]);
+}
+
+#[test]
+fn rooms_over_the_threshold_get_member_count_updates() {
+    let mut h = Harness::new(Limits { presence_count_threshold: 3, ..Limits::default() });
+    h.login_many(1, 6);
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.join(3, "r");
+    h.tick(50);
+    // Three members: at the threshold, member lists still.
+    assert_eq!(h.events(1), vec![joined("r", &["u2", "u3"])]);
+    h.take(2);
+    h.take(3);
+    h.join(4, "r");
+    h.join(5, "r");
+    h.tick(50);
+    let update = Event::MemberCountUpdated { room_id: "r".into(), count: 5 };
+    for c in 1..=5 {
+        assert_eq!(h.events(c), vec![update.clone()], "conn {c}");
+    }
+    h.ok(5, leave("r"));
+    h.take(5);
+    h.tick(50);
+    let update = Event::MemberCountUpdated { room_id: "r".into(), count: 4 };
+    for c in 1..=4 {
+        assert_eq!(h.events(c), vec![update.clone()], "conn {c}");
+    }
+    // A join and a leave in one window leave the count where it was: nothing to say.
+    h.join(6, "r");
+    h.ok(6, leave("r"));
+    h.take(6);
+    h.tick(50);
+    for c in 1..=4 {
+        assert_eq!(h.events(c), vec![], "conn {c}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destroy
+
+#[test]
+fn delayed_destroy_keeps_the_room_until_the_delay_and_a_join_cancels_it() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 2);
+    h.send(1, "r", "one");
+    h.ok(1, leave("r"));
+    assert_eq!(h.core.room_count(), 1);
+    assert_eq!(h.core.poll_timeout(), Some(h.mono_ms + 2_000));
+    // Waiting for its destroy, the room still exists.
+    assert_eq!(h.fail(2, create("r", 0)), ErrorCode::RoomAlreadyExists);
+    h.tick(1_000);
+    let st = h.join(2, "r");
+    assert!(!st.created);
+    assert_eq!(st.member_count, 1);
+    assert_eq!(st.last_seq, 1, "history survives a cancelled destroy");
+    // The old deadline passes: the join cancelled the destroy.
+    h.tick(1_500);
+    assert_eq!(h.core.room_count(), 1);
+    let st = h.join(1, "r");
+    assert_eq!(st.member_count, 2);
+}
+
+#[test]
+fn delayed_destroy_happens_at_the_deadline() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 2);
+    h.send(1, "r", "one");
+    h.ok(1, leave("r"));
+    h.tick(1_999);
+    assert_eq!(h.core.room_count(), 1);
+    h.tick(1);
+    assert_eq!(h.core.room_count(), 0);
+    assert_eq!(h.core.poll_timeout(), None);
+    assert_eq!(h.fail(2, join("r")), ErrorCode::RoomDoesNotExist);
+    // The id is free again, and the new room starts from scratch.
+    let st = h.create(2, "r", 0);
+    assert!(st.created);
+    assert_eq!(st.last_seq, 0);
+}
+
+#[test]
+fn a_room_empties_twice_and_only_the_second_deadline_counts() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.create(1, "r", 2);
+    h.ok(1, leave("r"));
+    h.tick(1_000);
+    h.join(1, "r");
+    h.ok(1, leave("r"));
+    // First deadline: ignored.
+    h.tick(1_000);
+    assert_eq!(h.core.room_count(), 1);
+    h.tick(999);
+    assert_eq!(h.core.room_count(), 1);
+    h.tick(1);
+    assert_eq!(h.core.room_count(), 0);
+}
+
+#[test]
+fn immediate_destroy_with_delay_zero() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.ok(1, leave("r"));
+    assert_eq!(h.core.room_count(), 1, "a member is still in it");
+    h.ok(2, leave("r"));
+    assert_eq!(h.core.room_count(), 0);
+    assert_eq!(h.fail(1, join("r")), ErrorCode::RoomDoesNotExist);
+    assert!(h.create(1, "r", 0).created);
+    // Disconnect empties rooms too.
+    let now = h.now();
+    h.core.handle_disconnect(now, 1);
+    h.pump();
+    assert_eq!(h.core.room_count(), 0);
+    assert_eq!(h.core.session_count(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+#[test]
+fn rate_limit_bursts_then_refuses_then_recovers() {
+    let mut h =
+        Harness::new(Limits { rate_limit_per_s: 10, rate_limit_burst: 20, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    for i in 0..20 {
+        h.send(1, "r", &format!("m{i}"));
+    }
+    assert_eq!(h.fail(1, text("r", "over")), ErrorCode::RateLimited);
+    // The limit is per user: bob still has his burst.
+    h.send(2, "r", "bob");
+    // 99 ms later: still nothing; at 100 ms, one token.
+    h.advance(99);
+    assert_eq!(h.fail(1, text("r", "over")), ErrorCode::RateLimited);
+    h.advance(1);
+    let (_, seq, _) = h.send(1, "r", "refilled");
+    assert_eq!(seq, 22);
+    assert_eq!(h.fail(1, text("r", "over")), ErrorCode::RateLimited);
+    // A long pause refills up to the burst, no further.
+    h.advance(60_000);
+    for i in 0..20 {
+        h.send(1, "r", &format!("again{i}"));
+    }
+    assert_eq!(h.fail(1, text("r", "over")), ErrorCode::RateLimited);
+    // Refused sends were not broadcast and took no seq.
+    h.tick(50);
+    let seqs = message_seqs(
+        &h.events(2).into_iter().filter(|e| matches!(e, Event::RoomMessage(_))).collect::<Vec<_>>(),
+    );
+    let expected: Vec<u64> = (1..=42).filter(|s| *s != 21).collect();
+    assert_eq!(seqs, expected);
+}
+
+#[test]
+fn rate_limit_zero_disables_it() {
+    let mut h =
+        Harness::new(Limits { rate_limit_per_s: 0, rate_limit_burst: 1, ..Limits::default() });
+    h.login(1, "alice");
+    h.create(1, "r", 0);
+    for i in 0..1_000 {
+        h.send(1, "r", &format!("m{i}"));
+    }
+}
+
+#[test]
+fn client_msg_id_dedups_for_five_minutes() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+    let first = match h.ok(1, send_req("r", MessageBody::Text("hi".into()), Some("c1"))) {
+        Response::MessageSent { message_id, seq, timestamp_ms, duplicate, .. } => {
+            assert!(!duplicate);
+            (message_id, seq, timestamp_ms)
+        }
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(h.events(2).len(), 1);
+    h.advance(1_000);
+    match h.ok(1, send_req("r", MessageBody::Text("hi again".into()), Some("c1"))) {
+        Response::MessageSent { message_id, seq, timestamp_ms, duplicate, room_id } => {
+            assert!(duplicate);
+            assert_eq!(room_id, "r");
+            assert_eq!((message_id, seq, timestamp_ms), first, "the first ack");
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(h.events(2), vec![], "a retry is not broadcast again");
+    // Another id, and the same id from another user, are new messages.
+    assert_eq!(h.send_with(1, "r", MessageBody::Text("x".into()), Some("c2")).1, 2);
+    assert_eq!(h.send_with(2, "r", MessageBody::Text("y".into()), Some("c1")).1, 3);
+    // Still remembered just before five minutes.
+    h.advance(300_000 - 1_000 - 1);
+    let (_, seq, dup) = h.send_with(1, "r", MessageBody::Text("hi".into()), Some("c1"));
+    assert_eq!((seq, dup), (1, true));
+    // Forgotten at five minutes.
+    h.advance(1);
+    let (_, seq, dup) = h.send_with(1, "r", MessageBody::Text("hi".into()), Some("c1"));
+    assert_eq!((seq, dup), (4, false));
+    // Bad ids are refused.
+    let long = "x".repeat(65);
+    assert_eq!(
+        h.fail(1, send_req("r", MessageBody::Text("z".into()), Some(&long))),
+        ErrorCode::InvalidClientMsgId
+    );
+    assert_eq!(
+        h.fail(1, send_req("r", MessageBody::Text("z".into()), Some(""))),
+        ErrorCode::InvalidClientMsgId
+    );
+    assert_eq!(h.send_with(1, "r", MessageBody::Text("z".into()), Some(&"x".repeat(64))).1, 5);
+}
+
+#[test]
+fn sender_gets_ack_others_get_one_copy_and_non_members_cannot_send() {
+    let mut h = Harness::plain();
+    h.login_many(1, 3);
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+    let body = MessageBody::Custom { sub_type: 9, data: vec![1, 2, 3] };
+    match h.ok(1, send_req("r", body.clone(), None)) {
+        Response::MessageSent { seq, timestamp_ms, duplicate, .. } => {
+            assert_eq!(seq, 1);
+            assert_eq!(timestamp_ms, h.unix_ms);
+            assert!(!duplicate);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(h.events(1), vec![]);
+    match h.events(2).as_slice() {
+        [Event::RoomMessage(m)] => {
+            assert_eq!((m.seq, m.sender.as_str(), m.room_id.as_str()), (1, "u1", "r"));
+            assert_eq!(m.body, body);
+            assert_eq!(m.priority, Priority::Medium);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(h.fail(3, text("r", "x")), ErrorCode::NotInRoom);
+    assert_eq!(h.fail(3, text("nope", "x")), ErrorCode::RoomDoesNotExist);
+    assert_eq!(h.events(2), vec![]);
+}
+
+#[test]
+fn history_is_bounded_by_count() {
+    let mut h = Harness::new(Limits { history_max_messages: 5, ..Limits::default() });
+    h.login(1, "alice");
+    h.create(1, "r", 0);
+    for i in 1..=8 {
+        h.send(1, "r", &format!("m{i}"));
+    }
+    let q = |anchor, count| Request::QueryHistory { room_id: "r".into(), anchor, count };
+    match h.ok(1, q(HistoryAnchor::Latest, 100)) {
+        Response::History { messages, has_more, .. } => {
+            assert_eq!(message_seqs(&wrap(messages)), vec![4, 5, 6, 7, 8]);
+            assert!(!has_more);
+        }
+        r => panic!("{r:?}"),
+    }
+    match h.ok(1, q(HistoryAnchor::Latest, 2)) {
+        Response::History { messages, has_more, .. } => {
+            assert_eq!(message_seqs(&wrap(messages)), vec![7, 8]);
+            assert!(has_more);
+        }
+        r => panic!("{r:?}"),
+    }
+    match h.ok(1, q(HistoryAnchor::AfterSeq(1), 3)) {
+        Response::History { messages, has_more, .. } => {
+            assert_eq!(message_seqs(&wrap(messages)), vec![4, 5, 6]);
+            assert!(has_more);
+        }
+        r => panic!("{r:?}"),
+    }
+    match h.ok(1, q(HistoryAnchor::BeforeSeq(6), 10)) {
+        Response::History { messages, has_more, .. } => {
+            assert_eq!(message_seqs(&wrap(messages)), vec![4, 5]);
+            assert!(!has_more);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(h.fail(1, q(HistoryAnchor::Latest, 0)), ErrorCode::InvalidRequest);
+    assert_eq!(h.fail(1, q(HistoryAnchor::Latest, 101)), ErrorCode::InvalidRequest);
+}
+
+fn wrap(messages: Vec<huddle::wire::RoomMessage>) -> Vec<Event> {
+    messages.into_iter().map(Event::RoomMessage).collect()
+}
+
+#[test]
+fn history_is_bounded_by_age() {
+    let mut h = Harness::new(Limits { history_max_age_s: 10, ..Limits::default() });
+    h.login(1, "alice");
+    h.create(1, "r", 0);
+    h.send(1, "r", "old");
+    h.advance(6_000);
+    h.send(1, "r", "new");
+    let latest =
+        Request::QueryHistory { room_id: "r".into(), anchor: HistoryAnchor::Latest, count: 100 };
+    h.advance(4_000);
+    match h.ok(1, latest.clone()) {
+        Response::History { messages, .. } => assert_eq!(messages.len(), 2),
+        r => panic!("{r:?}"),
+    }
+    h.advance(1);
+    match h.ok(1, latest.clone()) {
+        Response::History { messages, has_more, .. } => {
+            assert_eq!(message_seqs(&wrap(messages)), vec![2]);
+            assert!(!has_more);
+        }
+        r => panic!("{r:?}"),
+    }
+    h.advance(6_000);
+    match h.ok(1, latest) {
+        Response::History { messages, has_more, .. } => {
+            assert!(messages.is_empty());
+            assert!(!has_more);
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn message_size_limit_is_exact() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.create(1, "r", 0);
+    let max = Limits::default().max_message_bytes;
+    assert_eq!(max, 32 * 1024);
+    h.send(1, "r", &"a".repeat(max));
+    assert_eq!(h.fail(1, text("r", &"a".repeat(max + 1))), ErrorCode::MessageTooLarge);
+    let custom = |n| MessageBody::Custom { sub_type: 1, data: vec![0; n] };
+    h.send_with(1, "r", custom(max), None);
+    assert_eq!(h.fail(1, send_req("r", custom(max + 1), None)), ErrorCode::MessageTooLarge);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries
+
+#[test]
+fn query_room_members_pages_through_250_members() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.create(1, "r", 0);
+    h.login_many(10, 249);
+    for c in 10..259 {
+        h.join(c, "r");
+    }
+    let page = |h: &mut Harness, flag: &str, count| match h
+        .ok(1, Request::QueryRoomMembers { room_id: "r".into(), next_flag: flag.into(), count })
+    {
+        Response::RoomMembers { members, next_flag, room_id } => {
+            assert_eq!(room_id, "r");
+            (members, next_flag)
+        }
+        r => panic!("{r:?}"),
+    };
+    let mut all = Vec::new();
+    let mut flag = String::new();
+    let mut sizes = Vec::new();
+    loop {
+        let (members, next) = page(&mut h, &flag, 100);
+        sizes.push(members.len());
+        all.extend(members);
+        if next.is_empty() {
+            break;
+        }
+        flag = next;
+    }
+    assert_eq!(sizes, vec![100, 100, 50]);
+    let mut expected = vec![member("alice")];
+    expected.extend((10..259).map(|c| member(&format!("u{c}"))));
+    assert_eq!(all, expected, "every member once, in join order");
+    // A page that ends exactly at the last member says there is no more.
+    let (members, next) = page(&mut h, "", 100);
+    let (members2, next2) = page(&mut h, &next, 100);
+    let (members3, next3) = page(&mut h, &next2, 50);
+    assert_eq!((members.len(), members2.len(), members3.len()), (100, 100, 50));
+    assert_eq!(next3, "");
+    // Bad arguments.
+    let q = |flag: &str, count| Request::QueryRoomMembers {
+        room_id: "r".into(),
+        next_flag: flag.into(),
+        count,
+    };
+    assert_eq!(h.fail(1, q("", 0)), ErrorCode::InvalidRequest);
+    assert_eq!(h.fail(1, q("", 101)), ErrorCode::InvalidRequest);
+    assert_eq!(h.fail(1, q("not-a-number", 10)), ErrorCode::InvalidRequest);
+    h.login(500, "outsider");
+    assert_eq!(h.fail(500, q("", 10)), ErrorCode::NotInRoom);
+    // Online count.
+    match h.ok(1, Request::QueryRoomOnlineCount { room_id: "r".into() }) {
+        Response::RoomOnlineCount { count, .. } => assert_eq!(count, 250),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn query_members_by_id_and_joined_rooms() {
+    let mut h = Harness::plain();
+    h.login_many(1, 3);
+    h.create(1, "r", 0);
+    h.create(1, "s", 0);
+    h.join(2, "r");
+    let by_id =
+        |ids: Vec<String>| Request::QueryRoomMembersById { room_id: "r".into(), user_ids: ids };
+    match h.ok(1, by_id(vec!["u2".into(), "u3".into(), "u1".into()])) {
+        Response::RoomMembersById { members, not_found, .. } => {
+            assert_eq!(members, vec![member("u2"), member("u1")]);
+            assert_eq!(not_found, vec!["u3".to_string()]);
+        }
+        r => panic!("{r:?}"),
+    }
+    let ten: Vec<String> = (0..10).map(|i| format!("x{i}")).collect();
+    assert!(h.call(1, by_id(ten.clone())).is_ok());
+    let mut eleven = ten;
+    eleven.push("u1".into());
+    assert_eq!(h.fail(1, by_id(eleven)), ErrorCode::TooManyUserIds);
+    match h.ok(1, Request::QueryJoinedRooms) {
+        Response::JoinedRooms { rooms } => {
+            let got: Vec<(String, String, u32)> =
+                rooms.into_iter().map(|r| (r.room_id, r.room_name, r.member_count)).collect();
+            assert_eq!(
+                got,
+                vec![("r".into(), "r name".into(), 2), ("s".into(), "s name".into(), 1)]
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(h.joined_rooms(3), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+#[test]
+fn rooms_per_user_limit() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(2, "other", 0);
+    for i in 0..5 {
+        h.create(1, &format!("r{i}"), 0);
+    }
+    assert_eq!(h.fail(1, create("r5", 0)), ErrorCode::RoomLimitReached);
+    assert_eq!(h.fail(1, join("other")), ErrorCode::RoomLimitReached);
+    let enter = Request::EnterRoom { info: info("r6"), config: delay(0) };
+    assert_eq!(h.fail(1, enter), ErrorCode::RoomLimitReached);
+    assert_eq!(h.core.room_count(), 6, "the refused create made no room");
+    // Re-joining a room already joined is fine at the limit.
+    assert!(h.join(1, "r0").already_member);
+    h.ok(1, leave("r0"));
+    h.join(1, "other");
+}
+
+#[test]
+fn members_per_room_limit() {
+    let mut h = Harness::new(Limits { members_per_room: 3, ..Limits::default() });
+    h.login_many(1, 4);
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.join(3, "r");
+    assert_eq!(h.fail(4, join("r")), ErrorCode::RoomFull);
+    let enter = Request::EnterRoom { info: info("r"), config: delay(0) };
+    assert_eq!(h.fail(4, enter), ErrorCode::RoomFull);
+    // A member re-joining a full room is fine.
+    assert!(h.join(3, "r").already_member);
+    h.ok(3, leave("r"));
+    h.join(4, "r");
+}
+
+#[test]
+fn rooms_per_server_limit() {
+    let mut h = Harness::new(Limits { rooms_per_server: 2, ..Limits::default() });
+    h.login(1, "alice");
+    h.create(1, "a", 0);
+    h.create(1, "b", 5);
+    assert_eq!(h.fail(1, create("c", 0)), ErrorCode::ServerRoomLimit);
+    // A room waiting for its delayed destroy still counts.
+    h.ok(1, leave("b"));
+    assert_eq!(h.fail(1, create("c", 0)), ErrorCode::ServerRoomLimit);
+    h.tick(5_000);
+    h.create(1, "c", 0);
+}
+
+#[test]
+fn room_name_destroy_delay_and_room_id_limits() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    let named = |name: String| Request::CreateRoom {
+        info: RoomInfo { room_id: "n".into(), room_name: name },
+        config: delay(0),
+    };
+    assert_eq!(h.fail(1, named("x".repeat(257))), ErrorCode::RoomNameTooLong);
+    h.ok(1, named("x".repeat(256)));
+    assert_eq!(h.fail(1, create("d", 10_801)), ErrorCode::InvalidDestroyDelay);
+    h.create(1, "d", 10_800);
+    for bad in ["", &"a".repeat(129), "a b", "a/b", "caf\u{e9}", "a#b"] {
+        assert_eq!(h.fail(1, create(bad, 0)), ErrorCode::InvalidRoomId, "{bad:?}");
+        assert_eq!(h.fail(1, join(bad)), ErrorCode::InvalidRoomId, "{bad:?}");
+        let enter = Request::EnterRoom { info: info(bad), config: delay(0) };
+        assert_eq!(h.fail(1, enter), ErrorCode::InvalidRoomId, "{bad:?}");
+    }
+    h.create(1, &"a".repeat(128), 0);
+    h.create(1, "A-z_0.9@x:y", 0);
+    assert_eq!(h.core.room_count(), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Room operations
+
+#[test]
+fn create_join_enter_and_leave_errors() {
+    let mut h = Harness::plain();
+    h.login_many(1, 3);
+    h.create(1, "r", 0);
+    assert_eq!(h.fail(2, create("r", 0)), ErrorCode::RoomAlreadyExists);
+    assert_eq!(h.fail(2, join("missing")), ErrorCode::RoomDoesNotExist);
+    assert_eq!(h.fail(2, leave("r")), ErrorCode::NotInRoom);
+    assert_eq!(h.fail(2, leave("missing")), ErrorCode::RoomDoesNotExist);
+    // enter creates with the caller's config, or joins and keeps the room's.
+    let attrs = vec![("k".to_string(), "v".to_string())];
+    let enter = |attrs: Vec<(String, String)>| Request::EnterRoom {
+        info: info("e"),
+        config: RoomConfig { destroy_delay_s: 0, attributes: attrs },
+    };
+    match h.ok(2, enter(attrs.clone())) {
+        Response::RoomEntered(s) => assert!(s.created && s.attributes == attrs),
+        r => panic!("{r:?}"),
+    }
+    match h.ok(3, enter(vec![("x".into(), "y".into())])) {
+        Response::RoomEntered(s) => {
+            assert!(!s.created && !s.already_member);
+            assert_eq!(s.attributes, attrs);
+            assert_eq!(s.member_count, 2);
+        }
+        r => panic!("{r:?}"),
+    }
+    // Re-joining is idempotent and tells nobody.
+    h.tick(50);
+    h.take(2);
+    h.take(3);
+    let st = h.join(3, "e");
+    assert!(st.already_member);
+    assert_eq!(st.member_count, 2);
+    assert_eq!(h.take(3), vec![], "no second stream");
+    h.tick(50);
+    assert_eq!(h.take(2), vec![]);
+}
+
+#[test]
+fn leave_all_rooms_leaves_every_room() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "a", 0);
+    h.create(1, "b", 0);
+    h.create(1, "c", 0);
+    h.join(2, "b");
+    h.tick(50);
+    h.take(1);
+    match h.ok(1, Request::LeaveAllRooms) {
+        Response::RoomsLeft { mut room_ids } => {
+            room_ids.sort();
+            assert_eq!(room_ids, vec!["a", "b", "c"]);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(h.joined_rooms(1), Vec::<String>::new());
+    assert_eq!(h.core.room_count(), 1);
+    h.tick(50);
+    assert_eq!(h.events(2), vec![left("b", &["alice"], LeaveReason::Left)]);
+    match h.ok(1, Request::LeaveAllRooms) {
+        Response::RoomsLeft { room_ids } => assert!(room_ids.is_empty()),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn switch_room_cases() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "a", 0);
+    h.create(2, "b", 0);
+    // Missing target without create: an error, and alice stays in a.
+    let switch = |to: &str, create: bool| Request::SwitchRoom {
+        from_room_id: "a".into(),
+        to: info(to),
+        create_if_missing: create,
+        config: delay(0),
+    };
+    assert_eq!(h.fail(1, switch("missing", false)), ErrorCode::RoomDoesNotExist);
+    assert_eq!(h.joined_rooms(1), vec!["a".to_string()]);
+    assert_eq!(h.fail(1, switch("bad id", true)), ErrorCode::InvalidRoomId);
+    assert_eq!(h.joined_rooms(1), vec!["a".to_string()]);
+    // Bob is not in the from room (which exists).
+    assert_eq!(h.fail(2, switch("b", true)), ErrorCode::NotInRoom);
+    assert_eq!(h.joined_rooms(2), vec!["b".to_string()]);
+    // Into an existing room: a is left (and destroyed), b joined.
+    h.take(2);
+    match h.ok(1, switch("b", false)) {
+        Response::RoomSwitched { left_room_id, room } => {
+            assert_eq!(left_room_id, "a");
+            assert_eq!(room.room_id, "b");
+            assert!(!room.created);
+            assert_eq!(room.member_count, 2);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(h.joined_rooms(1), vec!["b".to_string()]);
+    assert_eq!(h.core.room_count(), 1);
+    h.tick(50);
+    assert_eq!(h.events(2), vec![joined("b", &["alice"])]);
+    // create_if_missing creates the target.
+    let req = Request::SwitchRoom {
+        from_room_id: "b".into(),
+        to: info("c"),
+        create_if_missing: true,
+        config: delay(0),
+    };
+    match h.ok(1, req) {
+        Response::RoomSwitched { left_room_id, room } => {
+            assert_eq!(left_room_id, "b");
+            assert_eq!(room.room_id, "c");
+            assert!(room.created);
+            assert_eq!(room.member_count, 1);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(h.joined_rooms(1), vec!["c".to_string()]);
+    h.tick(50);
+    assert_eq!(h.events(2), vec![left("b", &["alice"], LeaveReason::Left)]);
+}
+
+#[test]
+fn switch_room_into_a_full_room_keeps_the_caller_where_it_was() {
+    let mut h = Harness::new(Limits { members_per_room: 1, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "a", 0);
+    h.create(2, "b", 0);
+    let req = Request::SwitchRoom {
+        from_room_id: "a".into(),
+        to: info("b"),
+        create_if_missing: false,
+        config: delay(0),
+    };
+    assert_eq!(h.fail(1, req), ErrorCode::RoomFull);
+    assert_eq!(h.joined_rooms(1), vec!["a".to_string()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-device
+
+#[test]
+fn multi_device_sessions_share_messages_and_presence() {
+    let mut h = Harness::new(Limits { allow_multi_device: true, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "alice");
+    h.login(3, "bob");
+    assert!(h.core.is_logged_in(1) && h.core.is_logged_in(2));
+    assert_eq!(h.take(1), vec![], "no kick in multi-device mode");
+    h.create(3, "r", 0);
+    h.join(1, "r");
+    h.tick(50);
+    assert_eq!(h.events(3), vec![joined("r", &["alice"])]);
+    // The second device joins: bob hears nothing, the member count stays 2.
+    let st = h.join(2, "r");
+    assert!(!st.already_member, "this session was not in the room");
+    assert_eq!(st.member_count, 2);
+    h.tick(50);
+    assert_eq!(h.events(3), vec![]);
+    h.take(1);
+    h.take(2);
+    // A message from one device reaches the other device and bob, not the sender.
+    h.send(1, "r", "from phone");
+    assert_eq!(h.events(1), vec![]);
+    assert_eq!(message_seqs(&h.events(2)), vec![1]);
+    assert_eq!(message_seqs(&h.events(3)), vec![1]);
+    // The first device leaves: alice is still a member.
+    h.ok(1, leave("r"));
+    h.take(1);
+    h.tick(50);
+    assert_eq!(h.events(3), vec![]);
+    h.send(3, "r", "still there?");
+    assert_eq!(h.events(1), vec![]);
+    assert_eq!(message_seqs(&h.events(2)), vec![2]);
+    // The last device goes: now alice left.
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    h.tick(50);
+    assert_eq!(h.events(3), vec![left("r", &["alice"], LeaveReason::Offline)]);
+}
