@@ -650,9 +650,12 @@ impl AttributesBatch<'_> {
         self
     }
 
-    /// Sends the batch: every step applies, or (on any error) none does.
-    pub async fn end(self) -> Result<(), ClientError> {
-        let req = Request::RoomAttributesBatch { room_id: self.room_id, ops: self.ops };
+    /// Sends the batch: every step applies, or (on any error) none does. The batch is empty
+    /// afterwards. Works at the end of a chain:
+    /// `client.begin_room_attributes_batch("r").set(..).delete(..).end().await`.
+    pub async fn end(&mut self) -> Result<(), ClientError> {
+        let ops = std::mem::take(&mut self.ops);
+        let req = Request::RoomAttributesBatch { room_id: self.room_id.clone(), ops };
         attributes_changed(self.client.request(req).await?).map(|_| ())
     }
 }

@@ -125,7 +125,8 @@ impl Attrs {
                         match next.get_mut(k) {
                             Some(a) => {
                                 a.value = v.clone();
-                                if *is_update_owner || a.owner == *caller {
+                                // A key whose owner has left belongs to whoever writes it next.
+                                if *is_update_owner || a.owner == *caller || !is_present(&a.owner) {
                                     a.owner = caller.clone();
                                     a.delete_with_owner = *is_delete_after_owner_left;
                                 }

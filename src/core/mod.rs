@@ -466,10 +466,10 @@ impl Core {
         config: RoomConfig,
     ) -> Result<RoomState, ErrorBody> {
         let owner = self.session(sid)?.user_id.clone();
-        let attrs = self.check_new_room(&info, &config, &owner)?;
         if self.room_ids.contains_key(info.room_id.as_str()) {
             return Err(err(ErrorCode::RoomAlreadyExists));
         }
+        let attrs = self.check_new_room(&info, &config, &owner)?;
         self.check_can_join(sid, None)?;
         let key = self.insert_room(now, info, config, attrs);
         Ok(self.add_member(now, sid, key, true))

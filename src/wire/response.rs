@@ -154,7 +154,7 @@ pub enum Response {
         room_id: String,
         /// The changed members with all their attributes now.
         members: Vec<MemberAttributes>,
-        /// Asked ids that are not members of the room (or could not get attributes).
+        /// Asked ids that are not members of the room.
         failed_user_ids: Vec<String>,
     },
     /// Answer to QueryRoomMembersAttributes.
