@@ -279,7 +279,20 @@ impl Server {
             }
         }
         tracing::info!("shutting down");
+        // Refuse new connections, tell every connection (after what is queued for it has been
+        // written, bounded per connection), then close what is left.
+        endpoint.set_server_config(None);
         let code = ErrorCode::ServerShutdown;
+        let outboxes: Vec<Arc<Outbox>> = shared.lock().outboxes.values().cloned().collect();
+        for o in &outboxes {
+            o.close(Some(code));
+        }
+        let drained = async {
+            while !shared.lock().outboxes.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
         endpoint.close(quinn::VarInt::from_u32(u32::from(code.as_u16())), code.name().as_bytes());
         timers.abort();
         let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
