@@ -238,7 +238,8 @@ async fn is_update_owner_transfers_ownership() {
 
 #[tokio::test]
 async fn keys_marked_delete_after_owner_left_go_with_their_owner() {
-    let server = TestServer::start().await;
+    // No offline grace: a dropped connection leaves at once (resumption is tested elsewhere).
+    let server = TestServer::start_with(|c| c.limits.offline_grace_s = 0).await;
     let (alice, bob) = pair(&server, "r").await;
     let failed =
         alice.set_room_attributes("r", kv(&[("k", "1"), ("k2", "2")]), false, false, true).await;

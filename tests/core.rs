@@ -715,10 +715,13 @@ fn immediate_destroy_with_delay_zero() {
     assert_eq!(h.core.room_count(), 0);
     assert_eq!(h.fail(1, join("r")), ErrorCode::RoomDoesNotExist);
     assert!(h.create(1, "r", 0).created);
-    // Disconnect empties rooms too.
+    // A lost connection empties rooms too, once its offline grace is over.
     let now = h.now();
     h.core.handle_disconnect(now, 1);
     h.pump();
+    h.tick(29_999);
+    assert_eq!(h.core.room_count(), 1, "held for the offline grace");
+    h.tick(1);
     assert_eq!(h.core.room_count(), 0);
     assert_eq!(h.core.session_count(), 1);
 }
@@ -1305,6 +1308,9 @@ fn multi_device_sessions_share_messages_and_presence() {
     let now = h.now();
     h.core.handle_disconnect(now, 2);
     h.pump();
+    h.tick(29_999);
+    assert_eq!(h.events(3), vec![], "nobody sees a leave during the offline grace");
+    h.tick(1);
     h.tick(50);
     assert_eq!(h.events(3), vec![left("r", &["alice"], LeaveReason::Offline)]);
 }

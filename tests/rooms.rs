@@ -267,7 +267,8 @@ async fn member_queries() {
 
 #[tokio::test]
 async fn last_member_leaving_destroys_the_room() {
-    let server = TestServer::start().await;
+    // No offline grace, so that a dropped connection leaves at once too.
+    let server = TestServer::start_with(|c| c.limits.offline_grace_s = 0).await;
     let alice = server.client("alice").await;
     let bob = server.client("bob").await;
     alice.create_room(info("r"), cfg()).await.unwrap();

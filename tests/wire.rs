@@ -14,8 +14,8 @@ use huddle::wire::{
     check_length, decode_body, encode_body, encode_frame, split_frame, AttributeFailure,
     AttributeOp, ErrorBody, ErrorCode, Event, HistoryAnchor, LeaveReason, Login, Member,
     MemberAttributes, MessageBody, Priority, Reply, Request, RequestFrame, Response, ResponseFrame,
-    RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary, StreamHeader, WireError, ALPN,
-    LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    Resume, RoomConfig, RoomInfo, RoomMessage, RoomRecovery, RoomState, RoomSummary, StreamHeader,
+    WireError, ALPN, LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 const PROTOCOL_MD: &str = include_str!("../docs/PROTOCOL.md");
@@ -460,9 +460,10 @@ fn request_index(r: &Request) -> u8 {
         Request::SetRoomMembersAttributes { .. } => 18,
         Request::QueryRoomMembersAttributes { .. } => 19,
         Request::QueryRoomMemberAttributesList { .. } => 20,
+        Request::Resume(_) => 21,
     }
 }
-const REQUEST_VARIANTS: u8 = 21;
+const REQUEST_VARIANTS: u8 = 22;
 
 fn request_samples() -> Vec<(RequestFrame, &'static str)> {
     vec![
@@ -590,6 +591,21 @@ fn request_samples() -> Vec<(RequestFrame, &'static str)> {
             // next_flag "7", count 100
             "08000000 15 14 02 7231 01 37 64",
         ),
+        (
+            req(
+                22,
+                Request::Resume(Resume {
+                    protocol_version: 1,
+                    user_id: s("alice"),
+                    user_name: s("Alice"),
+                    token: s("t"),
+                    session_id: 300,
+                    resume_secret: [7; 16],
+                    rooms: vec![(s("r1"), 41)],
+                }),
+            ),
+            "29000000 16 15 01 05 616c696365 05 416c696365 01 74 fb2c01 07070707070707070707070707070707 01 02 7231 29",
+        ),
     ]
 }
 
@@ -642,9 +658,10 @@ fn response_index(r: &Response) -> u8 {
         Response::RoomMembersAttributesSet { .. } => 14,
         Response::RoomMembersAttributes { .. } => 15,
         Response::RoomMemberAttributesList { .. } => 16,
+        Response::Resumed { .. } => 17,
     }
 }
-const RESPONSE_VARIANTS: u8 = 17;
+const RESPONSE_VARIANTS: u8 = 18;
 
 fn response_samples() -> Vec<(ResponseFrame, &'static str)> {
     vec![
@@ -785,6 +802,26 @@ fn response_samples() -> Vec<(ResponseFrame, &'static str)> {
                 },
             ),
             "14000000 15 00 10 02 7231 01 03 626f62 01 04 73656174 01 33 00",
+        ),
+        (
+            ok(
+                22,
+                Response::Resumed {
+                    session_id: 300,
+                    resume_secret: [7; 16],
+                    session_resumed: true,
+                    token_expires_at_s: 1_700_003_600,
+                    rooms: vec![RoomRecovery {
+                        room_id: s("r1"),
+                        rejoined: true,
+                        recovered: true,
+                        replayed: 2,
+                        last_seq: 43,
+                        error_code: 0,
+                    }],
+                },
+            ),
+            "25000000 16 00 11 fb2c01 07070707070707070707070707070707 01 fc10ff5365 01 02 7231 01 01 02 2b 00",
         ),
     ]
 }

@@ -605,6 +605,13 @@ pub fn response_fields(r: &Response) -> J {
             .with("room_id", room_id.as_str())
             .with("messages", J::A(messages.iter().map(message).collect()))
             .with("has_more", *has_more),
+        Response::Resumed { session_id, session_resumed, token_expires_at_s, rooms, .. } => {
+            J::obj()
+                .with("session_id", *session_id)
+                .with("session_resumed", *session_resumed)
+                .with("token_expires_at_s", *token_expires_at_s)
+                .with("rooms", J::A(rooms.iter().map(room_recovery).collect()))
+        }
         Response::RoomAttributesChanged { room_id, failed } => J::obj()
             .with("room_id", room_id.as_str())
             .with("failed_keys", J::A(failed.iter().map(attribute_failure).collect())),
@@ -623,6 +630,17 @@ pub fn response_fields(r: &Response) -> J {
             .with("members", member_attributes(members))
             .with("next_flag", next_flag.as_str()),
     }
+}
+
+/// One room's outcome of a resumption.
+pub fn room_recovery(r: &crate::wire::RoomRecovery) -> J {
+    J::obj()
+        .with("room_id", r.room_id.as_str())
+        .with("rejoined", r.rejoined)
+        .with("recovered", r.recovered)
+        .with("replayed", r.replayed)
+        .with("last_seq", r.last_seq)
+        .with("error_code", r.error_code)
 }
 
 fn attribute_failure(f: &crate::wire::AttributeFailure) -> J {

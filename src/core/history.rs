@@ -37,6 +37,15 @@ impl History {
         self.entries.front().map(|(_, m)| m.seq)
     }
 
+    /// The messages with seq above `seq`, in order.
+    pub fn after(&self, seq: u64) -> impl Iterator<Item = &RoomMessage> {
+        let skip = match self.first_seq() {
+            Some(first) if seq >= first => (seq - first + 1) as usize,
+            _ => 0,
+        };
+        self.entries.iter().skip(skip).map(|(_, m)| m)
+    }
+
     /// Number of messages held.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -40,6 +40,9 @@ pub struct Limits {
     pub presence_count_threshold: usize,
     /// Whether one user may log in from several devices at once (else a new login kicks the old).
     pub allow_multi_device: bool,
+    /// Seconds a session keeps its rooms after its connection is lost, waiting to be resumed
+    /// (0: leave at once).
+    pub offline_grace_s: u64,
     /// Room attribute keys per room.
     pub room_attributes_max_keys: usize,
     /// Longest room attribute key in bytes.
@@ -78,6 +81,7 @@ impl Default for Limits {
             presence_batch_max: 100,
             presence_count_threshold: 500,
             allow_multi_device: false,
+            offline_grace_s: 30,
             room_attributes_max_keys: 20,
             room_attribute_key_max_bytes: 16,
             room_attribute_value_max_bytes: 1024,

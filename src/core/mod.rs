@@ -11,6 +11,7 @@ mod attributes;
 mod history;
 mod limits;
 mod ratelimit;
+mod resume;
 mod room;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -114,15 +115,17 @@ struct Session {
     user_name: String,
     conn: Option<ConnId>,
     rooms: Vec<RoomKey>,
-    #[allow(dead_code)] // Read by resumption (SPEC section 6).
     resume_secret: [u8; 16],
     token_exp_s: u64,
+    /// While the connection is lost: when the offline grace ends (monotonic ms).
+    offline_until: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     PresenceFlush(RoomKey),
     Destroy(RoomKey),
+    Offline(SessionId),
 }
 
 /// The room server's state machine. See the module documentation.
@@ -273,6 +276,7 @@ impl Core {
                 rooms: Vec::new(),
                 resume_secret: secret,
                 token_exp_s: claims.exp,
+                offline_until: None,
             },
         );
         self.by_conn.insert(conn, id);
@@ -316,13 +320,6 @@ impl Core {
         }
     }
 
-    /// Handles a connection that is gone: its session leaves every room with reason `offline`.
-    pub fn handle_disconnect(&mut self, now: Now, conn: ConnId) {
-        if let Some(sid) = self.by_conn.get(&conn).copied() {
-            self.end_session(now, sid, LeaveReason::Offline);
-        }
-    }
-
     /// Handles a request after login. Before login, every request but Login is answered with
     /// `not_logged_in` and the connection is closed.
     pub fn handle_request(&mut self, now: Now, conn: ConnId, request_id: u32, request: Request) {
@@ -333,7 +330,7 @@ impl Core {
             return;
         };
         let result = match request {
-            Request::Login(_) => Err(err(ErrorCode::AlreadyLoggedIn)),
+            Request::Login(_) | Request::Resume(_) => Err(err(ErrorCode::AlreadyLoggedIn)),
             Request::Logout => {
                 self.end_session(now, sid, LeaveReason::Left);
                 self.respond(conn, request_id, Ok(Response::LoggedOut));
@@ -968,6 +965,7 @@ impl Core {
             self.timers.pop_first();
             match timer {
                 Timer::PresenceFlush(key) => self.flush_presence(key),
+                Timer::Offline(sid) => self.offline_expired(now, sid, at),
                 Timer::Destroy(key) => {
                     let due = self.rooms.get(&key).is_some_and(|r| {
                         r.members.is_empty() && r.destroy_at.is_some_and(|d| d <= now.mono_ms)

@@ -69,6 +69,21 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
                 }
                 ok
             }
+            Ok(RequestFrame { request_id, request: Request::Resume(resume) }) => {
+                let user = resume.user_id.clone();
+                let secret: [u8; 16] = rand::random();
+                let ok = shared.with_core(|core, now| {
+                    let ok = core.handle_resume(now, conn_id, request_id, resume, secret);
+                    if ok {
+                        outbox.open_session();
+                    }
+                    ok
+                });
+                if ok {
+                    tracing::info!(conn = conn_id, %remote, %user, "resumed");
+                }
+                ok
+            }
             Ok(RequestFrame { request_id, request }) => {
                 shared
                     .with_core(|core, now| core.handle_request(now, conn_id, request_id, request));
@@ -81,7 +96,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         request_loop(&shared, conn_id, &conn, &outbox, &mut recv, frame_timeout).await;
     }
     let reason = outbox.close_code();
-    shared.unregister(conn_id);
+    shared.unregister(conn_id, reason.flatten());
     if reason.is_some() {
         outbox.finish_close().await;
     } else if conn.close_reason().is_none() {

@@ -87,8 +87,15 @@ impl Shared {
         self.lock().outboxes.insert(conn, outbox);
     }
 
-    fn unregister(&self, conn: ConnId) {
-        self.with_core(|core, now| core.handle_disconnect(now, conn));
+    /// Forgets a finished connection. Its session waits for resumption, unless the server closed
+    /// it for breaking the protocol (`closed_for`: a code other than slow_consumer).
+    fn unregister(&self, conn: ConnId, closed_for: Option<ErrorCode>) {
+        match closed_for {
+            Some(code) if code != ErrorCode::SlowConsumer => {
+                self.with_core(|core, now| core.handle_protocol_close(now, conn))
+            }
+            _ => self.with_core(|core, now| core.handle_disconnect(now, conn)),
+        }
         self.lock().outboxes.remove(&conn);
     }
 }

@@ -67,6 +67,10 @@ error_codes! {
     AlreadyLoggedIn = 2005, "already_logged_in", "already logged in";
     /// The token is longer than the server accepts.
     TokenTooLong = 2006, "token_too_long", "token too long";
+    /// Resume named a session the server does not hold or with the wrong secret.
+    SessionNotFound = 2007, "session_not_found", "session not found";
+    /// The session was resumed on another connection; this one is closed.
+    SessionResumed = 2008, "session_resumed", "session resumed on another connection";
 
     /// The room id is empty, too long or has characters outside `[A-Za-z0-9_.@:-]`.
     InvalidRoomId = 3000, "invalid_room_id", "invalid room id";

@@ -20,11 +20,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 pub use codes::ErrorCode;
 pub use event::{Event, StreamHeader};
-pub use request::{Login, Request, RequestFrame};
+pub use request::{Login, Request, RequestFrame, Resume};
 pub use response::{ErrorBody, Reply, Response, ResponseFrame};
 pub use types::{
     AttributeFailure, AttributeOp, HistoryAnchor, LeaveReason, Member, MemberAttributes,
-    MessageBody, Priority, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
+    MessageBody, Priority, RoomConfig, RoomInfo, RoomMessage, RoomRecovery, RoomState, RoomSummary,
 };
 
 /// The protocol version a client sends in its login.

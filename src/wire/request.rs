@@ -26,6 +26,25 @@ pub struct Login {
     pub token: String,
 }
 
+/// The first request of a connection that continues a session after a lost connection.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Resume {
+    /// Must be [`super::PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// The user id of the session.
+    pub user_id: String,
+    /// Display name (used when the session has to be created anew).
+    pub user_name: String,
+    /// A valid token for `user_id`.
+    pub token: String,
+    /// The session id from the LoggedIn (or Resumed) answer.
+    pub session_id: u64,
+    /// The session's resume secret.
+    pub resume_secret: [u8; 16],
+    /// Each room the client was in, with the last seq it has seen there.
+    pub rooms: Vec<(String, u64)>,
+}
+
 /// A room operation. Append-only: new variants go at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Request {
@@ -173,6 +192,8 @@ pub enum Request {
         /// Page size, 1-100.
         count: u32,
     },
+    /// Continue a session after a lost connection (instead of Login, as a first request).
+    Resume(Resume),
 }
 
 impl Request {
@@ -200,6 +221,7 @@ impl Request {
             Request::SetRoomMembersAttributes { .. } => "set_room_members_attributes",
             Request::QueryRoomMembersAttributes { .. } => "query_room_members_attributes",
             Request::QueryRoomMemberAttributesList { .. } => "query_room_member_attributes_list",
+            Request::Resume(_) => "resume",
         }
     }
 }

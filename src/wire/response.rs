@@ -4,7 +4,7 @@ use bincode::{Decode, Encode};
 
 use super::codes::ErrorCode;
 use super::types::{
-    AttributeFailure, Member, MemberAttributes, RoomMessage, RoomState, RoomSummary,
+    AttributeFailure, Member, MemberAttributes, RoomMessage, RoomRecovery, RoomState, RoomSummary,
 };
 
 /// One frame on the control stream from server to client.
@@ -172,5 +172,19 @@ pub enum Response {
         members: Vec<MemberAttributes>,
         /// Pass back for the next page; empty when this was the last.
         next_flag: String,
+    },
+    /// Answer to Resume.
+    Resumed {
+        /// The session id (a new one when `session_resumed` is false).
+        session_id: u64,
+        /// The resume secret to use next time.
+        resume_secret: [u8; 16],
+        /// True: the same session continues and nobody saw it leave. False: it had expired
+        /// (offline grace over) and a new session rejoined the rooms.
+        session_resumed: bool,
+        /// The token's expiry, Unix seconds.
+        token_expires_at_s: u64,
+        /// One entry per room named in the request.
+        rooms: Vec<RoomRecovery>,
     },
 }

@@ -233,3 +233,21 @@ pub enum AttributeOp {
         is_force: bool,
     },
 }
+
+/// What resumption did for one room.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct RoomRecovery {
+    /// The room.
+    pub room_id: String,
+    /// Whether the session is a member again (false: the room is gone or could not be joined).
+    pub rejoined: bool,
+    /// Whether every message after the client's last seen seq was replayed (false when the
+    /// history no longer covers the gap, or the room is gone).
+    pub recovered: bool,
+    /// Messages replayed on the room's stream, before any new one.
+    pub replayed: u32,
+    /// The room's latest seq.
+    pub last_seq: u64,
+    /// Why the room was not rejoined (an error code number), 0 when it was.
+    pub error_code: u16,
+}

@@ -1,0 +1,288 @@
+//! The flags of `huddle load` and the resolved configuration of a run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Result};
+use rustls::pki_types::CertificateDer;
+use serde::Serialize;
+
+use crate::auth::KeySet;
+use crate::wire::Priority;
+
+/// `huddle load`: an open-loop load generator for a Huddle server.
+///
+/// Every member is its own QUIC connection. Publishers send at fixed intended times whatever
+/// happened before, and latency is measured from the intended time carried in each message, so
+/// a stalled server shows up as latency instead of as a lower send rate.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Members per room; each member is its own QUIC connection.
+    #[arg(long, default_value_t = 10)]
+    pub members: usize,
+    /// Members of each room that publish (the first ones).
+    #[arg(long, default_value_t = 1)]
+    pub publishers_per_room: usize,
+    /// Messages per second per room, split evenly across its publishers.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Message body size in bytes (at least 20: the intended time, publisher and number).
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// Message priority: low, medium or high.
+    #[arg(long, default_value = "medium", value_parser = parse_priority)]
+    pub priority: Priority,
+    /// Seconds of sending before the measured window (counted for loss, not for latency).
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Seconds of the measured window (with --connections-only: seconds to hold the connections).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait after the last send for acks and deliveries before counting.
+    #[arg(long, default_value_t = 2.0)]
+    pub drain: f64,
+    /// Address of a running server.
+    #[arg(long, conflicts_with = "spawn_server")]
+    pub server: Option<SocketAddr>,
+    /// Start `huddle serve` (this executable) on 127.0.0.1:0 with a temporary configuration and
+    /// certificates, and kill it at the end.
+    #[arg(long)]
+    pub spawn_server: bool,
+    /// Run the spawned server under `taskset -c CPUS`.
+    #[arg(long, requires = "spawn_server")]
+    pub server_taskset: Option<String>,
+    /// Process id of an external server, for its CPU time and memory.
+    #[arg(long, conflicts_with = "spawn_server")]
+    pub server_pid: Option<u32>,
+    /// Folder with ca.pem (trusted) and token.secret (tokens are minted with key id `dev`).
+    #[arg(long, default_value = "certs")]
+    pub certs_dir: PathBuf,
+    /// Seed of the send phases and of the network simulator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write a JSON summary here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw latency percentiles and deliveries per second over time as an SVG here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Impair the link with an in-process proxy, e.g. "loss=0.05,delay-ms=20,jitter-ms=5".
+    /// Keys as `huddle netsim`, plus rebind-at=SECS (after the start of sending; repeatable).
+    /// Blackhole windows count from the proxy's start, before connecting.
+    #[arg(long)]
+    pub netsim: Option<String>,
+    /// Only open rooms x members idle logged-in connections and measure their cost.
+    #[arg(long)]
+    pub connections_only: bool,
+    /// Connections per client UDP endpoint (each endpoint is its own socket).
+    #[arg(long, default_value_t = 128)]
+    pub connections_per_endpoint: usize,
+    /// Send and receive buffer size of each client socket, in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub socket_buffer_bytes: usize,
+    /// Connection handshakes in progress at once.
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+}
+
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    Priority::from_name(s).ok_or_else(|| format!("{s:?}: expected low, medium or high"))
+}
+
+/// Trust material for a server started in the same process (tests): the CA to trust and the
+/// keys to mint tokens with, instead of reading them from `certs_dir`.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    /// The CA certificate the server's certificate chains to.
+    pub ca: CertificateDer<'static>,
+    /// Token keys the server accepts.
+    pub keys: KeySet,
+    /// Which of `keys` to mint with.
+    pub key_id: String,
+}
+
+/// Everything a run needs. [`LoadArgs`] converts into it; tests build it directly.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadConfig {
+    /// Rooms.
+    pub rooms: usize,
+    /// Members per room.
+    pub members: usize,
+    /// Publishers per room.
+    pub publishers_per_room: usize,
+    /// Messages per second per room.
+    pub rate: f64,
+    /// Body size in bytes.
+    pub size: usize,
+    /// Message priority.
+    pub priority: Priority,
+    /// Warm-up seconds.
+    pub warmup_s: f64,
+    /// Measured seconds (hold seconds with `connections_only`).
+    pub duration_s: f64,
+    /// Drain seconds at most.
+    pub drain_s: f64,
+    /// A running server's address.
+    pub server: Option<SocketAddr>,
+    /// Whether to spawn the server.
+    pub spawn_server: bool,
+    /// The executable to spawn as the server (default: this one).
+    pub server_exe: Option<PathBuf>,
+    /// CPU list for `taskset -c` of the spawned server.
+    pub server_taskset: Option<String>,
+    /// An external server's pid.
+    pub server_pid: Option<u32>,
+    /// Folder with ca.pem and token.secret.
+    pub certs_dir: PathBuf,
+    /// Seed.
+    pub seed: u64,
+    /// JSON summary path.
+    pub json: Option<PathBuf>,
+    /// SVG plot path.
+    pub plot: Option<PathBuf>,
+    /// Network simulator spec.
+    pub netsim: Option<String>,
+    /// Idle connections only.
+    pub connections_only: bool,
+    /// Connections per client endpoint.
+    pub connections_per_endpoint: usize,
+    /// Client socket buffer bytes.
+    pub socket_buffer_bytes: usize,
+    /// Handshakes in progress at once.
+    pub connect_concurrency: usize,
+    /// Whether to draw a progress bar on stderr (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Trust material for an in-process server; overrides `certs_dir`.
+    #[serde(skip)]
+    pub trust: Option<Trust>,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            rooms: 1,
+            members: 10,
+            publishers_per_room: 1,
+            rate: 10.0,
+            size: 200,
+            priority: Priority::Medium,
+            warmup_s: 2.0,
+            duration_s: 10.0,
+            drain_s: 2.0,
+            server: None,
+            spawn_server: false,
+            server_exe: None,
+            server_taskset: None,
+            server_pid: None,
+            certs_dir: PathBuf::from("certs"),
+            seed: 1,
+            json: None,
+            plot: None,
+            netsim: None,
+            connections_only: false,
+            connections_per_endpoint: 128,
+            socket_buffer_bytes: 8 * 1024 * 1024,
+            connect_concurrency: 64,
+            progress: false,
+            trust: None,
+        }
+    }
+}
+
+impl From<LoadArgs> for LoadConfig {
+    fn from(a: LoadArgs) -> Self {
+        LoadConfig {
+            rooms: a.rooms,
+            members: a.members,
+            publishers_per_room: a.publishers_per_room,
+            rate: a.rate,
+            size: a.size,
+            priority: a.priority,
+            warmup_s: a.warmup,
+            duration_s: a.duration,
+            drain_s: a.drain,
+            server: a.server,
+            spawn_server: a.spawn_server,
+            server_exe: None,
+            server_taskset: a.server_taskset,
+            server_pid: a.server_pid,
+            certs_dir: a.certs_dir,
+            seed: a.seed,
+            json: a.json,
+            plot: a.plot,
+            netsim: a.netsim,
+            connections_only: a.connections_only,
+            connections_per_endpoint: a.connections_per_endpoint,
+            socket_buffer_bytes: a.socket_buffer_bytes,
+            connect_concurrency: a.connect_concurrency,
+            progress: true,
+            trust: None,
+        }
+    }
+}
+
+/// Most connections one run opens.
+pub const MAX_CONNECTIONS: usize = 200_000;
+/// Longest run, warm-up, measured window and drain together, in seconds.
+pub const MAX_RUN_S: f64 = 3_600.0;
+/// Most messages one run may send in total.
+pub const MAX_MESSAGES: f64 = 100_000_000.0;
+
+impl LoadConfig {
+    /// Total connections.
+    pub fn connections(&self) -> usize {
+        self.rooms.saturating_mul(self.members)
+    }
+
+    /// Checks that the run is bounded and makes sense.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.connections();
+        if self.rooms == 0 || self.members == 0 {
+            return Err(anyhow!("--rooms and --members must be at least 1"));
+        }
+        if n > MAX_CONNECTIONS {
+            return Err(anyhow!("{n} connections is over the limit of {MAX_CONNECTIONS}"));
+        }
+        if self.server.is_none() && !self.spawn_server {
+            return Err(anyhow!("give --server ADDR or --spawn-server"));
+        }
+        for (name, v) in
+            [("warmup", self.warmup_s), ("duration", self.duration_s), ("drain", self.drain_s)]
+        {
+            if !v.is_finite() || v < 0.0 {
+                return Err(anyhow!("--{name} must be a number of seconds >= 0"));
+            }
+        }
+        if self.warmup_s + self.duration_s + self.drain_s > MAX_RUN_S {
+            return Err(anyhow!("warm-up, duration and drain together are over {MAX_RUN_S} s"));
+        }
+        if self.connect_concurrency == 0 || self.connections_per_endpoint == 0 {
+            return Err(anyhow!("--connect-concurrency and --connections-per-endpoint must be > 0"));
+        }
+        if self.connections_only {
+            return Ok(());
+        }
+        if self.members < 2 {
+            return Err(anyhow!("a room needs at least 2 members for anyone to receive"));
+        }
+        if self.publishers_per_room == 0 || self.publishers_per_room > self.members {
+            return Err(anyhow!("--publishers-per-room must be 1..=members"));
+        }
+        if !self.rate.is_finite() || self.rate <= 0.0 {
+            return Err(anyhow!("--rate must be > 0"));
+        }
+        let messages = self.rate * self.rooms as f64 * (self.warmup_s + self.duration_s);
+        if messages > MAX_MESSAGES {
+            return Err(anyhow!("{messages:.0} messages is over the limit of {MAX_MESSAGES:.0}"));
+        }
+        Ok(())
+    }
+
+    /// The body size actually sent (the header needs 20 bytes).
+    pub fn body_size(&self) -> usize {
+        self.size.max(super::stats::HEADER_LEN)
+    }
+}

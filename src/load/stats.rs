@@ -1,0 +1,322 @@
+//! What a run measures: the stamp each message carries, latency histograms, the per-second
+//! timeline, the exactly-once in-order check, and the live counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// The `MessageBody::Custom` sub type of load messages ("load").
+pub const SUB_TYPE: u32 = 0x6c6f_6164;
+/// Bytes of the stamp at the start of each body: intended time (u64), publisher (u32), k (u64).
+pub const HEADER_LEN: usize = 20;
+/// Largest latency a histogram records exactly (60 s, in microseconds); larger ones saturate.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// What a load message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// Intended send time, nanoseconds since the run's t0 (one monotonic clock, one process).
+    pub intended_ns: u64,
+    /// Global publisher index: room * publishers_per_room + index in the room.
+    pub publisher: u32,
+    /// The publisher's message number, from 0.
+    pub k: u64,
+}
+
+/// A body of `size` bytes (at least [`HEADER_LEN`]) carrying `stamp`, zero-padded.
+pub fn encode_body(stamp: Stamp, size: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(size.max(HEADER_LEN));
+    data.extend_from_slice(&stamp.intended_ns.to_le_bytes());
+    data.extend_from_slice(&stamp.publisher.to_le_bytes());
+    data.extend_from_slice(&stamp.k.to_le_bytes());
+    data.resize(size.max(HEADER_LEN), 0);
+    data
+}
+
+/// The stamp of a body, if it is long enough to hold one.
+pub fn decode_body(data: &[u8]) -> Option<Stamp> {
+    let intended_ns = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
+    let publisher = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
+    let k = u64::from_le_bytes(data.get(12..20)?.try_into().ok()?);
+    Some(Stamp { intended_ns, publisher, k })
+}
+
+/// A latency histogram in microseconds, 1 us to 60 s, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    // Constant, valid bounds: low >= 1, high >= 2 * low, sigfig <= 5.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant bounds are valid")
+}
+
+/// A smaller histogram (2 significant digits) for one second of the timeline.
+fn bucket_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("constant bounds are valid")
+}
+
+/// Records `us` (at least 1, at most 60 s).
+pub fn record(h: &mut Histogram<u64>, us: u64) {
+    h.saturating_record(us.clamp(1, MAX_LATENCY_US));
+}
+
+/// Percentiles of a histogram, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl LatencySummary {
+    /// The percentiles of `h` (all zero when it is empty).
+    pub fn of(h: &Histogram<u64>) -> LatencySummary {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
+}
+
+/// Counters shared by every task of a run, read live by the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Send requests made.
+    pub sent: AtomicU64,
+    /// Sends the server acknowledged.
+    pub acked: AtomicU64,
+    /// Sends that failed.
+    pub send_errors: AtomicU64,
+    /// For each acknowledged send, the members of its room other than its publisher.
+    pub expected: AtomicU64,
+    /// First deliveries (duplicates not counted).
+    pub deliveries: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn read(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// One second of the run (by arrival time).
+#[derive(Clone, Debug)]
+struct Bucket {
+    deliveries: u64,
+    latency: Histogram<u64>,
+}
+
+/// Deliveries and latency per second of arrival, shared by the receivers. Each receiver keeps
+/// its current second locally and merges it here when the second changes, so the lock is taken
+/// about once per receiver per second.
+#[derive(Debug)]
+pub struct Timeline {
+    buckets: Mutex<Vec<Bucket>>,
+}
+
+/// One second of the timeline, summarised.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SecondSummary {
+    /// Start of the second, seconds since t0.
+    pub t_s: u64,
+    /// Deliveries that arrived in this second.
+    pub deliveries: u64,
+    /// Median latency of those deliveries, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile, microseconds.
+    pub p99_us: u64,
+    /// Largest, microseconds.
+    pub max_us: u64,
+}
+
+impl Timeline {
+    /// A timeline of `seconds` seconds (later arrivals go into the last one).
+    pub fn new(seconds: usize) -> Timeline {
+        let empty = Bucket { deliveries: 0, latency: bucket_histogram() };
+        Timeline { buckets: Mutex::new(vec![empty; seconds.max(1)]) }
+    }
+
+    fn merge(&self, second: u64, local: &mut LocalSecond) {
+        if local.deliveries == 0 {
+            return;
+        }
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let last = b.len() - 1;
+        let bucket = &mut b[(second as usize).min(last)];
+        bucket.deliveries += local.deliveries;
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = bucket.latency.add(&local.latency);
+        local.deliveries = 0;
+        local.latency.reset();
+    }
+
+    /// Every second, summarised.
+    pub fn summary(&self) -> Vec<SecondSummary> {
+        let b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        b.iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let l = LatencySummary::of(&b.latency);
+                SecondSummary {
+                    t_s: i as u64,
+                    deliveries: b.deliveries,
+                    p50_us: l.p50,
+                    p99_us: l.p99,
+                    max_us: l.max,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A receiver's current second, merged into the [`Timeline`] when the second changes.
+#[derive(Debug)]
+pub struct LocalSecond {
+    second: u64,
+    deliveries: u64,
+    latency: Histogram<u64>,
+}
+
+impl Default for LocalSecond {
+    fn default() -> Self {
+        LocalSecond { second: 0, deliveries: 0, latency: bucket_histogram() }
+    }
+}
+
+impl LocalSecond {
+    /// Records one delivery that arrived at `arrival_ns` with `latency_us`.
+    pub fn record(&mut self, timeline: &Timeline, arrival_ns: u64, latency_us: u64) {
+        let second = arrival_ns / 1_000_000_000;
+        if second != self.second {
+            timeline.merge(self.second, self);
+            self.second = second;
+        }
+        self.deliveries += 1;
+        record(&mut self.latency, latency_us);
+    }
+
+    /// Merges what is left.
+    pub fn flush(&mut self, timeline: &Timeline) {
+        timeline.merge(self.second, self);
+    }
+}
+
+/// The verdict on one delivery from one publisher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// First time, after everything seen before from this publisher.
+    InOrder,
+    /// First time, but after a later message from the same publisher.
+    OutOfOrder,
+    /// Seen before.
+    Duplicate,
+    /// A message number no publisher of this run can have sent.
+    Invalid,
+}
+
+/// Exactly-once, in-order bookkeeping of one receiver for the publishers of its room.
+#[derive(Debug)]
+pub struct OrderCheck {
+    publishers: Vec<Track>,
+    max_k: u64,
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    seen: Vec<u64>,
+    highest: Option<u64>,
+}
+
+impl OrderCheck {
+    /// Bookkeeping for `publishers` publishers, each sending message numbers below `max_k`.
+    pub fn new(publishers: usize, max_k: u64) -> OrderCheck {
+        OrderCheck { publishers: (0..publishers).map(|_| Track::default()).collect(), max_k }
+    }
+
+    /// Checks message `k` of publisher `p` (index within the room).
+    pub fn check(&mut self, p: usize, k: u64) -> Verdict {
+        let Some(t) = self.publishers.get_mut(p) else { return Verdict::Invalid };
+        if k >= self.max_k {
+            return Verdict::Invalid;
+        }
+        let (word, bit) = ((k / 64) as usize, 1u64 << (k % 64));
+        if t.seen.len() <= word {
+            t.seen.resize(word + 1, 0);
+        }
+        if t.seen[word] & bit != 0 {
+            return Verdict::Duplicate;
+        }
+        t.seen[word] |= bit;
+        match t.highest {
+            Some(h) if k < h => Verdict::OutOfOrder,
+            _ => {
+                t.highest = Some(k);
+                Verdict::InOrder
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_round_trips_and_pads() {
+        let s = Stamp { intended_ns: 123_456_789, publisher: 7, k: 42 };
+        let body = encode_body(s, 200);
+        assert_eq!(body.len(), 200);
+        assert_eq!(decode_body(&body), Some(s));
+        assert_eq!(encode_body(s, 3).len(), HEADER_LEN);
+        assert_eq!(decode_body(&body[..19]), None);
+    }
+
+    #[test]
+    fn order_check_counts_duplicates_and_reordering() {
+        let mut c = OrderCheck::new(2, 1000);
+        assert_eq!(c.check(0, 0), Verdict::InOrder);
+        assert_eq!(c.check(0, 2), Verdict::InOrder);
+        assert_eq!(c.check(0, 1), Verdict::OutOfOrder);
+        assert_eq!(c.check(0, 2), Verdict::Duplicate);
+        assert_eq!(c.check(1, 0), Verdict::InOrder, "publishers are independent");
+        assert_eq!(c.check(2, 0), Verdict::Invalid);
+        assert_eq!(c.check(1, 1000), Verdict::Invalid);
+    }
+
+    #[test]
+    fn timeline_merges_seconds() {
+        let t = Timeline::new(3);
+        let mut l = LocalSecond::default();
+        l.record(&t, 100, 50);
+        l.record(&t, 1_500_000_000, 70);
+        l.record(&t, 9_000_000_000, 90);
+        l.flush(&t);
+        let s = t.summary();
+        assert_eq!(s.iter().map(|s| s.deliveries).collect::<Vec<_>>(), vec![1, 1, 1]);
+        assert_eq!(s[2].max_us, 90);
+    }
+}
