@@ -89,6 +89,12 @@ async fn main() -> anyhow::Result<()> {
                 }
             },
             ClientEvent::Event(e) => println!("{e:?}"),
+            ClientEvent::Reconnecting { reason } => {
+                println!("connection lost ({reason}), reconnecting")
+            }
+            ClientEvent::Resumed { session_resumed, rooms } => {
+                println!("reconnected (same session: {session_resumed}): {rooms:?}")
+            }
             ClientEvent::Disconnected { code, reason } => {
                 println!("disconnected: {reason} (code {code:?})");
                 return Ok(());

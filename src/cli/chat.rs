@@ -45,6 +45,21 @@ pub async fn run(client: Client, server: SocketAddr) -> anyhow::Result<i32> {
             },
             event = chat.client.next_event() => match event {
                 Some(ClientEvent::Event(e)) => println!("{}", describe(&e)),
+                Some(ClientEvent::Reconnecting { reason }) => {
+                    println!("*** connection lost ({reason}), reconnecting...")
+                }
+                Some(ClientEvent::Resumed { session_resumed, rooms }) => {
+                    for r in &rooms {
+                        let how = match (r.rejoined, r.recovered) {
+                            (true, true) => format!("caught up, {} missed messages", r.replayed),
+                            (true, false) => "some messages were missed for good".to_string(),
+                            (false, _) => "could not rejoin".to_string(),
+                        };
+                        println!("[{}] {how}", r.room_id);
+                    }
+                    let what = if session_resumed { "session resumed" } else { "new session" };
+                    println!("*** reconnected ({what})");
+                }
                 Some(ClientEvent::Disconnected { code, reason }) => {
                     match code {
                         Some(code) => println!("*** disconnected by the server: {reason} ({code})"),

@@ -699,6 +699,20 @@ pub fn event(e: &Event) -> J {
     j
 }
 
+/// The `reconnecting` event line.
+pub fn reconnecting(reason: &str) -> J {
+    J::obj().with("type", "event").with("event", "reconnecting").with("reason", reason)
+}
+
+/// The `resumed` event line: per room, whether it was rejoined and fully recovered.
+pub fn resumed(session_resumed: bool, rooms: &[crate::wire::RoomRecovery]) -> J {
+    J::obj()
+        .with("type", "event")
+        .with("event", "resumed")
+        .with("session_resumed", session_resumed)
+        .with("rooms", J::A(rooms.iter().map(room_recovery).collect()))
+}
+
 /// The `disconnected` event line.
 pub fn disconnected(code: Option<u16>, reason: &str) -> J {
     J::obj()

@@ -114,6 +114,12 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
             line = answers.next(), if !answers.is_empty() => out.line(&line).await?,
             event = client.next_event() => match event {
                 Some(ClientEvent::Event(e)) => out.line(&json::event(&e)).await?,
+                Some(ClientEvent::Reconnecting { reason }) => {
+                    out.line(&json::reconnecting(&reason)).await?
+                }
+                Some(ClientEvent::Resumed { session_resumed, rooms }) => {
+                    out.line(&json::resumed(session_resumed, &rooms)).await?
+                }
                 Some(ClientEvent::Disconnected { code, reason }) => break (code, reason),
                 None => break (None, "connection closed".to_string()),
             },

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,8 +30,8 @@ use crate::framed::read_frame;
 use crate::wire::{
     decode_body, encode_frame, AttributeFailure, AttributeOp, ErrorCode, Event, HistoryAnchor,
     Login, Member, MemberAttributes, MessageBody, Priority, Reply, Request, RequestFrame, Response,
-    ResponseFrame, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary, StreamHeader, ALPN,
-    MAX_FRAME_LEN, PROTOCOL_VERSION,
+    ResponseFrame, Resume, RoomConfig, RoomInfo, RoomMessage, RoomRecovery, RoomState, RoomSummary,
+    StreamHeader, ALPN, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 /// Events queued for the application at most; past this, the client stops reading from the
@@ -57,6 +57,9 @@ pub struct ClientConfig {
     pub keep_alive: Duration,
     /// Idle timeout.
     pub idle_timeout: Duration,
+    /// How long to keep trying to reconnect and resume after the connection is lost
+    /// (`Duration::ZERO`: never reconnect).
+    pub reconnect_for: Duration,
 }
 
 impl ClientConfig {
@@ -71,6 +74,7 @@ impl ClientConfig {
             token: token.into(),
             keep_alive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            reconnect_for: Duration::from_secs(60),
         }
     }
 }
@@ -109,7 +113,22 @@ impl ClientError {
 pub enum ClientEvent {
     /// An event pushed by the server (room message, member change, kicked out).
     Event(Event),
-    /// The connection ended; `code` is the server's close code when it closed it.
+    /// The connection was lost; the client is reconnecting (with jittered backoff) to resume.
+    /// Requests fail until [`ClientEvent::Resumed`].
+    Reconnecting {
+        /// Why the connection was lost.
+        reason: String,
+    },
+    /// The client reconnected. Messages missed meanwhile are delivered as ordinary room
+    /// message events (before or after this one), exactly once and in seq order.
+    Resumed {
+        /// True when the same session continued (nobody saw this member leave); false when the
+        /// server had ended it and a new session rejoined the rooms.
+        session_resumed: bool,
+        /// Per room: rejoined or not, and whether every missed message was recovered.
+        rooms: Vec<RoomRecovery>,
+    },
+    /// The connection ended for good; `code` is the server's close code when it closed it.
     Disconnected {
         /// The application close code, if the server closed the connection with one.
         code: Option<u16>,
@@ -167,16 +186,47 @@ pub struct HistoryPage {
 /// longer come.
 type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>>;
 
-/// A logged-in session. Cheap to share behind an `Arc`; every method takes `&self`.
-pub struct Client {
-    endpoint: quinn::Endpoint,
+/// Rooms this session is in, with the last seq delivered to the application (`None` until
+/// known). Drives resumption and drops replayed duplicates.
+type Rooms = Arc<Mutex<HashMap<String, Option<u64>>>>;
+
+/// One QUIC connection carrying the session; replaced when the client resumes.
+#[derive(Clone)]
+struct Link {
     conn: quinn::Connection,
     control: mpsc::UnboundedSender<Bytes>,
     pending: Pending,
+    /// The task reading this connection's server streams; done once all their events are queued.
+    readers: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+struct Inner {
+    cfg: ClientConfig,
+    endpoint: quinn::Endpoint,
+    link: Mutex<Link>,
     next_id: AtomicU32,
+    session: Mutex<Session>,
+    rooms: Rooms,
+    events: mpsc::Sender<ClientEvent>,
+    /// Set by logout and close: a lost connection is then not reconnected.
+    closing: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; recover the data if something ever did.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A logged-in session. Cheap to share behind an `Arc`; every method takes `&self`.
+///
+/// When the connection is lost (network loss, idle timeout, a slow-consumer close), the client
+/// reconnects by itself with jittered backoff for [`ClientConfig::reconnect_for`], resumes its
+/// session and replays what it missed; it reports [`ClientEvent::Reconnecting`] and
+/// [`ClientEvent::Resumed`], or [`ClientEvent::Disconnected`] when it gives up or the server
+/// ended the session (kicked out, shutdown, bad token).
+pub struct Client {
+    inner: Arc<Inner>,
     events: tokio::sync::Mutex<mpsc::Receiver<ClientEvent>>,
-    session: Session,
-    user_id: String,
 }
 
 /// The QUIC client configuration Huddle clients use.
@@ -232,111 +282,80 @@ impl Client {
         endpoint: quinn::Endpoint,
         cfg: ClientConfig,
     ) -> Result<Client, ClientError> {
-        let qc = quic_client_config(&cfg)?;
-        let conn = endpoint
-            .connect_with(qc, cfg.server_addr, &cfg.server_name)
-            .map_err(|e| ClientError::Connection(e.to_string()))?
-            .await
-            .map_err(|e| ClientError::Connection(e.to_string()))?;
-        let (send, recv) =
-            conn.open_bi().await.map_err(|e| ClientError::Connection(e.to_string()))?;
-        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-        let (control, control_rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_control(send, control_rx));
-        tokio::spawn(read_control(recv, pending.clone()));
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(accept_streams(conn.clone(), events_tx));
-        let mut client = Client {
+        let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
+        let link = open_link(&endpoint, &cfg, &events_tx, &rooms).await?;
+        let inner = Arc::new(Inner {
+            cfg,
             endpoint,
-            conn,
-            control,
-            pending,
+            link: Mutex::new(link.clone()),
             next_id: AtomicU32::new(1),
-            events: tokio::sync::Mutex::new(events_rx),
-            session: Session {
+            session: Mutex::new(Session {
                 session_id: 0,
                 resume_secret: [0; 16],
                 server_time_ms: 0,
                 token_expires_at_s: 0,
-            },
-            user_id: cfg.user_id.clone(),
-        };
+            }),
+            rooms,
+            events: events_tx,
+            closing: AtomicBool::new(false),
+        });
         let login = Login {
             protocol_version: PROTOCOL_VERSION,
-            user_id: cfg.user_id,
-            user_name: cfg.user_name,
-            token: cfg.token,
+            user_id: inner.cfg.user_id.clone(),
+            user_name: inner.cfg.user_name.clone(),
+            token: inner.cfg.token.clone(),
         };
-        match client.request(Request::Login(login)).await? {
-            Response::LoggedIn {
+        match inner.request_on(&link, Request::Login(login)).await {
+            Ok(Response::LoggedIn {
                 session_id,
                 resume_secret,
                 server_time_ms,
                 token_expires_at_s,
-            } => {
-                client.session =
+            }) => {
+                *lock(&inner.session) =
                     Session { session_id, resume_secret, server_time_ms, token_expires_at_s };
-                Ok(client)
             }
-            other => Err(unexpected(other)),
+            Ok(other) => return Err(unexpected(other)),
+            Err(e) => {
+                link.conn.close(0u32.into(), b"login failed");
+                return Err(e);
+            }
         }
+        tokio::spawn(supervise(inner.clone()));
+        Ok(Client { inner, events: tokio::sync::Mutex::new(events_rx) })
     }
 
-    /// What the server said at login.
-    pub fn session(&self) -> &Session {
-        &self.session
+    /// What the server said at login (or at the last resumption).
+    pub fn session(&self) -> Session {
+        lock(&self.inner.session).clone()
     }
 
     /// The logged-in user id.
     pub fn user_id(&self) -> &str {
-        &self.user_id
+        &self.inner.cfg.user_id
     }
 
-    /// The underlying QUIC connection (for statistics; do not open streams on it).
-    pub fn connection(&self) -> &quinn::Connection {
-        &self.conn
+    /// The current QUIC connection (for statistics; do not open streams on it).
+    pub fn connection(&self) -> quinn::Connection {
+        lock(&self.inner.link).conn.clone()
     }
 
     /// The endpoint this client uses.
     pub fn endpoint(&self) -> &quinn::Endpoint {
-        &self.endpoint
+        &self.inner.endpoint
     }
 
     /// Sends any request and waits for its answer.
     ///
     /// The request is queued for sending when the returned future is first polled, so requests
     /// polled in order go out in order (pipelined: no request waits for an earlier answer).
+    /// While the client is reconnecting, requests fail with [`ClientError::Connection`].
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(pending) = pending.as_mut() else { return Err(self.closed_error()) };
-            pending.insert(request_id, tx);
-        }
-        let frame = encode_frame(&RequestFrame { request_id, request });
-        if self.control.send(frame).is_err() {
-            return Err(self.closed_error());
-        }
-        match rx.await {
-            Ok(Reply::Ok(r)) => Ok(r),
-            Ok(Reply::Err(e)) => Err(ClientError::Server { code: e.code, message: e.message }),
-            Err(_) => Err(self.closed_error()),
-        }
-    }
-
-    fn closed_error(&self) -> ClientError {
-        match self.conn.close_reason() {
-            Some(quinn::ConnectionError::ApplicationClosed(c)) => {
-                let code = c.error_code.into_inner();
-                ClientError::Connection(format!(
-                    "closed by server with code {code} ({})",
-                    String::from_utf8_lossy(&c.reason)
-                ))
-            }
-            Some(e) => ClientError::Connection(e.to_string()),
-            None => ClientError::Connection("control stream ended".into()),
-        }
+        let link = lock(&self.inner.link).clone();
+        let response = self.inner.request_on(&link, request).await?;
+        self.inner.track(&response);
+        Ok(response)
     }
 
     /// The next event; `None` once the connection is over and every event has been read.
@@ -599,23 +618,26 @@ impl Client {
 
     /// Leaves every room, ends the session and closes the connection.
     pub async fn logout(&self) -> Result<(), ClientError> {
+        self.inner.closing.store(true, Ordering::SeqCst);
         let r = self.request(Request::Logout).await;
-        self.conn.close(0u32.into(), b"logout");
+        self.connection().close(0u32.into(), b"logout");
         match r? {
             Response::LoggedOut => Ok(()),
             other => Err(unexpected(other)),
         }
     }
 
-    /// Closes the connection without a logout (the server treats it as a lost connection).
+    /// Closes the connection without a logout. The server treats it as a lost connection and
+    /// holds the session for its offline grace period; this client does not reconnect.
     pub fn close(&self) {
-        self.conn.close(0u32.into(), b"close");
+        self.inner.closing.store(true, Ordering::SeqCst);
+        self.connection().close(0u32.into(), b"close");
     }
 
     /// Closes the connection and waits (bounded) for the endpoint to finish.
     pub async fn shutdown(&self) {
         self.close();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
     }
 }
 
@@ -678,6 +700,225 @@ fn room_state(r: Response) -> Result<RoomState, ClientError> {
     }
 }
 
+impl Inner {
+    async fn request_on(&self, link: &Link, request: Request) -> Result<Response, ClientError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&link.pending);
+            let Some(pending) = pending.as_mut() else { return Err(closed_error(&link.conn)) };
+            pending.insert(request_id, tx);
+        }
+        let frame = encode_frame(&RequestFrame { request_id, request });
+        if link.control.send(frame).is_err() {
+            return Err(closed_error(&link.conn));
+        }
+        match rx.await {
+            Ok(Reply::Ok(r)) => Ok(r),
+            Ok(Reply::Err(e)) => Err(ClientError::Server { code: e.code, message: e.message }),
+            Err(_) => Err(closed_error(&link.conn)),
+        }
+    }
+
+    /// Keeps the joined-rooms table true from the answers that change membership.
+    fn track(&self, response: &Response) {
+        let mut rooms = lock(&self.rooms);
+        match response {
+            Response::RoomEntered(s) => {
+                rooms.entry(s.room_id.clone()).or_insert(None).get_or_insert(s.last_seq);
+            }
+            Response::RoomSwitched { left_room_id, room } => {
+                rooms.remove(left_room_id);
+                rooms.entry(room.room_id.clone()).or_insert(None).get_or_insert(room.last_seq);
+            }
+            Response::RoomLeft { room_id } => {
+                rooms.remove(room_id);
+            }
+            Response::RoomsLeft { room_ids } => {
+                for id in room_ids {
+                    rooms.remove(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn send(&self, event: ClientEvent) {
+        let _ = self.events.send(event).await;
+    }
+}
+
+fn closed_error(conn: &quinn::Connection) -> ClientError {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+            let code = c.error_code.into_inner();
+            ClientError::Connection(format!(
+                "closed by server with code {code} ({})",
+                String::from_utf8_lossy(&c.reason)
+            ))
+        }
+        Some(e) => ClientError::Connection(e.to_string()),
+        None => ClientError::Connection("control stream ended".into()),
+    }
+}
+
+/// Opens a connection and its control stream, and starts its reader tasks.
+async fn open_link(
+    endpoint: &quinn::Endpoint,
+    cfg: &ClientConfig,
+    events: &mpsc::Sender<ClientEvent>,
+    rooms: &Rooms,
+) -> Result<Link, ClientError> {
+    let qc = quic_client_config(cfg)?;
+    let conn = endpoint
+        .connect_with(qc, cfg.server_addr, &cfg.server_name)
+        .map_err(|e| ClientError::Connection(e.to_string()))?
+        .await
+        .map_err(|e| ClientError::Connection(e.to_string()))?;
+    let (send, recv) = conn.open_bi().await.map_err(|e| ClientError::Connection(e.to_string()))?;
+    let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+    let (control, control_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_control(send, control_rx));
+    tokio::spawn(read_control(recv, pending.clone()));
+    let readers = tokio::spawn(accept_streams(conn.clone(), events.clone(), rooms.clone()));
+    Ok(Link { conn, control, pending, readers: Arc::new(tokio::sync::Mutex::new(Some(readers))) })
+}
+
+/// Close codes after which reconnecting cannot help.
+fn terminal(code: u16) -> bool {
+    let known = ErrorCode::from_u16(code);
+    matches!(
+        known,
+        Some(
+            ErrorCode::KickedOut
+                | ErrorCode::SessionResumed
+                | ErrorCode::ServerShutdown
+                | ErrorCode::TokenInvalid
+                | ErrorCode::TokenExpired
+                | ErrorCode::TokenTooLong
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::NotLoggedIn
+        )
+    ) || (1000..2000).contains(&code)
+}
+
+/// Watches the connection; when it is lost, reconnects and resumes, or reports the end.
+async fn supervise(inner: Arc<Inner>) {
+    loop {
+        let link = lock(&inner.link).clone();
+        let error = link.conn.closed().await;
+        // Let the readers queue what they had before reporting anything.
+        if let Some(readers) = link.readers.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), readers).await;
+        }
+        let (code, reason) = match &error {
+            quinn::ConnectionError::ApplicationClosed(c) => (
+                Some(c.error_code.into_inner() as u16),
+                String::from_utf8_lossy(&c.reason).into_owned(),
+            ),
+            other => (None, other.to_string()),
+        };
+        let give_up = inner.closing.load(Ordering::SeqCst)
+            || matches!(error, quinn::ConnectionError::LocallyClosed)
+            || code.is_some_and(|c| c == 0 || terminal(c))
+            || inner.cfg.reconnect_for.is_zero();
+        if give_up {
+            inner.send(ClientEvent::Disconnected { code, reason }).await;
+            return;
+        }
+        inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
+        match reconnect(&inner).await {
+            Ok(event) => inner.send(event).await,
+            Err(e) => {
+                let reason = format!("{reason}; {e}");
+                inner.send(ClientEvent::Disconnected { code, reason }).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reconnects with jittered exponential backoff and resumes the session.
+async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
+    let deadline = tokio::time::Instant::now() + inner.cfg.reconnect_for;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        if inner.closing.load(Ordering::SeqCst) {
+            return Err(ClientError::Connection("closed".into()));
+        }
+        match try_resume(inner).await {
+            Ok(event) => return Ok(event),
+            // The server refused the session for good: no point in trying again.
+            Err(e @ ClientError::Server { .. }) => return Err(e),
+            Err(e) => {
+                let jitter = 0.5 + rand::random::<f64>();
+                let wait = delay.mul_f64(jitter);
+                if tokio::time::Instant::now() + wait >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
+    let link = open_link(&inner.endpoint, &inner.cfg, &inner.events, &inner.rooms).await?;
+    let session = lock(&inner.session).clone();
+    let rooms: Vec<(String, u64)> =
+        lock(&inner.rooms).iter().filter_map(|(id, seen)| seen.map(|s| (id.clone(), s))).collect();
+    let resume = Resume {
+        protocol_version: PROTOCOL_VERSION,
+        user_id: inner.cfg.user_id.clone(),
+        user_name: inner.cfg.user_name.clone(),
+        token: inner.cfg.token.clone(),
+        session_id: session.session_id,
+        resume_secret: session.resume_secret,
+        rooms,
+    };
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        inner.request_on(&link, Request::Resume(resume)),
+    )
+    .await;
+    match answer {
+        Ok(Ok(Response::Resumed {
+            session_id,
+            resume_secret,
+            session_resumed,
+            token_expires_at_s,
+            rooms,
+        })) => {
+            {
+                let mut s = lock(&inner.session);
+                s.session_id = session_id;
+                s.resume_secret = resume_secret;
+                s.token_expires_at_s = token_expires_at_s;
+            }
+            {
+                let mut table = lock(&inner.rooms);
+                for r in &rooms {
+                    if !r.rejoined {
+                        table.remove(&r.room_id);
+                    }
+                }
+            }
+            *lock(&inner.link) = link;
+            Ok(ClientEvent::Resumed { session_resumed, rooms })
+        }
+        Ok(Ok(other)) => Err(unexpected(other)),
+        Ok(Err(e)) => {
+            link.conn.close(0u32.into(), b"resume failed");
+            Err(e)
+        }
+        Err(_) => {
+            link.conn.close(0u32.into(), b"resume timed out");
+            Err(ClientError::Connection("resume timed out".into()))
+        }
+    }
+}
+
 async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Bytes>) {
     let mut batch = Vec::with_capacity(32);
     while rx.recv_many(&mut batch, 32).await > 0 {
@@ -693,58 +934,49 @@ async fn read_control(mut recv: quinn::RecvStream, pending: Pending) {
     // Server frames may be large (a page of history) but always arrive promptly once started.
     while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, Duration::from_secs(30)).await {
         let Ok(frame) = decode_body::<ResponseFrame>(&body) else { break };
-        let tx = pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-            .and_then(|p| p.remove(&frame.request_id));
+        let tx = lock(&pending).as_mut().and_then(|p| p.remove(&frame.request_id));
         if let Some(tx) = tx {
             let _ = tx.send(frame.reply);
         }
     }
     // Dropping the senders fails every waiting request with a connection error, and later
     // requests fail at once.
-    *pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *lock(&pending) = None;
 }
 
-async fn accept_streams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>) {
+async fn accept_streams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>, rooms: Rooms) {
     let mut readers = tokio::task::JoinSet::new();
-    loop {
-        match conn.accept_uni().await {
-            Ok(recv) => {
-                readers.spawn(read_events(recv, events.clone()));
-            }
-            Err(e) => {
-                // Deliver what the stream readers still hold before saying we are disconnected.
-                while readers.join_next().await.is_some() {}
-                let (code, reason) = match &e {
-                    quinn::ConnectionError::ApplicationClosed(c) => (
-                        Some(c.error_code.into_inner() as u16),
-                        String::from_utf8_lossy(&c.reason).into_owned(),
-                    ),
-                    other => (None, other.to_string()),
-                };
-                let _ = events.send(ClientEvent::Disconnected { code, reason }).await;
-                return;
-            }
-        }
+    while let Ok(recv) = conn.accept_uni().await {
+        readers.spawn(read_events(recv, events.clone(), rooms.clone()));
     }
+    // Deliver what the stream readers still hold before the connection is reported lost.
+    while readers.join_next().await.is_some() {}
 }
 
-async fn read_events(mut recv: quinn::RecvStream, events: mpsc::Sender<ClientEvent>) {
+async fn read_events(mut recv: quinn::RecvStream, events: mpsc::Sender<ClientEvent>, rooms: Rooms) {
     let timeout = Duration::from_secs(30);
     let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await else { return };
-    if decode_body::<StreamHeader>(&body).is_err() {
-        return;
+    match decode_body::<StreamHeader>(&body) {
+        Ok(StreamHeader::Room { room_id }) => {
+            lock(&rooms).entry(room_id).or_insert(None);
+        }
+        Ok(StreamHeader::Session) => {}
+        Err(_) => return,
     }
     while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await {
-        match decode_body::<Event>(&body) {
-            Ok(e) => {
-                if events.send(ClientEvent::Event(e)).await.is_err() {
-                    return;
-                }
+        let Ok(event) = decode_body::<Event>(&body) else { return };
+        if let Event::RoomMessage(m) = &event {
+            // Exactly once, in order: a message at or below the last delivered seq of its room
+            // is a replay of one the application already has.
+            let mut table = lock(&rooms);
+            let seen = table.entry(m.room_id.clone()).or_insert(None);
+            if seen.is_some_and(|last| m.seq <= last) {
+                continue;
             }
-            Err(_) => return,
+            *seen = Some(m.seq);
+        }
+        if events.send(ClientEvent::Event(event)).await.is_err() {
+            return;
         }
     }
 }

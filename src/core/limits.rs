@@ -43,6 +43,9 @@ pub struct Limits {
     /// Seconds a session keeps its rooms after its connection is lost, waiting to be resumed
     /// (0: leave at once).
     pub offline_grace_s: u64,
+    /// Bytes of missed messages replayed on resumption at most (the newest are kept; below the
+    /// outbound queue bound so that a replay never makes a slow consumer).
+    pub max_replay_bytes: usize,
     /// Room attribute keys per room.
     pub room_attributes_max_keys: usize,
     /// Longest room attribute key in bytes.
@@ -82,6 +85,7 @@ impl Default for Limits {
             presence_count_threshold: 500,
             allow_multi_device: false,
             offline_grace_s: 30,
+            max_replay_bytes: 2 * 1024 * 1024,
             room_attributes_max_keys: 20,
             room_attribute_key_max_bytes: 16,
             room_attribute_value_max_bytes: 1024,

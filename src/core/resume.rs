@@ -14,8 +14,8 @@ fn same_secret(a: &[u8; 16], b: &[u8; 16]) -> bool {
 
 impl Core {
     /// Handles a connection that is gone. With an offline grace period the session keeps its
-    /// memberships (nobody is told) until the grace ends or it is resumed; without one, or for
-    /// a session that had not joined anything, it ends at once with reason `offline`.
+    /// memberships (nobody is told) until the grace ends or it is resumed; without one it ends
+    /// at once with reason `offline`.
     pub fn handle_disconnect(&mut self, now: Now, conn: ConnId) {
         let Some(sid) = self.by_conn.remove(&conn) else { return };
         let grace_ms = self.limits.offline_grace_s * 1000;
@@ -115,9 +115,11 @@ impl Core {
                         }
                         _ => return Err(err(ErrorCode::Internal)),
                     };
-                let mut rooms = Vec::with_capacity(r.rooms.len());
+                let mut rooms: Vec<RoomRecovery> = Vec::with_capacity(r.rooms.len());
                 for (room_id, last_seq) in &r.rooms {
-                    rooms.push(self.rejoin(now, session_id, conn, room_id, *last_seq));
+                    if !rooms.iter().any(|x| &x.room_id == room_id) {
+                        rooms.push(self.rejoin(now, session_id, conn, room_id, *last_seq));
+                    }
                 }
                 Ok(Response::Resumed {
                     session_id,
@@ -236,13 +238,29 @@ impl Core {
                 error_code: ErrorCode::RoomDoesNotExist.as_u16(),
             };
         };
-        let recovered = last_seen >= room.last_seq
+        let mut recovered = last_seen >= room.last_seq
             || room.history.first_seq().is_some_and(|first| first <= last_seen.saturating_add(1));
-        let frames: Vec<_> = room
+        let mut frames: Vec<_> = room
             .history
             .after(last_seen)
             .map(|m| encode_frame(&Event::RoomMessage(m.clone())))
             .collect();
+        // A replay must fit the connection's queue, or it would be cut off as a slow consumer
+        // and replay the same again on its next resumption: keep the newest that fit, and say
+        // the recovery is incomplete (the rest is in history).
+        let budget = self.limits.max_replay_bytes;
+        let mut total = 0;
+        let keep_from = frames
+            .iter()
+            .rposition(|f| {
+                total += f.len();
+                total > budget
+            })
+            .map_or(0, |i| i + 1);
+        if keep_from > 0 {
+            frames.drain(..keep_from);
+            recovered = false;
+        }
         let replayed = frames.len() as u32;
         let last_seq = room.last_seq;
         for frame in frames {

@@ -200,7 +200,11 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig>
             .context("idle_timeout_s")?,
     ));
     if t.keep_alive_s > 0 {
-        tc.keep_alive_interval(Some(Duration::from_secs(t.keep_alive_s)));
+        // A keep-alive at or past the idle timeout would not keep anything alive: clamp it to
+        // a third of the idle timeout. The server's pings keep both ends' idle timers running.
+        let idle = Duration::from_secs(t.idle_timeout_s.max(1));
+        let keep = Duration::from_secs(t.keep_alive_s).min(idle / 3);
+        tc.keep_alive_interval(Some(keep));
     }
     tc.datagram_receive_buffer_size(None);
     Ok(tc)

@@ -67,7 +67,8 @@ error_codes! {
     AlreadyLoggedIn = 2005, "already_logged_in", "already logged in";
     /// The token is longer than the server accepts.
     TokenTooLong = 2006, "token_too_long", "token too long";
-    /// Resume named a session the server does not hold or with the wrong secret.
+    /// Resume named a session of another user or gave the wrong resume secret. (A session the
+    /// server no longer holds is not an error: Resume then makes a new session.)
     SessionNotFound = 2007, "session_not_found", "session not found";
     /// The session was resumed on another connection; this one is closed.
     SessionResumed = 2008, "session_resumed", "session resumed on another connection";

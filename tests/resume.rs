@@ -1,0 +1,181 @@
+//! Lossy mobile networks: blackholes shorter and longer than the idle timeout, outages longer
+//! than the offline grace, through the seeded netsim proxy. Failures print their seed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use huddle::client::{Client, ClientEvent};
+use huddle::netsim::{Impairment, Proxy, ProxyConfig};
+use huddle::wire::{Event, LeaveReason, Priority};
+
+async fn proxy(server: &TestServer, seed: u64, blackhole: (u64, u64)) -> Proxy {
+    let imp = Impairment { blackholes: vec![blackhole], ..Default::default() };
+    let cfg = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: server.addr,
+        to_server: imp.clone(),
+        to_client: imp,
+        seed,
+        rebind_at_ms: Vec::new(),
+    };
+    Proxy::start(cfg).await.unwrap()
+}
+
+/// A client through the proxy with a short idle timeout, so that a blackhole kills it quickly.
+async fn mobile(server: &TestServer, proxy: &Proxy, user: &str, idle_ms: u64) -> Client {
+    let mut cfg = server.config(user);
+    cfg.server_addr = proxy.local_addr();
+    cfg.idle_timeout = Duration::from_millis(idle_ms);
+    cfg.keep_alive = Duration::from_millis(idle_ms / 4);
+    Client::connect(cfg).await.unwrap()
+}
+
+/// Every event until `n` room messages have arrived (or the deadline passes).
+async fn collect(c: &Client, n: usize, secs: u64, seed: u64) -> (Vec<u64>, Vec<ClientEvent>) {
+    let mut seqs = Vec::new();
+    let mut others = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while seqs.len() < n {
+        match tokio::time::timeout_at(deadline, c.next_event()).await {
+            Ok(Some(ClientEvent::Event(Event::RoomMessage(m)))) => seqs.push(m.seq),
+            Ok(Some(e)) => others.push(e),
+            Ok(None) => break,
+            Err(_) => {
+                panic!("seed {seed}: only {} of {n} messages; other events {others:?}", seqs.len())
+            }
+        }
+    }
+    (seqs, others)
+}
+
+#[tokio::test]
+async fn a_blackhole_shorter_than_the_idle_timeout_is_survived() {
+    let seed = 101;
+    let server = TestServer::start().await;
+    // Blackhole from 1.0 s to 1.6 s; the client's idle timeout is 3 s.
+    let proxy = proxy(&server, seed, (1_000, 600)).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let bob = mobile(&server, &proxy, "bob", 3_000).await;
+    bob.join_room("r").await.unwrap();
+    let conn = bob.connection().stable_id();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for i in 0..10 {
+        alice.send_text("r", &format!("in the dark {i}"), Priority::Medium).await.unwrap();
+    }
+    let (seqs, others) = collect(&bob, 10, 10, seed).await;
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>(), "seed {seed}");
+    assert!(others.is_empty(), "seed {seed}: no reconnect expected, got {others:?}");
+    assert_eq!(bob.connection().stable_id(), conn, "seed {seed}: the same connection");
+    assert!(proxy.stats().to_client.blackholed > 0, "seed {seed}: the blackhole dropped nothing");
+}
+
+#[tokio::test]
+async fn a_long_blackhole_resumes_with_complete_recovery_and_no_flap() {
+    let seed = 202;
+    let server = TestServer::start_with(|c| c.transport.idle_timeout_s = 2).await;
+    // Blackhole from 1 s for 2.5 s; the client's idle timeout is 1 s, the server's 2 s.
+    let proxy = proxy(&server, seed, (1_000, 2_500)).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let bob = mobile(&server, &proxy, "bob", 1_000).await;
+    bob.join_room("r").await.unwrap();
+    assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
+    let before = bob.session().session_id;
+    alice.send_text("r", "before", Priority::Medium).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for i in 0..20 {
+        let prio = if i % 2 == 0 { Priority::High } else { Priority::Medium };
+        alice.send_text("r", &format!("missed {i}"), prio).await.unwrap();
+    }
+    let (seqs, others) = collect(&bob, 21, 20, seed).await;
+    assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "seed {seed}: exactly once, in order");
+    assert!(
+        others.iter().any(|e| matches!(e, ClientEvent::Reconnecting { .. })),
+        "seed {seed}: {others:?}"
+    );
+    let resumed = others.iter().find_map(|e| match e {
+        ClientEvent::Resumed { session_resumed, rooms } => Some((*session_resumed, rooms.clone())),
+        _ => None,
+    });
+    let (same, rooms) = match resumed {
+        Some(r) => r,
+        None => match tokio::time::timeout(Duration::from_secs(5), bob.next_event()).await {
+            Ok(Some(ClientEvent::Resumed { session_resumed, rooms })) => (session_resumed, rooms),
+            other => panic!("seed {seed}: expected Resumed, got {other:?} after {others:?}"),
+        },
+    };
+    assert!(same, "seed {seed}: the same session continues");
+    assert_eq!(rooms.len(), 1, "seed {seed}");
+    assert!(rooms[0].rejoined && rooms[0].recovered, "seed {seed}: {rooms:?}");
+    assert_eq!(bob.session().session_id, before, "seed {seed}");
+    // Nobody saw bob leave or come back.
+    no_event(&alice, 300).await;
+    assert_eq!(alice.query_room_online_count("r").await.unwrap(), 2);
+    // And the resumed connection carries new traffic both ways.
+    bob.send_text("r", "back", Priority::Medium).await.unwrap();
+    assert!(matches!(next_event(&alice, 2).await, Event::RoomMessage(m) if m.seq == 22));
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_grace_leaves_offline_and_returns_unrecovered() {
+    let seed = 303;
+    let server = TestServer::start_with(|c| {
+        c.transport.idle_timeout_s = 1;
+        c.limits.offline_grace_s = 1;
+        c.limits.history_max_messages = 5;
+    })
+    .await;
+    // Blackhole from 0.8 s for 3.5 s: the client's idle timeout (0.8 s), the server's (1 s)
+    // and the offline grace (1 s) all pass inside it.
+    let proxy = proxy(&server, seed, (800, 3_500)).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let bob = mobile(&server, &proxy, "bob", 800).await;
+    bob.join_room("r").await.unwrap();
+    assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
+    let first = bob.session().session_id;
+    // Bob leaves with reason offline once the grace is over.
+    match next_event(&alice, 6).await {
+        Event::MembersLeft { members, reason, .. } => {
+            assert_eq!(
+                (members[0].user_id.as_str(), reason),
+                ("bob", LeaveReason::Offline),
+                "seed {seed}"
+            );
+        }
+        e => panic!("seed {seed}: {e:?}"),
+    }
+    // Ten messages while bob is away: the history keeps only five.
+    for i in 0..10 {
+        alice.send_text("r", &format!("gone {i}"), Priority::Medium).await.unwrap();
+    }
+    // Bob comes back as a new session that rejoins the room; alice sees him join.
+    match next_event(&alice, 10).await {
+        Event::MembersJoined { members, .. } => {
+            assert_eq!(members[0].user_id, "bob", "seed {seed}")
+        }
+        e => panic!("seed {seed}: {e:?}"),
+    }
+    let (seqs, others) = collect(&bob, 5, 10, seed).await;
+    assert_eq!(seqs, vec![6, 7, 8, 9, 10], "seed {seed}: what the history still had");
+    let resumed = match others.iter().find(|e| matches!(e, ClientEvent::Resumed { .. })) {
+        Some(e) => e.clone(),
+        None => {
+            tokio::time::timeout(Duration::from_secs(5), bob.next_event()).await.unwrap().unwrap()
+        }
+    };
+    match resumed {
+        ClientEvent::Resumed { session_resumed, rooms } => {
+            assert!(!session_resumed, "seed {seed}: the old session had ended");
+            assert!(rooms[0].rejoined && !rooms[0].recovered, "seed {seed}: {rooms:?}");
+            assert_eq!(rooms[0].replayed, 5, "seed {seed}");
+        }
+        e => panic!("seed {seed}: expected Resumed, got {e:?}"),
+    }
+    assert_ne!(bob.session().session_id, first, "seed {seed}: a new session");
+    bob.send_text("r", "I'm back", Priority::Medium).await.unwrap();
+    assert!(matches!(next_event(&alice, 2).await, Event::RoomMessage(m) if m.seq == 11));
+}
