@@ -42,6 +42,8 @@ enum Command {
     Client(huddle::cli::ClientArgs),
     /// A UDP proxy that impairs traffic like a lossy mobile network (loss, delay, rebinding).
     Netsim(NetsimArgs),
+    /// Open-loop load generator: rooms of members, latency, loss and server cost.
+    Load(huddle::load::LoadArgs),
 }
 
 #[derive(clap::Args)]
@@ -119,6 +121,9 @@ struct ServeArgs {
     /// Keep-alive interval in seconds.
     #[arg(long)]
     keep_alive_s: Option<u64>,
+    /// Seconds a session keeps its rooms after its connection is lost, waiting to be resumed.
+    #[arg(long)]
+    offline_grace_s: Option<u64>,
 }
 
 fn main() -> Result<()> {
@@ -153,6 +158,11 @@ fn main() -> Result<()> {
         Command::Client(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             let code = rt.block_on(huddle::cli::run(args))?;
+            std::process::exit(code);
+        }
+        Command::Load(args) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let code = rt.block_on(huddle::load::run(args))?;
             std::process::exit(code);
         }
     }
@@ -220,6 +230,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(s) = args.keep_alive_s {
         config.transport.keep_alive_s = s;
+    }
+    if let Some(s) = args.offline_grace_s {
+        config.limits.offline_grace_s = s;
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
