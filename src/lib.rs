@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod framed;
+pub mod load;
 pub mod netsim;
 pub mod server;
 pub mod wire;

@@ -260,7 +260,9 @@ impl LoadConfig {
             return Err(anyhow!("warm-up, duration and drain together are over {MAX_RUN_S} s"));
         }
         if self.connect_concurrency == 0 || self.connections_per_endpoint == 0 {
-            return Err(anyhow!("--connect-concurrency and --connections-per-endpoint must be > 0"));
+            return Err(anyhow!(
+                "--connect-concurrency and --connections-per-endpoint must be > 0"
+            ));
         }
         if self.connections_only {
             return Ok(());

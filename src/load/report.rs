@@ -1,0 +1,403 @@
+//! The result of a run: a serialisable summary, its table, and its JSON file.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::args::LoadConfig;
+use super::stats::{LatencySummary, SecondSummary};
+use crate::netsim::ProxyStats;
+use crate::wire::Priority;
+
+/// Everything a run measured. Fields that need a server pid are `null` without one.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// `fanout` or `connections_only`.
+    pub mode: String,
+    /// The server's address (the proxy's when `--netsim` is given).
+    pub server_addr: String,
+    /// The server's pid, when known.
+    pub server_pid: Option<u32>,
+    /// Connections logged in and in their rooms.
+    pub connections: u64,
+    /// Members that could not connect, log in or enter their room (after retries).
+    pub connect_failures: u64,
+    /// Client UDP endpoints used.
+    pub endpoints: u64,
+    /// Connections (handshake and login) completed per second during the connect phase.
+    pub handshakes_per_s: f64,
+    /// Handshake and login time per connection, microseconds.
+    pub connect_us: LatencySummary,
+    /// Server resident memory added per connection (connections-only runs).
+    pub server_rss_per_connection_bytes: Option<f64>,
+    /// Send requests made.
+    pub sent: u64,
+    /// Sends acknowledged by the server.
+    pub acked: u64,
+    /// Sends still unanswered when the drain ended.
+    pub unacked: u64,
+    /// Sends the server or the connection refused.
+    pub send_errors: u64,
+    /// A few of the send errors.
+    pub send_error_samples: Vec<String>,
+    /// Sum over acknowledged sends of the room's members other than the publisher.
+    pub expected_deliveries: u64,
+    /// First deliveries, warm-up included.
+    pub deliveries: u64,
+    /// expected_deliveries - deliveries (0 when more arrived than were acknowledged).
+    pub lost: u64,
+    /// Deliveries of a message a member had already received.
+    pub duplicates: u64,
+    /// Deliveries of a message after a later one from the same publisher.
+    pub out_of_order: u64,
+    /// Room messages that were not this run's, or carried an impossible stamp.
+    pub foreign_messages: u64,
+    /// Deliveries of messages intended within the measured window.
+    pub measured_deliveries: u64,
+    /// measured_deliveries / duration.
+    pub deliveries_per_s: f64,
+    /// Latency from the intended send time to arrival, measured window only, microseconds.
+    pub latency_us: LatencySummary,
+    /// How late the harness itself queued each send after its intended time (timer
+    /// granularity, scheduling), microseconds; part of `latency_us`, shown so it can be told
+    /// apart from the server's share.
+    pub send_lag_us: LatencySummary,
+    /// Server CPU seconds (user + system) during the measured window.
+    pub server_cpu_s: Option<f64>,
+    /// Server resident memory at the end of the measured window (connections-only: after
+    /// connecting), bytes.
+    pub server_rss_bytes: Option<u64>,
+    /// Server peak resident memory, bytes.
+    pub server_rss_peak_bytes: Option<u64>,
+    /// Server CPU microseconds per measured delivery.
+    pub server_cpu_us_per_delivery: Option<f64>,
+    /// This load generator's CPU seconds during the measured window.
+    pub load_cpu_s: f64,
+    /// This load generator's CPU seconds over the whole run.
+    pub load_cpu_total_s: f64,
+    /// Load generator CPU microseconds per measured delivery.
+    pub load_cpu_us_per_delivery: Option<f64>,
+    /// Connections that ended before the run did (each needs a reconnect).
+    pub reconnects: u64,
+    /// Sessions resumed after a reconnect (the client library has no resumption yet: 0).
+    pub resumed: u64,
+    /// Messages recovered after a resumption (0 until the client library reports them).
+    pub recovered_messages: u64,
+    /// Why connections ended early, with counts.
+    pub disconnect_reasons: BTreeMap<String, u64>,
+    /// Host UDP receive-buffer drops during the run (/proc/net/snmp RcvbufErrors).
+    pub udp_rcvbuf_errors: Option<u64>,
+    /// Host UDP send-buffer drops during the run.
+    pub udp_sndbuf_errors: Option<u64>,
+    /// Host UDP receive errors during the run (all causes).
+    pub udp_in_errors: Option<u64>,
+    /// Packets the client connections declared lost (QUIC loss detection, client side).
+    pub client_lost_packets: u64,
+    /// Packets the client connections sent.
+    pub client_sent_packets: u64,
+    /// Largest smoothed RTT of a client connection at the end, microseconds.
+    pub client_max_rtt_us: u64,
+    /// The network simulator's counters, when one ran.
+    pub netsim: Option<NetsimSummary>,
+    /// Per second of arrival since the start of sending.
+    pub timeline: Vec<SecondSummary>,
+    /// Why this run counts as failed (empty: it passed).
+    pub problems: Vec<String>,
+    /// The configuration of the run.
+    pub config: LoadConfig,
+}
+
+/// The proxy's counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetsimSummary {
+    /// The spec as given.
+    pub spec: String,
+    /// Datagrams offered client to server.
+    pub to_server_offered: u64,
+    /// Dropped client to server (loss and blackholes).
+    pub to_server_dropped: u64,
+    /// Datagrams offered server to client.
+    pub to_client_offered: u64,
+    /// Dropped server to client (loss and blackholes).
+    pub to_client_dropped: u64,
+    /// Upstream rebinds done (per client address).
+    pub rebinds: u64,
+    /// Seconds from the proxy's start to the start of sending (blackholes count from the
+    /// proxy's start).
+    pub start_to_t0_s: f64,
+}
+
+impl NetsimSummary {
+    /// From the proxy's counters.
+    pub fn new(spec: &str, s: &ProxyStats, start_to_t0_s: f64) -> NetsimSummary {
+        NetsimSummary {
+            spec: spec.to_string(),
+            to_server_offered: s.to_server.offered,
+            to_server_dropped: s.to_server.lost
+                + s.to_server.blackholed
+                + s.to_server.queue_dropped,
+            to_client_offered: s.to_client.offered,
+            to_client_dropped: s.to_client.lost
+                + s.to_client.blackholed
+                + s.to_client.queue_dropped,
+            rebinds: s.rebinds,
+            start_to_t0_s,
+        }
+    }
+}
+
+impl Summary {
+    /// Fills `problems` from the counters: duplicates, reordering, send errors, connection
+    /// failures, and loss unless the priority is low (best effort).
+    pub fn judge(&mut self) {
+        let mut p = Vec::new();
+        if self.connect_failures > 0 {
+            p.push(format!("{} members could not connect", self.connect_failures));
+        }
+        if self.mode == "fanout" {
+            if self.duplicates > 0 {
+                p.push(format!("{} duplicate deliveries", self.duplicates));
+            }
+            if self.out_of_order > 0 {
+                p.push(format!("{} out-of-order deliveries", self.out_of_order));
+            }
+            if self.lost > 0 && self.config.priority != Priority::Low {
+                p.push(format!("{} lost deliveries", self.lost));
+            }
+            if self.send_errors > 0 {
+                p.push(format!("{} send errors", self.send_errors));
+            }
+            if self.expected_deliveries == 0 {
+                p.push("nothing was delivered".to_string());
+            }
+        }
+        if self.reconnects > 0 {
+            p.push(format!("{} connections ended early", self.reconnects));
+        }
+        self.problems = p;
+    }
+
+    /// 0 when the run had no problems, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(!self.problems.is_empty())
+    }
+
+    /// Writes the summary as pretty JSON.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// A one-line description of the workload.
+    pub fn headline(&self) -> String {
+        let c = &self.config;
+        if self.mode == "connections_only" {
+            return format!(
+                "{} rooms x {} members, idle connections held {} s",
+                c.rooms, c.members, c.duration_s
+            );
+        }
+        format!(
+            "{} room{} x {} members, {} publisher{}/room, {} msg/s per room, {} B, {}, {} s warm-up + {} s{}",
+            c.rooms,
+            if c.rooms == 1 { "" } else { "s" },
+            c.members,
+            c.publishers_per_room,
+            if c.publishers_per_room == 1 { "" } else { "s" },
+            c.rate,
+            c.body_size(),
+            c.priority.name(),
+            c.warmup_s,
+            c.duration_s,
+            c.netsim.as_deref().map(|s| format!(", netsim {s}")).unwrap_or_default(),
+        )
+    }
+
+    /// The table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let row = |t: &mut String, k: &str, v: String| {
+            let _ = writeln!(t, "  {k:<18} {v}");
+        };
+        let _ = writeln!(t, "huddle load: {}", self.headline());
+        row(
+            &mut t,
+            "server",
+            format!(
+                "{}{}",
+                self.server_addr,
+                self.server_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            ),
+        );
+        row(
+            &mut t,
+            "connections",
+            format!(
+                "{} ({} failed) over {} endpoints, {:.0} handshakes/s",
+                self.connections, self.connect_failures, self.endpoints, self.handshakes_per_s
+            ),
+        );
+        row(
+            &mut t,
+            "connect+login",
+            format!(
+                "p50 {}  p99 {}  max {}",
+                ms(self.connect_us.p50),
+                ms(self.connect_us.p99),
+                ms(self.connect_us.max)
+            ),
+        );
+        if self.mode == "fanout" {
+            row(
+                &mut t,
+                "sent / acked",
+                format!(
+                    "{} / {} ({} send errors, {} unacked)",
+                    self.sent, self.acked, self.send_errors, self.unacked
+                ),
+            );
+            row(
+                &mut t,
+                "deliveries",
+                format!(
+                    "{} of {} expected: {} lost, {} duplicates, {} out of order",
+                    self.deliveries,
+                    self.expected_deliveries,
+                    self.lost,
+                    self.duplicates,
+                    self.out_of_order
+                ),
+            );
+            row(
+                &mut t,
+                "throughput",
+                format!("{:.0} deliveries/s in the measured window", self.deliveries_per_s),
+            );
+            let l = &self.latency_us;
+            row(
+                &mut t,
+                "latency",
+                format!(
+                    "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (n={})",
+                    ms(l.p50),
+                    ms(l.p90),
+                    ms(l.p99),
+                    ms(l.p999),
+                    ms(l.max),
+                    l.count
+                ),
+            );
+            let g = &self.send_lag_us;
+            row(
+                &mut t,
+                "send lag",
+                format!(
+                    "p50 {}  p99 {}  max {}  (harness lateness, included in latency)",
+                    ms(g.p50),
+                    ms(g.p99),
+                    ms(g.max)
+                ),
+            );
+        }
+        let server = match (self.server_cpu_s, self.server_rss_bytes) {
+            (None, None) => "no pid: give --server-pid or --spawn-server".to_string(),
+            (cpu, rss) => {
+                let mut s = String::new();
+                if let Some(cpu) = cpu {
+                    let _ = write!(s, "CPU {cpu:.2} s");
+                    if let Some(per) = self.server_cpu_us_per_delivery {
+                        let _ = write!(s, " ({per:.2} us/delivery)");
+                    }
+                    s.push_str(", ");
+                }
+                if let Some(rss) = rss {
+                    let _ = write!(s, "RSS {}", mb(rss));
+                }
+                if let Some(per) = self.server_rss_per_connection_bytes {
+                    let _ = write!(s, ", {:.1} KB per connection", per / 1024.0);
+                }
+                s
+            }
+        };
+        row(&mut t, "server cost", server);
+        row(
+            &mut t,
+            "load generator",
+            format!(
+                "CPU {:.2} s in the window{} ({:.2} s in all)",
+                self.load_cpu_s,
+                self.load_cpu_us_per_delivery
+                    .map(|p| format!(", {p:.2} us/delivery"))
+                    .unwrap_or_default(),
+                self.load_cpu_total_s
+            ),
+        );
+        row(
+            &mut t,
+            "udp (host)",
+            format!(
+                "RcvbufErrors {}  SndbufErrors {}  InErrors {}; client QUIC lost {} of {} packets",
+                opt(self.udp_rcvbuf_errors),
+                opt(self.udp_sndbuf_errors),
+                opt(self.udp_in_errors),
+                self.client_lost_packets,
+                self.client_sent_packets
+            ),
+        );
+        row(
+            &mut t,
+            "reconnects",
+            format!(
+                "{} (resumed {}, recovered messages {}){}",
+                self.reconnects,
+                self.resumed,
+                self.recovered_messages,
+                if self.disconnect_reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {:?}", self.disconnect_reasons)
+                }
+            ),
+        );
+        if let Some(n) = &self.netsim {
+            row(
+                &mut t,
+                "netsim",
+                format!(
+                    "to server {} of {} dropped, to clients {} of {} dropped, {} rebinds",
+                    n.to_server_dropped,
+                    n.to_server_offered,
+                    n.to_client_dropped,
+                    n.to_client_offered,
+                    n.rebinds
+                ),
+            );
+        }
+        let verdict = if self.problems.is_empty() {
+            "ok".to_string()
+        } else {
+            format!("FAILED: {}", self.problems.join("; "))
+        };
+        row(&mut t, "result", verdict);
+        t
+    }
+}
+
+fn ms(us: u64) -> String {
+    if us < 1000 {
+        format!("{us} us")
+    } else {
+        format!("{:.2} ms", us as f64 / 1000.0)
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}

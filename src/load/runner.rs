@@ -1,0 +1,782 @@
+//! A run: connect the members, publish open loop, receive and check, then count.
+//!
+//! Open loop: publisher `p` sends message `k` at `t0 + phase_p + k / r` whatever happened before.
+//! A send's request is queued on the control stream before the next one is built (the future is
+//! polled once at once) and its ack is awaited alongside later sends, never before them. The
+//! intended time travels in the message, and latency is arrival minus intended time on the same
+//! monotonic clock, so a stall in the server or the harness shows up as latency (no coordinated
+//! omission).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use futures::stream::{FuturesUnordered, StreamExt};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::args::{LoadConfig, Trust};
+use super::report::{NetsimSummary, Summary};
+use super::server::{self, SpawnedServer, CLOCK_TICKS_PER_S};
+use super::stats::{
+    decode_body, encode_body, latency_histogram, record, Counters, LatencySummary, LocalSecond,
+    OrderCheck, Stamp, Timeline, Verdict, SUB_TYPE,
+};
+use crate::auth::KeySet;
+use crate::certs;
+use crate::client::{Client, ClientConfig, ClientError, ClientEvent, SendAck};
+use crate::netsim::{parse_spec, Proxy, ProxyConfig};
+use crate::wire::{Event, MessageBody, Priority, RoomConfig, RoomInfo};
+
+/// Attempts to connect, log in and enter the room, per member.
+const CONNECT_ATTEMPTS: u32 = 3;
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Token lifetime: longer than any bounded run.
+const TOKEN_TTL_S: u64 = 2 * 3600;
+/// Send errors kept as samples.
+const ERROR_SAMPLES: usize = 5;
+
+/// A connected member.
+struct Member {
+    client: Arc<Client>,
+    room: usize,
+    room_id: String,
+    index: usize,
+}
+
+/// What one receiver counted.
+struct Received {
+    deliveries: u64,
+    measured: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    foreign: u64,
+    latency: Histogram<u64>,
+    disconnected: Option<String>,
+}
+
+/// Runs the load described by `cfg` and returns its summary; writes the JSON summary and the
+/// plot when `cfg` asks for them.
+pub async fn run_with(cfg: LoadConfig) -> Result<Summary> {
+    cfg.validate()?;
+    let mut spawned = None;
+    let mut server_addr = cfg.server.unwrap_or_else(|| "127.0.0.1:0".parse().expect("constant"));
+    let mut server_pid = cfg.server_pid;
+    let mut certs_dir = cfg.certs_dir.clone();
+    if cfg.spawn_server {
+        let s = SpawnedServer::start(&cfg)?;
+        server_addr = s.addr;
+        server_pid = Some(s.pid);
+        certs_dir = s.certs_dir();
+        spawned = Some(s);
+    }
+    let trust = match &cfg.trust {
+        Some(t) => t.clone(),
+        None => read_trust(&certs_dir)?,
+    };
+    let result = drive(&cfg, server_addr, server_pid, &trust).await;
+    if let (Err(_), Some(s)) = (&result, spawned.as_mut()) {
+        if !s.is_running() {
+            eprintln!("the spawned server exited; its log:\n{}", s.log_tail());
+        }
+    }
+    // Kills the spawned server (if any) now that every connection is closed.
+    drop(spawned);
+    let mut summary = result?;
+    summary.judge();
+    if let Some(path) = &cfg.json {
+        summary.write_json(path)?;
+    }
+    if let Some(path) = &cfg.plot {
+        if cfg.connections_only {
+            eprintln!("--plot: a connections-only run has no timeline to draw");
+        } else {
+            super::plot::draw(&summary, path)?;
+        }
+    }
+    Ok(summary)
+}
+
+fn read_trust(dir: &std::path::Path) -> Result<Trust> {
+    let ca = certs::load_certs(&dir.join(certs::CA_FILE))
+        .with_context(|| format!("the CA to trust, in {}", dir.display()))?
+        .remove(0);
+    let secret = certs::read_token_secret(&dir.join(certs::TOKEN_SECRET_FILE))?;
+    let mut keys = KeySet::new();
+    keys.insert(certs::DEV_KEY_ID, &secret);
+    Ok(Trust { ca, keys, key_id: certs::DEV_KEY_ID.to_string() })
+}
+
+fn progress_bar(cfg: &LoadConfig, len: u64, template: &str) -> ProgressBar {
+    if !cfg.progress || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+/// Prints a phase line on stderr (kept above the progress bar when there is one).
+fn say(pb: &ProgressBar, cfg: &LoadConfig, msg: &str) {
+    if !cfg.progress {
+        return;
+    }
+    if pb.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        pb.println(msg);
+    }
+}
+
+async fn drive(
+    cfg: &LoadConfig,
+    server_addr: SocketAddr,
+    server_pid: Option<u32>,
+    trust: &Trust,
+) -> Result<Summary> {
+    let run_start_cpu = server::cpu_ticks(None);
+    let udp_before = server::udp_counters();
+    let rss_before = server_pid.and_then(|p| server::rss_bytes(Some(p)));
+
+    // The network simulator, if asked for, sits between every member and the server.
+    let mut proxy = None;
+    let mut rebind_at_s = Vec::new();
+    let mut connect_addr = server_addr;
+    if let Some(spec) = &cfg.netsim {
+        let (imp, rest) = parse_spec(spec).map_err(|e| anyhow!("--netsim: {e}"))?;
+        for (k, v) in rest {
+            match k.as_str() {
+                "rebind-at" => rebind_at_s.push(
+                    v.parse::<f64>().map_err(|_| anyhow!("--netsim rebind-at={v}: not seconds"))?,
+                ),
+                _ => return Err(anyhow!("--netsim: unknown key {k:?}")),
+            }
+        }
+        let listen = if server_addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+        let p = Proxy::start(ProxyConfig {
+            listen: listen.parse().expect("constant address parses"),
+            upstream: server_addr,
+            to_server: imp.clone(),
+            to_client: imp,
+            seed: cfg.seed,
+            rebind_at_ms: Vec::new(),
+        })
+        .await
+        .context("starting the network simulator")?;
+        connect_addr = p.local_addr();
+        proxy = Some((p, Instant::now()));
+    }
+
+    // Client endpoints, each its own socket with large buffers: many connections behind one
+    // small default buffer lose datagrams in the kernel (RcvbufErrors).
+    let n = cfg.connections();
+    let endpoints = n.div_ceil(cfg.connections_per_endpoint);
+    let bind: SocketAddr = if connect_addr.ip().is_loopback() {
+        if connect_addr.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        }
+    } else if connect_addr.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .expect("constant address parses");
+    let mut eps = Vec::with_capacity(endpoints);
+    for _ in 0..endpoints {
+        let socket = std::net::UdpSocket::bind(bind).context("binding a client socket")?;
+        crate::server::set_socket_buffers(&socket, cfg.socket_buffer_bytes);
+        let ep = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        eps.push(ep);
+    }
+
+    // Names unique to this run, so runs against one long-lived server do not collide.
+    let nonce: u32 = rand::random();
+    let room_id = |r: usize| format!("load-{nonce:08x}-{r}");
+    let now_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+
+    // Connect and log in (timed: handshakes/s, connect time), then enter the rooms.
+    let pb = progress_bar(cfg, n as u64, "{msg:12} [{bar:40}] {pos}/{len} ({per_sec})");
+    pb.set_message("connecting");
+    say(&pb, cfg, &format!("connecting {n} members over {endpoints} endpoints to {connect_addr}"));
+    let connect_start = Instant::now();
+    let mut connect_hist = latency_histogram();
+    let mut clients: Vec<Option<(Client, usize, usize)>> = Vec::with_capacity(n);
+    let mut failures: Vec<String> = Vec::new();
+    {
+        let mut connects = futures::stream::iter(0..n)
+            .map(|i| {
+                let (r, j) = (i / cfg.members, i % cfg.members);
+                let user = format!("ld{nonce:08x}r{r}m{j}");
+                let token = trust.keys.mint(
+                    &trust.key_id,
+                    &user,
+                    now_s.saturating_sub(60),
+                    now_s + TOKEN_TTL_S,
+                );
+                let mut cc = ClientConfig::new(connect_addr, &user, token.as_deref().unwrap_or(""));
+                cc.roots = vec![trust.ca.clone()];
+                let ep = eps[i % endpoints].clone();
+                async move {
+                    let started = Instant::now();
+                    let mut last = String::new();
+                    for _ in 0..CONNECT_ATTEMPTS {
+                        let c = Client::connect_on(ep.clone(), cc.clone());
+                        match tokio::time::timeout(CONNECT_TIMEOUT, c).await {
+                            Ok(Ok(client)) => return (i, r, j, Ok((client, started.elapsed()))),
+                            Ok(Err(e)) => last = e.to_string(),
+                            Err(_) => last = "timed out".into(),
+                        }
+                    }
+                    (i, r, j, Err(last))
+                }
+            })
+            .buffer_unordered(cfg.connect_concurrency);
+        clients.resize_with(n, || None);
+        while let Some((i, r, j, res)) = connects.next().await {
+            match res {
+                Ok((client, took)) => {
+                    record(&mut connect_hist, took.as_micros() as u64);
+                    clients[i] = Some((client, r, j));
+                }
+                Err(e) => failures.push(format!("member {r}/{j}: {e}")),
+            }
+            pb.inc(1);
+        }
+    }
+    let connect_elapsed = connect_start.elapsed().as_secs_f64();
+    let connected = clients.iter().filter(|c| c.is_some()).count();
+    let handshakes_per_s = connected as f64 / connect_elapsed.max(1e-9);
+    pb.finish_and_clear();
+
+    let pb = progress_bar(cfg, connected as u64, "{msg:12} [{bar:40}] {pos}/{len}");
+    pb.set_message("joining");
+    let mut members: Vec<Member> = Vec::with_capacity(connected);
+    {
+        let mut joins = futures::stream::iter(clients.into_iter().flatten())
+            .map(|(client, r, j)| {
+                let info = RoomInfo { room_id: room_id(r), room_name: format!("load room {r}") };
+                async move {
+                    let res = tokio::time::timeout(
+                        CONNECT_TIMEOUT,
+                        client.enter_room(info.clone(), RoomConfig::default()),
+                    )
+                    .await;
+                    (client, info.room_id, r, j, res)
+                }
+            })
+            .buffer_unordered(cfg.connect_concurrency);
+        while let Some((client, room_id, r, j, res)) = joins.next().await {
+            match res {
+                Ok(Ok(_)) => {
+                    members.push(Member { client: Arc::new(client), room: r, room_id, index: j })
+                }
+                Ok(Err(e)) => failures.push(format!("member {r}/{j} entering its room: {e}")),
+                Err(_) => failures.push(format!("member {r}/{j} entering its room: timed out")),
+            }
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    members.sort_by_key(|m| (m.room, m.index));
+    for f in failures.iter().take(5) {
+        say(&pb, cfg, f);
+    }
+    say(
+        &pb,
+        cfg,
+        &format!(
+            "{} members connected in {connect_elapsed:.2} s ({handshakes_per_s:.0} handshakes/s)",
+            members.len()
+        ),
+    );
+
+    let mut summary = Summary {
+        mode: if cfg.connections_only { "connections_only" } else { "fanout" }.to_string(),
+        server_addr: connect_addr.to_string(),
+        server_pid,
+        connections: members.len() as u64,
+        connect_failures: failures.len() as u64,
+        endpoints: endpoints as u64,
+        handshakes_per_s,
+        connect_us: LatencySummary::of(&connect_hist),
+        server_rss_per_connection_bytes: None,
+        sent: 0,
+        acked: 0,
+        unacked: 0,
+        send_errors: 0,
+        send_error_samples: Vec::new(),
+        expected_deliveries: 0,
+        deliveries: 0,
+        lost: 0,
+        duplicates: 0,
+        out_of_order: 0,
+        foreign_messages: 0,
+        measured_deliveries: 0,
+        deliveries_per_s: 0.0,
+        latency_us: LatencySummary::default(),
+        send_lag_us: LatencySummary::default(),
+        server_cpu_s: None,
+        server_rss_bytes: None,
+        server_rss_peak_bytes: None,
+        server_cpu_us_per_delivery: None,
+        load_cpu_s: 0.0,
+        load_cpu_total_s: 0.0,
+        load_cpu_us_per_delivery: None,
+        reconnects: 0,
+        resumed: 0,
+        recovered_messages: 0,
+        disconnect_reasons: BTreeMap::new(),
+        udp_rcvbuf_errors: None,
+        udp_sndbuf_errors: None,
+        udp_in_errors: None,
+        client_lost_packets: 0,
+        client_sent_packets: 0,
+        client_max_rtt_us: 0,
+        netsim: None,
+        timeline: Vec::new(),
+        problems: Vec::new(),
+        config: cfg.clone(),
+    };
+
+    let t0 = if cfg.connections_only {
+        hold_connections(cfg, &members, server_pid, rss_before, &mut summary).await
+    } else {
+        fanout(cfg, &members, server_pid, &rebind_at_s, proxy.as_ref().map(|p| &p.0), &mut summary)
+            .await
+    };
+
+    // Client-side transport counters, then close everything.
+    for m in &members {
+        let s = m.client.connection().stats();
+        summary.client_lost_packets += s.path.lost_packets;
+        summary.client_sent_packets += s.path.sent_packets;
+        summary.client_max_rtt_us = summary.client_max_rtt_us.max(s.path.rtt.as_micros() as u64);
+        m.client.close();
+    }
+    let idle = futures::future::join_all(eps.iter().map(|e| e.wait_idle()));
+    let _ = tokio::time::timeout(Duration::from_secs(2), idle).await;
+    drop(members);
+
+    if let Some((p, started)) = proxy {
+        let start_to_t0 = t0.saturating_duration_since(started).as_secs_f64();
+        let stats = p.stop().await;
+        summary.netsim =
+            Some(NetsimSummary::new(cfg.netsim.as_deref().unwrap_or(""), &stats, start_to_t0));
+    }
+    if let (Some(a), Some(b)) = (udp_before, server::udp_counters()) {
+        summary.udp_rcvbuf_errors = Some(b.rcvbuf_errors.saturating_sub(a.rcvbuf_errors));
+        summary.udp_sndbuf_errors = Some(b.sndbuf_errors.saturating_sub(a.sndbuf_errors));
+        summary.udp_in_errors = Some(b.in_errors.saturating_sub(a.in_errors));
+    }
+    if let (Some(a), Some(b)) = (run_start_cpu, server::cpu_ticks(None)) {
+        summary.load_cpu_total_s = b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S;
+    }
+    Ok(summary)
+}
+
+/// `--connections-only`: measures the server's memory per idle connection, then holds them.
+/// Returns the start of the hold.
+async fn hold_connections(
+    cfg: &LoadConfig,
+    members: &[Member],
+    server_pid: Option<u32>,
+    rss_before: Option<u64>,
+    summary: &mut Summary,
+) -> Instant {
+    // Let presence batches and stream setup settle before reading memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = server_pid.and_then(|p| server::rss_bytes(Some(p)));
+    summary.server_rss_bytes = rss_after;
+    if let (Some(a), Some(b)) = (rss_before, rss_after) {
+        if !members.is_empty() {
+            summary.server_rss_per_connection_bytes =
+                Some((b as f64 - a as f64) / members.len() as f64);
+        }
+    }
+    let t0 = Instant::now();
+    let cpu0 = (server_pid.and_then(|p| server::cpu_ticks(Some(p))), server::cpu_ticks(None));
+    let disconnected = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let deadline = t0 + Duration::from_secs_f64(cfg.duration_s);
+    let mut tasks = Vec::with_capacity(members.len());
+    for m in members {
+        let (client, disconnected) = (m.client.clone(), disconnected.clone());
+        tasks.push(tokio::spawn(async move {
+            // Reads (and discards) presence events so that nothing backs up; notes early ends.
+            loop {
+                match tokio::time::timeout_at(deadline, client.next_event()).await {
+                    Err(_) | Ok(None) => break,
+                    Ok(Some(ClientEvent::Disconnected { code, reason })) => {
+                        let key = format!("{code:?}: {reason}");
+                        *disconnected
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(key)
+                            .or_default() += 1;
+                    }
+                    Ok(Some(_)) => {}
+                }
+            }
+        }));
+    }
+    let pb = progress_bar(cfg, (cfg.duration_s * 1000.0) as u64, "{msg:12} [{bar:40}] {elapsed}");
+    pb.set_message("holding");
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pb.set_position(t0.elapsed().as_millis() as u64);
+    }
+    pb.finish_and_clear();
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let (Some(a), Some(b)) = (cpu0.0, server_pid.and_then(|p| server::cpu_ticks(Some(p)))) {
+        summary.server_cpu_s = Some(b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S);
+    }
+    if let (Some(a), Some(b)) = (cpu0.1, server::cpu_ticks(None)) {
+        summary.load_cpu_s = b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S;
+    }
+    summary.server_rss_peak_bytes = server_pid.and_then(|p| server::rss_peak_bytes(Some(p)));
+    let d = std::mem::take(&mut *disconnected.lock().unwrap_or_else(|e| e.into_inner()));
+    summary.reconnects = d.values().sum();
+    summary.disconnect_reasons = d;
+    t0
+}
+
+/// The fan-out workload. Returns t0, the start of sending.
+async fn fanout(
+    cfg: &LoadConfig,
+    members: &[Member],
+    server_pid: Option<u32>,
+    rebind_at_s: &[f64],
+    proxy: Option<&Proxy>,
+    summary: &mut Summary,
+) -> Instant {
+    let p = cfg.publishers_per_room;
+    let rate_p = cfg.rate / p as f64;
+    let send_s = cfg.warmup_s + cfg.duration_s;
+    let max_k = (send_s * rate_p).ceil() as u64 + 1;
+    let mut room_size = vec![0u64; cfg.rooms];
+    for m in members {
+        room_size[m.room] += 1;
+    }
+    let counters = Arc::new(Counters::default());
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seconds = (send_s + cfg.drain_s).ceil() as usize + 1;
+    let timeline = Arc::new(Timeline::new(seconds));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Presence events of the joins come first; let them pass before the clock starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now() + Duration::from_millis(50);
+    let send_end = t0 + Duration::from_secs_f64(send_s);
+    let deadline = send_end + Duration::from_secs_f64(cfg.drain_s);
+    let warmup_ns = (cfg.warmup_s * 1e9) as u64;
+    let window_end_ns = (send_s * 1e9) as u64;
+
+    let mut receivers = Vec::with_capacity(members.len());
+    for m in members {
+        let (client, timeline, counters) = (m.client.clone(), timeline.clone(), counters.clone());
+        let (room, mut stop) = (m.room, stop_rx.clone());
+        receivers.push(tokio::spawn(async move {
+            let mut order = OrderCheck::new(p, max_k);
+            let mut local = LocalSecond::default();
+            let mut r = Received {
+                deliveries: 0,
+                measured: 0,
+                duplicates: 0,
+                out_of_order: 0,
+                foreign: 0,
+                latency: latency_histogram(),
+                disconnected: None,
+            };
+            loop {
+                let ev = tokio::select! {
+                    e = client.next_event() => e,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = stop.changed() => break,
+                };
+                let m = match ev {
+                    None => break,
+                    Some(ClientEvent::Event(Event::RoomMessage(m))) => m,
+                    Some(ClientEvent::Disconnected { code, reason }) => {
+                        r.disconnected = Some(format!("{code:?}: {reason}"));
+                        continue;
+                    }
+                    Some(_) => continue,
+                };
+                let arrival_ns = t0.elapsed().as_nanos() as u64;
+                let stamp = match &m.body {
+                    MessageBody::Custom { sub_type, data } if *sub_type == SUB_TYPE => {
+                        decode_body(data)
+                    }
+                    _ => None,
+                };
+                let Some(s) = stamp.filter(|s| s.publisher as usize / p == room) else {
+                    r.foreign += 1;
+                    continue;
+                };
+                match order.check(s.publisher as usize % p, s.k) {
+                    Verdict::Invalid => {
+                        r.foreign += 1;
+                        continue;
+                    }
+                    Verdict::Duplicate => {
+                        r.duplicates += 1;
+                        continue;
+                    }
+                    Verdict::OutOfOrder => r.out_of_order += 1,
+                    Verdict::InOrder => {}
+                }
+                r.deliveries += 1;
+                Counters::add(&counters.deliveries, 1);
+                let latency_us = arrival_ns.saturating_sub(s.intended_ns) / 1000;
+                local.record(&timeline, arrival_ns, latency_us);
+                if s.intended_ns >= warmup_ns && s.intended_ns < window_end_ns {
+                    r.measured += 1;
+                    record(&mut r.latency, latency_us);
+                }
+            }
+            local.flush(&timeline);
+            r
+        }));
+    }
+
+    // Publishers: the first `p` members of each room, each with a seeded random phase.
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut publishers = Vec::new();
+    for m in members.iter().filter(|m| m.index < p) {
+        let recipients = room_size[m.room].saturating_sub(1);
+        let phase = rng.gen_range(0.0..1.0) / rate_p;
+        let job = Publisher {
+            client: m.client.clone(),
+            room_id: m.room_id.clone(),
+            publisher: (m.room * p + m.index) as u32,
+            rate: rate_p,
+            phase,
+            send_s,
+            size: cfg.body_size(),
+            priority: cfg.priority,
+            recipients,
+            t0,
+            deadline,
+            counters: counters.clone(),
+            errors: errors.clone(),
+        };
+        publishers.push(tokio::spawn(job.run()));
+    }
+
+    // Rebinds through the simulator, at their times after t0.
+    let mut rebinds = rebind_at_s.to_vec();
+    rebinds.sort_by(f64::total_cmp);
+    let mut rebinds = rebinds.into_iter().peekable();
+
+    // Progress, the measured window's samples, and the end of the drain.
+    let total_ms = ((send_s + cfg.drain_s) * 1000.0) as u64;
+    let pb = progress_bar(cfg, total_ms, "{msg:12} [{bar:30}] {elapsed:>4} sent {prefix}");
+    pb.set_message("warm-up");
+    let window_start = t0 + Duration::from_secs_f64(cfg.warmup_s);
+    let mut at_window_start = None;
+    let mut at_window_end = None;
+    let cpu = || (server_pid.and_then(|p| server::cpu_ticks(Some(p))), server::cpu_ticks(None));
+    let mut last = (Instant::now(), 0u64);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        while let Some(at) = rebinds.peek() {
+            if now < t0 + Duration::from_secs_f64(*at) {
+                break;
+            }
+            rebinds.next();
+            if let Some(proxy) = proxy {
+                proxy.rebind_now().await;
+            }
+        }
+        if at_window_start.is_none() && now >= window_start {
+            at_window_start = Some(cpu());
+            pb.set_message("measuring");
+        }
+        if at_window_end.is_none() && now >= send_end {
+            at_window_end = Some(cpu());
+            summary.server_rss_bytes = server_pid.and_then(|p| server::rss_bytes(Some(p)));
+            pb.set_message("draining");
+        }
+        let delivered = Counters::read(&counters.deliveries);
+        if now.duration_since(last.0) >= Duration::from_millis(500) {
+            let rate = (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+            pb.set_prefix(format!(
+                "{} acked {} deliveries {delivered} ({rate:.0}/s)",
+                Counters::read(&counters.sent),
+                Counters::read(&counters.acked)
+            ));
+            last = (now, delivered);
+        }
+        pb.set_position(now.saturating_duration_since(t0).as_millis() as u64);
+        if now >= deadline {
+            break;
+        }
+        // Done early once every publisher is finished and every expected delivery is in.
+        if now >= send_end
+            && publishers.iter().all(|h| h.is_finished())
+            && delivered >= Counters::read(&counters.expected)
+        {
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    let _ = stop_tx.send(true);
+
+    let mut unacked = 0;
+    let mut lag = latency_histogram();
+    for h in publishers {
+        if let Ok((n, l)) = h.await {
+            unacked += n;
+            let _ = lag.add(&l);
+        }
+    }
+    summary.send_lag_us = LatencySummary::of(&lag);
+    let mut latency = latency_histogram();
+    for h in receivers {
+        let Ok(r) = h.await else { continue };
+        summary.deliveries += r.deliveries;
+        summary.measured_deliveries += r.measured;
+        summary.duplicates += r.duplicates;
+        summary.out_of_order += r.out_of_order;
+        summary.foreign_messages += r.foreign;
+        let _ = latency.add(&r.latency);
+        if let Some(reason) = r.disconnected {
+            summary.reconnects += 1;
+            *summary.disconnect_reasons.entry(reason).or_default() += 1;
+        }
+    }
+    summary.sent = Counters::read(&counters.sent);
+    summary.acked = Counters::read(&counters.acked);
+    summary.unacked = unacked;
+    summary.send_errors = Counters::read(&counters.send_errors);
+    summary.send_error_samples =
+        std::mem::take(&mut *errors.lock().unwrap_or_else(|e| e.into_inner()));
+    summary.expected_deliveries = Counters::read(&counters.expected);
+    summary.lost = summary.expected_deliveries.saturating_sub(summary.deliveries);
+    summary.latency_us = LatencySummary::of(&latency);
+    summary.deliveries_per_s = summary.measured_deliveries as f64 / cfg.duration_s.max(1e-9);
+    summary.timeline = timeline.summary();
+
+    let end = at_window_end.unwrap_or_else(cpu);
+    let start = at_window_start.unwrap_or(end);
+    if let (Some(a), Some(b)) = (start.0, end.0) {
+        let s = b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S;
+        summary.server_cpu_s = Some(s);
+        if summary.measured_deliveries > 0 {
+            summary.server_cpu_us_per_delivery = Some(s * 1e6 / summary.measured_deliveries as f64);
+        }
+    }
+    if let (Some(a), Some(b)) = (start.1, end.1) {
+        summary.load_cpu_s = b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S;
+        if summary.measured_deliveries > 0 {
+            summary.load_cpu_us_per_delivery =
+                Some(summary.load_cpu_s * 1e6 / summary.measured_deliveries as f64);
+        }
+    }
+    summary.server_rss_peak_bytes = server_pid.and_then(|p| server::rss_peak_bytes(Some(p)));
+    if summary.server_rss_bytes.is_none() {
+        summary.server_rss_bytes = server_pid.and_then(|p| server::rss_bytes(Some(p)));
+    }
+    t0
+}
+
+/// One publisher's open-loop send schedule.
+struct Publisher {
+    client: Arc<Client>,
+    room_id: String,
+    publisher: u32,
+    rate: f64,
+    phase: f64,
+    send_s: f64,
+    size: usize,
+    priority: Priority,
+    recipients: u64,
+    t0: Instant,
+    deadline: Instant,
+    counters: Arc<Counters>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Publisher {
+    /// Sends until the end of the measured window, then waits (until the drain deadline) for
+    /// the acks still in flight. Returns how many never came, and how late each send left.
+    async fn run(self) -> (u64, Histogram<u64>) {
+        let mut inflight = FuturesUnordered::new();
+        let mut lag = latency_histogram();
+        let mut k = 0u64;
+        loop {
+            let intended_s = self.phase + k as f64 / self.rate;
+            if intended_s >= self.send_s {
+                break;
+            }
+            let at = self.t0 + Duration::from_secs_f64(intended_s);
+            // Wait for the intended time, handling acks meanwhile; if it has passed already
+            // (the harness fell behind), send at once: the latency will show it.
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = tokio::time::sleep_until(at) => break,
+                    Some(r) = inflight.next(), if !inflight.is_empty() => self.acked(r),
+                }
+            }
+            record(&mut lag, Instant::now().saturating_duration_since(at).as_micros() as u64);
+            let stamp =
+                Stamp { intended_ns: (intended_s * 1e9) as u64, publisher: self.publisher, k };
+            let body =
+                MessageBody::Custom { sub_type: SUB_TYPE, data: encode_body(stamp, self.size) };
+            let (client, room, prio) = (self.client.clone(), self.room_id.clone(), self.priority);
+            let mut send =
+                Box::pin(async move { client.send_message(&room, body, prio, None).await });
+            Counters::add(&self.counters.sent, 1);
+            // The first poll queues the request on the control stream, so sends leave in order.
+            match futures::poll!(send.as_mut()) {
+                std::task::Poll::Ready(r) => self.acked(r),
+                std::task::Poll::Pending => inflight.push(send),
+            }
+            k += 1;
+        }
+        let drain = async {
+            while let Some(r) = inflight.next().await {
+                self.acked(r);
+            }
+        };
+        let _ = tokio::time::timeout_at(self.deadline, drain).await;
+        (inflight.len() as u64, lag)
+    }
+
+    fn acked(&self, r: Result<SendAck, ClientError>) {
+        match r {
+            Ok(_) => {
+                Counters::add(&self.counters.acked, 1);
+                Counters::add(&self.counters.expected, self.recipients);
+            }
+            Err(e) => {
+                Counters::add(&self.counters.send_errors, 1);
+                let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+                if errors.len() < ERROR_SAMPLES {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+    }
+}
