@@ -1314,3 +1314,196 @@ fn multi_device_sessions_share_messages_and_presence() {
     h.tick(50);
     assert_eq!(h.events(3), vec![left("r", &["alice"], LeaveReason::Offline)]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Resumption (SPEC section 6), with explicit time.
+
+impl Harness {
+    /// Runs a Resume on `conn`; returns the reply and everything else the connection got.
+    fn resume(
+        &mut self,
+        conn: ConnId,
+        user: &str,
+        session_id: u64,
+        secret: [u8; 16],
+        rooms: &[(&str, u64)],
+    ) -> (bool, Reply, Vec<Got>) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let now = self.now();
+        let resume = huddle::wire::Resume {
+            protocol_version: PROTOCOL_VERSION,
+            user_id: user.into(),
+            user_name: format!("{user} name"),
+            token: self.token(user),
+            session_id,
+            resume_secret: secret,
+            rooms: rooms.iter().map(|(r, s)| (r.to_string(), *s)).collect(),
+        };
+        let ok = self.core.handle_resume(now, conn, id, resume, [9; 16]);
+        self.pump();
+        let mut got = self.take(conn);
+        let pos = got
+            .iter()
+            .position(|g| matches!(g, Got::Reply(r) if r.request_id == id))
+            .expect("a reply");
+        let Got::Reply(r) = got.remove(pos) else { unreachable!() };
+        (ok, r.reply, got)
+    }
+
+    fn session_of(&self, conn: ConnId) -> u64 {
+        self.core.session_of(conn).expect("a session")
+    }
+}
+
+fn replayed_seqs(got: &[Got]) -> Vec<u64> {
+    got.iter()
+        .filter_map(|g| match g {
+            Got::Event(Some(_), Event::RoomMessage(m)) => Some(m.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn resume_within_the_grace_replays_in_order_and_nobody_sees_a_flap() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+    h.send(1, "r", "seen");
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    for i in 0..3 {
+        h.send(1, "r", &format!("missed {i}"));
+    }
+    h.tick(20_000);
+    assert_eq!(h.events(1), vec![], "no leave during the grace");
+    let (ok, reply, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 1)]);
+    assert!(ok, "{reply:?}");
+    match reply {
+        Reply::Ok(Response::Resumed { session_id, session_resumed, rooms, .. }) => {
+            assert_eq!((session_id, session_resumed), (sid, true));
+            assert_eq!(rooms.len(), 1);
+            assert!(rooms[0].rejoined && rooms[0].recovered);
+            assert_eq!((rooms[0].replayed, rooms[0].last_seq), (3, 4));
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(got[0], Got::OpenStream(_, StreamHeader::Room { .. })), "{got:?}");
+    assert_eq!(replayed_seqs(&got), vec![2, 3, 4]);
+    // New messages follow the replay on the new connection; the grace timer no longer fires.
+    h.send(1, "r", "live");
+    assert_eq!(message_seqs(&h.events(3)), vec![5]);
+    h.tick(20_000);
+    assert_eq!(h.events(1), vec![]);
+    assert_eq!(h.core.session_count(), 2);
+}
+
+#[test]
+fn the_grace_ends_with_an_offline_leave_and_a_late_resume_is_a_new_session() {
+    let mut h = Harness::new(Limits { history_max_messages: 2, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    h.tick(29_999);
+    assert_eq!(h.events(1), vec![]);
+    h.tick(1);
+    h.tick(50);
+    assert_eq!(h.events(1), vec![left("r", &["bob"], LeaveReason::Offline)]);
+    for i in 0..5 {
+        h.send(1, "r", &format!("while away {i}"));
+    }
+    let (ok, reply, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0), ("gone", 0)]);
+    assert!(ok, "{reply:?}");
+    match reply {
+        Reply::Ok(Response::Resumed { session_id, session_resumed, rooms, .. }) => {
+            assert_ne!(session_id, sid);
+            assert!(!session_resumed);
+            assert!(rooms[0].rejoined && !rooms[0].recovered, "{rooms:?}");
+            assert_eq!(rooms[0].replayed, 2);
+            assert!(!rooms[1].rejoined);
+            assert_eq!(rooms[1].error_code, ErrorCode::RoomDoesNotExist.as_u16());
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(replayed_seqs(&got), vec![4, 5], "what the history still held");
+    h.tick(50);
+    assert!(matches!(&h.events(1)[..], [Event::MembersJoined { .. }]));
+}
+
+#[test]
+fn resume_with_a_wrong_secret_is_refused_and_closed() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    let sid = h.session_of(1);
+    let now = h.now();
+    h.core.handle_disconnect(now, 1);
+    h.pump();
+    let (ok, reply, got) = h.resume(2, "alice", sid, [8; 16], &[]);
+    assert!(!ok);
+    assert!(matches!(reply, Reply::Err(e) if e.code == ErrorCode::SessionNotFound.as_u16()));
+    assert_eq!(got, vec![Got::Close(Some(ErrorCode::SessionNotFound))]);
+    // Another user cannot take the session either, even with the right secret.
+    let (ok, _, _) = h.resume(3, "mallory", sid, [7; 16], &[]);
+    assert!(!ok);
+}
+
+#[test]
+fn resume_while_the_old_connection_lingers_closes_it() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    let sid = h.session_of(1);
+    let (ok, _, _) = h.resume(2, "alice", sid, [7; 16], &[]);
+    assert!(ok);
+    assert_eq!(h.take(1), vec![Got::Close(Some(ErrorCode::SessionResumed))]);
+    // The old connection's late disconnect changes nothing.
+    let now = h.now();
+    h.core.handle_disconnect(now, 1);
+    h.pump();
+    assert_eq!(h.session_of(2), sid);
+}
+
+#[test]
+fn a_replay_larger_than_its_budget_keeps_the_newest_and_says_so() {
+    let mut h =
+        Harness::new(Limits { max_replay_bytes: 1_000, rate_limit_per_s: 0, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    for _ in 0..10 {
+        h.send_with(1, "r", MessageBody::Text("x".repeat(300)), None);
+    }
+    let (ok, reply, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0)]);
+    assert!(ok);
+    let seqs = replayed_seqs(&got);
+    assert!(!seqs.is_empty() && seqs.len() < 10, "{seqs:?}");
+    assert_eq!(*seqs.last().unwrap(), 10, "the newest are kept");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gaps: {seqs:?}");
+    match reply {
+        Reply::Ok(Response::Resumed { rooms, .. }) => {
+            assert!(!rooms[0].recovered);
+            assert_eq!(rooms[0].replayed as usize, seqs.len());
+        }
+        r => panic!("{r:?}"),
+    }
+}
