@@ -46,6 +46,8 @@ pub struct Limits {
     /// Bytes of missed messages replayed on resumption at most (the newest are kept; below the
     /// outbound queue bound so that a replay never makes a slow consumer).
     pub max_replay_bytes: usize,
+    /// Missed messages replayed on resumption at most (the newest are kept).
+    pub max_replay_messages: usize,
     /// Room attribute keys per room.
     pub room_attributes_max_keys: usize,
     /// Longest room attribute key in bytes.
@@ -86,6 +88,7 @@ impl Default for Limits {
             allow_multi_device: false,
             offline_grace_s: 30,
             max_replay_bytes: 2 * 1024 * 1024,
+            max_replay_messages: 4_096,
             room_attributes_max_keys: 20,
             room_attribute_key_max_bytes: 16,
             room_attribute_value_max_bytes: 1024,

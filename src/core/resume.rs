@@ -256,7 +256,8 @@ impl Core {
                 total += f.len();
                 total > budget
             })
-            .map_or(0, |i| i + 1);
+            .map_or(0, |i| i + 1)
+            .max(frames.len().saturating_sub(self.limits.max_replay_messages));
         if keep_from > 0 {
             frames.drain(..keep_from);
             recovered = false;

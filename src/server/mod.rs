@@ -244,7 +244,11 @@ impl Server {
         let start_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
         let id_base = start_ms * 1000;
-        let core = Core::new(config.limits.clone(), keys, id_base);
+        // A replay must fit in half the outbound queue, or resuming would end as a slow consumer.
+        let mut limits = config.limits.clone();
+        limits.max_replay_bytes = limits.max_replay_bytes.min(config.queue.max_bytes / 2);
+        limits.max_replay_messages = limits.max_replay_messages.min(config.queue.max_frames / 2);
+        let core = Core::new(limits, keys, id_base);
         let shared = Arc::new(Shared {
             state: Mutex::new(State { core, outboxes: HashMap::new() }),
             clock: Clock { start: tokio::time::Instant::now() },
