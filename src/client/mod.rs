@@ -207,7 +207,8 @@ struct Inner {
     next_id: AtomicU32,
     session: Mutex<Session>,
     rooms: Rooms,
-    events: mpsc::Sender<ClientEvent>,
+    /// Where events go; dropped after the final Disconnected so that `next_event` ends.
+    events: Mutex<Option<mpsc::Sender<ClientEvent>>>,
     /// Set by logout and close: a lost connection is then not reconnected.
     closing: AtomicBool,
 }
@@ -297,7 +298,7 @@ impl Client {
                 token_expires_at_s: 0,
             }),
             rooms,
-            events: events_tx,
+            events: Mutex::new(Some(events_tx)),
             closing: AtomicBool::new(false),
         });
         let login = Login {
@@ -744,7 +745,10 @@ impl Inner {
     }
 
     async fn send(&self, event: ClientEvent) {
-        let _ = self.events.send(event).await;
+        let tx = lock(&self.events).clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(event).await;
+        }
     }
 }
 
@@ -824,6 +828,7 @@ async fn supervise(inner: Arc<Inner>) {
             || inner.cfg.reconnect_for.is_zero();
         if give_up {
             inner.send(ClientEvent::Disconnected { code, reason }).await;
+            lock(&inner.events).take();
             return;
         }
         inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
@@ -832,6 +837,7 @@ async fn supervise(inner: Arc<Inner>) {
             Err(e) => {
                 let reason = format!("{reason}; {e}");
                 inner.send(ClientEvent::Disconnected { code, reason }).await;
+                lock(&inner.events).take();
                 return;
             }
         }
@@ -864,7 +870,9 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
 }
 
 async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
-    let link = open_link(&inner.endpoint, &inner.cfg, &inner.events, &inner.rooms).await?;
+    let events =
+        lock(&inner.events).clone().ok_or_else(|| ClientError::Connection("closed".into()))?;
+    let link = open_link(&inner.endpoint, &inner.cfg, &events, &inner.rooms).await?;
     let session = lock(&inner.session).clone();
     let rooms: Vec<(String, u64)> =
         lock(&inner.rooms).iter().filter_map(|(id, seen)| seen.map(|s| (id.clone(), s))).collect();
