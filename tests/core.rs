@@ -1507,3 +1507,30 @@ fn a_replay_larger_than_its_budget_keeps_the_newest_and_says_so() {
         r => panic!("{r:?}"),
     }
 }
+
+#[test]
+fn resumption_replays_medium_and_high_but_not_low() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    for (i, prio) in
+        [Priority::Low, Priority::Medium, Priority::Low, Priority::High].into_iter().enumerate()
+    {
+        let req = Request::SendRoomMessage {
+            room_id: "r".into(),
+            body: MessageBody::Text(i.to_string()),
+            priority: prio,
+            client_msg_id: None,
+        };
+        h.ok(1, req);
+    }
+    let (ok, _, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0)]);
+    assert!(ok);
+    assert_eq!(replayed_seqs(&got), vec![2, 4], "low is best effort and is not replayed");
+}

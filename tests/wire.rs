@@ -937,16 +937,18 @@ fn every_leave_reason_and_priority_is_pinned() {
 }
 
 #[test]
-fn both_stream_headers_are_pinned() {
+fn every_stream_header_is_pinned() {
     fn header_index(h: &StreamHeader) -> u8 {
         match h {
             StreamHeader::Session => 0,
             StreamHeader::Room { .. } => 1,
+            StreamHeader::RoomLow { .. } => 2,
         }
     }
     let samples = [
         (StreamHeader::Session, "01000000 00"),
         (StreamHeader::Room { room_id: s("r1") }, "04000000 01 02 7231"),
+        (StreamHeader::RoomLow { room_id: s("r1") }, "04000000 02 02 7231"),
     ];
     for (header, hex) in &samples {
         pin(&format!("{header:?}"), header, hex);
@@ -1092,12 +1094,12 @@ fn invalid_enum_tags_are_rejected() {
     for hex in ["01 c8", first_unused.as_str(), "01 fb fb00"] {
         unknown_variant::<RequestFrame>(hex);
     }
-    // Reply tag 2, the first unused Response and Event variants, StreamHeader variant 2,
+    // Reply tag 2, the first unused Response and Event variants, StreamHeader variant 3,
     // MessageBody 2, Priority 3, LeaveReason 3, HistoryAnchor 3, AttributeOp 2.
     unknown_variant::<ResponseFrame>("01 02");
     unknown_variant::<ResponseFrame>(&format!("01 00 {RESPONSE_VARIANTS:02x}"));
     unknown_variant::<Event>(&format!("{EVENT_VARIANTS:02x}"));
-    unknown_variant::<StreamHeader>("02");
+    unknown_variant::<StreamHeader>("03");
     unknown_variant::<MessageBody>("02");
     unknown_variant::<Priority>("03");
     unknown_variant::<LeaveReason>("03");

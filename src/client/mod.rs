@@ -186,8 +186,8 @@ pub struct HistoryPage {
 /// longer come.
 type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>>;
 
-/// Rooms this session is in, with the last seq delivered to the application (`None` until
-/// known). Drives resumption and drops replayed duplicates.
+/// Rooms this session is in, with the last seq of a medium or high message delivered to the
+/// application (`None` until known). Drives resumption and drops replayed duplicates.
 type Rooms = Arc<Mutex<HashMap<String, Option<u64>>>>;
 
 /// One QUIC connection carrying the session; replaced when the client resumes.
@@ -968,20 +968,24 @@ async fn read_events(mut recv: quinn::RecvStream, events: mpsc::Sender<ClientEve
         Ok(StreamHeader::Room { room_id }) => {
             lock(&rooms).entry(room_id).or_insert(None);
         }
-        Ok(StreamHeader::Session) => {}
+        Ok(StreamHeader::Session) | Ok(StreamHeader::RoomLow { .. }) => {}
         Err(_) => return,
     }
     while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await {
         let Ok(event) = decode_body::<Event>(&body) else { return };
-        if let Event::RoomMessage(m) = &event {
-            // Exactly once, in order: a message at or below the last delivered seq of its room
-            // is a replay of one the application already has.
-            let mut table = lock(&rooms);
-            let seen = table.entry(m.room_id.clone()).or_insert(None);
-            if seen.is_some_and(|last| m.seq <= last) {
-                continue;
+        match &event {
+            // Exactly once, in order: a medium or high message at or below the last delivered
+            // reliable seq of its room is a replay of one the application already has. (Low
+            // messages travel on their own stream, are never replayed, and are not counted.)
+            Event::RoomMessage(m) if m.priority != Priority::Low => {
+                let mut table = lock(&rooms);
+                let seen = table.entry(m.room_id.clone()).or_insert(None);
+                if seen.is_some_and(|last| m.seq <= last) {
+                    continue;
+                }
+                *seen = Some(m.seq);
             }
-            *seen = Some(m.seq);
+            _ => {}
         }
         if events.send(ClientEvent::Event(event)).await.is_err() {
             return;

@@ -3,8 +3,8 @@
 
 use super::{err, valid_user_id, ConnId, Core, Now, OpResult, Output, SessionId, Timer};
 use crate::wire::{
-    encode_frame, ErrorBody, ErrorCode, Event, LeaveReason, Login, Reply, Response, Resume,
-    RoomRecovery, StreamHeader, PROTOCOL_VERSION,
+    encode_frame, ErrorBody, ErrorCode, Event, LeaveReason, Login, Priority, Reply, Response,
+    Resume, RoomRecovery, StreamHeader, PROTOCOL_VERSION,
 };
 
 fn same_secret(a: &[u8; 16], b: &[u8; 16]) -> bool {
@@ -243,6 +243,8 @@ impl Core {
         let mut frames: Vec<_> = room
             .history
             .after(last_seen)
+            // Low priority is best effort: only medium and high messages are replayed.
+            .filter(|m| m.priority != Priority::Low)
             .map(|m| encode_frame(&Event::RoomMessage(m.clone())))
             .collect();
         // A replay must fit the connection's queue, or it would be cut off as a slow consumer

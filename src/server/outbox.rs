@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::config::QueueLimits;
 use crate::core::RoomKey;
-use crate::wire::{encode_frame, ErrorCode, Priority, StreamHeader};
+use crate::wire::{
+    decode_body, encode_frame, ErrorCode, Priority, StreamHeader, LENGTH_PREFIX_LEN,
+};
 
 /// Frames written per write call at most (they coalesce into as few packets as possible).
 const WRITE_BATCH: usize = 64;
@@ -34,11 +36,26 @@ pub struct OutboxStats {
     pub slow_consumers: AtomicU64,
 }
 
+/// A room's streams on one connection: medium and high messages (and member and attribute
+/// events) in seq order on one stream; low-priority messages on a second stream of lower QUIC
+/// priority, opened on first use, so that they never delay the others.
+struct RoomLanes {
+    key: RoomKey,
+    main: Tx,
+    low: Option<Tx>,
+    low_header: Bytes,
+}
+
+/// Stream priorities (higher is sent first).
+const SESSION_PRIORITY: i32 = 10;
+const ROOM_PRIORITY: i32 = 0;
+const LOW_PRIORITY: i32 = -10;
+
 #[derive(Default)]
 struct Inner {
     control: Option<Tx>,
     session: Option<Tx>,
-    rooms: Vec<(RoomKey, Tx)>,
+    rooms: Vec<RoomLanes>,
     close: Option<Option<ErrorCode>>,
     writers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -85,7 +102,7 @@ impl Outbox {
     /// Opens the session stream (after a successful login).
     pub fn open_session(self: &Arc<Self>) {
         let header = encode_frame(&StreamHeader::Session);
-        let tx = self.spawn_writer(StreamTarget::OpenUni, Some(header), 10);
+        let tx = self.spawn_writer(StreamTarget::OpenUni, Some(header), SESSION_PRIORITY);
         self.lock().session = Some(tx);
     }
 
@@ -94,15 +111,20 @@ impl Outbox {
         if self.lock().close.is_some() {
             return;
         }
-        let tx = self.spawn_writer(StreamTarget::OpenUni, Some(header), 0);
+        // The low lane's header names the same room: derived from this (server-made) header.
+        let low_header = match decode_body::<StreamHeader>(&header[LENGTH_PREFIX_LEN..]) {
+            Ok(StreamHeader::Room { room_id }) => encode_frame(&StreamHeader::RoomLow { room_id }),
+            _ => return,
+        };
+        let main = self.spawn_writer(StreamTarget::OpenUni, Some(header), ROOM_PRIORITY);
         let mut inner = self.lock();
-        inner.rooms.retain(|(k, _)| *k != room);
-        inner.rooms.push((room, tx));
+        inner.rooms.retain(|l| l.key != room);
+        inner.rooms.push(RoomLanes { key: room, main, low: None, low_header });
     }
 
     /// Finishes the stream of a room once what is queued on it has been written.
     pub fn close_room(&self, room: RoomKey) {
-        self.lock().rooms.retain(|(k, _)| *k != room);
+        self.lock().rooms.retain(|l| l.key != room);
     }
 
     /// Queues a control-stream reply (never dropped; counts toward the bound).
@@ -114,17 +136,31 @@ impl Outbox {
     }
 
     /// Queues a frame on a room stream (`Some`) or the session stream (`None`).
-    pub fn push(&self, room: Option<RoomKey>, frame: Bytes, priority: Priority) {
-        let tx = {
-            let inner = self.lock();
-            match room {
-                None => inner.session.clone(),
-                Some(key) => inner.rooms.iter().find(|(k, _)| *k == key).map(|(_, tx)| tx.clone()),
-            }
+    pub fn push(self: &Arc<Self>, room: Option<RoomKey>, frame: Bytes, priority: Priority) {
+        let tx = match room {
+            None => self.lock().session.clone(),
+            Some(key) if priority == Priority::Low => self.low_lane(key),
+            Some(key) => self.lock().rooms.iter().find(|l| l.key == key).map(|l| l.main.clone()),
         };
         if let Some(tx) = tx {
             self.enqueue(&tx, frame, priority);
         }
+    }
+
+    /// The low-priority stream of a room, opened on first use.
+    fn low_lane(self: &Arc<Self>, key: RoomKey) -> Option<Tx> {
+        let header = {
+            let inner = self.lock();
+            let lanes = inner.rooms.iter().find(|l| l.key == key)?;
+            if let Some(tx) = &lanes.low {
+                return Some(tx.clone());
+            }
+            lanes.low_header.clone()
+        };
+        let tx = self.spawn_writer(StreamTarget::OpenUni, Some(header), LOW_PRIORITY);
+        let mut inner = self.lock();
+        let lanes = inner.rooms.iter_mut().find(|l| l.key == key)?;
+        Some(lanes.low.get_or_insert(tx).clone())
     }
 
     fn enqueue(&self, tx: &Tx, frame: Bytes, priority: Priority) {

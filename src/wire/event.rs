@@ -9,8 +9,14 @@ use super::types::{LeaveReason, Member, MemberAttributes, RoomMessage};
 pub enum StreamHeader {
     /// Session-level pushes (kicked out, token about to expire).
     Session,
-    /// One room's events, in order.
+    /// One room's events, in order: member and attribute events and medium and high messages.
     Room {
+        /// The room.
+        room_id: String,
+    },
+    /// One room's low-priority messages, in order among themselves, on a stream of lower QUIC
+    /// priority so that they never delay the room's other events. Opened on first use.
+    RoomLow {
         /// The room.
         room_id: String,
     },
