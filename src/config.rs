@@ -69,6 +69,9 @@ pub struct TransportLimits {
     pub receive_window: u32,
     /// UDP socket send and receive buffer size in bytes (0: the OS default).
     pub socket_buffer_bytes: usize,
+    /// Benchmark baseline only: carry every room's events on one ordered stream per
+    /// connection (as a TCP-based system must), instead of one stream per room.
+    pub single_event_stream: bool,
 }
 
 /// Bounds of each connection's outbound queue (all its streams together).
@@ -113,6 +116,7 @@ impl Default for TransportLimits {
             stream_receive_window: 128 * 1024,
             receive_window: 256 * 1024,
             socket_buffer_bytes: 4 * 1024 * 1024,
+            single_event_stream: false,
         }
     }
 }

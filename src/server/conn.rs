@@ -31,7 +31,13 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
             return;
         }
     };
-    let outbox = Outbox::new(conn.clone(), send, shared.config.queue.clone(), shared.stats.clone());
+    let outbox = Outbox::new(
+        conn.clone(),
+        send,
+        shared.config.queue.clone(),
+        shared.stats.clone(),
+        t.single_event_stream,
+    );
     shared.register(conn_id, outbox.clone());
     let first = tokio::time::timeout_at(
         deadline,

@@ -62,6 +62,8 @@ struct Inner {
 
 /// One connection's outbound queues. See the module documentation.
 pub struct Outbox {
+    /// Benchmark baseline: every room's events on one ordered stream (as over TCP).
+    single_stream: bool,
     conn: quinn::Connection,
     inner: Mutex<Inner>,
     queued_bytes: Arc<AtomicUsize>,
@@ -79,8 +81,10 @@ impl Outbox {
         control: quinn::SendStream,
         limits: QueueLimits,
         stats: Arc<OutboxStats>,
+        single_stream: bool,
     ) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox {
+            single_stream,
             conn,
             inner: Mutex::new(Inner::default()),
             queued_bytes: Arc::new(AtomicUsize::new(0)),
@@ -116,8 +120,30 @@ impl Outbox {
             Ok(StreamHeader::Room { room_id }) => encode_frame(&StreamHeader::RoomLow { room_id }),
             _ => return,
         };
-        let main = self.spawn_writer(StreamTarget::OpenUni, Some(header), ROOM_PRIORITY);
+        let shared = if self.single_stream {
+            let inner = self.lock();
+            inner.rooms.first().map(|l| l.main.clone())
+        } else {
+            None
+        };
+        let single = shared.is_some() || self.single_stream;
+        let main = match shared {
+            Some(tx) => tx,
+            None => self.spawn_writer(StreamTarget::OpenUni, Some(header), ROOM_PRIORITY),
+        };
         let mut inner = self.lock();
+        if single {
+            // One stream for everything: a leave must not finish it while other rooms use it,
+            // so the lanes stay registered (their events simply stop) and low shares it too.
+            inner.rooms.retain(|l| l.key != room);
+            inner.rooms.push(RoomLanes {
+                key: room,
+                main: main.clone(),
+                low: Some(main),
+                low_header,
+            });
+            return;
+        }
         inner.rooms.retain(|l| l.key != room);
         inner.rooms.push(RoomLanes { key: room, main, low: None, low_header });
     }
