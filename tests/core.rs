@@ -676,7 +676,8 @@ fn delayed_destroy_happens_at_the_deadline() {
     assert_eq!(h.core.room_count(), 1);
     h.tick(1);
     assert_eq!(h.core.room_count(), 0);
-    assert_eq!(h.core.poll_timeout(), None);
+    let later = h.now().mono_ms + 60_000;
+    assert!(h.core.poll_timeout().is_none_or(|t| t > later), "only the token timers remain");
     assert_eq!(h.fail(2, join("r")), ErrorCode::RoomDoesNotExist);
     // The id is free again, and the new room starts from scratch.
     let st = h.create(2, "r", 0);
@@ -1533,4 +1534,54 @@ fn resumption_replays_medium_and_high_but_not_low() {
     let (ok, _, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0)]);
     assert!(ok);
     assert_eq!(replayed_seqs(&got), vec![2, 4], "low is best effort and is not replayed");
+}
+
+#[test]
+fn a_token_warns_before_expiry_and_renewal_extends_the_session() {
+    let mut h = Harness::plain();
+    let now_s = h.now().unix_ms / 1000;
+    let short = h.keys.mint(KID, "alice", now_s, now_s + 60).unwrap();
+    let login = Login { token: short, ..h.login_request("alice") };
+    let (ok, _, _) = h.try_login(1, login);
+    assert!(ok);
+    h.tick(29_000);
+    assert_eq!(h.events(1), vec![]);
+    h.tick(2_000);
+    assert_eq!(h.events(1), vec![Event::TokenWillExpire { expires_at_s: now_s + 60 }]);
+    // Renewal: a token for another user is refused; a good one moves the expiry.
+    let other = h.keys.mint(KID, "bob", now_s, now_s + 600).unwrap();
+    assert_eq!(h.fail(1, Request::RenewToken { token: other }), ErrorCode::TokenInvalid);
+    let fresh = h.keys.mint(KID, "alice", now_s, now_s + 600).unwrap();
+    assert!(matches!(
+        h.ok(1, Request::RenewToken { token: fresh }),
+        Response::TokenRenewed { token_expires_at_s } if token_expires_at_s == now_s + 600
+    ));
+    h.tick(60_000);
+    assert_eq!(h.take(1), vec![], "the old expiry no longer ends the session");
+    assert_eq!(h.core.session_count(), 1);
+}
+
+#[test]
+fn a_session_whose_token_expires_is_closed_with_token_expired() {
+    let mut h = Harness::plain();
+    h.login(2, "bob");
+    let now_s = h.now().unix_ms / 1000;
+    let short = h.keys.mint(KID, "alice", now_s, now_s + 40).unwrap();
+    let (ok, _, _) = h.try_login(1, Login { token: short, ..h.login_request("alice") });
+    assert!(ok);
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+    h.tick(40_000);
+    let got = h.take(1);
+    assert!(
+        got.contains(&Got::Event(None, Event::TokenWillExpire { expires_at_s: now_s + 40 })),
+        "{got:?}"
+    );
+    assert!(got.contains(&Got::Close(Some(ErrorCode::TokenExpired))), "{got:?}");
+    h.tick(50);
+    assert_eq!(h.events(2), vec![left("r", &["alice"], LeaveReason::Kicked)]);
+    assert_eq!(h.core.session_count(), 1);
 }

@@ -461,9 +461,10 @@ fn request_index(r: &Request) -> u8 {
         Request::QueryRoomMembersAttributes { .. } => 19,
         Request::QueryRoomMemberAttributesList { .. } => 20,
         Request::Resume(_) => 21,
+        Request::RenewToken { .. } => 22,
     }
 }
-const REQUEST_VARIANTS: u8 = 22;
+const REQUEST_VARIANTS: u8 = 23;
 
 fn request_samples() -> Vec<(RequestFrame, &'static str)> {
     vec![
@@ -606,6 +607,7 @@ fn request_samples() -> Vec<(RequestFrame, &'static str)> {
             ),
             "29000000 16 15 01 05 616c696365 05 416c696365 01 74 fb2c01 07070707070707070707070707070707 01 02 7231 29",
         ),
+        (req(23, Request::RenewToken { token: s("t2") }), "05000000 17 16 02 7432"),
     ]
 }
 
@@ -659,9 +661,10 @@ fn response_index(r: &Response) -> u8 {
         Response::RoomMembersAttributes { .. } => 15,
         Response::RoomMemberAttributesList { .. } => 16,
         Response::Resumed { .. } => 17,
+        Response::TokenRenewed { .. } => 18,
     }
 }
-const RESPONSE_VARIANTS: u8 = 18;
+const RESPONSE_VARIANTS: u8 = 19;
 
 fn response_samples() -> Vec<(ResponseFrame, &'static str)> {
     vec![
@@ -823,6 +826,7 @@ fn response_samples() -> Vec<(ResponseFrame, &'static str)> {
             ),
             "25000000 16 00 11 fb2c01 07070707070707070707070707070707 01 fc10ff5365 01 02 7231 01 01 02 2b 00",
         ),
+        (ok(23, Response::TokenRenewed { token_expires_at_s: 1_700_003_600 }), "08000000 17 00 12 fc10ff5365"),
     ]
 }
 
@@ -869,9 +873,10 @@ fn event_index(e: &Event) -> u8 {
         Event::MemberCountUpdated { .. } => 4,
         Event::RoomAttributesUpdated { .. } => 5,
         Event::RoomMemberAttributesUpdated { .. } => 6,
+        Event::TokenWillExpire { .. } => 7,
     }
 }
-const EVENT_VARIANTS: u8 = 7;
+const EVENT_VARIANTS: u8 = 8;
 
 fn event_samples() -> Vec<(Event, &'static str)> {
     vec![
@@ -905,6 +910,7 @@ fn event_samples() -> Vec<(Event, &'static str)> {
             },
             "17000000 06 02 7231 01 03 626f62 01 04 73656174 01 33 05 616c696365",
         ),
+        (Event::TokenWillExpire { expires_at_s: 1_700_003_600 }, "06000000 07 fc10ff5365"),
     ]
 }
 

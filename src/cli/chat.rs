@@ -255,6 +255,9 @@ fn describe(e: &Event) -> String {
                 deleted.join(", ")
             )
         }
+        Event::TokenWillExpire { expires_at_s } => {
+            format!("*** the login token expires at {expires_at_s} (Unix seconds)")
+        }
         Event::RoomMemberAttributesUpdated { room_id, members, operated_by } => {
             let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
             format!("[{room_id}] {operated_by} changed member attributes of {}", ids.join(", "))

@@ -405,6 +405,7 @@ fn parse_request(op: &str, p: &mut Params) -> Result<Request, String> {
             user_ids: p.strings("user_ids")?,
         },
         "query_joined_rooms" => Request::QueryJoinedRooms,
+        "renew_token" => Request::RenewToken { token: p.string("token")? },
         "query_history" => {
             let room_id = p.string("room_id")?;
             let anchor = match (p.opt_u64("before_seq")?, p.opt_u64("after_seq")?) {
@@ -612,6 +613,9 @@ pub fn response_fields(r: &Response) -> J {
                 .with("token_expires_at_s", *token_expires_at_s)
                 .with("rooms", J::A(rooms.iter().map(room_recovery).collect()))
         }
+        Response::TokenRenewed { token_expires_at_s } => {
+            J::obj().with("token_expires_at_s", *token_expires_at_s)
+        }
         Response::RoomAttributesChanged { room_id, failed } => J::obj()
             .with("room_id", room_id.as_str())
             .with("failed_keys", J::A(failed.iter().map(attribute_failure).collect())),
@@ -695,6 +699,7 @@ pub fn event(e: &Event) -> J {
             j.push("members", member_attributes(members));
             j.push("operated_by", operated_by.as_str());
         }
+        Event::TokenWillExpire { expires_at_s } => j.push("expires_at_s", *expires_at_s),
     }
     j
 }

@@ -211,6 +211,8 @@ struct Inner {
     events: Mutex<Option<mpsc::Sender<ClientEvent>>>,
     /// Set by logout and close: a lost connection is then not reconnected.
     closing: AtomicBool,
+    /// The token resumption presents (replaced by [`Client::renew_token`]).
+    token: Mutex<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -284,6 +286,7 @@ impl Client {
         cfg: ClientConfig,
     ) -> Result<Client, ClientError> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let cfg_token = cfg.token.clone();
         let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
         let link = open_link(&endpoint, &cfg, &events_tx, &rooms).await?;
         let inner = Arc::new(Inner {
@@ -300,6 +303,7 @@ impl Client {
             rooms,
             events: Mutex::new(Some(events_tx)),
             closing: AtomicBool::new(false),
+            token: Mutex::new(cfg_token),
         });
         let login = Login {
             protocol_version: PROTOCOL_VERSION,
@@ -617,6 +621,19 @@ impl Client {
         }
     }
 
+    /// Replaces the session's token with a fresh one (answer to a `TokenWillExpire` event);
+    /// returns the new expiry. Later resumptions present the new token.
+    pub async fn renew_token(&self, token: &str) -> Result<u64, ClientError> {
+        match self.request(Request::RenewToken { token: token.into() }).await? {
+            Response::TokenRenewed { token_expires_at_s } => {
+                *lock(&self.inner.token) = token.to_string();
+                lock(&self.inner.session).token_expires_at_s = token_expires_at_s;
+                Ok(token_expires_at_s)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Leaves every room, ends the session and closes the connection.
     pub async fn logout(&self) -> Result<(), ClientError> {
         self.inner.closing.store(true, Ordering::SeqCst);
@@ -880,7 +897,7 @@ async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
         protocol_version: PROTOCOL_VERSION,
         user_id: inner.cfg.user_id.clone(),
         user_name: inner.cfg.user_name.clone(),
-        token: inner.cfg.token.clone(),
+        token: lock(&inner.token).clone(),
         session_id: session.session_id,
         resume_secret: session.resume_secret,
         rooms,

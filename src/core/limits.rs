@@ -43,6 +43,8 @@ pub struct Limits {
     /// Seconds a session keeps its rooms after its connection is lost, waiting to be resumed
     /// (0: leave at once).
     pub offline_grace_s: u64,
+    /// Seconds before its token expires that a session gets a `token_will_expire` event.
+    pub token_expiry_warning_s: u64,
     /// Bytes of missed messages replayed on resumption at most (the newest are kept; below the
     /// outbound queue bound so that a replay never makes a slow consumer).
     pub max_replay_bytes: usize,
@@ -87,6 +89,7 @@ impl Default for Limits {
             presence_count_threshold: 500,
             allow_multi_device: false,
             offline_grace_s: 30,
+            token_expiry_warning_s: 30,
             max_replay_bytes: 2 * 1024 * 1024,
             max_replay_messages: 4_096,
             room_attributes_max_keys: 20,

@@ -13,6 +13,7 @@ mod limits;
 mod ratelimit;
 mod resume;
 mod room;
+mod token;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -126,6 +127,9 @@ enum Timer {
     PresenceFlush(RoomKey),
     Destroy(RoomKey),
     Offline(SessionId),
+    /// (session, the token expiry it was armed for)
+    TokenWarning(SessionId, u64),
+    TokenExpiry(SessionId, u64),
 }
 
 /// The room server's state machine. See the module documentation.
@@ -281,6 +285,7 @@ impl Core {
         );
         self.by_conn.insert(conn, id);
         self.by_user.entry(user).or_default().push(id);
+        self.arm_token_timers(now, id, claims.exp);
         Ok(Response::LoggedIn {
             session_id: id,
             resume_secret: secret,
@@ -331,6 +336,7 @@ impl Core {
         };
         let result = match request {
             Request::Login(_) | Request::Resume(_) => Err(err(ErrorCode::AlreadyLoggedIn)),
+            Request::RenewToken { token } => self.renew_token(now, sid, &token),
             Request::Logout => {
                 self.end_session(now, sid, LeaveReason::Left);
                 self.respond(conn, request_id, Ok(Response::LoggedOut));
@@ -966,6 +972,8 @@ impl Core {
             match timer {
                 Timer::PresenceFlush(key) => self.flush_presence(key),
                 Timer::Offline(sid) => self.offline_expired(now, sid, at),
+                Timer::TokenWarning(sid, exp) => self.token_warning(sid, exp),
+                Timer::TokenExpiry(sid, exp) => self.token_expired(now, sid, exp),
                 Timer::Destroy(key) => {
                     let due = self.rooms.get(&key).is_some_and(|r| {
                         r.members.is_empty() && r.destroy_at.is_some_and(|d| d <= now.mono_ms)

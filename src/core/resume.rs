@@ -148,10 +148,13 @@ impl Core {
                 .push_back(Output::Close { conn: old, code: Some(ErrorCode::SessionResumed) });
         }
         s.offline_until = None;
+        let renewed = s.token_exp_s != token_exp_s;
         s.token_exp_s = token_exp_s;
         let (secret, keys) = (s.resume_secret, s.rooms.clone());
         self.by_conn.insert(conn, sid);
-        let _ = now;
+        if renewed {
+            self.arm_token_timers(now, sid, token_exp_s);
+        }
         let mut rooms = Vec::with_capacity(r.rooms.len());
         for key in keys {
             let Some(room) = self.rooms.get_mut(&key) else { continue };

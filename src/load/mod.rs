@@ -11,6 +11,7 @@
 //!
 //! - [`args`]: flags and the resolved configuration, with the bounds every run stays within.
 //! - [`runner`]: connect, publish, receive, drain, count.
+//! - [`schedule`]: the thread that wakes publishers at their intended send times.
 //! - [`stats`]: message stamps, histograms, the per-second timeline, order checks.
 //! - [`report`]: the summary, its table and JSON.
 //! - [`plot`]: the SVG picture of a run.
@@ -20,6 +21,7 @@ pub mod args;
 pub mod plot;
 pub mod report;
 pub mod runner;
+pub mod schedule;
 pub mod server;
 pub mod stats;
 

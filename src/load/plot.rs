@@ -68,7 +68,8 @@ fn draw_inner(s: &Summary, path: &Path) -> Result<(), Box<dyn std::error::Error>
     let lat: Vec<_> = seconds.iter().filter(|b| b.deliveries > 0).collect();
     let y_lo = lat.iter().map(|b| to_ms(b.p50_us)).fold(f64::INFINITY, f64::min);
     let y_hi = lat.iter().map(|b| to_ms(b.max_us)).fold(0.0, f64::max);
-    let (y_lo, y_hi) = if lat.is_empty() { (0.01, 10.0) } else { (y_lo / 2.0, y_hi * 2.0) };
+    // Headroom above the largest value for the legend.
+    let (y_lo, y_hi) = if lat.is_empty() { (0.01, 10.0) } else { (y_lo / 1.5, y_hi * 5.0) };
     let y_lo = y_lo.max(0.001);
     let y_hi = y_hi.max(y_lo * 10.0);
     let mut chart = ChartBuilder::on(&upper)
@@ -76,7 +77,10 @@ fn draw_inner(s: &Summary, path: &Path) -> Result<(), Box<dyn std::error::Error>
         .margin(12)
         .x_label_area_size(32)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, (y_lo..y_hi).log_scale())?;
+        .build_cartesian_2d(
+            0f64..x_max,
+            (y_lo..y_hi).log_scale().with_key_points(key_points(y_lo, y_hi)),
+        )?;
     chart
         .configure_mesh()
         .x_desc("seconds since the start of sending")
@@ -104,7 +108,7 @@ fn draw_inner(s: &Summary, path: &Path) -> Result<(), Box<dyn std::error::Error>
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::UpperMiddle)
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
         .label_font((FONT, 13))
@@ -112,7 +116,7 @@ fn draw_inner(s: &Summary, path: &Path) -> Result<(), Box<dyn std::error::Error>
 
     // Deliveries per second against what the offered load should give.
     let offered = offered_per_s(s);
-    let d_hi = seconds.iter().map(|b| b.deliveries as f64).fold(offered, f64::max).max(1.0) * 1.2;
+    let d_hi = seconds.iter().map(|b| b.deliveries as f64).fold(offered, f64::max).max(1.0) * 1.45;
     let mut chart = ChartBuilder::on(&lower)
         .caption("Deliveries per second", (FONT, 16))
         .margin(12)
@@ -146,7 +150,7 @@ fn draw_inner(s: &Summary, path: &Path) -> Result<(), Box<dyn std::error::Error>
         });
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::UpperMiddle)
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
         .label_font((FONT, 13))
@@ -190,6 +194,22 @@ fn offered_per_s(s: &Summary) -> f64 {
     }
     let members_per_room = s.connections as f64 / c.rooms as f64;
     c.rate * c.rooms as f64 * (members_per_room - 1.0).max(0.0)
+}
+
+/// Tick values 1-2-5 per decade within the range (log axes otherwise crowd their labels).
+fn key_points(lo: f64, hi: f64) -> Vec<f64> {
+    let mut v = Vec::new();
+    let mut decade = 10f64.powi(lo.log10().floor() as i32);
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let x = decade * m;
+            if x >= lo && x <= hi {
+                v.push(x);
+            }
+        }
+        decade *= 10.0;
+    }
+    v
 }
 
 fn ms(us: u64) -> String {

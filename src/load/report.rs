@@ -61,9 +61,9 @@ pub struct Summary {
     pub deliveries_per_s: f64,
     /// Latency from the intended send time to arrival, measured window only, microseconds.
     pub latency_us: LatencySummary,
-    /// How late the harness itself queued each send after its intended time (timer
-    /// granularity, scheduling), microseconds; part of `latency_us`, shown so it can be told
-    /// apart from the server's share.
+    /// How late the harness itself queued each send of the measured window after its intended
+    /// time (timer slack, scheduling), microseconds; part of `latency_us`, shown so that the
+    /// harness's share can be told apart from the server's.
     pub send_lag_us: LatencySummary,
     /// Server CPU seconds (user + system) during the measured window.
     pub server_cpu_s: Option<f64>,
@@ -150,7 +150,7 @@ impl NetsimSummary {
 }
 
 impl Summary {
-    /// Fills `problems` from the counters: duplicates, reordering, send errors, connection
+    /// Adds to `problems` from the counters: duplicates, reordering, send errors, connection
     /// failures, and loss unless the priority is low (best effort).
     pub fn judge(&mut self) {
         let mut p = Vec::new();
@@ -177,7 +177,7 @@ impl Summary {
         if self.reconnects > 0 {
             p.push(format!("{} connections ended early", self.reconnects));
         }
-        self.problems = p;
+        self.problems.extend(p);
     }
 
     /// 0 when the run had no problems, 1 otherwise.

@@ -18,11 +18,13 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::args::{LoadConfig, Trust};
 use super::report::{NetsimSummary, Summary};
+use super::schedule::{Schedule, Slot, Tick};
 use super::server::{self, SpawnedServer, CLOCK_TICKS_PER_S};
 use super::stats::{
     decode_body, encode_body, latency_histogram, record, Counters, LatencySummary, LocalSecond,
@@ -40,6 +42,8 @@ const CONNECT_ATTEMPTS: u32 = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Token lifetime: longer than any bounded run.
 const TOKEN_TTL_S: u64 = 2 * 3600;
+/// Seconds the drain goes on after the last expected delivery, for late duplicates.
+const DUPLICATE_GRACE_S: f64 = 0.5;
 /// Send errors kept as samples.
 const ERROR_SAMPLES: usize = 5;
 
@@ -557,28 +561,33 @@ async fn fanout(
         }));
     }
 
-    // Publishers: the first `p` members of each room, each with a seeded random phase.
+    // Publishers: the first `p` members of each room, each with a seeded random phase, woken
+    // by the schedule thread at their intended times.
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut publishers = Vec::new();
+    let mut slots = Vec::new();
     for m in members.iter().filter(|m| m.index < p) {
-        let recipients = room_size[m.room].saturating_sub(1);
-        let phase = rng.gen_range(0.0..1.0) / rate_p;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        slots.push(Slot { phase_s: rng.gen_range(0.0..1.0) / rate_p, rate: rate_p, ticks: tx });
         let job = Publisher {
             client: m.client.clone(),
             room_id: m.room_id.clone(),
             publisher: (m.room * p + m.index) as u32,
-            rate: rate_p,
-            phase,
-            send_s,
             size: cfg.body_size(),
             priority: cfg.priority,
-            recipients,
+            recipients: room_size[m.room].saturating_sub(1),
             t0,
+            warmup_ns,
             deadline,
             counters: counters.clone(),
             errors: errors.clone(),
         };
-        publishers.push(tokio::spawn(job.run()));
+        publishers.push(tokio::spawn(job.run(rx)));
+    }
+    // If the thread cannot start, the publishers' channels close and nothing is sent.
+    let schedule = Schedule::start(t0.into_std(), send_s, slots);
+    if let Err(e) = &schedule {
+        summary.problems.push(format!("the send schedule thread did not start: {e}"));
     }
 
     // Rebinds through the simulator, at their times after t0.
@@ -596,6 +605,8 @@ async fn fanout(
     let cpu = || (server_pid.and_then(|p| server::cpu_ticks(Some(p))), server::cpu_ticks(None));
     let mut last = (Instant::now(), 0u64);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let grace = Duration::from_secs_f64(cfg.drain_s.min(DUPLICATE_GRACE_S));
+    let mut complete_at = None;
     loop {
         tick.tick().await;
         let now = Instant::now();
@@ -631,15 +642,21 @@ async fn fanout(
         if now >= deadline {
             break;
         }
-        // Done early once every publisher is finished and every expected delivery is in.
-        if now >= send_end
+        // Done early once every publisher is finished and every expected delivery is in, after
+        // a short grace in which late duplicates would still be seen.
+        if complete_at.is_none()
+            && now >= send_end
             && publishers.iter().all(|h| h.is_finished())
             && delivered >= Counters::read(&counters.expected)
         {
+            complete_at = Some(now);
+        }
+        if complete_at.is_some_and(|c| now >= c + grace) {
             break;
         }
     }
     pb.finish_and_clear();
+    drop(schedule);
     let _ = stop_tx.send(true);
 
     let mut unacked = 0;
@@ -705,13 +722,11 @@ struct Publisher {
     client: Arc<Client>,
     room_id: String,
     publisher: u32,
-    rate: f64,
-    phase: f64,
-    send_s: f64,
     size: usize,
     priority: Priority,
     recipients: u64,
     t0: Instant,
+    warmup_ns: u64,
     deadline: Instant,
     counters: Arc<Counters>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -720,28 +735,28 @@ struct Publisher {
 impl Publisher {
     /// Sends until the end of the measured window, then waits (until the drain deadline) for
     /// the acks still in flight. Returns how many never came, and how late each send left.
-    async fn run(self) -> (u64, Histogram<u64>) {
+    async fn run(self, mut ticks: UnboundedReceiver<Tick>) -> (u64, Histogram<u64>) {
         let mut inflight = FuturesUnordered::new();
         let mut lag = latency_histogram();
-        let mut k = 0u64;
         loop {
-            let intended_s = self.phase + k as f64 / self.rate;
-            if intended_s >= self.send_s {
-                break;
-            }
-            let at = self.t0 + Duration::from_secs_f64(intended_s);
-            // Wait for the intended time, handling acks meanwhile; if it has passed already
-            // (the harness fell behind), send at once: the latency will show it.
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = tokio::time::sleep_until(at) => break,
-                    Some(r) = inflight.next(), if !inflight.is_empty() => self.acked(r),
+            // Sends first; acks are handled while waiting for the next tick.
+            let tick = tokio::select! {
+                biased;
+                t = ticks.recv() => match t {
+                    Some(t) => t,
+                    None => break,
+                },
+                Some(r) = inflight.next(), if !inflight.is_empty() => {
+                    self.acked(r);
+                    continue;
                 }
+            };
+            let at = self.t0 + Duration::from_nanos(tick.intended_ns);
+            if tick.intended_ns >= self.warmup_ns {
+                record(&mut lag, Instant::now().saturating_duration_since(at).as_micros() as u64);
             }
-            record(&mut lag, Instant::now().saturating_duration_since(at).as_micros() as u64);
             let stamp =
-                Stamp { intended_ns: (intended_s * 1e9) as u64, publisher: self.publisher, k };
+                Stamp { intended_ns: tick.intended_ns, publisher: self.publisher, k: tick.k };
             let body =
                 MessageBody::Custom { sub_type: SUB_TYPE, data: encode_body(stamp, self.size) };
             let (client, room, prio) = (self.client.clone(), self.room_id.clone(), self.priority);
@@ -753,7 +768,6 @@ impl Publisher {
                 std::task::Poll::Ready(r) => self.acked(r),
                 std::task::Poll::Pending => inflight.push(send),
             }
-            k += 1;
         }
         let drain = async {
             while let Some(r) = inflight.next().await {

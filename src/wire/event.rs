@@ -76,6 +76,12 @@ pub enum Event {
         /// Who made the change.
         operated_by: String,
     },
+    /// The session's token expires soon (30 s by default): send RenewToken with a fresh one,
+    /// or the session ends with `token_expired` (2002) at `expires_at_s`.
+    TokenWillExpire {
+        /// The expiry, Unix seconds.
+        expires_at_s: u64,
+    },
 }
 
 impl Event {
@@ -89,6 +95,7 @@ impl Event {
             Event::MemberCountUpdated { .. } => "member_count_updated",
             Event::RoomAttributesUpdated { .. } => "room_attributes_updated",
             Event::RoomMemberAttributesUpdated { .. } => "room_member_attributes_updated",
+            Event::TokenWillExpire { .. } => "token_will_expire",
         }
     }
 }

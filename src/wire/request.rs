@@ -194,6 +194,11 @@ pub enum Request {
     },
     /// Continue a session after a lost connection (instead of Login, as a first request).
     Resume(Resume),
+    /// Replace the session's token with a fresh one for the same user before it expires.
+    RenewToken {
+        /// The new token.
+        token: String,
+    },
 }
 
 impl Request {
@@ -222,6 +227,7 @@ impl Request {
             Request::QueryRoomMembersAttributes { .. } => "query_room_members_attributes",
             Request::QueryRoomMemberAttributesList { .. } => "query_room_member_attributes_list",
             Request::Resume(_) => "resume",
+            Request::RenewToken { .. } => "renew_token",
         }
     }
 }

@@ -187,4 +187,9 @@ pub enum Response {
         /// One entry per room named in the request.
         rooms: Vec<RoomRecovery>,
     },
+    /// Answer to RenewToken.
+    TokenRenewed {
+        /// The new token's expiry, Unix seconds.
+        token_expires_at_s: u64,
+    },
 }
