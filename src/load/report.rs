@@ -80,13 +80,16 @@ pub struct Summary {
     pub load_cpu_total_s: f64,
     /// Load generator CPU microseconds per measured delivery.
     pub load_cpu_us_per_delivery: Option<f64>,
-    /// Connections that ended before the run did (each needs a reconnect).
+    /// Connections lost during the run (each needed a reconnect): the client library's
+    /// `Reconnecting` events, and `Disconnected` ones it did not try to recover from.
     pub reconnects: u64,
-    /// Sessions resumed after a reconnect (the client library has no resumption yet: 0).
+    /// Sessions that ended for good before the run did (`Disconnected`).
+    pub disconnects: u64,
+    /// Reconnects that resumed (`Resumed` events).
     pub resumed: u64,
-    /// Messages recovered after a resumption (0 until the client library reports them).
+    /// Messages the server replayed after resumptions (sum of the rooms' `replayed`).
     pub recovered_messages: u64,
-    /// Why connections ended early, with counts.
+    /// Why connections were lost or ended, with counts.
     pub disconnect_reasons: BTreeMap<String, u64>,
     /// Host UDP receive-buffer drops during the run (/proc/net/snmp RcvbufErrors).
     pub udp_rcvbuf_errors: Option<u64>,
@@ -174,8 +177,8 @@ impl Summary {
                 p.push("nothing was delivered".to_string());
             }
         }
-        if self.reconnects > 0 {
-            p.push(format!("{} connections ended early", self.reconnects));
+        if self.disconnects > 0 {
+            p.push(format!("{} sessions ended before the run did", self.disconnects));
         }
         self.problems.extend(p);
     }
@@ -351,10 +354,11 @@ impl Summary {
             &mut t,
             "reconnects",
             format!(
-                "{} (resumed {}, recovered messages {}){}",
+                "{} (resumed {}, recovered messages {}, ended {}){}",
                 self.reconnects,
                 self.resumed,
                 self.recovered_messages,
+                self.disconnects,
                 if self.disconnect_reasons.is_empty() {
                     String::new()
                 } else {

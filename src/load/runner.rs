@@ -34,7 +34,7 @@ use crate::auth::KeySet;
 use crate::certs;
 use crate::client::{Client, ClientConfig, ClientError, ClientEvent, SendAck};
 use crate::netsim::{parse_spec, Proxy, ProxyConfig};
-use crate::wire::{Event, MessageBody, Priority, RoomConfig, RoomInfo};
+use crate::wire::{Event, MessageBody, Priority, RoomConfig, RoomInfo, RoomMessage};
 
 /// Attempts to connect, log in and enter the room, per member.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -63,7 +63,57 @@ struct Received {
     out_of_order: u64,
     foreign: u64,
     latency: Histogram<u64>,
-    disconnected: Option<String>,
+    sessions: SessionTally,
+}
+
+/// What a member's session went through: lost connections, resumptions, replayed messages.
+#[derive(Debug, Default)]
+struct SessionTally {
+    reconnects: u64,
+    resumed: u64,
+    recovered: u64,
+    ended: u64,
+    reasons: BTreeMap<String, u64>,
+    reconnecting: bool,
+}
+
+impl SessionTally {
+    /// Notes a session event; returns the room message when it is one.
+    fn on_event(&mut self, e: ClientEvent) -> Option<RoomMessage> {
+        match e {
+            ClientEvent::Event(Event::RoomMessage(m)) => return Some(m),
+            ClientEvent::Reconnecting { reason } => {
+                self.reconnects += 1;
+                self.reconnecting = true;
+                *self.reasons.entry(format!("lost: {reason}")).or_default() += 1;
+            }
+            ClientEvent::Resumed { rooms, .. } => {
+                self.resumed += 1;
+                self.reconnecting = false;
+                self.recovered += rooms.iter().map(|r| u64::from(r.replayed)).sum::<u64>();
+            }
+            ClientEvent::Disconnected { code, reason } => {
+                // A loss the library did not try to recover from still needed a reconnect.
+                if !self.reconnecting {
+                    self.reconnects += 1;
+                }
+                self.ended += 1;
+                *self.reasons.entry(format!("ended ({code:?}): {reason}")).or_default() += 1;
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn add_to(self, s: &mut Summary) {
+        s.reconnects += self.reconnects;
+        s.resumed += self.resumed;
+        s.recovered_messages += self.recovered;
+        s.disconnects += self.ended;
+        for (k, v) in self.reasons {
+            *s.disconnect_reasons.entry(k).or_default() += v;
+        }
+    }
 }
 
 /// Runs the load described by `cfg` and returns its summary; writes the JSON summary and the
@@ -344,6 +394,7 @@ async fn drive(
         load_cpu_total_s: 0.0,
         load_cpu_us_per_delivery: None,
         reconnects: 0,
+        disconnects: 0,
         resumed: 0,
         recovered_messages: 0,
         disconnect_reasons: BTreeMap::new(),
@@ -416,27 +467,18 @@ async fn hold_connections(
     }
     let t0 = Instant::now();
     let cpu0 = (server_pid.and_then(|p| server::cpu_ticks(Some(p))), server::cpu_ticks(None));
-    let disconnected = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let deadline = t0 + Duration::from_secs_f64(cfg.duration_s);
     let mut tasks = Vec::with_capacity(members.len());
     for m in members {
-        let (client, disconnected) = (m.client.clone(), disconnected.clone());
+        let client = m.client.clone();
         tasks.push(tokio::spawn(async move {
-            // Reads (and discards) presence events so that nothing backs up; notes early ends.
-            loop {
-                match tokio::time::timeout_at(deadline, client.next_event()).await {
-                    Err(_) | Ok(None) => break,
-                    Ok(Some(ClientEvent::Disconnected { code, reason })) => {
-                        let key = format!("{code:?}: {reason}");
-                        *disconnected
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry(key)
-                            .or_default() += 1;
-                    }
-                    Ok(Some(_)) => {}
-                }
+            // Reads (and discards) presence events so that nothing backs up; notes lost
+            // connections.
+            let mut tally = SessionTally::default();
+            while let Ok(Some(e)) = tokio::time::timeout_at(deadline, client.next_event()).await {
+                tally.on_event(e);
             }
+            tally
         }));
     }
     let pb = progress_bar(cfg, (cfg.duration_s * 1000.0) as u64, "{msg:12} [{bar:40}] {elapsed}");
@@ -447,7 +489,9 @@ async fn hold_connections(
     }
     pb.finish_and_clear();
     for t in tasks {
-        let _ = t.await;
+        if let Ok(tally) = t.await {
+            tally.add_to(summary);
+        }
     }
     if let (Some(a), Some(b)) = (cpu0.0, server_pid.and_then(|p| server::cpu_ticks(Some(p)))) {
         summary.server_cpu_s = Some(b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S);
@@ -456,9 +500,6 @@ async fn hold_connections(
         summary.load_cpu_s = b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S;
     }
     summary.server_rss_peak_bytes = server_pid.and_then(|p| server::rss_peak_bytes(Some(p)));
-    let d = std::mem::take(&mut *disconnected.lock().unwrap_or_else(|e| e.into_inner()));
-    summary.reconnects = d.values().sum();
-    summary.disconnect_reasons = d;
     t0
 }
 
@@ -507,7 +548,7 @@ async fn fanout(
                 out_of_order: 0,
                 foreign: 0,
                 latency: latency_histogram(),
-                disconnected: None,
+                sessions: SessionTally::default(),
             };
             loop {
                 let ev = tokio::select! {
@@ -515,15 +556,8 @@ async fn fanout(
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = stop.changed() => break,
                 };
-                let m = match ev {
-                    None => break,
-                    Some(ClientEvent::Event(Event::RoomMessage(m))) => m,
-                    Some(ClientEvent::Disconnected { code, reason }) => {
-                        r.disconnected = Some(format!("{code:?}: {reason}"));
-                        continue;
-                    }
-                    Some(_) => continue,
-                };
+                let Some(ev) = ev else { break };
+                let Some(m) = r.sessions.on_event(ev) else { continue };
                 let arrival_ns = t0.elapsed().as_nanos() as u64;
                 let stamp = match &m.body {
                     MessageBody::Custom { sub_type, data } if *sub_type == SUB_TYPE => {
@@ -677,10 +711,7 @@ async fn fanout(
         summary.out_of_order += r.out_of_order;
         summary.foreign_messages += r.foreign;
         let _ = latency.add(&r.latency);
-        if let Some(reason) = r.disconnected {
-            summary.reconnects += 1;
-            *summary.disconnect_reasons.entry(reason).or_default() += 1;
-        }
+        r.sessions.add_to(summary);
     }
     summary.sent = Counters::read(&counters.sent);
     summary.acked = Counters::read(&counters.acked);

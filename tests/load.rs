@@ -1,0 +1,163 @@
+//! The load harness end to end: a short fan-out through the network simulator, the `huddle load`
+//! command with a spawned server and its JSON summary, and a connections-only run.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use huddle::load::{run_with, LoadConfig, Trust};
+use huddle::wire::Priority;
+
+async fn server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.limits.rate_limit_per_s = 0;
+        c.transport.max_connections_per_ip = 0;
+    })
+    .await
+}
+
+fn config_for(server: &TestServer) -> LoadConfig {
+    LoadConfig {
+        server: Some(server.addr),
+        trust: Some(Trust {
+            ca: server.ca.clone(),
+            keys: server.keys.clone(),
+            key_id: KEY_ID.into(),
+        }),
+        ..LoadConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_through_5_percent_loss_is_exactly_once_in_order() {
+    let server = server().await;
+    let seed = 7;
+    let cfg = LoadConfig {
+        rooms: 2,
+        members: 5,
+        rate: 50.0,
+        priority: Priority::Medium,
+        warmup_s: 1.0,
+        duration_s: 2.0,
+        drain_s: 8.0,
+        seed,
+        netsim: Some("loss=0.05,delay-ms=5,jitter-ms=3".into()),
+        ..config_for(&server)
+    };
+    let s = run_with(cfg).await.unwrap();
+    let ctx = format!("seed {seed}:\n{}", s.table());
+    assert_eq!(s.connections, 10, "{ctx}");
+    assert_eq!(s.connect_failures, 0, "{ctx}");
+    assert_eq!(s.sent, 300, "2 rooms x 50/s x 3 s: {ctx}");
+    assert_eq!(s.acked, s.sent, "{ctx}");
+    assert_eq!(s.expected_deliveries, s.acked * 4, "{ctx}");
+    assert!(s.deliveries > 0, "{ctx}");
+    assert_eq!(s.deliveries, s.expected_deliveries, "{ctx}");
+    assert_eq!((s.lost, s.duplicates, s.out_of_order), (0, 0, 0), "{ctx}");
+    assert_eq!(s.send_errors, 0, "{ctx}");
+    assert_eq!(s.latency_us.count, s.measured_deliveries, "{ctx}");
+    assert!(s.measured_deliveries > 0 && s.measured_deliveries < s.deliveries, "{ctx}");
+    let net = s.netsim.as_ref().expect("netsim counters");
+    assert!(net.to_client_dropped + net.to_server_dropped > 0, "the link lost nothing: {ctx}");
+    assert!(s.problems.is_empty(), "{ctx}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_only_counts_connections_and_connect_time() {
+    let server = server().await;
+    let cfg = LoadConfig {
+        rooms: 2,
+        members: 4,
+        duration_s: 0.5,
+        connections_only: true,
+        connections_per_endpoint: 3,
+        // The server runs in this process, so this process's memory is the server's.
+        server_pid: Some(std::process::id()),
+        ..config_for(&server)
+    };
+    let s = run_with(cfg).await.unwrap();
+    assert_eq!(s.mode, "connections_only");
+    assert_eq!((s.connections, s.connect_failures, s.endpoints), (8, 0, 3), "{}", s.table());
+    assert!(s.handshakes_per_s > 0.0);
+    assert!(s.connect_us.count == 8 && s.connect_us.p99 > 0);
+    assert!(s.server_rss_per_connection_bytes.is_some());
+    assert_eq!(s.sent, 0);
+    assert!(s.problems.is_empty(), "{}", s.table());
+    server.stop().await;
+}
+
+#[test]
+fn load_command_spawns_a_server_and_writes_every_summary_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("summary.json");
+    let svg = dir.path().join("plot.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_huddle"))
+        .args(["load", "--spawn-server", "--rooms", "1", "--members", "3", "--rate", "40"])
+        .args(["--warmup", "0.5", "--duration", "1", "--drain", "5", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("deliveries") && stdout.contains("result             ok"), "{stdout}");
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for field in [
+        "deliveries",
+        "expected_deliveries",
+        "lost",
+        "duplicates",
+        "out_of_order",
+        "deliveries_per_s",
+        "latency_us",
+        "server_cpu_s",
+        "server_rss_bytes",
+        "server_cpu_us_per_delivery",
+        "load_cpu_s",
+        "reconnects",
+        "disconnects",
+        "resumed",
+        "recovered_messages",
+        "send_errors",
+        "config",
+        "timeline",
+        "udp_rcvbuf_errors",
+    ] {
+        assert!(v.get(field).is_some(), "{field} missing from {v:#}");
+    }
+    for p in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(v["latency_us"][p].is_u64(), "latency_us.{p} in {v:#}");
+    }
+    for c in [
+        "rooms",
+        "members",
+        "publishers_per_room",
+        "rate",
+        "size",
+        "priority",
+        "warmup_s",
+        "duration_s",
+        "seed",
+        "spawn_server",
+    ] {
+        assert!(v["config"].get(c).is_some(), "config.{c} missing from {v:#}");
+    }
+    // A spawned server's pid is known, so its cost is measured.
+    assert!(v["server_pid"].is_u64(), "{v:#}");
+    assert!(v["server_cpu_s"].is_f64(), "{v:#}");
+    assert!(v["server_rss_bytes"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(v["server_cpu_us_per_delivery"].is_f64(), "{v:#}");
+    assert_eq!(v["expected_deliveries"], 120, "1 room x 40/s x 1.5 s x 2 recipients: {v:#}");
+    assert_eq!(v["deliveries"], v["expected_deliveries"]);
+    assert_eq!(v["resumed"], 0);
+    assert_eq!(v["config"]["priority"], "medium");
+
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("<svg") && plot.contains("Deliveries per second"), "{plot:.200}");
+}
