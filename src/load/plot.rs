@@ -60,6 +60,13 @@ fn draw_inner(s: &Summary, path: &Path) -> Result<(), Box<dyn std::error::Error>
         (format!("FAILED: {}", s.problems.join("; ")), RGBColor(190, 20, 20))
     };
     head.draw(&Text::new(verdict.0, (16, 58), (FONT, 13).into_font().color(&verdict.1)))?;
+    if let Some(spec) = &cfg.netsim {
+        head.draw(&Text::new(
+            format!("through netsim: {spec}"),
+            (WIDTH as i32 / 2, 58),
+            (FONT, 13).into_font(),
+        ))?;
+    }
 
     let (upper, lower) = body.split_vertically((HEIGHT - 78) * 58 / 100);
 
@@ -233,11 +240,32 @@ fn format_ms(v: f64) -> String {
 }
 
 fn format_count(v: f64) -> String {
+    let short = |x: f64, unit: &str| {
+        if (x - x.round()).abs() < 1e-6 {
+            format!("{x:.0}{unit}")
+        } else {
+            format!("{x:.1}{unit}")
+        }
+    };
     if v >= 1e6 {
-        format!("{:.1}M", v / 1e6)
+        short(v / 1e6, "M")
     } else if v >= 1e3 {
-        format!("{:.0}k", v / 1e3)
+        short(v / 1e3, "k")
     } else {
         format!("{v:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_labels_are_distinct() {
+        assert_eq!(format_count(1500.0), "1.5k");
+        assert_eq!(format_count(2000.0), "2k");
+        assert_eq!(format_count(250.0), "250");
+        assert_eq!(format_count(1_250_000.0), "1.2M");
+        assert_eq!(key_points(0.3, 30.0), vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0]);
     }
 }

@@ -204,7 +204,7 @@ impl Summary {
             );
         }
         format!(
-            "{} room{} x {} members, {} publisher{}/room, {} msg/s per room, {} B, {}, {} s warm-up + {} s{}",
+            "{} room{} x {} members, {} publisher{}/room, {} msg/s per room, {} B, {}, {} s warm-up + {} s",
             c.rooms,
             if c.rooms == 1 { "" } else { "s" },
             c.members,
@@ -215,7 +215,6 @@ impl Summary {
             c.priority.name(),
             c.warmup_s,
             c.duration_s,
-            c.netsim.as_deref().map(|s| format!(", netsim {s}")).unwrap_or_default(),
         )
     }
 
@@ -371,7 +370,8 @@ impl Summary {
                 &mut t,
                 "netsim",
                 format!(
-                    "to server {} of {} dropped, to clients {} of {} dropped, {} rebinds",
+                    "{}: to server {} of {} dropped, to clients {} of {} dropped, {} rebinds",
+                    n.spec,
                     n.to_server_dropped,
                     n.to_server_offered,
                     n.to_client_dropped,

@@ -266,7 +266,7 @@ async fn drive(
     let now_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
 
     // Connect and log in (timed: handshakes/s, connect time), then enter the rooms.
-    let pb = progress_bar(cfg, n as u64, "{msg:12} [{bar:40}] {pos}/{len} ({per_sec})");
+    let pb = progress_bar(cfg, n as u64, "{msg:10} {pos}/{len} {elapsed} [{wide_bar}]");
     pb.set_message("connecting");
     say(&pb, cfg, &format!("connecting {n} members over {endpoints} endpoints to {connect_addr}"));
     let connect_start = Instant::now();
@@ -319,7 +319,7 @@ async fn drive(
     let handshakes_per_s = connected as f64 / connect_elapsed.max(1e-9);
     pb.finish_and_clear();
 
-    let pb = progress_bar(cfg, connected as u64, "{msg:12} [{bar:40}] {pos}/{len}");
+    let pb = progress_bar(cfg, connected as u64, "{msg:10} {pos}/{len} {elapsed} [{wide_bar}]");
     pb.set_message("joining");
     let mut members: Vec<Member> = Vec::with_capacity(connected);
     {
@@ -481,7 +481,7 @@ async fn hold_connections(
             tally
         }));
     }
-    let pb = progress_bar(cfg, (cfg.duration_s * 1000.0) as u64, "{msg:12} [{bar:40}] {elapsed}");
+    let pb = progress_bar(cfg, (cfg.duration_s * 1000.0) as u64, "{msg:10} {elapsed} [{wide_bar}]");
     pb.set_message("holding");
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -631,7 +631,7 @@ async fn fanout(
 
     // Progress, the measured window's samples, and the end of the drain.
     let total_ms = ((send_s + cfg.drain_s) * 1000.0) as u64;
-    let pb = progress_bar(cfg, total_ms, "{msg:12} [{bar:30}] {elapsed:>4} sent {prefix}");
+    let pb = progress_bar(cfg, total_ms, "{msg:9} {elapsed:>3} {prefix} [{wide_bar}]");
     pb.set_message("warm-up");
     let window_start = t0 + Duration::from_secs_f64(cfg.warmup_s);
     let mut at_window_start = None;
@@ -666,7 +666,7 @@ async fn fanout(
         if now.duration_since(last.0) >= Duration::from_millis(500) {
             let rate = (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
             pb.set_prefix(format!(
-                "{} acked {} deliveries {delivered} ({rate:.0}/s)",
+                "sent {} acked {} delivered {delivered} ({rate:.0}/s)",
                 Counters::read(&counters.sent),
                 Counters::read(&counters.acked)
             ));
