@@ -97,6 +97,12 @@ pub struct Summary {
     pub udp_sndbuf_errors: Option<u64>,
     /// Host UDP receive errors during the run (all causes).
     pub udp_in_errors: Option<u64>,
+    /// Datagrams the server's socket dropped in the kernel (/proc/net/udp; a local server only).
+    pub server_socket_drops: Option<u64>,
+    /// Datagrams the load generator's client sockets dropped in the kernel.
+    pub client_socket_drops: Option<u64>,
+    /// Datagrams the network simulator's listening socket dropped in the kernel.
+    pub netsim_socket_drops: Option<u64>,
     /// Packets the client connections declared lost (QUIC loss detection, client side).
     pub client_lost_packets: u64,
     /// Packets the client connections sent.
@@ -347,6 +353,18 @@ impl Summary {
                 opt(self.udp_in_errors),
                 self.client_lost_packets,
                 self.client_sent_packets
+            ),
+        );
+        row(
+            &mut t,
+            "socket drops",
+            format!(
+                "server {}  clients {}{}",
+                opt(self.server_socket_drops),
+                opt(self.client_socket_drops),
+                self.netsim_socket_drops
+                    .map(|d| format!("  netsim listener {d}"))
+                    .unwrap_or_default()
             ),
         );
         row(

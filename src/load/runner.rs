@@ -199,6 +199,7 @@ async fn drive(
 ) -> Result<Summary> {
     let run_start_cpu = server::cpu_ticks(None);
     let udp_before = server::udp_counters();
+    let server_drops_before = server::udp_socket_drops().get(&server_addr.port()).copied();
     let rss_before = server_pid.and_then(|p| server::rss_bytes(Some(p)));
 
     // The network simulator, if asked for, sits between every member and the server.
@@ -401,6 +402,9 @@ async fn drive(
         udp_rcvbuf_errors: None,
         udp_sndbuf_errors: None,
         udp_in_errors: None,
+        server_socket_drops: None,
+        client_socket_drops: None,
+        netsim_socket_drops: None,
         client_lost_packets: 0,
         client_sent_packets: 0,
         client_max_rtt_us: 0,
@@ -417,7 +421,22 @@ async fn drive(
             .await
     };
 
-    // Client-side transport counters, then close everything.
+    // Per-socket kernel drops (the client sockets are this run's, so their counters are this
+    // run's), then client-side transport counters, then close everything.
+    let drops = server::udp_socket_drops();
+    if server_addr.ip().is_loopback() {
+        // An external server's counter runs from its start: count this run's part.
+        summary.server_socket_drops = drops
+            .get(&server_addr.port())
+            .map(|d| d.saturating_sub(server_drops_before.unwrap_or(0)));
+    }
+    let client_ports: Vec<u16> =
+        eps.iter().filter_map(|e| e.local_addr().ok()).map(|a| a.port()).collect();
+    summary.client_socket_drops =
+        Some(client_ports.iter().filter_map(|p| drops.get(p)).sum::<u64>());
+    if proxy.is_some() {
+        summary.netsim_socket_drops = drops.get(&connect_addr.port()).copied();
+    }
     for m in &members {
         let s = m.client.connection().stats();
         summary.client_lost_packets += s.path.lost_packets;

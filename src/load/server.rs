@@ -1,6 +1,7 @@
 //! The server under test when the harness starts it, and what /proc says about processes and
 //! the host's UDP stack.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -199,6 +200,32 @@ pub fn rss_peak_bytes(pid: Option<u32>) -> Option<u64> {
     status_bytes(pid, "VmHWM:")
 }
 
+/// Datagrams each local UDP port's socket dropped (full receive buffer and other causes), from
+/// /proc/net/udp and /proc/net/udp6: a drop counter per socket, so it tells whose buffer
+/// overflowed.
+pub fn udp_socket_drops() -> HashMap<u16, u64> {
+    let mut drops = HashMap::new();
+    for path in ["/proc/net/udp", "/proc/net/udp6"] {
+        if let Ok(text) = fs::read_to_string(path) {
+            for (port, n) in parse_socket_drops(&text) {
+                *drops.entry(port).or_default() += n;
+            }
+        }
+    }
+    drops
+}
+
+fn parse_socket_drops(text: &str) -> Vec<(u16, u64)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            Some((port, f.last()?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The host's UDP counters (this network namespace), from /proc/net/snmp.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UdpCounters {
@@ -242,6 +269,13 @@ mod tests {
             Some("127.0.0.1:4567".parse().unwrap())
         );
         assert_eq!(parse_listening("something else"), None);
+    }
+
+    #[test]
+    fn parses_socket_drops() {
+        let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+             1: 0100007F:D3B5 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 123 2 0000000000000000 17\n";
+        assert_eq!(parse_socket_drops(text), vec![(0xD3B5, 17)]);
     }
 
     #[test]
