@@ -72,7 +72,9 @@ impl ClientConfig {
             user_id: user_id.into(),
             user_name: String::new(),
             token: token.into(),
-            keep_alive: Duration::from_secs(10),
+            // Short enough that a member who only listens tells the server its new address soon
+            // after a NAT rebinding, and well under the ~30 s UDP NAT timeouts of mobile networks.
+            keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             reconnect_for: Duration::from_secs(60),
         }

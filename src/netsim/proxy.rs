@@ -136,7 +136,7 @@ impl Shared {
         let bind: SocketAddr = if self.cfg.upstream.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" }
             .parse()
             .map_err(|_| io::Error::other("bad bind address"))?;
-        let sock = Arc::new(UdpSocket::bind(bind).await?);
+        let sock = Arc::new(bind_udp(bind)?);
         let (me, s) = (self.clone(), sock.clone());
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -165,7 +165,7 @@ impl Shared {
 impl Proxy {
     /// Binds the listening socket and starts proxying.
     pub async fn start(cfg: ProxyConfig) -> io::Result<Proxy> {
-        let listen = Arc::new(UdpSocket::bind(cfg.listen).await?);
+        let listen = Arc::new(bind_udp(cfg.listen)?);
         let local_addr = listen.local_addr()?;
         let (delayed_tx, mut delayed_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -284,6 +284,17 @@ impl Drop for Proxy {
             let _ = s.send(());
         }
     }
+}
+
+/// Socket buffer size of the proxy's sockets: large, so that the only losses are the model's.
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Binds a UDP socket with large buffers (the kernel's default drops bursts at high rates).
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let std = std::net::UdpSocket::bind(addr)?;
+    crate::server::set_socket_buffers(&std, SOCKET_BUFFER_BYTES);
+    std.set_nonblocking(true)?;
+    UdpSocket::from_std(std)
 }
 
 fn add(total: &mut LinkStats, s: &LinkStats) {
