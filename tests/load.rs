@@ -65,6 +65,31 @@ async fn fanout_through_5_percent_loss_is_exactly_once_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_in_several_rooms_receive_each_room_exactly_once_in_order() {
+    let server = server().await;
+    let cfg = LoadConfig {
+        rooms: 3,
+        members: 3,
+        rooms_per_member: 2,
+        rate: 40.0,
+        warmup_s: 0.5,
+        duration_s: 1.0,
+        drain_s: 5.0,
+        ..config_for(&server)
+    };
+    let s = run_with(cfg).await.unwrap();
+    let ctx = s.table();
+    assert_eq!((s.connections, s.connect_failures), (9, 0), "{ctx}");
+    assert_eq!(s.acked, s.sent, "{ctx}");
+    // Each room: its 3 members and the 3 of the room before it, less the publisher.
+    assert_eq!(s.expected_deliveries, s.acked * 5, "{ctx}");
+    assert_eq!(s.deliveries, s.expected_deliveries, "{ctx}");
+    assert_eq!((s.lost, s.duplicates, s.out_of_order, s.foreign_messages), (0, 0, 0, 0), "{ctx}");
+    assert!(s.problems.is_empty(), "{ctx}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_only_counts_connections_and_connect_time() {
     let server = server().await;
     let cfg = LoadConfig {

@@ -26,6 +26,12 @@ pub struct LoadArgs {
     /// Members of each room that publish (the first ones).
     #[arg(long, default_value_t = 1)]
     pub publishers_per_room: usize,
+    /// Rooms each member's connection is in: member j of room i also joins rooms
+    /// i+1 .. i+K-1 (mod rooms) and receives their messages (it publishes only to room i).
+    /// At most --rooms; the server's `rooms_per_user` limit must allow K (a spawned server's
+    /// is raised to K).
+    #[arg(long, default_value_t = 1)]
+    pub rooms_per_member: usize,
     /// Messages per second per room, split evenly across its publishers.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
@@ -51,6 +57,11 @@ pub struct LoadArgs {
     /// certificates, and kill it at the end.
     #[arg(long)]
     pub spawn_server: bool,
+    /// A server TOML configuration the spawned server starts from (listen address,
+    /// certificates, rate limit off and room for every member are still set on top), e.g. one
+    /// with `[transport] single_event_stream = true` for the single-stream baseline.
+    #[arg(long, requires = "spawn_server")]
+    pub server_config: Option<PathBuf>,
     /// Run the spawned server under `taskset -c CPUS`.
     #[arg(long, requires = "spawn_server")]
     pub server_taskset: Option<String>,
@@ -113,6 +124,8 @@ pub struct LoadConfig {
     pub members: usize,
     /// Publishers per room.
     pub publishers_per_room: usize,
+    /// Rooms each member is in (its own and the next K-1).
+    pub rooms_per_member: usize,
     /// Messages per second per room.
     pub rate: f64,
     /// Body size in bytes.
@@ -131,6 +144,8 @@ pub struct LoadConfig {
     pub spawn_server: bool,
     /// The executable to spawn as the server (default: this one).
     pub server_exe: Option<PathBuf>,
+    /// Base TOML configuration of the spawned server.
+    pub server_config: Option<PathBuf>,
     /// CPU list for `taskset -c` of the spawned server.
     pub server_taskset: Option<String>,
     /// An external server's pid.
@@ -166,6 +181,7 @@ impl Default for LoadConfig {
             rooms: 1,
             members: 10,
             publishers_per_room: 1,
+            rooms_per_member: 1,
             rate: 10.0,
             size: 200,
             priority: Priority::Medium,
@@ -175,6 +191,7 @@ impl Default for LoadConfig {
             server: None,
             spawn_server: false,
             server_exe: None,
+            server_config: None,
             server_taskset: None,
             server_pid: None,
             certs_dir: PathBuf::from("certs"),
@@ -198,6 +215,7 @@ impl From<LoadArgs> for LoadConfig {
             rooms: a.rooms,
             members: a.members,
             publishers_per_room: a.publishers_per_room,
+            rooms_per_member: a.rooms_per_member,
             rate: a.rate,
             size: a.size,
             priority: a.priority,
@@ -207,6 +225,7 @@ impl From<LoadArgs> for LoadConfig {
             server: a.server,
             spawn_server: a.spawn_server,
             server_exe: None,
+            server_config: a.server_config,
             server_taskset: a.server_taskset,
             server_pid: a.server_pid,
             certs_dir: a.certs_dir,
@@ -269,6 +288,9 @@ impl LoadConfig {
         }
         if self.members < 2 {
             return Err(anyhow!("a room needs at least 2 members for anyone to receive"));
+        }
+        if self.rooms_per_member == 0 || self.rooms_per_member > self.rooms {
+            return Err(anyhow!("--rooms-per-member must be 1..=rooms"));
         }
         if self.publishers_per_room == 0 || self.publishers_per_room > self.members {
             return Err(anyhow!("--publishers-per-room must be 1..=members"));

@@ -209,8 +209,13 @@ impl Summary {
                 c.rooms, c.members, c.duration_s
             );
         }
+        let in_rooms = if c.rooms_per_member > 1 {
+            format!(" (each in {} rooms)", c.rooms_per_member)
+        } else {
+            String::new()
+        };
         format!(
-            "{} room{} x {} members, {} publisher{}/room, {} msg/s per room, {} B, {}, {} s warm-up + {} s",
+            "{} room{} x {} members{in_rooms}, {} publisher{}/room, {} msg/s per room, {} B, {}, {} s warm-up + {} s",
             c.rooms,
             if c.rooms == 1 { "" } else { "s" },
             c.members,

@@ -50,9 +50,13 @@ const ERROR_SAMPLES: usize = 5;
 /// A connected member.
 struct Member {
     client: Arc<Client>,
+    /// Its own room, the one it publishes to when it is a publisher.
     room: usize,
     room_id: String,
     index: usize,
+    /// Every room it is in and receives from: its own first, then the extra ones
+    /// (`--rooms-per-member`) it entered.
+    rooms: Vec<usize>,
 }
 
 /// What one receiver counted.
@@ -324,26 +328,52 @@ async fn drive(
     pb.set_message("joining");
     let mut members: Vec<Member> = Vec::with_capacity(connected);
     {
+        // Its own room first, then the next `rooms_per_member - 1` (distinct: K <= rooms).
+        let k = cfg.rooms_per_member;
         let mut joins = futures::stream::iter(clients.into_iter().flatten())
             .map(|(client, r, j)| {
-                let info = RoomInfo { room_id: room_id(r), room_name: format!("load room {r}") };
+                let room_id = &room_id;
                 async move {
-                    let res = tokio::time::timeout(
-                        CONNECT_TIMEOUT,
-                        client.enter_room(info.clone(), RoomConfig::default()),
-                    )
-                    .await;
-                    (client, info.room_id, r, j, res)
+                    let mut joined = Vec::with_capacity(k);
+                    let mut errors = Vec::new();
+                    for q in (0..k).map(|d| (r + d) % cfg.rooms) {
+                        let info =
+                            RoomInfo { room_id: room_id(q), room_name: format!("load room {q}") };
+                        let res = tokio::time::timeout(
+                            CONNECT_TIMEOUT,
+                            client.enter_room(info, RoomConfig::default()),
+                        )
+                        .await;
+                        let what =
+                            if q == r { "its room".to_string() } else { format!("room {q}") };
+                        match res {
+                            Ok(Ok(_)) => joined.push(q),
+                            Ok(Err(e)) => {
+                                errors.push(format!("member {r}/{j} entering {what}: {e}"))
+                            }
+                            Err(_) => {
+                                errors.push(format!("member {r}/{j} entering {what}: timed out"))
+                            }
+                        }
+                        if joined.is_empty() {
+                            // Without its own room it is not a member of the run.
+                            break;
+                        }
+                    }
+                    (client, r, j, joined, errors)
                 }
             })
             .buffer_unordered(cfg.connect_concurrency);
-        while let Some((client, room_id, r, j, res)) = joins.next().await {
-            match res {
-                Ok(Ok(_)) => {
-                    members.push(Member { client: Arc::new(client), room: r, room_id, index: j })
-                }
-                Ok(Err(e)) => failures.push(format!("member {r}/{j} entering its room: {e}")),
-                Err(_) => failures.push(format!("member {r}/{j} entering its room: timed out")),
+        while let Some((client, r, j, rooms, errors)) = joins.next().await {
+            failures.extend(errors);
+            if !rooms.is_empty() {
+                members.push(Member {
+                    client: Arc::new(client),
+                    room: r,
+                    room_id: room_id(r),
+                    index: j,
+                    rooms,
+                });
             }
             pb.inc(1);
         }
@@ -535,10 +565,18 @@ async fn fanout(
     let rate_p = cfg.rate / p as f64;
     let send_s = cfg.warmup_s + cfg.duration_s;
     let max_k = (send_s * rate_p).ceil() as u64 + 1;
+    // Every member in a room, extra joiners included, receives its messages.
     let mut room_size = vec![0u64; cfg.rooms];
     for m in members {
-        room_size[m.room] += 1;
+        for &q in &m.rooms {
+            room_size[q] += 1;
+        }
     }
+    let mut room_ids = vec![String::new(); cfg.rooms];
+    for m in members {
+        room_ids[m.room].clone_from(&m.room_id);
+    }
+    let room_ids = Arc::new(room_ids);
     let counters = Arc::new(Counters::default());
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let seconds = (send_s + cfg.drain_s).ceil() as usize + 1;
@@ -556,9 +594,11 @@ async fn fanout(
     let mut receivers = Vec::with_capacity(members.len());
     for m in members {
         let (client, timeline, counters) = (m.client.clone(), timeline.clone(), counters.clone());
-        let (room, mut stop) = (m.room, stop_rx.clone());
+        let (rooms, room_ids, mut stop) = (m.rooms.clone(), room_ids.clone(), stop_rx.clone());
         receivers.push(tokio::spawn(async move {
-            let mut order = OrderCheck::new(p, max_k);
+            // One track per (room, publisher): room slot `i` of `rooms` holds publishers
+            // i * p .. i * p + p.
+            let mut order = OrderCheck::new(p * rooms.len(), max_k);
             let mut local = LocalSecond::default();
             let mut r = Received {
                 deliveries: 0,
@@ -584,11 +624,18 @@ async fn fanout(
                     }
                     _ => None,
                 };
-                let Some(s) = stamp.filter(|s| s.publisher as usize / p == room) else {
+                // The publisher's room must be one of this member's and the one the message
+                // came in.
+                let slot = stamp.and_then(|s| {
+                    let q = s.publisher as usize / p;
+                    let i = rooms.iter().position(|&x| x == q)?;
+                    (room_ids[q] == m.room_id).then_some((s, i))
+                });
+                let Some((s, i)) = slot else {
                     r.foreign += 1;
                     continue;
                 };
-                match order.check(s.publisher as usize % p, s.k) {
+                match order.check(i * p + s.publisher as usize % p, s.k) {
                     Verdict::Invalid => {
                         r.foreign += 1;
                         continue;

@@ -35,22 +35,33 @@ pub struct SpawnedServer {
 }
 
 impl SpawnedServer {
-    /// Writes a configuration for load (no rate limit, no per-IP cap, room for every member),
-    /// starts the server and waits for "huddle listening on ADDR" on its stdout.
+    /// Writes a configuration for load (no rate limit, no per-IP cap, room for every member and
+    /// for its rooms) on top of `cfg.server_config` (or the defaults), starts the server and
+    /// waits for "huddle listening on ADDR" on its stdout.
     pub fn start(cfg: &LoadConfig) -> Result<SpawnedServer> {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("huddle-load-{}-{nanos}", std::process::id()));
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let certs = dir.join("certs");
+        let base = match &cfg.server_config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
         let mut sc = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("constant address parses"),
             certs_dir: certs.clone(),
-            ..ServerConfig::default()
+            ..base
         };
+        // The harness trusts the CA and mints tokens with the key the server makes in `certs`.
+        sc.cert = None;
+        sc.key = None;
+        sc.token_keys = Vec::new();
         let n = cfg.connections();
         sc.limits.rate_limit_per_s = 0;
-        sc.limits.members_per_room = sc.limits.members_per_room.max(cfg.members);
+        sc.limits.members_per_room =
+            sc.limits.members_per_room.max(cfg.members * cfg.rooms_per_member);
         sc.limits.rooms_per_server = sc.limits.rooms_per_server.max(cfg.rooms);
+        sc.limits.rooms_per_user = sc.limits.rooms_per_user.max(cfg.rooms_per_member);
         sc.transport.max_connections = sc.transport.max_connections.max(n + 1024);
         sc.transport.max_connections_per_ip = 0;
         sc.transport.max_incoming = sc.transport.max_incoming.max(cfg.connect_concurrency * 2);

@@ -238,7 +238,8 @@ pub enum Verdict {
     Invalid,
 }
 
-/// Exactly-once, in-order bookkeeping of one receiver for the publishers of its room.
+/// Exactly-once, in-order bookkeeping of one receiver for the publishers of its rooms (one
+/// track per room and publisher).
 #[derive(Debug)]
 pub struct OrderCheck {
     publishers: Vec<Track>,
