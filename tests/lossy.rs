@@ -83,6 +83,25 @@ async fn exactly_once_in_order_at_5_percent_loss() {
 }
 
 #[tokio::test]
+async fn exactly_once_in_order_at_1_percent_loss() {
+    let imp = Impairment { loss: 0.01, delay_ms: 5, jitter_ms: 2, ..Default::default() };
+    run_lossy(imp, 0x5eed_0001, 300).await;
+}
+
+#[tokio::test]
+async fn exactly_once_in_order_at_10_percent_loss() {
+    let imp =
+        Impairment { loss: 0.10, delay_ms: 5, jitter_ms: 3, reorder: 0.02, ..Default::default() };
+    run_lossy(imp, 0x5eed_0010, 200).await;
+}
+
+#[tokio::test]
+async fn exactly_once_in_order_at_30_percent_uniform_loss() {
+    let imp = Impairment { loss: 0.30, delay_ms: 2, ..Default::default() };
+    run_lossy(imp, 0x5eed_0031, 60).await;
+}
+
+#[tokio::test]
 async fn exactly_once_in_order_at_30_percent_bursty_loss() {
     let imp = Impairment {
         burst: Some(BurstLoss::with_rate(0.3, 4.0)),
