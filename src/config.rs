@@ -72,6 +72,11 @@ pub struct TransportLimits {
     /// Benchmark baseline only: carry every room's events on one ordered stream per
     /// connection (as a TCP-based system must), instead of one stream per room.
     pub single_event_stream: bool,
+    /// Congestion controller for server-to-client traffic: "cubic" (the default), "bbr"
+    /// (quinn's experimental BBR: it keeps rooms flowing at 5% loss where CUBIC falls behind,
+    /// but stalled connections for tens of seconds in our lossy tests; see BENCHMARKS.md) or
+    /// "newreno".
+    pub congestion: String,
 }
 
 /// Bounds of each connection's outbound queue (all its streams together).
@@ -117,6 +122,7 @@ impl Default for TransportLimits {
             receive_window: 256 * 1024,
             socket_buffer_bytes: 4 * 1024 * 1024,
             single_event_stream: false,
+            congestion: "cubic".into(),
         }
     }
 }

@@ -207,6 +207,16 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig>
         tc.keep_alive_interval(Some(keep));
     }
     tc.datagram_receive_buffer_size(None);
+    match t.congestion.as_str() {
+        "cubic" => {}
+        "bbr" => {
+            tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        }
+        "newreno" => {
+            tc.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()));
+        }
+        other => anyhow::bail!("unknown congestion controller {other:?}: cubic, bbr or newreno"),
+    }
     Ok(tc)
 }
 
