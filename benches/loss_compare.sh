@@ -13,7 +13,8 @@
 #   cargo build --release && benches/loss_compare.sh
 #
 # Environment: OUT (default target/loss_compare), RUNS (3), LOSSES ("0 0.01 0.05 0.10"),
-# DURATION (8), WARMUP (2), HUDDLE (./target/release/huddle), RUN_TIMEOUT (120 s per run).
+# DURATION (8), WARMUP (2), HUDDLE (./target/release/huddle), RUN_TIMEOUT (120 s per run),
+# CONGESTION (cubic, or bbr: BBR on the server and in the clients).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,12 +28,17 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 
 [ -x "$HUDDLE" ] || { echo "no $HUDDLE: run cargo build --release first" >&2; exit 2; }
 mkdir -p "$OUT"
+CONGESTION=${CONGESTION:-cubic}
+design="$OUT/per_room.toml"
 baseline="$OUT/single_stream.toml"
-printf '[transport]\nsingle_event_stream = true\n' >"$baseline"
+printf '[transport]\ncongestion = "%s"\n' "$CONGESTION" >"$design"
+printf '[transport]\nsingle_event_stream = true\ncongestion = "%s"\n' "$CONGESTION" >"$baseline"
+client=()
+[ "$CONGESTION" = bbr ] && client=(--client-bbr)
 
 for mode in per-room single-stream; do
-  extra=()
-  [ "$mode" = single-stream ] && extra=(--server-config "$baseline")
+  extra=(--server-config "$design" "${client[@]}")
+  [ "$mode" = single-stream ] && extra=(--server-config "$baseline" "${client[@]}")
   for loss in $LOSSES; do
     for run in $(seq 1 "$RUNS"); do
       json="$OUT/${mode}_loss${loss}_run${run}.json"

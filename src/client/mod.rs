@@ -60,6 +60,8 @@ pub struct ClientConfig {
     /// How long to keep trying to reconnect and resume after the connection is lost
     /// (`Duration::ZERO`: never reconnect).
     pub reconnect_for: Duration,
+    /// Use BBR congestion control instead of CUBIC (experimental in quinn; see BENCHMARKS.md).
+    pub bbr: bool,
 }
 
 impl ClientConfig {
@@ -77,6 +79,7 @@ impl ClientConfig {
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             reconnect_for: Duration::from_secs(60),
+            bbr: false,
         }
     }
 }
@@ -263,6 +266,9 @@ pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, Cli
         quinn::IdleTimeout::try_from(cfg.idle_timeout)
             .map_err(|e| ClientError::Connection(e.to_string()))?,
     ));
+    if cfg.bbr {
+        tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
     qc.transport_config(Arc::new(tc));
     Ok(qc)
 }

@@ -88,6 +88,10 @@ pub struct LoadArgs {
     /// Only open rooms x members idle logged-in connections and measure their cost.
     #[arg(long)]
     pub connections_only: bool,
+    /// Clients use BBR congestion control instead of CUBIC (pair with a server config of
+    /// `[transport] congestion = "bbr"`).
+    #[arg(long)]
+    pub client_bbr: bool,
     /// Connections per client UDP endpoint (each endpoint is its own socket).
     #[arg(long, default_value_t = 128)]
     pub connections_per_endpoint: usize,
@@ -162,6 +166,8 @@ pub struct LoadConfig {
     pub netsim: Option<String>,
     /// Idle connections only.
     pub connections_only: bool,
+    /// Clients use BBR.
+    pub client_bbr: bool,
     /// Connections per client endpoint.
     pub connections_per_endpoint: usize,
     /// Client socket buffer bytes.
@@ -200,6 +206,7 @@ impl Default for LoadConfig {
             plot: None,
             netsim: None,
             connections_only: false,
+            client_bbr: false,
             connections_per_endpoint: 128,
             socket_buffer_bytes: 8 * 1024 * 1024,
             connect_concurrency: 64,
@@ -234,6 +241,7 @@ impl From<LoadArgs> for LoadConfig {
             plot: a.plot,
             netsim: a.netsim,
             connections_only: a.connections_only,
+            client_bbr: a.client_bbr,
             connections_per_endpoint: a.connections_per_endpoint,
             socket_buffer_bytes: a.socket_buffer_bytes,
             connect_concurrency: a.connect_concurrency,

@@ -291,6 +291,7 @@ async fn drive(
                 );
                 let mut cc = ClientConfig::new(connect_addr, &user, token.as_deref().unwrap_or(""));
                 cc.roots = vec![trust.ca.clone()];
+                cc.bbr = cfg.client_bbr;
                 let ep = eps[i % endpoints].clone();
                 async move {
                     let started = Instant::now();
