@@ -4,9 +4,9 @@
 //! they arrive, and scripts rely on that (`create_room` then `send_room_message` without
 //! waiting). [`Client::request`] writes its frame during its first poll, so each request future
 //! is polled once in the reading loop, in input order, and then kept in [`InFlight`] until its
-//! answer comes. The loop polls the waiting futures itself instead of spawning tasks, so that
-//! answers print in the order they arrive (tasks on a multi-threaded runtime could finish in
-//! either order), interleaved with events.
+//! answer comes. The loop polls the waiting futures itself instead of spawning tasks, and only
+//! the oldest one, so that answers print in request order (tasks on a multi-threaded runtime
+//! could finish in either order), interleaved with events.
 //!
 //! Room-attribute batches are kept here: between `begin_room_attributes_batch` and
 //! `end_room_attributes_batch` for a room, its `set_room_attributes` and
@@ -46,16 +46,13 @@ impl InFlight {
         self.0.is_empty()
     }
 
-    /// The first answer that is ready. The server answers in order, so that is nearly always
-    /// the front one and a pass is short; a slow request does not hold back later answers.
+    /// The oldest answer, once it is ready: answers print in request order (the server
+    /// answers in that order too, so nothing waits longer than it would anyway).
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<J> {
-        for i in 0..self.0.len() {
-            if let Poll::Ready(line) = self.0[i].as_mut().poll(cx) {
-                self.0.remove(i);
-                return Poll::Ready(line);
-            }
-        }
-        Poll::Pending
+        let Some(front) = self.0.front_mut() else { return Poll::Pending };
+        let line = std::task::ready!(front.as_mut().poll(cx));
+        self.0.pop_front();
+        Poll::Ready(line)
     }
 
     async fn next(&mut self) -> J {
@@ -105,7 +102,8 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
                     let line =
                         handle_line(&client, &bytes, &mut answers, &mut batches, &mut leaving).await;
                     if let Some(line) = line {
-                        out.line(&line).await?;
+                        // Behind answers still owed: keep request order.
+                        answers.0.push_back(Box::pin(async move { line }));
                     }
                 }
                 // A read error on stdin ends the input like EOF does.
@@ -155,7 +153,7 @@ async fn finish(client: &Client, out: &mut Out) -> anyhow::Result<i32> {
 }
 
 /// Parses one input line and issues its request. Returns a line to print now (an invalid
-/// request, or an answer that was ready at once); otherwise the answer is left in `answers`.
+/// request or a locally answered batch step); otherwise the answer is queued in `answers`.
 async fn handle_line(
     client: &Arc<Client>,
     bytes: &[u8],
@@ -201,13 +199,12 @@ async fn handle_line(
         render(op, &id, result)
     });
     // The first poll writes the request (see the module comment).
-    match poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
-        Poll::Ready(line) => Some(line),
-        Poll::Pending => {
-            answers.0.push_back(answer);
-            None
-        }
+    // Even an answer that is ready at once waits its turn: answers print in request order.
+    if let Poll::Ready(line) = poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
+        answer = Box::pin(async move { line });
     }
+    answers.0.push_back(answer);
+    None
 }
 
 /// What a command comes to once the open attribute batches have had their say.
