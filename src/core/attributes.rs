@@ -4,10 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::room::RoomKey;
-use super::{err, Core, Now, OpResult, Output, SessionId};
+use super::{err, Core, Now, OpResult, SessionId};
 use crate::wire::{
-    encode_frame, AttributeFailure, AttributeOp, ErrorBody, ErrorCode, Event, MemberAttributes,
-    Priority, Request, Response,
+    AttributeFailure, AttributeOp, ErrorBody, ErrorCode, Event, MemberAttributes, Request, Response,
 };
 
 /// Bounds of room and member attributes.
@@ -348,18 +347,8 @@ impl Core {
         self.flush_presence(key);
         let to = self.recipients(key);
         let Some(room) = self.rooms.get(&key) else { return };
-        let frame = encode_frame(&Event::RoomAttributesUpdated {
-            room_id: room.id.to_string(),
-            set,
-            deleted,
-        });
-        self.outputs.push_back(Output::Broadcast {
-            to,
-            except: None,
-            room: key,
-            frame,
-            priority: Priority::High,
-        });
+        let event = Event::RoomAttributesUpdated { room_id: room.id.to_string(), set, deleted };
+        self.broadcast_event(key, to, &event);
     }
 
     fn set_member_attributes(
@@ -436,18 +425,12 @@ impl Core {
             let room_id = room.id.to_string();
             self.flush_presence(key);
             let to = self.recipients(key);
-            let frame = encode_frame(&Event::RoomMemberAttributesUpdated {
+            let event = Event::RoomMemberAttributesUpdated {
                 room_id,
                 members: members.clone(),
                 operated_by: caller,
-            });
-            self.outputs.push_back(Output::Broadcast {
-                to,
-                except: None,
-                room: key,
-                frame,
-                priority: Priority::High,
-            });
+            };
+            self.broadcast_event(key, to, &event);
         }
         Ok(Response::RoomMembersAttributesSet {
             room_id: room_id.to_string(),

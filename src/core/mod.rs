@@ -897,17 +897,8 @@ impl Core {
             let count = room.member_count() as u32;
             if count != room.announced_count {
                 room.announced_count = count;
-                let frame = encode_frame(&Event::MemberCountUpdated {
-                    room_id: room.id.to_string(),
-                    count,
-                });
-                self.outputs.push_back(Output::Broadcast {
-                    to,
-                    except: None,
-                    room: key,
-                    frame,
-                    priority: Priority::High,
-                });
+                let event = Event::MemberCountUpdated { room_id: room.id.to_string(), count };
+                self.broadcast_event(key, to, &event);
             }
             return;
         }
@@ -960,6 +951,13 @@ impl Core {
             }
         }
         self.outputs.extend(outputs);
+    }
+
+    /// Encodes a room event once and queues it for every listed connection of the room.
+    fn broadcast_event(&mut self, key: RoomKey, to: Arc<[ConnId]>, event: &Event) {
+        let frame = encode_frame(event);
+        let priority = Priority::High;
+        self.outputs.push_back(Output::Broadcast { to, except: None, room: key, frame, priority });
     }
 
     /// Handles every timer due at `now`.
