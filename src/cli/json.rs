@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::client::ClientError;
 use crate::wire::{
-    AttributeOp, ErrorCode, Event, HistoryAnchor, Member, MessageBody, Priority, Request, Response,
-    RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
+    ErrorCode, Event, HistoryAnchor, Member, MessageBody, Priority, Request, Response, RoomConfig,
+    RoomInfo, RoomMessage, RoomState, RoomSummary,
 };
 
 /// A JSON value whose object keys keep the order they were built in (serde_json's own `Value`
@@ -128,32 +128,6 @@ impl Command {
             Command::BeginAttributesBatch { .. } => "begin_room_attributes_batch",
             Command::EndAttributesBatch { .. } => "end_room_attributes_batch",
         }
-    }
-}
-
-/// A set or delete of room attributes as a batch step: the room and the step. `None` for any
-/// other request.
-pub fn batch_step(request: &Request) -> Option<(&str, AttributeOp)> {
-    match request {
-        Request::SetRoomAttributes {
-            room_id,
-            attributes,
-            is_force,
-            is_update_owner,
-            is_delete_after_owner_left,
-        } => Some((
-            room_id,
-            AttributeOp::Set {
-                attributes: attributes.clone(),
-                is_force: *is_force,
-                is_update_owner: *is_update_owner,
-                is_delete_after_owner_left: *is_delete_after_owner_left,
-            },
-        )),
-        Request::DeleteRoomAttributes { room_id, keys, is_force } => {
-            Some((room_id, AttributeOp::Delete { keys: keys.clone(), is_force: *is_force }))
-        }
-        _ => None,
     }
 }
 
@@ -731,6 +705,7 @@ pub fn disconnected(code: Option<u16>, reason: &str) -> J {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::AttributeOp;
 
     fn req(line: &str) -> Result<Request, String> {
         match parse_line(line).command? {
@@ -915,7 +890,7 @@ mod tests {
             is_delete_after_owner_left: true,
         };
         assert_eq!(
-            batch_step(&set),
+            set.attribute_step(),
             Some((
                 "r",
                 AttributeOp::Set {
@@ -932,10 +907,10 @@ mod tests {
             is_force: false,
         };
         assert_eq!(
-            batch_step(&del),
+            del.attribute_step(),
             Some(("r", AttributeOp::Delete { keys: vec!["a".into()], is_force: false }))
         );
-        assert_eq!(batch_step(&Request::QueryRoomAttributes { room_id: "r".into() }), None);
+        assert_eq!(Request::QueryRoomAttributes { room_id: "r".into() }.attribute_step(), None);
     }
 
     #[test]

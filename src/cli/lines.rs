@@ -236,7 +236,7 @@ fn batch_command(
             )),
         },
         Command::Request(request) => {
-            if let Some((room_id, step)) = json::batch_step(&request) {
+            if let Some((room_id, step)) = request.attribute_step() {
                 if let Some(ops) = batches.get_mut(room_id) {
                     ops.push(step);
                     return Ok(Local::Answer(J::obj().with("batched", true)));

@@ -238,30 +238,12 @@ impl Core {
         sid: SessionId,
         request: Request,
     ) -> OpResult {
+        // A single set or delete is a batch of one step that may fail partly.
+        if let Some((room_id, op)) = request.attribute_step() {
+            let room_id = room_id.to_string();
+            return self.change_room_attributes(now, sid, &room_id, vec![op], false);
+        }
         match request {
-            Request::SetRoomAttributes {
-                room_id,
-                attributes,
-                is_force,
-                is_update_owner,
-                is_delete_after_owner_left,
-            } => {
-                let op = AttributeOp::Set {
-                    attributes,
-                    is_force,
-                    is_update_owner,
-                    is_delete_after_owner_left,
-                };
-                self.change_room_attributes(now, sid, &room_id, vec![op], false)
-            }
-            Request::DeleteRoomAttributes { room_id, keys, is_force } => self
-                .change_room_attributes(
-                    now,
-                    sid,
-                    &room_id,
-                    vec![AttributeOp::Delete { keys, is_force }],
-                    false,
-                ),
             Request::RoomAttributesBatch { room_id, ops } => {
                 self.change_room_attributes(now, sid, &room_id, ops, true)
             }
@@ -287,19 +269,7 @@ impl Core {
             }
             Request::QueryRoomMemberAttributesList { room_id, next_flag, count } => {
                 let room = self.member_room(sid, &room_id)?;
-                if count == 0 || count > super::MAX_QUERY_COUNT {
-                    return Err(ErrorBody::with_message(
-                        ErrorCode::InvalidRequest,
-                        "count must be 1-100",
-                    ));
-                }
-                let start: u64 = if next_flag.is_empty() {
-                    0
-                } else {
-                    next_flag.parse().map_err(|_| {
-                        ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag")
-                    })?
-                };
+                let start = super::page_start(&next_flag, count)?;
                 let mut with_attrs = room.members.range(start..).filter_map(|(pos, e)| {
                     room.member_attrs
                         .get(e.member.user_id.as_str())

@@ -111,7 +111,6 @@ pub enum Output {
 
 #[derive(Debug)]
 struct Session {
-    id: SessionId,
     user_id: Arc<str>,
     user_name: String,
     conn: Option<ConnId>,
@@ -273,7 +272,6 @@ impl Core {
         self.sessions.insert(
             id,
             Session {
-                id,
                 user_id: user.clone(),
                 user_name: login.user_name,
                 conn: Some(conn),
@@ -794,16 +792,7 @@ impl Core {
         count: u32,
     ) -> OpResult {
         let room = self.member_room(sid, room_id)?;
-        if count == 0 || count > MAX_QUERY_COUNT {
-            return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
-        }
-        let start: u64 = if next_flag.is_empty() {
-            0
-        } else {
-            next_flag
-                .parse()
-                .map_err(|_| ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag"))?
-        };
+        let start = page_start(next_flag, count)?;
         let mut iter = room.members.range(start..);
         let members: Vec<Member> =
             iter.by_ref().take(count as usize).map(|(_, e)| e.member.clone()).collect();
@@ -992,11 +981,22 @@ impl Core {
 
     /// The session id of a logged-in connection.
     pub fn session_of(&self, conn: ConnId) -> Option<SessionId> {
-        self.by_conn
-            .get(&conn)
-            .copied()
-            .filter(|sid| self.sessions.get(sid).is_some_and(|s| s.id == *sid))
+        self.by_conn.get(&conn).copied()
     }
+}
+
+/// Checks a page size (1-100) and turns a `next_flag` (empty for the first page) into the join
+/// position the page starts at.
+fn page_start(next_flag: &str, count: u32) -> Result<u64, ErrorBody> {
+    if count == 0 || count > MAX_QUERY_COUNT {
+        return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
+    }
+    if next_flag.is_empty() {
+        return Ok(0);
+    }
+    next_flag
+        .parse()
+        .map_err(|_| ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag"))
 }
 
 /// Encodes a run of presence changes as events: consecutive changes of one kind (and reason)

@@ -98,7 +98,7 @@ impl Core {
             (&*s.user_id == r.user_id.as_str(), same_secret(&s.resume_secret, &r.resume_secret))
         });
         match held {
-            Some((true, true)) => Ok(self.continue_session(now, conn, r, claims.exp)),
+            Some((true, true)) => self.continue_session(now, conn, r, claims.exp),
             Some(_) => Err(err(ErrorCode::SessionNotFound)),
             None => {
                 // The grace is over (or the server restarted): a new session rejoins the rooms.
@@ -139,9 +139,10 @@ impl Core {
         conn: ConnId,
         r: Resume,
         token_exp_s: u64,
-    ) -> Response {
+    ) -> OpResult {
         let sid = r.session_id;
-        let Some(s) = self.sessions.get_mut(&sid) else { return Response::LoggedOut };
+        // The caller found the session; a miss here would be a core bug, answered as such.
+        let Some(s) = self.sessions.get_mut(&sid) else { return Err(err(ErrorCode::Internal)) };
         if let Some(old) = s.conn.replace(conn) {
             self.by_conn.remove(&old);
             self.outputs
@@ -183,13 +184,13 @@ impl Core {
                 });
             }
         }
-        Response::Resumed {
+        Ok(Response::Resumed {
             session_id: sid,
             resume_secret: secret,
             session_resumed: true,
             token_expires_at_s: token_exp_s,
             rooms,
-        }
+        })
     }
 
     /// A new session of a returning user joins a room it was in and gets what it missed.

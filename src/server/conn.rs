@@ -59,34 +59,40 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
                 outbox.close_now(e.code());
                 false
             }
-            Ok(RequestFrame { request_id, request: Request::Login(login) }) => {
-                let user = login.user_id.clone();
+            Ok(RequestFrame {
+                request_id,
+                request: first @ (Request::Login(_) | Request::Resume(_)),
+            }) => {
                 let secret: [u8; 16] = rand::random();
-                // Open the session stream first so that a kick right after login has a home.
-                let ok = shared.with_core(|core, now| {
-                    let ok = core.handle_login(now, conn_id, request_id, login, secret);
+                // The session stream opens under the same lock as the login, so that a kick
+                // right after it has a home.
+                let (ok, user, how) = shared.with_core(|core, now| {
+                    let (ok, user, how) = match first {
+                        Request::Login(login) => {
+                            let user = login.user_id.clone();
+                            (
+                                core.handle_login(now, conn_id, request_id, login, secret),
+                                user,
+                                "logged in",
+                            )
+                        }
+                        Request::Resume(resume) => {
+                            let user = resume.user_id.clone();
+                            (
+                                core.handle_resume(now, conn_id, request_id, resume, secret),
+                                user,
+                                "resumed",
+                            )
+                        }
+                        _ => unreachable!("matched above"),
+                    };
                     if ok {
                         outbox.open_session();
                     }
-                    ok
+                    (ok, user, how)
                 });
                 if ok {
-                    tracing::info!(conn = conn_id, %remote, %user, "logged in");
-                }
-                ok
-            }
-            Ok(RequestFrame { request_id, request: Request::Resume(resume) }) => {
-                let user = resume.user_id.clone();
-                let secret: [u8; 16] = rand::random();
-                let ok = shared.with_core(|core, now| {
-                    let ok = core.handle_resume(now, conn_id, request_id, resume, secret);
-                    if ok {
-                        outbox.open_session();
-                    }
-                    ok
-                });
-                if ok {
-                    tracing::info!(conn = conn_id, %remote, %user, "resumed");
+                    tracing::info!(conn = conn_id, %remote, %user, "{how}");
                 }
                 ok
             }

@@ -202,6 +202,32 @@ pub enum Request {
 }
 
 impl Request {
+    /// A set or delete of room attributes as a batch step: the room and the step. `None` for
+    /// any other request.
+    pub fn attribute_step(&self) -> Option<(&str, AttributeOp)> {
+        match self {
+            Request::SetRoomAttributes {
+                room_id,
+                attributes,
+                is_force,
+                is_update_owner,
+                is_delete_after_owner_left,
+            } => Some((
+                room_id,
+                AttributeOp::Set {
+                    attributes: attributes.clone(),
+                    is_force: *is_force,
+                    is_update_owner: *is_update_owner,
+                    is_delete_after_owner_left: *is_delete_after_owner_left,
+                },
+            )),
+            Request::DeleteRoomAttributes { room_id, keys, is_force } => {
+                Some((room_id, AttributeOp::Delete { keys: keys.clone(), is_force: *is_force }))
+            }
+            _ => None,
+        }
+    }
+
     /// The operation's snake_case name, as used by the CLI.
     pub fn op_name(&self) -> &'static str {
         match self {
