@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
             ClientEvent::Reconnecting { reason } => {
                 println!("connection lost ({reason}), reconnecting")
             }
-            ClientEvent::Resumed { session_resumed, rooms } => {
+            ClientEvent::Resumed { session_resumed, rooms, .. } => {
                 println!("reconnected (same session: {session_resumed}): {rooms:?}")
             }
             ClientEvent::Disconnected { code, reason } => {

@@ -77,6 +77,13 @@ pub struct TransportLimits {
     /// but stalled connections for tens of seconds in our lossy tests; see BENCHMARKS.md) or
     /// "newreno".
     pub congestion: String,
+    /// Accept 0-RTT: a returning client's resumption (or login) travels in its first flight and
+    /// is answered one round trip sooner. Only Login and Resume are acted on before the handshake
+    /// completes; every later request waits for it, so a replayed flight never applies anything
+    /// twice (and the single-use session tickets refuse the replay's early data outright).
+    pub zero_rtt: bool,
+    /// TLS session tickets remembered for resumption and 0-RTT (each used at most once).
+    pub tls_session_cache: usize,
 }
 
 /// Bounds of each connection's outbound queue (all its streams together).
@@ -123,6 +130,8 @@ impl Default for TransportLimits {
             socket_buffer_bytes: 4 * 1024 * 1024,
             single_event_stream: false,
             congestion: "cubic".into(),
+            zero_rtt: true,
+            tls_session_cache: 16_384,
         }
     }
 }

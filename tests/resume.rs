@@ -97,13 +97,17 @@ async fn a_long_blackhole_resumes_with_complete_recovery_and_no_flap() {
         "seed {seed}: {others:?}"
     );
     let resumed = others.iter().find_map(|e| match e {
-        ClientEvent::Resumed { session_resumed, rooms } => Some((*session_resumed, rooms.clone())),
+        ClientEvent::Resumed { session_resumed, rooms, .. } => {
+            Some((*session_resumed, rooms.clone()))
+        }
         _ => None,
     });
     let (same, rooms) = match resumed {
         Some(r) => r,
         None => match tokio::time::timeout(Duration::from_secs(5), bob.next_event()).await {
-            Ok(Some(ClientEvent::Resumed { session_resumed, rooms })) => (session_resumed, rooms),
+            Ok(Some(ClientEvent::Resumed { session_resumed, rooms, .. })) => {
+                (session_resumed, rooms)
+            }
             other => panic!("seed {seed}: expected Resumed, got {other:?} after {others:?}"),
         },
     };
@@ -168,7 +172,7 @@ async fn an_outage_longer_than_the_grace_leaves_offline_and_returns_unrecovered(
         }
     };
     match resumed {
-        ClientEvent::Resumed { session_resumed, rooms } => {
+        ClientEvent::Resumed { session_resumed, rooms, .. } => {
             assert!(!session_resumed, "seed {seed}: the old session had ended");
             assert!(rooms[0].rejoined && !rooms[0].recovered, "seed {seed}: {rooms:?}");
             assert_eq!(rooms[0].replayed, 5, "seed {seed}");

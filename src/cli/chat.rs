@@ -48,7 +48,7 @@ pub async fn run(client: Client, server: SocketAddr) -> anyhow::Result<i32> {
                 Some(ClientEvent::Reconnecting { reason }) => {
                     println!("*** connection lost ({reason}), reconnecting...")
                 }
-                Some(ClientEvent::Resumed { session_resumed, rooms }) => {
+                Some(ClientEvent::Resumed { session_resumed, rooms, early_data }) => {
                     for r in &rooms {
                         let how = match (r.rejoined, r.recovered) {
                             (true, true) => format!("caught up, {} missed messages", r.replayed),
@@ -58,7 +58,8 @@ pub async fn run(client: Client, server: SocketAddr) -> anyhow::Result<i32> {
                         println!("[{}] {how}", r.room_id);
                     }
                     let what = if session_resumed { "session resumed" } else { "new session" };
-                    println!("*** reconnected ({what})");
+                    let rtt = if early_data { ", 0-RTT" } else { "" };
+                    println!("*** reconnected ({what}{rtt})");
                 }
                 Some(ClientEvent::Disconnected { code, reason }) => {
                     match code {

@@ -684,11 +684,12 @@ pub fn reconnecting(reason: &str) -> J {
 }
 
 /// The `resumed` event line: per room, whether it was rejoined and fully recovered.
-pub fn resumed(session_resumed: bool, rooms: &[crate::wire::RoomRecovery]) -> J {
+pub fn resumed(session_resumed: bool, rooms: &[crate::wire::RoomRecovery], early_data: bool) -> J {
     J::obj()
         .with("type", "event")
         .with("event", "resumed")
         .with("session_resumed", session_resumed)
+        .with("early_data", early_data)
         .with("rooms", J::A(rooms.iter().map(room_recovery).collect()))
 }
 

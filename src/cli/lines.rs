@@ -115,8 +115,8 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
                 Some(ClientEvent::Reconnecting { reason }) => {
                     out.line(&json::reconnecting(&reason)).await?
                 }
-                Some(ClientEvent::Resumed { session_resumed, rooms }) => {
-                    out.line(&json::resumed(session_resumed, &rooms)).await?
+                Some(ClientEvent::Resumed { session_resumed, rooms, early_data }) => {
+                    out.line(&json::resumed(session_resumed, &rooms, early_data)).await?
                 }
                 Some(ClientEvent::Disconnected { code, reason }) => break (code, reason),
                 None => break (None, "connection closed".to_string()),

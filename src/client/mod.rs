@@ -62,6 +62,10 @@ pub struct ClientConfig {
     pub reconnect_for: Duration,
     /// Use BBR congestion control instead of CUBIC (experimental in quinn; see BENCHMARKS.md).
     pub bbr: bool,
+    /// Send the resumption request in 0-RTT when reconnecting to a server that issued a session
+    /// ticket, saving a round trip (the server acts on nothing else before the handshake
+    /// completes, so a replay of that flight cannot repeat anything).
+    pub zero_rtt: bool,
 }
 
 impl ClientConfig {
@@ -80,6 +84,7 @@ impl ClientConfig {
             idle_timeout: Duration::from_secs(30),
             reconnect_for: Duration::from_secs(60),
             bbr: false,
+            zero_rtt: true,
         }
     }
 }
@@ -132,6 +137,9 @@ pub enum ClientEvent {
         session_resumed: bool,
         /// Per room: rejoined or not, and whether every missed message was recovered.
         rooms: Vec<RoomRecovery>,
+        /// True when the resumption travelled in 0-RTT and the server took it (one round trip
+        /// sooner); false after a full handshake.
+        early_data: bool,
     },
     /// The connection ended for good; `code` is the server's close code when it closed it.
     Disconnected {
@@ -202,12 +210,17 @@ struct Link {
     control: mpsc::UnboundedSender<Bytes>,
     pending: Pending,
     /// The task reading this connection's server streams; done once all their events are queued.
-    readers: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    readers: Readers,
 }
+
+type Readers = Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>;
 
 struct Inner {
     cfg: ClientConfig,
     endpoint: quinn::Endpoint,
+    /// Built once and reused by every reconnection: it holds the TLS session tickets that make
+    /// 0-RTT possible.
+    quic: quinn::ClientConfig,
     link: Mutex<Link>,
     next_id: AtomicU32,
     session: Mutex<Session>,
@@ -250,6 +263,7 @@ pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, Cli
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.enable_early_data = cfg.zero_rtt;
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|e| ClientError::Connection(e.to_string()))?;
     let mut qc = quinn::ClientConfig::new(Arc::new(crypto));
@@ -296,10 +310,12 @@ impl Client {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let cfg_token = cfg.token.clone();
         let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
-        let link = open_link(&endpoint, &cfg, &events_tx, &rooms).await?;
+        let quic = quic_client_config(&cfg)?;
+        let (link, _) = open_link(&endpoint, &quic, &cfg, &events_tx, &rooms, false).await?;
         let inner = Arc::new(Inner {
             cfg,
             endpoint,
+            quic,
             link: Mutex::new(link.clone()),
             next_id: AtomicU32::new(1),
             session: Mutex::new(Session {
@@ -728,6 +744,16 @@ fn room_state(r: Response) -> Result<RoomState, ClientError> {
 
 impl Inner {
     async fn request_on(&self, link: &Link, request: Request) -> Result<Response, ClientError> {
+        let answer = self.submit(link, request)?;
+        Self::answer(link, answer).await
+    }
+
+    /// Queues a request on the control stream; the receiver gets its answer.
+    fn submit(
+        &self,
+        link: &Link,
+        request: Request,
+    ) -> Result<oneshot::Receiver<Reply>, ClientError> {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -739,6 +765,10 @@ impl Inner {
         if link.control.send(frame).is_err() {
             return Err(closed_error(&link.conn));
         }
+        Ok(rx)
+    }
+
+    async fn answer(link: &Link, rx: oneshot::Receiver<Reply>) -> Result<Response, ClientError> {
         match rx.await {
             Ok(Reply::Ok(r)) => Ok(r),
             Ok(Reply::Err(e)) => Err(ClientError::Server { code: e.code, message: e.message }),
@@ -791,26 +821,40 @@ fn closed_error(conn: &quinn::Connection) -> ClientError {
     }
 }
 
-/// Opens a connection and its control stream, and starts its reader tasks.
+/// Opens a connection and its control stream, and starts its reader tasks. With `early` and a
+/// session ticket from an earlier connection, the connection is usable at once (0-RTT) and the
+/// second value resolves to whether the server took the early data.
 async fn open_link(
     endpoint: &quinn::Endpoint,
+    quic: &quinn::ClientConfig,
     cfg: &ClientConfig,
     events: &mpsc::Sender<ClientEvent>,
     rooms: &Rooms,
-) -> Result<Link, ClientError> {
-    let qc = quic_client_config(cfg)?;
-    let conn = endpoint
-        .connect_with(qc, cfg.server_addr, &cfg.server_name)
-        .map_err(|e| ClientError::Connection(e.to_string()))?
-        .await
+    early: bool,
+) -> Result<(Link, Option<quinn::ZeroRttAccepted>), ClientError> {
+    let connecting = endpoint
+        .connect_with(quic.clone(), cfg.server_addr, &cfg.server_name)
         .map_err(|e| ClientError::Connection(e.to_string()))?;
+    let attempt = if early { connecting.into_0rtt() } else { Err(connecting) };
+    let (conn, accepted) = match attempt {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => {
+            (connecting.await.map_err(|e| ClientError::Connection(e.to_string()))?, None)
+        }
+    };
+    let readers = tokio::spawn(accept_streams(conn.clone(), events.clone(), rooms.clone()));
+    let link = open_control(&conn, Arc::new(tokio::sync::Mutex::new(Some(readers)))).await?;
+    Ok((link, accepted))
+}
+
+/// Opens the control stream of a connection whose stream readers already run.
+async fn open_control(conn: &quinn::Connection, readers: Readers) -> Result<Link, ClientError> {
     let (send, recv) = conn.open_bi().await.map_err(|e| ClientError::Connection(e.to_string()))?;
     let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
     let (control, control_rx) = mpsc::unbounded_channel();
     tokio::spawn(write_control(send, control_rx));
     tokio::spawn(read_control(recv, pending.clone()));
-    let readers = tokio::spawn(accept_streams(conn.clone(), events.clone(), rooms.clone()));
-    Ok(Link { conn, control, pending, readers: Arc::new(tokio::sync::Mutex::new(Some(readers))) })
+    Ok(Link { conn: conn.clone(), control, pending, readers })
 }
 
 /// Close codes after which reconnecting cannot help.
@@ -897,7 +941,15 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
 async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
     let events =
         lock(&inner.events).clone().ok_or_else(|| ClientError::Connection("closed".into()))?;
-    let link = open_link(&inner.endpoint, &inner.cfg, &events, &inner.rooms).await?;
+    let (mut link, early) = open_link(
+        &inner.endpoint,
+        &inner.quic,
+        &inner.cfg,
+        &events,
+        &inner.rooms,
+        inner.cfg.zero_rtt,
+    )
+    .await?;
     let session = lock(&inner.session).clone();
     let rooms: Vec<(String, u64)> =
         lock(&inner.rooms).iter().filter_map(|(id, seen)| seen.map(|s| (id.clone(), s))).collect();
@@ -910,10 +962,25 @@ async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
         resume_secret: session.resume_secret,
         rooms,
     };
-    let answer = tokio::time::timeout(
-        Duration::from_secs(10),
-        inner.request_on(&link, Request::Resume(resume)),
-    )
+    let mut early_data = false;
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        let Some(accepted) = early else {
+            return inner.request_on(&link, Request::Resume(resume)).await;
+        };
+        // Written now, the Resume leaves in the first flight (0-RTT).
+        let first = inner.submit(&link, Request::Resume(resume.clone()))?;
+        if accepted.await {
+            early_data = true;
+            return Inner::answer(&link, first).await;
+        }
+        // The server refused the early data (no ticket left, 0-RTT off, or the connection
+        // failed): the control stream and the Resume never reached it. Say it again, in 1-RTT.
+        if link.conn.close_reason().is_some() {
+            return Err(closed_error(&link.conn));
+        }
+        link = open_control(&link.conn, link.readers.clone()).await?;
+        inner.request_on(&link, Request::Resume(resume)).await
+    })
     .await;
     match answer {
         Ok(Ok(Response::Resumed {
@@ -938,7 +1005,7 @@ async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
                 }
             }
             *lock(&inner.link) = link;
-            Ok(ClientEvent::Resumed { session_resumed, rooms })
+            Ok(ClientEvent::Resumed { session_resumed, rooms, early_data })
         }
         Ok(Ok(other)) => Err(unexpected(other)),
         Ok(Err(e)) => {

@@ -10,11 +10,28 @@ use crate::framed::{read_frame, ReadError};
 use crate::wire::{decode_request, ErrorCode, Request, RequestFrame, MAX_CLIENT_FRAME_LEN};
 
 pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::Incoming) {
-    let conn = match incoming.await {
+    let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
             return;
+        }
+    };
+    // With 0-RTT on, the connection is usable before the handshake completes, so that a
+    // returning client's Login or Resume, sent in its first flight, is answered at once. Only
+    // that first request is acted on early: the rest wait for `confirmed` (see below).
+    let (conn, confirmed) = if shared.config.transport.zero_rtt {
+        match connecting.into_0rtt() {
+            Ok((conn, accepted)) => (conn, Some(accepted)),
+            Err(connecting) => match handshake(connecting).await {
+                Some(conn) => (conn, None),
+                None => return,
+            },
+        }
+    } else {
+        match handshake(connecting).await {
+            Some(conn) => (conn, None),
+            None => return,
         }
     };
     let remote = conn.remote_address();
@@ -104,7 +121,19 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         },
     };
 
-    if logged_in {
+    // A replayed 0-RTT flight never completes its handshake: nothing after the first request
+    // is applied until this connection has proved it is the client's own.
+    // If it never does, the session is treated as on a lost connection (the offline grace).
+    let proven = match confirmed {
+        // It resolves (to whether 0-RTT was used) once the handshake completes, or (false) when
+        // the connection fails first.
+        Some(confirmed) if logged_in => {
+            tokio::time::timeout_at(deadline, confirmed).await.is_ok()
+                && conn.close_reason().is_none()
+        }
+        _ => true,
+    };
+    if logged_in && proven {
         request_loop(&shared, conn_id, &conn, &outbox, &mut recv, frame_timeout).await;
     }
     let reason = outbox.close_code();
@@ -125,6 +154,16 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
     } else {
         // Login-stage closes wait here too so that the error reply reaches the client.
         outbox.finish_close().await;
+    }
+}
+
+async fn handshake(connecting: quinn::Connecting) -> Option<quinn::Connection> {
+    match connecting.await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(error = %e, "handshake failed");
+            None
+        }
     }
 }
 

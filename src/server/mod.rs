@@ -234,7 +234,13 @@ impl Server {
             .with_no_client_auth()
             .with_single_cert(chain, key)?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
-        tls.max_early_data_size = 0;
+        // QUIC allows only 0 or u32::MAX here; the amount of 0-RTT data is bounded by the
+        // transport's flow-control windows. Tickets live in a bounded server-side cache and each
+        // is taken out on use, so a replayed first flight cannot have its early data accepted.
+        tls.max_early_data_size = if config.transport.zero_rtt { u32::MAX } else { 0 };
+        tls.session_storage = rustls::server::ServerSessionMemoryCache::new(
+            config.transport.tls_session_cache.max(1),
+        );
         let crypto = QuicServerConfig::try_from(tls)?;
         let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         sc.transport_config(Arc::new(transport_config(&config)?));
