@@ -1537,6 +1537,28 @@ fn resumption_replays_medium_and_high_but_not_low() {
 }
 
 #[test]
+fn resumption_does_not_replay_the_sessions_own_messages() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.send(2, "r", "mine 1");
+    h.send(2, "r", "mine 2");
+    h.send(1, "r", "hers 3");
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    h.send(1, "r", "hers 4");
+    // Bob only ever received seq 3 live; from 0 he gets everything but his own.
+    let (ok, _, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0)]);
+    assert!(ok);
+    assert_eq!(replayed_seqs(&got), vec![3, 4], "his own messages are not sent back to him");
+}
+
+#[test]
 fn a_token_warns_before_expiry_and_renewal_extends_the_session() {
     let mut h = Harness::plain();
     let now_s = h.now().unix_ms / 1000;

@@ -462,9 +462,10 @@ fn request_index(r: &Request) -> u8 {
         Request::QueryRoomMemberAttributesList { .. } => 20,
         Request::Resume(_) => 21,
         Request::RenewToken { .. } => 22,
+        Request::Ping => 23,
     }
 }
-const REQUEST_VARIANTS: u8 = 23;
+const REQUEST_VARIANTS: u8 = 24;
 
 fn request_samples() -> Vec<(RequestFrame, &'static str)> {
     vec![
@@ -608,6 +609,7 @@ fn request_samples() -> Vec<(RequestFrame, &'static str)> {
             "29000000 16 15 01 05 616c696365 05 416c696365 01 74 fb2c01 07070707070707070707070707070707 01 02 7231 29",
         ),
         (req(23, Request::RenewToken { token: s("t2") }), "05000000 17 16 02 7432"),
+        (req(24, Request::Ping), "02000000 18 17"),
     ]
 }
 
@@ -662,9 +664,10 @@ fn response_index(r: &Response) -> u8 {
         Response::RoomMemberAttributesList { .. } => 16,
         Response::Resumed { .. } => 17,
         Response::TokenRenewed { .. } => 18,
+        Response::Pong => 19,
     }
 }
-const RESPONSE_VARIANTS: u8 = 19;
+const RESPONSE_VARIANTS: u8 = 20;
 
 fn response_samples() -> Vec<(ResponseFrame, &'static str)> {
     vec![
@@ -827,6 +830,7 @@ fn response_samples() -> Vec<(ResponseFrame, &'static str)> {
             "25000000 16 00 11 fb2c01 07070707070707070707070707070707 01 fc10ff5365 01 02 7231 01 01 02 2b 00",
         ),
         (ok(23, Response::TokenRenewed { token_expires_at_s: 1_700_003_600 }), "08000000 17 00 12 fc10ff5365"),
+        (ok(24, Response::Pong), "03000000 18 00 13"),
     ]
 }
 

@@ -380,6 +380,7 @@ fn parse_request(op: &str, p: &mut Params) -> Result<Request, String> {
         },
         "query_joined_rooms" => Request::QueryJoinedRooms,
         "renew_token" => Request::RenewToken { token: p.string("token")? },
+        "ping" => Request::Ping,
         "query_history" => {
             let room_id = p.string("room_id")?;
             let anchor = match (p.opt_u64("before_seq")?, p.opt_u64("after_seq")?) {
@@ -590,6 +591,7 @@ pub fn response_fields(r: &Response) -> J {
         Response::TokenRenewed { token_expires_at_s } => {
             J::obj().with("token_expires_at_s", *token_expires_at_s)
         }
+        Response::Pong => J::obj(),
         Response::RoomAttributesChanged { room_id, failed } => J::obj()
             .with("room_id", room_id.as_str())
             .with("failed_keys", J::A(failed.iter().map(attribute_failure).collect())),

@@ -66,6 +66,15 @@ pub struct ClientConfig {
     /// ticket, saving a round trip (the server acts on nothing else before the handshake
     /// completes, so a replay of that flight cannot repeat anything).
     pub zero_rtt: bool,
+    /// A connection that was receiving and then hears nothing for a second is probed with a
+    /// Ping; when neither the answer nor any other packet arrives within this long, the client
+    /// abandons it and resumes on a new connection (QUIC's own probe timer backs off to seconds
+    /// during an outage, so an old connection can stay silent long after the link is back).
+    /// `Duration::ZERO` turns the watchdog off.
+    pub stall_timeout: Duration,
+    /// How long one reconnection attempt (handshake and Resume answer) may take before a fresh
+    /// one starts.
+    pub connect_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -85,6 +94,8 @@ impl ClientConfig {
             reconnect_for: Duration::from_secs(60),
             bbr: false,
             zero_rtt: true,
+            stall_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -879,20 +890,31 @@ fn terminal(code: u16) -> bool {
 async fn supervise(inner: Arc<Inner>) {
     loop {
         let link = lock(&inner.link).clone();
-        let error = link.conn.closed().await;
+        let stalled = tokio::select! {
+            error = link.conn.closed() => Err(error),
+            stalled = watch_stall(&inner, &link) => Ok(stalled),
+        };
+        if let Ok(stalled) = &stalled {
+            link.conn.close(0u32.into(), b"stalled");
+            tracing::debug!(user = %inner.cfg.user_id, "{stalled}");
+        }
         // Let the readers queue what they had before reporting anything.
         if let Some(readers) = link.readers.lock().await.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), readers).await;
         }
-        let (code, reason) = match &error {
-            quinn::ConnectionError::ApplicationClosed(c) => (
+        let (code, reason, locally_closed) = match &stalled {
+            Ok(stalled) => (None, stalled.clone(), false),
+            Err(quinn::ConnectionError::ApplicationClosed(c)) => (
                 Some(c.error_code.into_inner() as u16),
                 String::from_utf8_lossy(&c.reason).into_owned(),
+                false,
             ),
-            other => (None, other.to_string()),
+            Err(other) => {
+                (None, other.to_string(), matches!(other, quinn::ConnectionError::LocallyClosed))
+            }
         };
         let give_up = inner.closing.load(Ordering::SeqCst)
-            || matches!(error, quinn::ConnectionError::LocallyClosed)
+            || locally_closed
             || code.is_some_and(|c| c == 0 || terminal(c))
             || inner.cfg.reconnect_for.is_zero();
         if give_up {
@@ -913,6 +935,49 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
+/// Resolves (with a description) once `link` looks stalled: packets were arriving, then nothing
+/// for a second, a Ping went out, and nothing at all came back within the stall timeout. Never
+/// resolves when the watchdog is off. A quiet room is never probed (its packets are seconds
+/// apart: keep-alives), so idle connections cost nothing extra; a dead link there is found by
+/// the idle timeout as before.
+async fn watch_stall(inner: &Inner, link: &Link) -> String {
+    let stall = inner.cfg.stall_timeout;
+    if stall.is_zero() {
+        return std::future::pending().await;
+    }
+    let quiet_before_probe = Duration::from_secs(1).min(stall);
+    let tick = (stall / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
+    let mut received = link.conn.stats().udp_rx.datagrams;
+    let mut heard = tokio::time::Instant::now();
+    // Whether packets were arriving less than `quiet_before_probe` apart before the silence.
+    let mut busy = false;
+    let mut probe: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = tokio::time::Instant::now();
+        let rx = link.conn.stats().udp_rx.datagrams;
+        if rx != received {
+            busy = now - heard < quiet_before_probe;
+            (received, heard, probe) = (rx, now, None);
+            continue;
+        }
+        match probe {
+            Some(sent) if now - sent >= stall => {
+                return format!("stalled: nothing received for {} ms", (now - heard).as_millis());
+            }
+            Some(_) => {}
+            None if busy && now - heard >= quiet_before_probe => {
+                // The answer itself does not matter: any packet back resets the watch.
+                if inner.submit(link, Request::Ping).is_err() {
+                    return std::future::pending().await;
+                }
+                probe = Some(now);
+            }
+            None => {}
+        }
+    }
+}
+
 /// Reconnects with jittered exponential backoff and resumes the session.
 async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
     let deadline = tokio::time::Instant::now() + inner.cfg.reconnect_for;
@@ -921,11 +986,16 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
         if inner.closing.load(Ordering::SeqCst) {
             return Err(ClientError::Connection("closed".into()));
         }
-        match try_resume(inner).await {
+        let attempt = tokio::time::timeout(inner.cfg.connect_timeout, try_resume(inner)).await;
+        let attempt = attempt.unwrap_or_else(|_| {
+            Err(ClientError::Connection("reconnection attempt timed out".into()))
+        });
+        match attempt {
             Ok(event) => return Ok(event),
             // The server refused the session for good: no point in trying again.
             Err(e @ ClientError::Server { .. }) => return Err(e),
             Err(e) => {
+                tracing::debug!(user = %inner.cfg.user_id, error = %e, "reconnection attempt failed");
                 let jitter = 0.5 + rand::random::<f64>();
                 let wait = delay.mul_f64(jitter);
                 if tokio::time::Instant::now() + wait >= deadline {
@@ -1026,6 +1096,11 @@ async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::UnboundedRecei
             return;
         }
         batch.clear();
+    }
+    // A control stream opened in refused 0-RTT shares its id with the one that replaced it, and
+    // quinn's `finish` does not check for that: finishing it would end the new control stream.
+    if matches!(send.write(&[]).await, Err(quinn::WriteError::ZeroRttRejected)) {
+        return;
     }
     let _ = send.finish();
 }

@@ -335,6 +335,7 @@ impl Core {
         let result = match request {
             Request::Login(_) | Request::Resume(_) => Err(err(ErrorCode::AlreadyLoggedIn)),
             Request::RenewToken { token } => self.renew_token(now, sid, &token),
+            Request::Ping => Ok(Response::Pong),
             Request::Logout => {
                 self.end_session(now, sid, LeaveReason::Left);
                 self.respond(conn, request_id, Ok(Response::LoggedOut));

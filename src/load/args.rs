@@ -92,6 +92,13 @@ pub struct LoadArgs {
     /// `[transport] congestion = "bbr"`).
     #[arg(long)]
     pub client_bbr: bool,
+    /// The client library's stall watchdog: a connection that stops receiving is probed and,
+    /// with no answer within this many milliseconds, abandoned for a resumed one (0: off).
+    #[arg(long, default_value_t = 2_000)]
+    pub client_stall_timeout_ms: u64,
+    /// Clients send their Resume in 0-RTT when they can (`false`: always a full handshake).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub client_zero_rtt: bool,
     /// Connections per client UDP endpoint (each endpoint is its own socket).
     #[arg(long, default_value_t = 128)]
     pub connections_per_endpoint: usize,
@@ -168,6 +175,10 @@ pub struct LoadConfig {
     pub connections_only: bool,
     /// Clients use BBR.
     pub client_bbr: bool,
+    /// Client stall watchdog timeout in milliseconds (0: off).
+    pub client_stall_timeout_ms: u64,
+    /// Clients resume in 0-RTT when they can.
+    pub client_zero_rtt: bool,
     /// Connections per client endpoint.
     pub connections_per_endpoint: usize,
     /// Client socket buffer bytes.
@@ -207,6 +218,8 @@ impl Default for LoadConfig {
             netsim: None,
             connections_only: false,
             client_bbr: false,
+            client_stall_timeout_ms: 2_000,
+            client_zero_rtt: true,
             connections_per_endpoint: 128,
             socket_buffer_bytes: 8 * 1024 * 1024,
             connect_concurrency: 64,
@@ -242,6 +255,8 @@ impl From<LoadArgs> for LoadConfig {
             netsim: a.netsim,
             connections_only: a.connections_only,
             client_bbr: a.client_bbr,
+            client_stall_timeout_ms: a.client_stall_timeout_ms,
+            client_zero_rtt: a.client_zero_rtt,
             connections_per_endpoint: a.connections_per_endpoint,
             socket_buffer_bytes: a.socket_buffer_bytes,
             connect_concurrency: a.connect_concurrency,

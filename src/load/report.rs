@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::args::LoadConfig;
-use super::stats::{LatencySummary, SecondSummary};
+use super::stats::{LatencySummary, OutageSummary, SecondSummary};
 use crate::netsim::ProxyStats;
 use crate::wire::Priority;
 
@@ -89,6 +89,8 @@ pub struct Summary {
     pub resumed: u64,
     /// Messages the server replayed after resumptions (sum of the rooms' `replayed`).
     pub recovered_messages: u64,
+    /// How delivery came back after each `--netsim` blackhole.
+    pub outages: Vec<OutageSummary>,
     /// Why connections were lost or ended, with counts.
     pub disconnect_reasons: BTreeMap<String, u64>,
     /// Host UDP receive-buffer drops during the run (/proc/net/snmp RcvbufErrors).
@@ -388,6 +390,22 @@ impl Summary {
                 }
             ),
         );
+        for o in &self.outages {
+            let ms = |v: Option<f64>| v.map_or("never".to_string(), |v| format!("{v:.0} ms"));
+            row(
+                &mut t,
+                "blackhole",
+                format!(
+                    "{:.1}-{:.1} s: first delivery {} after its end, caught up {} after, {} \
+                     deliveries of messages sent during it",
+                    o.start_s,
+                    o.start_s + o.duration_s,
+                    ms(o.first_delivery_after_end_ms),
+                    ms(o.caught_up_after_end_ms),
+                    o.deliveries_of_messages_sent_during
+                ),
+            );
+        }
         if let Some(n) = &self.netsim {
             row(
                 &mut t,

@@ -28,7 +28,7 @@ use super::schedule::{Schedule, Slot, Tick};
 use super::server::{self, SpawnedServer, CLOCK_TICKS_PER_S};
 use super::stats::{
     decode_body, encode_body, latency_histogram, record, Counters, LatencySummary, LocalSecond,
-    OrderCheck, Stamp, Timeline, Verdict, SUB_TYPE,
+    OrderCheck, Outages, Stamp, Timeline, Verdict, SUB_TYPE,
 };
 use crate::auth::KeySet;
 use crate::certs;
@@ -210,8 +210,10 @@ async fn drive(
     let mut proxy = None;
     let mut rebind_at_s = Vec::new();
     let mut connect_addr = server_addr;
+    let mut blackholes_ms = Vec::new();
     if let Some(spec) = &cfg.netsim {
         let (imp, rest) = parse_spec(spec).map_err(|e| anyhow!("--netsim: {e}"))?;
+        blackholes_ms.clone_from(&imp.blackholes);
         for (k, v) in rest {
             match k.as_str() {
                 "rebind-at" => rebind_at_s.push(
@@ -292,6 +294,8 @@ async fn drive(
                 let mut cc = ClientConfig::new(connect_addr, &user, token.as_deref().unwrap_or(""));
                 cc.roots = vec![trust.ca.clone()];
                 cc.bbr = cfg.client_bbr;
+                cc.stall_timeout = Duration::from_millis(cfg.client_stall_timeout_ms);
+                cc.zero_rtt = cfg.client_zero_rtt;
                 let ep = eps[i % endpoints].clone();
                 async move {
                     let started = Instant::now();
@@ -440,6 +444,7 @@ async fn drive(
         client_sent_packets: 0,
         client_max_rtt_us: 0,
         netsim: None,
+        outages: Vec::new(),
         timeline: Vec::new(),
         problems: Vec::new(),
         config: cfg.clone(),
@@ -448,8 +453,12 @@ async fn drive(
     let t0 = if cfg.connections_only {
         hold_connections(cfg, &members, server_pid, rss_before, &mut summary).await
     } else {
-        fanout(cfg, &members, server_pid, &rebind_at_s, proxy.as_ref().map(|p| &p.0), &mut summary)
-            .await
+        let plan = Plan {
+            rebind_at_s: &rebind_at_s,
+            proxy: proxy.as_ref().map(|p| &p.0),
+            blackholes: proxy.as_ref().map(|p| (p.1, blackholes_ms.clone())),
+        };
+        fanout(cfg, &members, server_pid, plan, &mut summary).await
     };
 
     // Per-socket kernel drops (the client sockets are this run's, so their counters are this
@@ -554,14 +563,23 @@ async fn hold_connections(
 }
 
 /// The fan-out workload. Returns t0, the start of sending.
+/// What the network simulator does during the fan-out.
+struct Plan<'a> {
+    /// Rebinds, seconds after t0.
+    rebind_at_s: &'a [f64],
+    proxy: Option<&'a Proxy>,
+    /// The proxy's start and its blackholes (start, length) in milliseconds after it.
+    blackholes: Option<(Instant, Vec<(u64, u64)>)>,
+}
+
 async fn fanout(
     cfg: &LoadConfig,
     members: &[Member],
     server_pid: Option<u32>,
-    rebind_at_s: &[f64],
-    proxy: Option<&Proxy>,
+    plan: Plan<'_>,
     summary: &mut Summary,
 ) -> Instant {
+    let Plan { rebind_at_s, proxy, blackholes } = plan;
     let p = cfg.publishers_per_room;
     let rate_p = cfg.rate / p as f64;
     let send_s = cfg.warmup_s + cfg.duration_s;
@@ -591,10 +609,24 @@ async fn fanout(
     let deadline = send_end + Duration::from_secs_f64(cfg.drain_s);
     let warmup_ns = (cfg.warmup_s * 1e9) as u64;
     let window_end_ns = (send_s * 1e9) as u64;
+    // Blackholes in nanoseconds after t0 (those over before it are left out).
+    let outages = Arc::new(Outages::new(match blackholes {
+        Some((started, windows)) => {
+            let offset = t0.saturating_duration_since(started).as_nanos() as u64;
+            windows
+                .iter()
+                .map(|&(s, d)| (s * 1_000_000, (s + d) * 1_000_000))
+                .filter(|&(_, end)| end > offset)
+                .map(|(start, end)| (start.saturating_sub(offset), end - offset))
+                .collect()
+        }
+        None => Vec::new(),
+    }));
 
     let mut receivers = Vec::with_capacity(members.len());
     for m in members {
         let (client, timeline, counters) = (m.client.clone(), timeline.clone(), counters.clone());
+        let outages = outages.clone();
         let (rooms, room_ids, mut stop) = (m.rooms.clone(), room_ids.clone(), stop_rx.clone());
         receivers.push(tokio::spawn(async move {
             // One track per (room, publisher): room slot `i` of `rooms` holds publishers
@@ -652,6 +684,7 @@ async fn fanout(
                 Counters::add(&counters.deliveries, 1);
                 let latency_us = arrival_ns.saturating_sub(s.intended_ns) / 1000;
                 local.record(&timeline, arrival_ns, latency_us);
+                outages.record(s.intended_ns, arrival_ns);
                 if s.intended_ns >= warmup_ns && s.intended_ns < window_end_ns {
                     r.measured += 1;
                     record(&mut r.latency, latency_us);
@@ -791,6 +824,7 @@ async fn fanout(
     summary.latency_us = LatencySummary::of(&latency);
     summary.deliveries_per_s = summary.measured_deliveries as f64 / cfg.duration_s.max(1e-9);
     summary.timeline = timeline.summary();
+    summary.outages = outages.summary();
 
     let end = at_window_end.unwrap_or_else(cpu);
     let start = at_window_start.unwrap_or(end);

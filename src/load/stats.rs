@@ -238,6 +238,80 @@ pub enum Verdict {
     Invalid,
 }
 
+/// Recovery from the simulator's blackholes: per window (nanoseconds after t0), the first
+/// arrival after it ended and the last arrival of a message meant to be sent before it ended.
+pub struct Outages {
+    windows: Vec<(u64, u64)>,
+    first_after: Vec<AtomicU64>,
+    last_before: Vec<AtomicU64>,
+    during: Vec<AtomicU64>,
+}
+
+/// How the room came back after one blackhole.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutageSummary {
+    /// Start, seconds after the start of sending.
+    pub start_s: f64,
+    /// Length in seconds.
+    pub duration_s: f64,
+    /// Deliveries of messages meant to be sent during the blackhole.
+    pub deliveries_of_messages_sent_during: u64,
+    /// From the blackhole's end to the first delivery after it, milliseconds.
+    pub first_delivery_after_end_ms: Option<f64>,
+    /// From the blackhole's end to the last delivery of a message meant to be sent before the
+    /// end (everything missed has arrived), milliseconds.
+    pub caught_up_after_end_ms: Option<f64>,
+}
+
+impl Outages {
+    /// Windows as (start, end) in nanoseconds after t0; windows over before t0 are dropped.
+    pub fn new(windows: Vec<(u64, u64)>) -> Outages {
+        let n = windows.len();
+        let counters = |v: u64| (0..n).map(|_| AtomicU64::new(v)).collect::<Vec<_>>();
+        Outages {
+            windows,
+            first_after: counters(u64::MAX),
+            last_before: counters(0),
+            during: counters(0),
+        }
+    }
+
+    /// Notes one first delivery.
+    pub fn record(&self, intended_ns: u64, arrival_ns: u64) {
+        for (i, &(start, end)) in self.windows.iter().enumerate() {
+            if arrival_ns >= end {
+                self.first_after[i].fetch_min(arrival_ns, Ordering::Relaxed);
+            }
+            if intended_ns < end {
+                self.last_before[i].fetch_max(arrival_ns, Ordering::Relaxed);
+            }
+            if intended_ns >= start && intended_ns < end {
+                self.during[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One summary per window.
+    pub fn summary(&self) -> Vec<OutageSummary> {
+        let after = |at: u64, end: u64| (at as f64 - end as f64) / 1e6;
+        self.windows
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| {
+                let first = self.first_after[i].load(Ordering::Relaxed);
+                let last = self.last_before[i].load(Ordering::Relaxed);
+                OutageSummary {
+                    start_s: start as f64 / 1e9,
+                    duration_s: (end - start) as f64 / 1e9,
+                    deliveries_of_messages_sent_during: self.during[i].load(Ordering::Relaxed),
+                    first_delivery_after_end_ms: (first != u64::MAX).then(|| after(first, end)),
+                    caught_up_after_end_ms: (last >= end).then(|| after(last, end)),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Exactly-once, in-order bookkeeping of one receiver for the publishers of its rooms (one
 /// track per room and publisher).
 #[derive(Debug)]

@@ -199,6 +199,9 @@ pub enum Request {
         /// The new token.
         token: String,
     },
+    /// A liveness probe, answered with Pong at once. The client library sends one when the
+    /// link goes quiet while traffic was flowing, to tell a stalled path from a quiet room.
+    Ping,
 }
 
 impl Request {
@@ -254,6 +257,7 @@ impl Request {
             Request::QueryRoomMemberAttributesList { .. } => "query_room_member_attributes_list",
             Request::Resume(_) => "resume",
             Request::RenewToken { .. } => "renew_token",
+            Request::Ping => "ping",
         }
     }
 }

@@ -192,4 +192,6 @@ pub enum Response {
         /// The new token's expiry, Unix seconds.
         token_expires_at_s: u64,
     },
+    /// Answer to Ping.
+    Pong,
 }
