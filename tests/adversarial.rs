@@ -272,3 +272,42 @@ async fn drain_bob(arena: &Arena, n: usize) {
         }
     }
 }
+
+/// SECURITY.md names every configurable limit with its default, every fixed bound with its
+/// value, and the memory ceiling of a connection, so that it stays true when a default moves.
+#[test]
+fn security_md_names_every_limit_with_its_default() {
+    use huddle::config::{ServerConfig, CONNECTION_FIXED_BYTES};
+    use huddle::core::{MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES, MAX_USER_ID_BYTES};
+    use huddle::server::{INCOMING_BUFFER_BYTES, INCOMING_BUFFER_TOTAL_BYTES};
+    use huddle::wire::{CLIENT_DECODE_LIMIT, MAX_FRAME_LEN};
+
+    let doc = include_str!("../SECURITY.md");
+    let config = ServerConfig::default();
+    let table = toml::Value::try_from(&config).unwrap();
+    let mut missing = Vec::new();
+    for section in ["limits", "transport", "queue"] {
+        for (key, value) in table[section].as_table().unwrap() {
+            missing.push(format!("| `{section}.{key}` | {value} |"));
+        }
+    }
+    let constants: [(&str, u64); 13] = [
+        ("MAX_CLIENT_FRAME_LEN", MAX_CLIENT_FRAME_LEN as u64),
+        ("CLIENT_DECODE_LIMIT", CLIENT_DECODE_LIMIT as u64),
+        ("MAX_FRAME_LEN", MAX_FRAME_LEN as u64),
+        ("MAX_TOKEN_LEN", huddle::auth::MAX_TOKEN_LEN as u64),
+        ("MAX_CLOCK_SKEW_S", huddle::auth::MAX_CLOCK_SKEW_S),
+        ("MAX_USER_ID_BYTES", MAX_USER_ID_BYTES as u64),
+        ("MAX_ROOM_ID_BYTES", MAX_ROOM_ID_BYTES as u64),
+        ("MAX_QUERY_COUNT", u64::from(MAX_QUERY_COUNT)),
+        ("MAX_QUERY_USER_IDS", MAX_QUERY_USER_IDS as u64),
+        ("INCOMING_BUFFER_BYTES", INCOMING_BUFFER_BYTES),
+        ("INCOMING_BUFFER_TOTAL_BYTES", INCOMING_BUFFER_TOTAL_BYTES),
+        ("LOG_LINES_PER_WINDOW", u64::from(huddle::server::LOG_LINES_PER_WINDOW)),
+        ("CONNECTION_FIXED_BYTES", CONNECTION_FIXED_BYTES),
+    ];
+    missing.extend(constants.iter().map(|(name, value)| format!("| `{name}` | {value} |")));
+    missing.push(format!("= {} bytes", config.connection_memory_ceiling()));
+    missing.retain(|row| !doc.contains(row.as_str()));
+    assert!(missing.is_empty(), "SECURITY.md lacks (or has stale):\n{}", missing.join("\n"));
+}
