@@ -88,10 +88,13 @@ impl Core {
         let (rate, burst) = (self.limits.ops_rate_per_s, self.limits.ops_burst);
         if rate > 0 {
             if let Some(s) = self.sessions.get(&sid) {
-                let bucket = self
-                    .user_ops
-                    .entry(s.user_id.clone())
-                    .or_insert_with(|| TokenBucket::new(burst, now.mono_ms));
+                let bucket = match self.user_ops.get_mut(&*s.user_id) {
+                    Some(b) => b,
+                    None => self
+                        .user_ops
+                        .entry(s.user_id.clone())
+                        .or_insert_with(|| TokenBucket::new(burst, now.mono_ms)),
+                };
                 if !bucket.try_take(rate, burst, now.mono_ms) {
                     return Err(ErrorCode::OperationRateLimited);
                 }
