@@ -83,33 +83,77 @@ impl KeySet {
     }
 
     /// Checks a token presented by `user_id` at `now_s` (Unix seconds).
+    ///
+    /// Each way a token can be wrong has its code: over [`MAX_TOKEN_LEN`] is `token_too_long`;
+    /// not the `hd1:{kid}:{user_id}:{iat}:{exp}:{sig}` shape (a truncated token, a signature that
+    /// is not 64 lowercase hex digits) is `token_malformed`; an unknown key, a signature that does
+    /// not verify or a token of another user is `token_invalid`; an issued-at more than
+    /// [`MAX_CLOCK_SKEW_S`] ahead is `token_not_yet_valid`; a passed expiry is `token_expired`.
+    /// The signature is checked before anything it covers is believed.
     pub fn verify(&self, token: &str, user_id: &str, now_s: u64) -> Result<Claims, ErrorCode> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ErrorCode::TokenTooLong);
         }
-        let (signed, sig_hex) = token.rsplit_once(':').ok_or(ErrorCode::TokenInvalid)?;
-        let mut parts = signed.split(':');
-        let (Some(prefix), Some(kid), Some(uid), Some(iat), Some(exp), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(ErrorCode::TokenInvalid);
-        };
-        if prefix != PREFIX {
+        let parsed = parse(token).ok_or(ErrorCode::TokenMalformed)?;
+        let key = self.key(parsed.kid).ok_or(ErrorCode::TokenInvalid)?;
+        hmac::verify(key, parsed.signed.as_bytes(), &parsed.sig)
+            .map_err(|_| ErrorCode::TokenInvalid)?;
+        if parsed.uid != user_id || parsed.exp < parsed.iat {
             return Err(ErrorCode::TokenInvalid);
         }
-        let key = self.key(kid).ok_or(ErrorCode::TokenInvalid)?;
-        let sig = hex::decode(sig_hex).map_err(|_| ErrorCode::TokenInvalid)?;
-        hmac::verify(key, signed.as_bytes(), &sig).map_err(|_| ErrorCode::TokenInvalid)?;
-        let iat: u64 = iat.parse().map_err(|_| ErrorCode::TokenInvalid)?;
-        let exp: u64 = exp.parse().map_err(|_| ErrorCode::TokenInvalid)?;
-        if uid != user_id || iat > now_s + MAX_CLOCK_SKEW_S || exp < iat {
-            return Err(ErrorCode::TokenInvalid);
+        if parsed.iat > now_s.saturating_add(MAX_CLOCK_SKEW_S) {
+            return Err(ErrorCode::TokenNotYetValid);
         }
-        if exp <= now_s {
+        if parsed.exp <= now_s {
             return Err(ErrorCode::TokenExpired);
         }
-        Ok(Claims { kid: kid.to_string(), user_id: uid.to_string(), iat, exp })
+        Ok(Claims {
+            kid: parsed.kid.to_string(),
+            user_id: parsed.uid.to_string(),
+            iat: parsed.iat,
+            exp: parsed.exp,
+        })
     }
+}
+
+/// A token split into its parts, before its signature is checked.
+struct Parsed<'a> {
+    signed: &'a str,
+    kid: &'a str,
+    uid: &'a str,
+    iat: u64,
+    exp: u64,
+    sig: Vec<u8>,
+}
+
+/// Splits a token into its parts; `None` when it does not have the token's shape.
+fn parse(token: &str) -> Option<Parsed<'_>> {
+    let (signed, sig_hex) = token.rsplit_once(':')?;
+    let mut parts = signed.split(':');
+    let (Some(PREFIX), Some(kid), Some(uid), Some(iat), Some(exp), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let decimal = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let lower_hex =
+        sig_hex.len() == 64 && sig_hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !valid_key_id(kid) || uid.is_empty() || !lower_hex {
+        return None;
+    }
+    Some(Parsed {
+        signed,
+        kid,
+        uid,
+        iat: decimal(iat)?,
+        exp: decimal(exp)?,
+        sig: hex::decode(sig_hex).ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -141,12 +185,20 @@ mod tests {
         assert_eq!(k.verify(&t, "bob", 1500), Err(ErrorCode::TokenInvalid));
         assert_eq!(
             k.verify(&t, "alice", 1000 - MAX_CLOCK_SKEW_S - 1),
-            Err(ErrorCode::TokenInvalid)
+            Err(ErrorCode::TokenNotYetValid)
         );
+        assert!(k.verify(&t, "alice", 1000 - MAX_CLOCK_SKEW_S).is_ok(), "skew is tolerated");
         let forged = t.replace("2000", "9999");
         assert_eq!(k.verify(&forged, "alice", 1500), Err(ErrorCode::TokenInvalid));
-        assert_eq!(k.verify(&t[..t.len() - 2], "alice", 1500), Err(ErrorCode::TokenInvalid));
-        assert_eq!(k.verify("", "alice", 1500), Err(ErrorCode::TokenInvalid));
+        for cut in 0..t.len() {
+            assert_eq!(k.verify(&t[..cut], "alice", 1500), Err(ErrorCode::TokenMalformed), "{cut}");
+        }
+        assert_eq!(k.verify(&t.to_uppercase(), "alice", 1500), Err(ErrorCode::TokenMalformed));
+        assert_eq!(k.verify(&format!("{t}0"), "alice", 1500), Err(ErrorCode::TokenMalformed));
+        let plus = t.replace(":1000:", ":+1000:");
+        assert_eq!(k.verify(&plus, "alice", 1500), Err(ErrorCode::TokenMalformed));
+        let unknown_kid = t.replace("hd1:dev:", "hd1:old:");
+        assert_eq!(k.verify(&unknown_kid, "alice", 1500), Err(ErrorCode::TokenInvalid));
         assert_eq!(k.verify(&"a".repeat(600), "alice", 1500), Err(ErrorCode::TokenTooLong));
         let other = KeySet::new();
         assert_eq!(other.verify(&t, "alice", 1500), Err(ErrorCode::TokenInvalid));

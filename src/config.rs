@@ -55,9 +55,16 @@ pub struct TransportLimits {
     pub login_timeout_s: u64,
     /// Seconds the rest of a frame has to arrive once its first byte has.
     pub frame_timeout_s: u64,
+    /// Seconds a QUIC handshake has to complete (the connection is dropped otherwise).
+    pub handshake_timeout_s: u64,
+    /// Above this many new connection attempts per second, an attempt from an address that has
+    /// not been validated gets a QUIC Retry (address validation: one more round trip, and
+    /// spoofed source addresses get nothing but the Retry). 0: always validate.
+    pub retry_above_handshakes_per_s: u32,
     /// Connections at once, in total.
     pub max_connections: usize,
-    /// Connections at once from one IP address (0: no per-IP cap).
+    /// Connections at once from one client address, an IPv4 address or an IPv6 /64 (0: no
+    /// per-address cap).
     pub max_connections_per_ip: usize,
     /// Handshakes in progress at once (quinn `max_incoming`).
     pub max_incoming: usize,
@@ -121,6 +128,8 @@ impl Default for TransportLimits {
             keep_alive_s: 10,
             login_timeout_s: 5,
             frame_timeout_s: 10,
+            handshake_timeout_s: 10,
+            retry_above_handshakes_per_s: 200,
             max_connections: 200_000,
             max_connections_per_ip: 10_000,
             max_incoming: 1_024,
@@ -142,7 +151,25 @@ impl Default for QueueLimits {
     }
 }
 
+/// What one connection's QUIC and session state costs the server at most, beyond the byte
+/// budgets below (measured at 30-50 KB per idle connection, BENCHMARKS.md; rounded up).
+pub const CONNECTION_FIXED_BYTES: u64 = 64 * 1024;
+
 impl ServerConfig {
+    /// The most memory one connection can make the server hold, in bytes: its outbound queue
+    /// (`queue.max_bytes`), the unacknowledged data QUIC keeps for retransmission
+    /// (`send_window`), what the client may send ahead of the server reading
+    /// (`receive_window`, which covers the control stream's window), one request frame being
+    /// assembled ([`crate::wire::MAX_CLIENT_FRAME_LEN`]), and the fixed per-connection state
+    /// ([`CONNECTION_FIXED_BYTES`]). SECURITY.md explains each term.
+    pub fn connection_memory_ceiling(&self) -> u64 {
+        self.queue.max_bytes as u64
+            + self.transport.send_window
+            + u64::from(self.transport.receive_window)
+            + crate::wire::MAX_CLIENT_FRAME_LEN as u64
+            + CONNECTION_FIXED_BYTES
+    }
+
     /// Reads a TOML file; unknown keys are an error.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<ServerConfig> {
         let text = std::fs::read_to_string(path)

@@ -20,6 +20,9 @@ pub enum ReadError {
     /// The rest of a frame did not arrive in time.
     #[error("frame read timed out")]
     Timeout,
+    /// The peer reset the stream (RESET_STREAM) with this application code.
+    #[error("stream reset by the peer with code {0}")]
+    Reset(u64),
     /// The stream or connection failed.
     #[error("stream error: {0}")]
     Stream(String),
@@ -32,15 +35,22 @@ impl ReadError {
             ReadError::Wire(e) => e.code(),
             ReadError::Truncated => ErrorCode::MalformedFrame,
             ReadError::Timeout => ErrorCode::FrameTimeout,
-            ReadError::Stream(_) => ErrorCode::ProtocolViolation,
+            ReadError::Reset(_) | ReadError::Stream(_) => ErrorCode::ProtocolViolation,
         }
+    }
+}
+
+fn stream_error(e: quinn::ReadError) -> ReadError {
+    match e {
+        quinn::ReadError::Reset(code) => ReadError::Reset(code.into_inner()),
+        e => ReadError::Stream(e.to_string()),
     }
 }
 
 async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), ReadError> {
     recv.read_exact(buf).await.map_err(|e| match e {
         quinn::ReadExactError::FinishedEarly(_) => ReadError::Truncated,
-        quinn::ReadExactError::ReadError(e) => ReadError::Stream(e.to_string()),
+        quinn::ReadExactError::ReadError(e) => stream_error(e),
     })
 }
 
@@ -58,7 +68,7 @@ pub async fn read_frame(
     match recv.read(&mut prefix[..1]).await {
         Ok(Some(1)) => {}
         Ok(Some(_)) | Ok(None) => return Ok(None),
-        Err(e) => return Err(ReadError::Stream(e.to_string())),
+        Err(e) => return Err(stream_error(e)),
     }
     let rest = async {
         read_exact(recv, &mut prefix[1..]).await?;

@@ -104,11 +104,11 @@ async fn bad_logins_have_their_codes() {
     let server = TestServer::start().await;
     let mut cfg = server.config("alice");
     cfg.token = "hd1:test:alice:1:2:00".into();
-    assert_eq!(login_code(Client::connect(cfg).await), ErrorCode::TokenInvalid);
+    assert_eq!(login_code(Client::connect(cfg).await), ErrorCode::TokenMalformed);
 
     let mut cfg = server.config("alice");
     cfg.token = "not a token".into();
-    assert_eq!(login_code(Client::connect(cfg).await), ErrorCode::TokenInvalid);
+    assert_eq!(login_code(Client::connect(cfg).await), ErrorCode::TokenMalformed);
 
     let mut cfg = server.config("alice");
     let now = now_s();

@@ -359,7 +359,10 @@ fn failed_login_prints_an_error_line_and_exits_non_zero() {
     let mut c = server.client("alice", &["--token", "garbage"]);
     let v = c.recv();
     assert_eq!(v["type"], "error", "{v}");
-    assert_eq!((&v["error"]["name"], &v["error"]["code"]), (&json!("token_invalid"), &json!(2001)));
+    assert_eq!(
+        (&v["error"]["name"], &v["error"]["code"]),
+        (&json!("token_malformed"), &json!(2010))
+    );
     assert!(v["error"]["message"].is_string());
     let (rest, status) = c.wait_exit();
     assert!(rest.is_empty(), "{rest:?}");

@@ -352,7 +352,7 @@ fn every_login_failure_has_its_code_and_closes() {
         (Login { user_id: "al ice".into(), ..good.clone() }, ErrorCode::InvalidUserId),
         (Login { user_id: "al/ice".into(), ..good.clone() }, ErrorCode::InvalidUserId),
         (Login { user_name: "n".repeat(257), ..good.clone() }, ErrorCode::UserNameTooLong),
-        (Login { token: "garbage".into(), ..good.clone() }, ErrorCode::TokenInvalid),
+        (Login { token: "garbage".into(), ..good.clone() }, ErrorCode::TokenMalformed),
         (Login { token: h.token("bob"), ..good.clone() }, ErrorCode::TokenInvalid),
         (
             Login {
@@ -1606,4 +1606,73 @@ fn a_session_whose_token_expires_is_closed_with_token_expired() {
     h.tick(50);
     assert_eq!(h.events(2), vec![left("r", &["alice"], LeaveReason::Kicked)]);
     assert_eq!(h.core.session_count(), 1);
+}
+
+#[test]
+fn operations_are_rate_limited_per_user() {
+    let mut h = Harness::new(Limits { ops_rate_per_s: 10, ops_burst: 5, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    for _ in 0..4 {
+        h.ok(1, Request::QueryJoinedRooms);
+    }
+    assert_eq!(h.fail(1, Request::QueryJoinedRooms), ErrorCode::OperationRateLimited);
+    assert_eq!(
+        h.fail(1, Request::JoinRoom { room_id: "r".into() }),
+        ErrorCode::OperationRateLimited
+    );
+    // Messages have their own limit, and another user his own bucket.
+    h.send(1, "r", "still allowed");
+    h.ok(2, Request::QueryJoinedRooms);
+    // 100 ms refills one operation.
+    h.advance(100);
+    h.ok(1, Request::QueryJoinedRooms);
+    assert_eq!(h.fail(1, Request::QueryJoinedRooms), ErrorCode::OperationRateLimited);
+    // Logout is never refused.
+    assert!(matches!(h.ok(1, Request::Logout), Response::LoggedOut));
+}
+
+#[test]
+fn logins_and_operations_are_rate_limited_per_address_and_the_bucket_outlives_the_connections() {
+    let limits = Limits {
+        address_ops_rate_per_s: 1,
+        address_ops_burst: 3,
+        ops_rate_per_s: 0,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits);
+    let now = h.now();
+    // Connections 1-3 share an address, 4 has its own.
+    for conn in 1..=3 {
+        h.core.handle_connect(now, conn, 77);
+    }
+    h.core.handle_connect(now, 4, 88);
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.ok(1, Request::QueryJoinedRooms);
+    let (ok, reply, rest) = h.try_login(3, h.login_request("carol"));
+    assert!(!ok);
+    assert!(matches!(reply, Reply::Err(e) if e.code == ErrorCode::AddressRateLimited.as_u16()));
+    assert_eq!(rest, vec![Got::Close(Some(ErrorCode::AddressRateLimited))]);
+    assert_eq!(h.fail(2, Request::QueryJoinedRooms), ErrorCode::AddressRateLimited);
+    h.login(4, "dave");
+    // Hanging up and coming back does not refill the bucket...
+    for conn in 1..=3 {
+        let now = h.now();
+        h.core.handle_disconnect(now, conn);
+    }
+    h.pump();
+    h.take(1);
+    h.take(2);
+    assert_eq!(h.core.address_count(), 2);
+    let now = h.now();
+    h.core.handle_connect(now, 5, 77);
+    let (ok, _, _) = h.try_login(5, h.login_request("carol"));
+    assert!(!ok, "the address's bucket is still empty");
+    let now = h.now();
+    h.core.handle_protocol_close(now, 5);
+    // ...but once it has refilled, an address with no connection is forgotten.
+    h.tick(3_000);
+    assert_eq!(h.core.address_count(), 1);
 }

@@ -880,6 +880,8 @@ fn terminal(code: u16) -> bool {
                 | ErrorCode::TokenInvalid
                 | ErrorCode::TokenExpired
                 | ErrorCode::TokenTooLong
+                | ErrorCode::TokenNotYetValid
+                | ErrorCode::TokenMalformed
                 | ErrorCode::UnsupportedVersion
                 | ErrorCode::NotLoggedIn
         )

@@ -32,6 +32,18 @@ pub struct Limits {
     pub rate_limit_per_s: u32,
     /// Burst size of the per-user per-room message rate limit.
     pub rate_limit_burst: u32,
+    /// Sustained requests per second one user may make, counting every request but messages
+    /// (which have their own limit) and logout: joins, leaves, queries, attribute operations,
+    /// token renewals (0 disables the limit). Over it: `operation_rate_limited`.
+    pub ops_rate_per_s: u32,
+    /// Burst size of the per-user operation rate limit.
+    pub ops_burst: u32,
+    /// Sustained requests per second from one client address (an IPv4 address or an IPv6 /64,
+    /// as the server keys it), counting logins, resumes and every operation but messages and
+    /// logout, over all its connections (0 disables the limit). Over it: `address_rate_limited`.
+    pub address_ops_rate_per_s: u32,
+    /// Burst size of the per-address operation rate limit.
+    pub address_ops_burst: u32,
     /// Window over which member join/leave events are batched.
     pub presence_batch_ms: u64,
     /// Members listed in one join/leave event at most.
@@ -84,6 +96,10 @@ impl Default for Limits {
             history_max_age_s: 3 * 3600,
             rate_limit_per_s: 200,
             rate_limit_burst: 400,
+            ops_rate_per_s: 50,
+            ops_burst: 200,
+            address_ops_rate_per_s: 1_000,
+            address_ops_burst: 10_000,
             presence_batch_ms: 50,
             presence_batch_max: 100,
             presence_count_threshold: 500,

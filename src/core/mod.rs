@@ -10,6 +10,7 @@
 mod attributes;
 mod history;
 mod limits;
+mod oplimit;
 mod ratelimit;
 mod resume;
 mod room;
@@ -129,6 +130,8 @@ enum Timer {
     /// (session, the token expiry it was armed for)
     TokenWarning(SessionId, u64),
     TokenExpiry(SessionId, u64),
+    /// A client address with no connection left may be forgotten (its bucket has refilled).
+    OriginIdle(u64),
 }
 
 /// The room server's state machine. See the module documentation.
@@ -143,6 +146,11 @@ pub struct Core {
     room_ids: HashMap<Arc<str>, RoomKey>,
     timers: BTreeSet<(u64, Timer)>,
     outputs: VecDeque<Output>,
+    /// Operation buckets per user (while it has a session).
+    user_ops: HashMap<Arc<str>, TokenBucket>,
+    /// Client addresses (opaque keys from the caller) with their operation buckets.
+    origins: HashMap<u64, oplimit::Origin>,
+    conn_origin: HashMap<ConnId, u64>,
     next_session: SessionId,
     next_room: u64,
     next_message_id: u64,
@@ -168,6 +176,9 @@ impl Core {
             room_ids: HashMap::new(),
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
+            user_ops: HashMap::new(),
+            origins: HashMap::new(),
+            conn_origin: HashMap::new(),
             next_session: id_base.max(1),
             next_room: 1,
             next_message_id: id_base.max(1),
@@ -228,7 +239,8 @@ impl Core {
         login: Login,
         resume_secret: [u8; 16],
     ) -> bool {
-        match self.login(now, conn, login, resume_secret) {
+        let admitted = self.admit_address(now, conn).map_err(err);
+        match admitted.and_then(|()| self.login(now, conn, login, resume_secret)) {
             Ok(response) => {
                 self.respond(conn, request_id, Ok(response));
                 true
@@ -318,6 +330,7 @@ impl Core {
                 list.retain(|x| *x != sid);
                 if list.is_empty() {
                     self.by_user.remove(&s.user_id);
+                    self.user_ops.remove(&s.user_id);
                 }
             }
         }
@@ -332,6 +345,12 @@ impl Core {
             self.outputs.push_back(Output::Close { conn, code: Some(ErrorCode::NotLoggedIn) });
             return;
         };
+        if oplimit::counts(&request) {
+            if let Err(code) = self.admit_operation(now, conn, sid) {
+                self.respond(conn, request_id, Err(err(code)));
+                return;
+            }
+        }
         let result = match request {
             Request::Login(_) | Request::Resume(_) => Err(err(ErrorCode::AlreadyLoggedIn)),
             Request::RenewToken { token } => self.renew_token(now, sid, &token),
@@ -962,6 +981,7 @@ impl Core {
                 Timer::Offline(sid) => self.offline_expired(now, sid, at),
                 Timer::TokenWarning(sid, exp) => self.token_warning(sid, exp),
                 Timer::TokenExpiry(sid, exp) => self.token_expired(now, sid, exp),
+                Timer::OriginIdle(origin) => self.origin_idle(now, origin),
                 Timer::Destroy(key) => {
                     let due = self.rooms.get(&key).is_some_and(|r| {
                         r.members.is_empty() && r.destroy_at.is_some_and(|d| d <= now.mono_ms)

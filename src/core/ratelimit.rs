@@ -27,6 +27,17 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Milliseconds until the bucket is full again at `rate` (0 when it is full now).
+    pub fn ms_until_full(&self, rate: u32, burst: u32, now_ms: u64) -> u64 {
+        let cap = u64::from(burst) * 1000;
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        let now_tokens = (self.milli_tokens + elapsed * u64::from(rate)).min(cap);
+        if rate == 0 {
+            return 0;
+        }
+        (cap - now_tokens).div_ceil(u64::from(rate))
+    }
 }
 
 #[cfg(test)]
@@ -44,5 +55,8 @@ mod tests {
         // A long pause refills only up to the burst.
         assert!((0..4).all(|_| b.try_take(2, 4, 100_000)));
         assert!(!b.try_take(2, 4, 100_000));
+        assert_eq!(b.ms_until_full(2, 4, 100_000), 2000);
+        assert_eq!(b.ms_until_full(2, 4, 101_000), 1000);
+        assert_eq!(b.ms_until_full(2, 4, 109_000), 0);
     }
 }

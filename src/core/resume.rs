@@ -17,6 +17,7 @@ impl Core {
     /// memberships (nobody is told) until the grace ends or it is resumed; without one it ends
     /// at once with reason `offline`.
     pub fn handle_disconnect(&mut self, now: Now, conn: ConnId) {
+        self.forget_origin(now, conn);
         let Some(sid) = self.by_conn.remove(&conn) else { return };
         let grace_ms = self.limits.offline_grace_s * 1000;
         if grace_ms == 0 {
@@ -39,6 +40,7 @@ impl Core {
     /// Handles a connection the server closed for breaking the protocol: its session ends at
     /// once (reason `offline`), since a broken client would only break again on resumption.
     pub fn handle_protocol_close(&mut self, now: Now, conn: ConnId) {
+        self.forget_origin(now, conn);
         if let Some(sid) = self.by_conn.get(&conn).copied() {
             self.end_session(now, sid, LeaveReason::Offline);
         }
@@ -66,7 +68,8 @@ impl Core {
         resume: Resume,
         fresh_secret: [u8; 16],
     ) -> bool {
-        match self.resume(now, conn, resume, fresh_secret) {
+        let admitted = self.admit_address(now, conn).map_err(err);
+        match admitted.and_then(|()| self.resume(now, conn, resume, fresh_secret)) {
             Ok(response) => {
                 self.reply(conn, request_id, Reply::Ok(response));
                 true

@@ -1,8 +1,10 @@
 //! One client connection: handshake, login deadline, the control stream's request loop.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::guard::client_fault;
 use super::outbox::{close_connection, Outbox};
 use super::Shared;
 use crate::core::ConnId;
@@ -10,6 +12,8 @@ use crate::framed::{read_frame, ReadError};
 use crate::wire::{decode_request, ErrorCode, Request, RequestFrame, MAX_CLIENT_FRAME_LEN};
 
 pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::Incoming) {
+    let t = &shared.config.transport;
+    let handshake_deadline = Duration::from_secs(t.handshake_timeout_s.max(1));
     let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
@@ -23,19 +27,18 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
     let (conn, confirmed) = if shared.config.transport.zero_rtt {
         match connecting.into_0rtt() {
             Ok((conn, accepted)) => (conn, Some(accepted)),
-            Err(connecting) => match handshake(connecting).await {
+            Err(connecting) => match handshake(&shared, connecting, handshake_deadline).await {
                 Some(conn) => (conn, None),
                 None => return,
             },
         }
     } else {
-        match handshake(connecting).await {
+        match handshake(&shared, connecting, handshake_deadline).await {
             Some(conn) => (conn, None),
             None => return,
         }
     };
     let remote = conn.remote_address();
-    let t = &shared.config.transport;
     let frame_timeout = Duration::from_secs(t.frame_timeout_s.max(1));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(t.login_timeout_s.max(1));
 
@@ -45,6 +48,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         Ok(Err(_)) => return,
         Err(_) => {
             close_connection(&conn, Some(ErrorCode::LoginTimeout));
+            shared.log_misbehaviour(conn_id, remote, ErrorCode::LoginTimeout.name());
             return;
         }
     };
@@ -55,7 +59,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         shared.stats.clone(),
         t.single_event_stream,
     );
-    shared.register(conn_id, outbox.clone());
+    shared.register(conn_id, outbox.clone(), remote);
     let first = tokio::time::timeout_at(
         deadline,
         read_frame(&mut recv, MAX_CLIENT_FRAME_LEN, frame_timeout),
@@ -143,25 +147,49 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
     } else if conn.close_reason().is_none() {
         close_connection(&conn, None);
     }
-    if logged_in {
-        let why = match (reason, conn.close_reason()) {
-            (Some(Some(code)), _) => code.name().to_string(),
-            (Some(None), _) => "logout".to_string(),
-            (None, Some(e)) => e.to_string(),
-            (None, None) => "closed".to_string(),
-        };
-        tracing::info!(conn = conn_id, %remote, reason = %why, "connection closed");
-    } else {
+    if !logged_in {
         // Login-stage closes wait here too so that the error reply reaches the client.
         outbox.finish_close().await;
     }
+    // One line per connection; those about misbehaving clients go through the log limiter.
+    match (reason, conn.close_reason()) {
+        (Some(Some(code)), _) if client_fault(code) => {
+            shared.log_misbehaviour(conn_id, remote, code.name())
+        }
+        (None, Some(quinn::ConnectionError::TransportError(e))) => {
+            shared.log_misbehaviour(conn_id, remote, &e.to_string())
+        }
+        _ if !logged_in => {}
+        (Some(Some(code)), _) => {
+            tracing::info!(conn = conn_id, %remote, reason = code.name(), "connection closed")
+        }
+        (Some(None), _) => {
+            tracing::info!(conn = conn_id, %remote, reason = "logout", "connection closed")
+        }
+        (None, Some(e)) => {
+            tracing::info!(conn = conn_id, %remote, reason = %e, "connection closed")
+        }
+        (None, None) => {
+            tracing::info!(conn = conn_id, %remote, reason = "closed", "connection closed")
+        }
+    }
 }
 
-async fn handshake(connecting: quinn::Connecting) -> Option<quinn::Connection> {
-    match connecting.await {
-        Ok(c) => Some(c),
-        Err(e) => {
+/// Completes a handshake within `within`; a handshake that takes longer is abandoned.
+async fn handshake(
+    shared: &Shared,
+    connecting: quinn::Connecting,
+    within: Duration,
+) -> Option<quinn::Connection> {
+    match tokio::time::timeout(within, connecting).await {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "handshake failed");
+            None
+        }
+        Err(_) => {
+            // Dropping the connecting future abandons the handshake.
+            shared.guard.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
             None
         }
     }
@@ -198,6 +226,7 @@ async fn request_loop(
                 // The client finished its control stream: treat as a logout without reply.
                 return;
             }
+            // The connection is gone: a lost connection, not a protocol error.
             Err(ReadError::Stream(_)) => return,
             Err(e) => {
                 tracing::debug!(conn = conn_id, error = %e, "bad frame");

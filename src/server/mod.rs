@@ -6,10 +6,13 @@
 //! `.await` and a slow connection never slows the others.
 
 mod conn;
+mod guard;
 mod outbox;
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,8 +28,17 @@ use crate::certs;
 use crate::config::ServerConfig;
 use crate::core::{ConnId, Core, Now, Output};
 use crate::wire::{ErrorCode, ALPN};
+pub use guard::{client_address, GuardStats, LOG_LINES_PER_WINDOW, LOG_WINDOW};
+use guard::{HandshakeMeter, LogLimiter};
 use outbox::Outbox;
 pub use outbox::{close_connection, OutboxStats};
+
+/// Bytes quinn buffers for one connection attempt before the server has accepted it (0-RTT is
+/// off, so little more than the client's Initial packets arrive in that time).
+pub const INCOMING_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// Bytes quinn buffers for all connection attempts not yet accepted, together.
+pub const INCOMING_BUFFER_TOTAL_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Monotonic and wall-clock time for the core.
 #[derive(Clone, Copy)]
@@ -57,8 +69,22 @@ pub(crate) struct Shared {
     timer_changed: Notify,
     config: ServerConfig,
     next_conn: AtomicU64,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    conns: Mutex<ConnCounts>,
     stats: Arc<OutboxStats>,
+    guard: Arc<GuardStats>,
+    handshakes: Mutex<HandshakeMeter>,
+    log_limiter: Mutex<LogLimiter>,
+    /// Keys client addresses for the core's address rate limit (seeded per run, so that
+    /// nobody can aim for a collision).
+    address_keys: RandomState,
+}
+
+/// Connections from accept to end (handshakes in progress included), in total and per client
+/// address ([`client_address`]).
+#[derive(Default)]
+struct ConnCounts {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
 }
 
 impl Shared {
@@ -83,8 +109,17 @@ impl Shared {
         r
     }
 
-    fn register(&self, conn: ConnId, outbox: Arc<Outbox>) {
+    /// Registers a connection's outbox; from now on the core counts its operations toward the
+    /// rate limit of its client address.
+    fn register(&self, conn: ConnId, outbox: Arc<Outbox>, remote: SocketAddr) {
+        let key = self.address_keys.hash_one(client_address(remote.ip()));
         self.lock().outboxes.insert(conn, outbox);
+        self.with_core(|core, now| core.handle_connect(now, conn, key));
+    }
+
+    /// The one log line about a client the server closed for misbehaving (rate-limited).
+    fn log_misbehaviour(&self, conn: ConnId, remote: SocketAddr, why: &str) {
+        guard::log_misbehaviour(&self.guard, &self.log_limiter, conn, remote, why);
     }
 
     /// Forgets a finished connection. Its session waits for resumption, unless the server closed
@@ -245,6 +280,8 @@ impl Server {
         let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         sc.transport_config(Arc::new(transport_config(&config)?));
         sc.max_incoming(config.transport.max_incoming.max(1));
+        sc.incoming_buffer_size(INCOMING_BUFFER_BYTES);
+        sc.incoming_buffer_size_total(INCOMING_BUFFER_TOTAL_BYTES);
         sc.migration(true);
         let socket = std::net::UdpSocket::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
@@ -271,8 +308,12 @@ impl Server {
             timer_changed: Notify::new(),
             config,
             next_conn: AtomicU64::new(1),
-            per_ip: Mutex::new(HashMap::new()),
+            conns: Mutex::new(ConnCounts::default()),
             stats: Arc::new(OutboxStats::default()),
+            guard: Arc::new(GuardStats::default()),
+            handshakes: Mutex::new(HandshakeMeter::new(tokio::time::Instant::now())),
+            log_limiter: Mutex::new(LogLimiter::new(tokio::time::Instant::now())),
+            address_keys: RandomState::new(),
         });
         Ok(Server { endpoint, shared })
     }
@@ -292,6 +333,11 @@ impl Server {
     /// Counters of the outbound queues.
     pub fn stats(&self) -> Arc<OutboxStats> {
         self.shared.stats.clone()
+    }
+
+    /// Counters of the defences (Retry, refused connections, misbehaving clients).
+    pub fn guard_stats(&self) -> Arc<GuardStats> {
+        self.shared.guard.clone()
     }
 
     /// Serves until `shutdown` completes, then closes every connection with `server_shutdown`
@@ -346,32 +392,53 @@ pub fn set_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) {
     }
 }
 
-/// Applies the connection caps and starts a connection task.
+/// Validates addresses under a handshake flood, applies the connection caps and starts a
+/// connection task.
 fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
     let t = &shared.config.transport;
-    let ip = incoming.remote_address().ip();
-    let total = shared.lock().outboxes.len();
-    let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-    let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
-    if total >= t.max_connections
+    let attempts = shared
+        .handshakes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .tick(tokio::time::Instant::now());
+    if attempts > t.retry_above_handshakes_per_s
+        && !incoming.remote_address_validated()
+        && incoming.may_retry()
+    {
+        // A Retry is stateless and no larger than the packet it answers: a flood from spoofed
+        // addresses costs the server no connection state and reflects nothing bigger.
+        shared.guard.retries.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = incoming.retry() {
+            e.into_incoming().refuse();
+        }
+        return;
+    }
+    let ip = client_address(incoming.remote_address().ip());
+    let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+    let from_ip = conns.per_address.get(&ip).copied().unwrap_or(0);
+    if conns.total >= t.max_connections
         || (t.max_connections_per_ip > 0 && from_ip >= t.max_connections_per_ip)
     {
-        drop(per_ip);
+        let total = conns.total;
+        drop(conns);
+        shared.guard.refused.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%ip, total, from_ip, "connection refused: over the cap");
         incoming.refuse();
         return;
     }
-    *per_ip.entry(ip).or_default() += 1;
-    drop(per_ip);
+    conns.total += 1;
+    *conns.per_address.entry(ip).or_default() += 1;
+    drop(conns);
     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let shared = shared.clone();
     tokio::spawn(async move {
         conn::run(shared.clone(), conn_id, incoming).await;
-        let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = per_ip.get_mut(&ip) {
+        let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.total = conns.total.saturating_sub(1);
+        if let Some(n) = conns.per_address.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&ip);
+                conns.per_address.remove(&ip);
             }
         }
     });
@@ -397,7 +464,14 @@ async fn run_timers(shared: Arc<Shared>) {
 
 /// Runs a server with `config` until `shutdown` completes.
 pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let ceiling = config.connection_memory_ceiling();
+    let max = config.transport.max_connections as u64;
     let server = Server::bind(config)?;
     tracing::info!(addr = %server.local_addr()?, "huddle listening");
+    tracing::info!(
+        per_connection_bytes = ceiling,
+        at_max_connections_bytes = ceiling.saturating_mul(max),
+        "memory ceiling (SECURITY.md)"
+    );
     server.run(shutdown).await
 }

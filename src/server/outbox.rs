@@ -34,6 +34,8 @@ pub struct OutboxStats {
     pub dropped_low: AtomicU64,
     /// Connections closed as slow consumers.
     pub slow_consumers: AtomicU64,
+    /// The most bytes any one connection has had queued (never above `[queue] max_bytes`).
+    pub peak_queued_bytes: AtomicUsize,
 }
 
 /// A room's streams on one connection: medium and high messages (and member and attribute
@@ -202,7 +204,8 @@ impl Outbox {
             self.close_now(ErrorCode::SlowConsumer);
             return;
         }
-        self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed);
+        let queued = self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
+        self.stats.peak_queued_bytes.fetch_max(queued, Ordering::Relaxed);
         self.queued_frames.fetch_add(1, Ordering::Relaxed);
         if tx.send(frame).is_err() {
             // The writer is gone (stream failed); the connection task will notice the close.

@@ -55,7 +55,7 @@ error_codes! {
 
     /// A request other than login arrived before a successful login.
     NotLoggedIn = 2000, "not_logged_in", "not logged in";
-    /// The token is malformed, forged, for another user, or signed by an unknown key.
+    /// The token is forged, for another user, or signed by an unknown key.
     TokenInvalid = 2001, "token_invalid", "token invalid";
     /// The token's expiry has passed.
     TokenExpired = 2002, "token_expired", "token expired";
@@ -72,6 +72,10 @@ error_codes! {
     SessionNotFound = 2007, "session_not_found", "session not found";
     /// The session was resumed on another connection; this one is closed.
     SessionResumed = 2008, "session_resumed", "session resumed on another connection";
+    /// The token's issued-at is further in the future than the allowed clock skew.
+    TokenNotYetValid = 2009, "token_not_yet_valid", "token not yet valid";
+    /// The token does not have the token's shape (truncated, bad signature encoding, bad parts).
+    TokenMalformed = 2010, "token_malformed", "token malformed";
 
     /// The room id is empty, too long or has characters outside `[A-Za-z0-9_.@:-]`.
     InvalidRoomId = 3000, "invalid_room_id", "invalid room id";
@@ -125,6 +129,11 @@ error_codes! {
     SlowConsumer = 7000, "slow_consumer", "slow consumer, reconnect";
     /// The server refused the connection: too many connections.
     ConnectionLimit = 7001, "connection_limit", "too many connections";
+    /// The user sends requests other than messages faster than its operation rate limit allows.
+    OperationRateLimited = 7002, "operation_rate_limited", "too many operations, slow down";
+    /// Requests from this client address (an IPv4 address or an IPv6 /64) arrive faster than
+    /// the address's operation rate limit allows.
+    AddressRateLimited = 7003, "address_rate_limited", "too many operations from this address";
 
     /// The server is shutting down.
     ServerShutdown = 9000, "server_shutdown", "server shutting down";

@@ -47,11 +47,17 @@ pub const MAX_CLIENT_FRAME_LEN: usize = 64 * 1024;
 pub const CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_FRAME_LEN>> =
     bincode::config::standard().with_limit::<MAX_FRAME_LEN>();
 
-/// The same configuration limited to the largest client frame: the server decodes requests
-/// with it, so that a small hostile frame claiming a long string cannot make the server
-/// allocate more than a client frame's worth before the decode fails.
-pub const CLIENT_CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_CLIENT_FRAME_LEN>> =
-    bincode::config::standard().with_limit::<MAX_CLIENT_FRAME_LEN>();
+/// The byte budget of decoding one request: twice the largest client frame. bincode counts
+/// every integer at its in-memory size (a one-byte varint claims 8 bytes for a u64), so a
+/// valid frame of exactly [`MAX_CLIENT_FRAME_LEN`] bytes needs a little more than its length;
+/// twice is ample, and still bounds what one hostile frame can make the server allocate.
+pub const CLIENT_DECODE_LIMIT: usize = 2 * MAX_CLIENT_FRAME_LEN;
+
+/// The same configuration with the request budget [`CLIENT_DECODE_LIMIT`]: the server decodes
+/// requests with it, so that a small hostile frame claiming a long string cannot make the
+/// server allocate more than about a client frame's worth before the decode fails.
+pub const CLIENT_CONFIG: Configuration<LittleEndian, Varint, Limit<CLIENT_DECODE_LIMIT>> =
+    bincode::config::standard().with_limit::<CLIENT_DECODE_LIMIT>();
 
 /// Why bytes could not be turned into a message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -186,7 +192,7 @@ mod tests {
 
     #[test]
     fn requests_are_decoded_with_the_client_limit() {
-        // A Login whose user_id claims 1 MiB: within the 4 MiB limit, over the 64 KiB one.
+        // A Login whose user_id claims 1 MiB: within the 4 MiB limit, over the 128 KiB one.
         let mut body = vec![0u8, 0, 1, 252];
         body.extend_from_slice(&(1u32 << 20).to_le_bytes());
         assert!(

@@ -25,6 +25,7 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     pub stats: std::sync::Arc<huddle::server::OutboxStats>,
+    pub guard: std::sync::Arc<huddle::server::GuardStats>,
 }
 
 pub fn keys() -> KeySet {
@@ -46,11 +47,15 @@ impl TestServer {
         let mut config =
             ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
         tweak(&mut config);
+        Self::start_config(config, keys()).await
+    }
+
+    /// A server with exactly this configuration and these token keys.
+    pub async fn start_config(config: ServerConfig, keys: KeySet) -> TestServer {
         let tls = generate_in_memory().unwrap();
-        let keys = keys();
         let server = Server::bind_with(config, tls.chain, tls.key, keys.clone()).unwrap();
         let addr = server.local_addr().unwrap();
-        let stats = server.stats();
+        let (stats, guard) = (server.stats(), server.guard_stats());
         let (stop, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -60,7 +65,7 @@ impl TestServer {
                 .await
                 .unwrap();
         });
-        TestServer { addr, ca: tls.ca, keys, stop: Some(stop), task: Some(task), stats }
+        TestServer { addr, ca: tls.ca, keys, stop: Some(stop), task: Some(task), stats, guard }
     }
 
     pub fn token(&self, user: &str) -> String {

@@ -1,0 +1,105 @@
+//! Operation rate limits (SPEC section 8): per user and per client address, on every request
+//! but messages (which have their own per-room limit, section 5) and logout.
+//!
+//! The address is an opaque key chosen by the caller (the server keys an IPv4 address, or an
+//! IPv6 /64); the core only counts. An address with no connection left is remembered until its
+//! bucket has refilled, so that hanging up and reconnecting does not refill it.
+
+use super::{ConnId, Core, Now, SessionId, Timer, TokenBucket};
+use crate::wire::{ErrorCode, Request};
+
+/// One client address: its live connections and its bucket.
+#[derive(Debug)]
+pub(crate) struct Origin {
+    conns: usize,
+    bucket: TokenBucket,
+}
+
+/// Whether a request counts toward the operation rate limits.
+pub(crate) fn counts(request: &Request) -> bool {
+    !matches!(request, Request::SendRoomMessage { .. } | Request::Logout)
+}
+
+impl Core {
+    /// A connection from the client address `origin` (an opaque key) opened its control
+    /// stream. Its logins and operations count toward that address's rate limit from now on.
+    pub fn handle_connect(&mut self, now: Now, conn: ConnId, origin: u64) {
+        let burst = self.limits.address_ops_burst;
+        let o = self
+            .origins
+            .entry(origin)
+            .or_insert_with(|| Origin { conns: 0, bucket: TokenBucket::new(burst, now.mono_ms) });
+        o.conns += 1;
+        self.conn_origin.insert(conn, origin);
+    }
+
+    /// Number of client addresses remembered (for tests and metrics).
+    pub fn address_count(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// Forgets a finished connection's address.
+    pub(crate) fn forget_origin(&mut self, now: Now, conn: ConnId) {
+        let Some(origin) = self.conn_origin.remove(&conn) else { return };
+        let Some(o) = self.origins.get_mut(&origin) else { return };
+        o.conns = o.conns.saturating_sub(1);
+        self.origin_idle(now, origin);
+    }
+
+    /// Drops an address with no connection once its bucket is full again (re-arming a timer
+    /// until then).
+    pub(crate) fn origin_idle(&mut self, now: Now, origin: u64) {
+        let (rate, burst) = (self.limits.address_ops_rate_per_s, self.limits.address_ops_burst);
+        let Some(o) = self.origins.get(&origin) else { return };
+        if o.conns > 0 {
+            return;
+        }
+        let wait = o.bucket.ms_until_full(rate, burst, now.mono_ms);
+        if wait == 0 {
+            self.origins.remove(&origin);
+        } else {
+            self.timers.insert((now.mono_ms + wait, Timer::OriginIdle(origin)));
+        }
+    }
+
+    /// Takes one operation from the connection's address bucket (a login or resume).
+    pub(crate) fn admit_address(&mut self, now: Now, conn: ConnId) -> Result<(), ErrorCode> {
+        let (rate, burst) = (self.limits.address_ops_rate_per_s, self.limits.address_ops_burst);
+        if rate == 0 {
+            return Ok(());
+        }
+        let Some(o) = self.conn_origin.get(&conn).and_then(|k| self.origins.get_mut(k)) else {
+            return Ok(());
+        };
+        if o.bucket.try_take(rate, burst, now.mono_ms) {
+            Ok(())
+        } else {
+            Err(ErrorCode::AddressRateLimited)
+        }
+    }
+
+    /// Takes one operation from the user's bucket, then from its address's.
+    pub(crate) fn admit_operation(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        sid: SessionId,
+    ) -> Result<(), ErrorCode> {
+        let (rate, burst) = (self.limits.ops_rate_per_s, self.limits.ops_burst);
+        if rate > 0 {
+            if let Some(s) = self.sessions.get(&sid) {
+                let bucket = match self.user_ops.get_mut(&*s.user_id) {
+                    Some(b) => b,
+                    None => self
+                        .user_ops
+                        .entry(s.user_id.clone())
+                        .or_insert_with(|| TokenBucket::new(burst, now.mono_ms)),
+                };
+                if !bucket.try_take(rate, burst, now.mono_ms) {
+                    return Err(ErrorCode::OperationRateLimited);
+                }
+            }
+        }
+        self.admit_address(now, conn)
+    }
+}
