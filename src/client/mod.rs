@@ -66,8 +66,8 @@ pub struct ClientConfig {
     /// ticket, saving a round trip (the server acts on nothing else before the handshake
     /// completes, so a replay of that flight cannot repeat anything).
     pub zero_rtt: bool,
-    /// A connection that was receiving and then hears nothing for a second is probed with a
-    /// Ping; when neither the answer nor any other packet arrives within this long, the client
+    /// A connection that was receiving and then gets no data for a second is probed with a
+    /// Ping; when neither the answer nor any other data arrives within this long, the client
     /// abandons it and resumes on a new connection (QUIC's own probe timer backs off to seconds
     /// during an outage, so an old connection can stay silent long after the link is back).
     /// `Duration::ZERO` turns the watchdog off.
@@ -937,39 +937,44 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
-/// Resolves (with a description) once `link` looks stalled: packets were arriving, then nothing
-/// for a second, a Ping went out, and nothing at all came back within the stall timeout. Never
-/// resolves when the watchdog is off. A quiet room is never probed (its packets are seconds
-/// apart: keep-alives), so idle connections cost nothing extra; a dead link there is found by
-/// the idle timeout as before.
+/// Resolves (with a description) once `link` looks stalled: stream data was arriving, then
+/// none for a second, a Ping went out, and no stream data at all (not even the Pong) came back
+/// within the stall timeout. Stream data, not packets: after an outage the server's ACKs flow at
+/// once while its data can stay stuck behind QUIC's backed-off probe timer for seconds. A Pong
+/// that came back slowly keeps the watch on for the next quiet second; a prompt one ends it
+/// until data flows again, so a quiet room is never probed and a dead link there is found by
+/// the idle timeout as before. Never resolves when the watchdog is off.
 async fn watch_stall(inner: &Inner, link: &Link) -> String {
     let stall = inner.cfg.stall_timeout;
     if stall.is_zero() {
         return std::future::pending().await;
     }
-    let quiet_before_probe = Duration::from_secs(1).min(stall);
+    let quiet = Duration::from_secs(1).min(stall);
     let tick = (stall / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
-    let mut received = link.conn.stats().udp_rx.datagrams;
+    let data = || link.conn.stats().frame_rx.stream;
+    let mut received = data();
     let mut heard = tokio::time::Instant::now();
-    // Whether packets were arriving less than `quiet_before_probe` apart before the silence.
-    let mut busy = false;
+    // Data was arriving less than `quiet` apart, or the last Pong was slow: worth watching.
+    let mut watching = false;
     let mut probe: Option<tokio::time::Instant> = None;
     loop {
         tokio::time::sleep(tick).await;
         let now = tokio::time::Instant::now();
-        let rx = link.conn.stats().udp_rx.datagrams;
+        let rx = data();
         if rx != received {
-            busy = now - heard < quiet_before_probe;
-            (received, heard, probe) = (rx, now, None);
+            watching = match probe.take() {
+                Some(sent) => now - sent >= quiet,
+                None => now - heard < quiet,
+            };
+            (received, heard) = (rx, now);
             continue;
         }
         match probe {
             Some(sent) if now - sent >= stall => {
-                return format!("stalled: nothing received for {} ms", (now - heard).as_millis());
+                return format!("stalled: no data for {} ms", (now - heard).as_millis());
             }
             Some(_) => {}
-            None if busy && now - heard >= quiet_before_probe => {
-                // The answer itself does not matter: any packet back resets the watch.
+            None if watching && now - heard >= quiet => {
                 if inner.submit(link, Request::Ping).is_err() {
                     return std::future::pending().await;
                 }
