@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::framed::read_frame;
 use crate::wire::{
@@ -135,7 +135,7 @@ pub enum ClientEvent {
     /// An event pushed by the server (room message, member change, kicked out).
     Event(Event),
     /// The connection was lost; the client is reconnecting (with jittered backoff) to resume.
-    /// New requests wait for [`ClientEvent::Resumed`].
+    /// Requests fail until [`ClientEvent::Resumed`].
     Reconnecting {
         /// Why the connection was lost.
         reason: String,
@@ -242,34 +242,6 @@ struct Inner {
     closing: AtomicBool,
     /// The token resumption presents (replaced by [`Client::renew_token`]).
     token: Mutex<String>,
-    /// Whether `link` is usable, being replaced, or gone for good.
-    phase: watch::Sender<Phase>,
-}
-
-/// Where the connection stands, for requests that wait out a reconnection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Up,
-    Reconnecting,
-    Over,
-}
-
-/// Requests that may be sent again after their connection was lost without an answer: reads,
-/// and messages with a `client_msg_id` (the server answers a repeat with the first ack).
-fn repeatable(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::SendRoomMessage { client_msg_id: Some(_), .. }
-            | Request::QueryRoomMembers { .. }
-            | Request::QueryRoomOnlineCount { .. }
-            | Request::QueryRoomMembersById { .. }
-            | Request::QueryJoinedRooms
-            | Request::QueryHistory { .. }
-            | Request::QueryRoomAttributes { .. }
-            | Request::QueryRoomMembersAttributes { .. }
-            | Request::QueryRoomMemberAttributesList { .. }
-            | Request::Ping
-    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -366,7 +338,6 @@ impl Client {
             rooms,
             events: Mutex::new(Some(events_tx)),
             closing: AtomicBool::new(false),
-            phase: watch::channel(Phase::Up).0,
             token: Mutex::new(cfg_token),
         });
         let login = Login {
@@ -419,24 +390,10 @@ impl Client {
     ///
     /// The request is queued for sending when the returned future is first polled, so requests
     /// polled in order go out in order (pipelined: no request waits for an earlier answer).
-    /// While the client is reconnecting, a request waits for the resumed connection (at most
-    /// [`ClientConfig::reconnect_for`]) and fails with [`ClientError::Connection`] if the session
-    /// ends instead. A request in flight when its connection is lost fails with
-    /// [`ClientError::Connection`] (the server may or may not have applied it), except reads and
-    /// messages with a `client_msg_id`, which are sent again on the resumed connection (the
-    /// server answers a repeated `client_msg_id` with the first ack, so nothing is sent twice).
+    /// While the client is reconnecting, requests fail with [`ClientError::Connection`].
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
-        let mut link = self.inner.usable_link(None).await;
-        let mut tries = 0;
-        let response = loop {
-            match self.inner.request_on(&link, request.clone()).await {
-                Err(ClientError::Connection(_)) if tries < 3 && repeatable(&request) => {
-                    tries += 1;
-                    link = self.inner.usable_link(Some(&link)).await;
-                }
-                r => break r?,
-            }
-        };
+        let link = lock(&self.inner.link).clone();
+        let response = self.inner.request_on(&link, request).await?;
         self.inner.track(&response);
         Ok(response)
     }
@@ -797,33 +754,6 @@ fn room_state(r: Response) -> Result<RoomState, ClientError> {
 }
 
 impl Inner {
-    /// The connection to send on: at once when it is up; while the client is reconnecting, the
-    /// resumed one (bounded by the reconnection time). After `failed` lost a request, waits for a
-    /// connection other than it. When the session is over, the last one (requests then fail).
-    async fn usable_link(&self, failed: Option<&Link>) -> Link {
-        let mut phase = self.phase.subscribe();
-        let bound = self.cfg.reconnect_for + self.cfg.connect_timeout;
-        let wait = async {
-            loop {
-                let current = lock(&self.link).clone();
-                let replaced =
-                    failed.map_or(true, |f| f.conn.stable_id() != current.conn.stable_id());
-                match *phase.borrow_and_update() {
-                    Phase::Up if replaced => return current,
-                    Phase::Over => return current,
-                    _ => {}
-                }
-                if phase.changed().await.is_err() {
-                    return current;
-                }
-            }
-        };
-        match tokio::time::timeout(bound, wait).await {
-            Ok(link) => link,
-            Err(_) => lock(&self.link).clone(),
-        }
-    }
-
     async fn request_on(&self, link: &Link, request: Request) -> Result<Response, ClientError> {
         let answer = self.submit(link, request)?;
         Self::answer(link, answer).await
@@ -966,7 +896,6 @@ async fn supervise(inner: Arc<Inner>) {
             error = link.conn.closed() => Err(error),
             stalled = watch_stall(&inner, &link) => Ok(stalled),
         };
-        inner.phase.send_replace(Phase::Reconnecting);
         if let Ok(stalled) = &stalled {
             link.conn.close(0u32.into(), b"stalled");
             tracing::debug!(user = %inner.cfg.user_id, "{stalled}");
@@ -991,19 +920,14 @@ async fn supervise(inner: Arc<Inner>) {
             || code.is_some_and(|c| c == 0 || terminal(c))
             || inner.cfg.reconnect_for.is_zero();
         if give_up {
-            inner.phase.send_replace(Phase::Over);
             inner.send(ClientEvent::Disconnected { code, reason }).await;
             lock(&inner.events).take();
             return;
         }
         inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
         match reconnect(&inner).await {
-            Ok(event) => {
-                inner.phase.send_replace(Phase::Up);
-                inner.send(event).await
-            }
+            Ok(event) => inner.send(event).await,
             Err(e) => {
-                inner.phase.send_replace(Phase::Over);
                 let reason = format!("{reason}; {e}");
                 inner.send(ClientEvent::Disconnected { code, reason }).await;
                 lock(&inner.events).take();
