@@ -33,6 +33,13 @@ async fn expect_messages(c: &Client, n: u64, seed: u64) {
                 next += 1;
             }
             Ok(Some(huddle::client::ClientEvent::Event(Event::MembersJoined { .. }))) => {}
+            // At heavy loss QUIC can go seconds without delivering anything; the client's stall
+            // watchdog may then resume on a fresh connection. Delivery must stay exactly once
+            // and in order across it, and the session must be the same one.
+            Ok(Some(huddle::client::ClientEvent::Reconnecting { .. })) => {}
+            Ok(Some(huddle::client::ClientEvent::Resumed { session_resumed, .. })) => {
+                assert!(session_resumed, "seed {seed}: {} lost its session", c.user_id());
+            }
             other => {
                 panic!("seed {seed}: {} got {other:?} after {} messages", c.user_id(), next - 1)
             }
