@@ -263,6 +263,10 @@ fn describe(e: &Event) -> String {
             let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
             format!("[{room_id}] {operated_by} changed member attributes of {}", ids.join(", "))
         }
+        Event::RoomDestroyed { room_id } => format!("[{room_id}] *** the room was destroyed"),
+        Event::RemovedFromRoom { room_id, reason } => {
+            format!("[{room_id}] *** you were removed from the room ({})", reason.name())
+        }
     }
 }
 

@@ -676,6 +676,11 @@ pub fn event(e: &Event) -> J {
             j.push("operated_by", operated_by.as_str());
         }
         Event::TokenWillExpire { expires_at_s } => j.push("expires_at_s", *expires_at_s),
+        Event::RoomDestroyed { room_id } => j.push("room_id", room_id.as_str()),
+        Event::RemovedFromRoom { room_id, reason } => {
+            j.push("room_id", room_id.as_str());
+            j.push("reason", reason.name());
+        }
     }
     j
 }
