@@ -507,3 +507,102 @@ async fn metrics_follow_the_traffic() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn readyz_turns_unready_when_shutdown_begins() {
+    let server = server().await;
+    let admin = Admin::new(&server);
+    let _client = server.client("alice").await;
+    assert_eq!(admin.call(Method::GET, "/readyz", None).await.0, StatusCode::OK);
+    let stopping = tokio::spawn(server.stop());
+    // The listener keeps answering while connections drain; readiness is gone at once.
+    let mut saw_unready = false;
+    for _ in 0..1500 {
+        match admin.http.get(format!("{}/readyz", admin.base)).send().await {
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                saw_unready = true;
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Err(_) => break,
+        }
+    }
+    assert!(saw_unready, "/readyz never answered 503 during shutdown");
+    stopping.await.unwrap();
+}
+
+/// Kills a child process on drop, so that a failing test leaves none behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_command(certs: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_huddle"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--certs-dir")
+        .arg(certs)
+        .env_remove("HUDDLE_ADMIN_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+#[tokio::test]
+async fn the_binary_takes_its_token_from_the_environment_and_logs_json() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    // No token: the server refuses to start.
+    let mut refused = Child(serve_command(dir.path()).spawn().unwrap());
+    let mut status = None;
+    for _ in 0..200 {
+        status = refused.0.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(status.is_some_and(|s| !s.success()), "started without a token: {status:?}");
+
+    let mut command = serve_command(dir.path());
+    command.env("HUDDLE_ADMIN_TOKEN", TOKEN).args(["--log-format", "json"]);
+    let mut child = Child(command.spawn().unwrap());
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut admin = None;
+    for _ in 0..10 {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(url) = line.trim().strip_prefix("huddle admin API on ") {
+            admin = Some(url.to_string());
+            break;
+        }
+    }
+    let base = admin.expect("the server prints its admin address");
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let rooms = http.get(format!("{base}/v1/rooms")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(rooms.status(), StatusCode::OK);
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut stderr = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO" && l["fields"]["message"] == "admin listening"),
+        "{stderr}"
+    );
+}
