@@ -152,7 +152,7 @@ impl Metrics {
         let events_out = Counter::default();
         r.register(
             "events_sent",
-            "Room and session events other than messages queued for connections",
+            "Other frames queued on event streams: member, attribute and session events, replays",
             events_out.clone(),
         );
         let bytes_in = Counter::default();
