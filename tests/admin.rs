@@ -588,8 +588,16 @@ async fn the_binary_takes_its_token_from_the_environment_and_logs_json() {
     }
     let base = admin.expect("the server prints its admin address");
     let http = reqwest::Client::new();
-    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
+    // Ready once the QUIC endpoint runs, which may be just after the address is printed.
+    let mut ready = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..250 {
+        ready = http.get(format!("{base}/readyz")).send().await.unwrap().status();
+        if ready == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, StatusCode::OK);
     let rooms = http.get(format!("{base}/v1/rooms")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(rooms.status(), StatusCode::OK);
     let _ = child.0.kill();
