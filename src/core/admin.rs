@@ -228,29 +228,18 @@ impl Core {
     /// the first page).
     pub fn admin_rooms(&self, next_flag: &str, count: u32) -> Result<AdminRoomPage, ErrorBody> {
         let start = page_start(next_flag, count)?;
-        // One pass over the rooms: the page is the `count` smallest keys at or after `start`,
-        // plus one to know where the next page starts.
-        let mut keys: Vec<u64> = self.rooms.keys().map(|k| k.0).filter(|k| *k >= start).collect();
-        let want = count as usize + 1;
-        if keys.len() > want {
-            keys.select_nth_unstable(want - 1);
-            keys.truncate(want);
-        }
-        keys.sort_unstable();
-        let next_flag = if keys.len() == want {
-            keys.pop().map(|k| k.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let mut keys = self.room_order.range(RoomKey(start)..);
         let rooms = keys
-            .iter()
-            .filter_map(|k| self.rooms.get(&RoomKey(*k)))
+            .by_ref()
+            .take(count as usize)
+            .filter_map(|k| self.rooms.get(k))
             .map(|r| RoomSummary {
                 room_id: r.id.to_string(),
                 room_name: r.name.clone(),
                 member_count: r.member_count() as u32,
             })
             .collect();
+        let next_flag = keys.next().map(|k| k.0.to_string()).unwrap_or_default();
         Ok(AdminRoomPage { rooms, next_flag })
     }
 

@@ -152,6 +152,8 @@ pub struct Core {
     by_user: HashMap<Arc<str>, Vec<SessionId>>,
     rooms: HashMap<RoomKey, Room>,
     room_ids: HashMap<Arc<str>, RoomKey>,
+    /// Every room's key in creation order, for the operator's paged listing.
+    room_order: BTreeSet<RoomKey>,
     timers: BTreeSet<(u64, Timer)>,
     outputs: VecDeque<Output>,
     /// Operation buckets per user (while it has a session).
@@ -192,6 +194,7 @@ impl Core {
             by_user: HashMap::new(),
             rooms: HashMap::new(),
             room_ids: HashMap::new(),
+            room_order: BTreeSet::new(),
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             user_ops: HashMap::new(),
@@ -533,6 +536,7 @@ impl Core {
         let room = Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, attrs);
         self.rooms.insert(key, room);
         self.room_ids.insert(id, key);
+        self.room_order.insert(key);
         key
     }
 
@@ -669,6 +673,7 @@ impl Core {
     fn destroy(&mut self, key: RoomKey) {
         if let Some(room) = self.rooms.remove(&key) {
             self.room_ids.remove(&room.id);
+            self.room_order.remove(&key);
         }
     }
 

@@ -113,7 +113,7 @@ fn router(shared: St) -> Router {
 pub(crate) fn bind(config: &AdminConfig) -> Result<Option<std::net::TcpListener>> {
     let Some(addr) = config.listen else { return Ok(None) };
     match &config.token {
-        Some(t) if t.len() >= MIN_TOKEN_BYTES => {}
+        Some(t) if t.trim().len() >= MIN_TOKEN_BYTES => {}
         _ => {
             return Err(anyhow!(
                 "the admin listener needs a bearer token of at least {MIN_TOKEN_BYTES} bytes: \
@@ -241,7 +241,8 @@ fn same_token(given: &str, expected: &str) -> bool {
 }
 
 async fn auth(State(shared): State<St>, request: Request, next: Next) -> Response {
-    let expected = shared.config.admin.token.as_deref().unwrap_or_default();
+    // Surrounding whitespace (a newline from a secrets file) is not part of the secret.
+    let expected = shared.config.admin.token.as_deref().unwrap_or_default().trim();
     let given = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -377,11 +377,11 @@ impl Server {
     /// and waits (bounded) for the endpoint to drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Server { endpoint, shared, admin } = self;
-        let timers = tokio::spawn(run_timers(shared.clone()));
         let admin = match admin {
             Some(listener) => Some(admin::serve(shared.clone(), listener)?),
             None => None,
         };
+        let timers = tokio::spawn(run_timers(shared.clone()));
         shared.accepting.store(true, Ordering::SeqCst);
         tokio::pin!(shutdown);
         loop {
