@@ -301,5 +301,12 @@ mod tests {
             body: MessageBody::Text("hello".into()),
         });
         assert_eq!(describe(&msg), "[r1] alice: hello");
+        let destroyed = Event::RoomDestroyed { room_id: "r1".into() };
+        assert_eq!(describe(&destroyed), "[r1] *** the room was destroyed");
+        let removed = Event::RemovedFromRoom {
+            room_id: "r1".into(),
+            reason: crate::wire::LeaveReason::Kicked,
+        };
+        assert_eq!(describe(&removed), "[r1] *** you were removed from the room (kicked)");
     }
 }

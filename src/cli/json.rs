@@ -723,6 +723,20 @@ mod tests {
     }
 
     #[test]
+    fn operator_events_print_with_their_room_and_reason() {
+        let destroyed = event(&Event::RoomDestroyed { room_id: "r1".into() }).to_line();
+        assert_eq!(destroyed, r#"{"type":"event","event":"room_destroyed","room_id":"r1"}"#);
+        let removed = Event::RemovedFromRoom {
+            room_id: "r1".into(),
+            reason: crate::wire::LeaveReason::Kicked,
+        };
+        assert_eq!(
+            event(&removed).to_line(),
+            r#"{"type":"event","event":"removed_from_room","room_id":"r1","reason":"kicked"}"#
+        );
+    }
+
+    #[test]
     fn parses_every_op_with_defaults() {
         assert_eq!(
             req(
