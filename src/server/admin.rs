@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::Shared;
 use crate::config::AdminConfig;
-use crate::core::{AdminCreateRoom, AdminMessage, MAX_QUERY_COUNT};
+use crate::core::{AdminCreateRoom, AdminMessage, Core, MAX_QUERY_COUNT};
 use crate::wire::{ErrorBody, ErrorCode};
 
 /// The OpenAPI document of the listener, served at `/v1/openapi.json`.
@@ -223,13 +223,59 @@ fn json<T: Serialize>(status: StatusCode, value: T) -> ApiResult {
     Ok((status, Json(value)).into_response())
 }
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("bad JSON body: {e}")))
+/// A JSON request body; a body that is not the expected JSON is `invalid_request`.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("bad JSON body: {e}")))
+    }
 }
 
-fn path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(id)| id).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
+/// The `{id}` of a route.
+struct Id(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Id(id))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
+    }
+}
+
+/// Paging parameters of the list routes: `next_flag` (empty for the first page) and `count`
+/// (1-100, default 100).
+struct Page {
+    next_flag: String,
+    count: u32,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            next_flag: String,
+            count: Option<u32>,
+        }
+        let Query(q) = Query::<Raw>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+        Ok(Page { next_flag: q.next_flag, count: q.count.unwrap_or(MAX_QUERY_COUNT) })
+    }
 }
 
 /// Compares two secrets in time that depends on neither's content: their SHA-256 digests are
@@ -284,73 +330,46 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// Paging parameters of the list routes.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Page {
-    #[serde(default)]
-    next_flag: String,
-    count: Option<u32>,
-}
-
-fn page(q: Result<Query<Page>, QueryRejection>) -> Result<Page, ApiError> {
-    q.map(|Query(p)| p).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
-}
-
-async fn create_room(State(shared): State<St>, body: Bytes) -> ApiResult {
-    let request: AdminCreateRoom = parse(&body)?;
+async fn create_room(State(shared): State<St>, Body(request): Body<AdminCreateRoom>) -> ApiResult {
     let room =
         shared.timed_core("admin_create_room", |c, now| c.admin_create_room(now, request))?;
     tracing::info!(room = %room.room_id, "admin: room created");
     json(StatusCode::CREATED, room)
 }
 
-async fn list_rooms(State(shared): State<St>, q: Result<Query<Page>, QueryRejection>) -> ApiResult {
-    let p = page(q)?;
-    let count = p.count.unwrap_or(MAX_QUERY_COUNT);
-    let rooms = shared.timed_core("admin_list_rooms", |c, _| c.admin_rooms(&p.next_flag, count))?;
+async fn list_rooms(State(shared): State<St>, p: Page) -> ApiResult {
+    let rooms =
+        shared.timed_core("admin_list_rooms", |c, _| c.admin_rooms(&p.next_flag, p.count))?;
     json(StatusCode::OK, rooms)
 }
 
-async fn get_room(State(shared): State<St>, id: Result<Path<String>, PathRejection>) -> ApiResult {
-    let id = path(id)?;
+async fn get_room(State(shared): State<St>, Id(id): Id) -> ApiResult {
     json(StatusCode::OK, shared.timed_core("admin_get_room", |c, _| c.admin_room(&id))?)
 }
 
-async fn destroy_room(
-    State(shared): State<St>,
-    id: Result<Path<String>, PathRejection>,
-) -> ApiResult {
-    let id = path(id)?;
+async fn destroy_room(State(shared): State<St>, Id(id): Id) -> ApiResult {
     let done = shared.timed_core("admin_destroy_room", |c, _| c.admin_destroy_room(&id))?;
     tracing::info!(room = %done.room_id, members = done.members, "admin: room destroyed");
     json(StatusCode::OK, done)
 }
 
-async fn members(
-    State(shared): State<St>,
-    id: Result<Path<String>, PathRejection>,
-    q: Result<Query<Page>, QueryRejection>,
-) -> ApiResult {
-    let (id, p) = (path(id)?, page(q)?);
-    let count = p.count.unwrap_or(MAX_QUERY_COUNT);
+async fn members(State(shared): State<St>, Id(id): Id, p: Page) -> ApiResult {
     let page = shared
-        .timed_core("admin_list_members", |c, _| c.admin_members(&id, &p.next_flag, count))?;
+        .timed_core("admin_list_members", |c, _| c.admin_members(&id, &p.next_flag, p.count))?;
     json(StatusCode::OK, page)
 }
 
 async fn send_message(
     State(shared): State<St>,
-    id: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    Id(id): Id,
+    Body(message): Body<AdminMessage>,
 ) -> ApiResult {
-    let id = path(id)?;
-    let message: AdminMessage = parse(&body)?;
     let sent = shared
         .timed_core("admin_send_message", |c, now| c.admin_send_message(now, &id, message))?;
     json(StatusCode::OK, sent)
 }
 
+/// The body of `PUT /v1/rooms/{id}/attributes`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AttributesBody {
@@ -359,16 +378,14 @@ struct AttributesBody {
 
 async fn set_attributes(
     State(shared): State<St>,
-    id: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body<AttributesBody>,
 ) -> ApiResult {
-    let id = path(id)?;
-    let AttributesBody { attributes } = parse(&body)?;
-    let done = shared
-        .timed_core("admin_set_attributes", |c, _| c.admin_set_attributes(&id, attributes))?;
-    json(StatusCode::OK, done)
+    let set = |c: &mut Core, _| c.admin_set_attributes(&id, body.attributes);
+    json(StatusCode::OK, shared.timed_core("admin_set_attributes", set)?)
 }
 
+/// The body of `DELETE /v1/rooms/{id}/attributes`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeysBody {
@@ -377,39 +394,27 @@ struct KeysBody {
 
 async fn delete_attributes(
     State(shared): State<St>,
-    id: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body<KeysBody>,
 ) -> ApiResult {
-    let id = path(id)?;
-    let KeysBody { keys } = parse(&body)?;
-    let done = shared
-        .timed_core("admin_delete_attributes", |c, _| c.admin_delete_attributes(&id, keys))?;
-    json(StatusCode::OK, done)
+    let delete = |c: &mut Core, _| c.admin_delete_attributes(&id, body.keys);
+    json(StatusCode::OK, shared.timed_core("admin_delete_attributes", delete)?)
 }
 
+/// The body of `POST /v1/rooms/{id}/kick`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KickBody {
     user_id: String,
 }
 
-async fn kick(
-    State(shared): State<St>,
-    id: Result<Path<String>, PathRejection>,
-    body: Bytes,
-) -> ApiResult {
-    let id = path(id)?;
-    let KickBody { user_id } = parse(&body)?;
-    let done = shared.timed_core("admin_kick", |c, now| c.admin_kick(now, &id, &user_id))?;
+async fn kick(State(shared): State<St>, Id(id): Id, Body(body): Body<KickBody>) -> ApiResult {
+    let done = shared.timed_core("admin_kick", |c, now| c.admin_kick(now, &id, &body.user_id))?;
     tracing::info!(room = %done.room_id, user = %done.user_id, "admin: member kicked");
     json(StatusCode::OK, done)
 }
 
-async fn disconnect(
-    State(shared): State<St>,
-    id: Result<Path<String>, PathRejection>,
-) -> ApiResult {
-    let id = path(id)?;
+async fn disconnect(State(shared): State<St>, Id(id): Id) -> ApiResult {
     let done =
         shared.timed_core("admin_disconnect_user", |c, now| c.admin_disconnect_user(now, &id))?;
     tracing::info!(user = %done.user_id, sessions = done.sessions, "admin: user disconnected");
