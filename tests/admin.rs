@@ -174,7 +174,7 @@ async fn api_routes_need_the_token_and_health_does_not() {
     assert_eq!(admin.call_with(Method::GET, "/healthz", None, None).await.1["status"], "ok");
     assert_eq!(admin.call_with(Method::GET, "/readyz", None, None).await.1["status"], "ready");
     let (_, doc) = admin.call_with(Method::GET, "/v1/openapi.json", None, None).await;
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let (status, body) = admin.call(Method::GET, "/v1/nothing-here", None).await;
     assert_eq!(
         (status, body["error"]["name"].as_str()),
