@@ -614,3 +614,25 @@ async fn the_binary_takes_its_token_from_the_environment_and_logs_json() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_config_file_sets_the_listener_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huddle.toml");
+    let text = "[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"from-the-file-0123456789\"\n\n\
+                [log]\nlevel = \"huddle=debug,info\"\nformat = \"json\"\n";
+    std::fs::write(&path, text).unwrap();
+    let config = huddle::config::ServerConfig::from_file(&path).unwrap();
+    assert_eq!(config.admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(config.admin.token.as_deref(), Some("from-the-file-0123456789"));
+    assert_eq!(
+        (config.log.level.as_str(), config.log.format.as_str()),
+        ("huddle=debug,info", "json")
+    );
+    // The secret stays out of debug output.
+    assert!(!format!("{config:?}").contains("from-the-file"));
+    std::fs::write(&path, "[admin]\ntokn = \"typo\"\n").unwrap();
+    assert!(huddle::config::ServerConfig::from_file(&path).is_err(), "unknown keys are errors");
+    let defaults = huddle::config::ServerConfig::default();
+    assert_eq!((defaults.admin.listen, defaults.log.format.as_str()), (None, "text"));
+}
