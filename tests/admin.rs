@@ -128,6 +128,11 @@ fn every_route_is_in_the_openapi_document_and_every_documented_route_is_served()
         .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
     assert_eq!(open, public, "routes without a token are exactly those marked security: []");
+    let readme = include_str!("../README.md");
+    for r in &routes {
+        let shown = format!("`{} {}", r.method, r.path);
+        assert!(readme.contains(&shown), "README's Operating Huddle lacks {shown}`");
+    }
 }
 
 #[tokio::test]
