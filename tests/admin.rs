@@ -510,6 +510,14 @@ async fn metrics_follow_the_traffic() {
         let base = name.split('{').next().unwrap().trim_end_matches("_total");
         assert!(last.contains(base), "{name} is exported");
     }
+    // README's dashboard list names every exported metric.
+    let readme = include_str!("../README.md");
+    for line in last.lines() {
+        if let Some(name) = line.strip_prefix("# TYPE huddle_") {
+            let name = name.split_whitespace().next().unwrap();
+            assert!(readme.contains(&format!("`{name}")), "README's metrics list lacks {name}");
+        }
+    }
     server.stop().await;
 }
 
