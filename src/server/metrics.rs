@@ -378,8 +378,28 @@ impl Collector for Scrape {
             "UDP payload bytes received, all connections",
             ended.udp_rx_bytes + live.udp_rx_bytes,
         )?;
-        let s = &shared.stats;
         let r = Ordering::Relaxed;
+        let g = &shared.guard;
+        counter(
+            &mut e,
+            "address_validation_retries",
+            "New connections answered with a QUIC Retry under a handshake flood",
+            g.retries.load(r),
+        )?;
+        counter(
+            &mut e,
+            "handshake_timeouts",
+            "Handshakes abandoned at the handshake deadline",
+            g.handshake_timeouts.load(r),
+        )?;
+        counter(&mut e, "misbehaving_clients", "Connections closed for what the client did (bad frames, failed logins, transport errors)", g.misbehaving.load(r))?;
+        let s = &shared.stats;
+        gauge(
+            &mut e,
+            "outbound_queue_peak_bytes",
+            "The most bytes one connection has had queued since the start",
+            s.peak_queued_bytes.load(r) as i64,
+        )?;
         counter(
             &mut e,
             "sent_bytes",
