@@ -31,6 +31,46 @@ pub struct ServerConfig {
     pub transport: TransportLimits,
     /// Per-connection outbound queue bounds.
     pub queue: QueueLimits,
+    /// The admin HTTP listener (admin API, metrics, health); off unless `listen` is set.
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The admin HTTP listener: the admin API under `/v1`, Prometheus metrics at `/metrics`, and
+/// `/healthz` and `/readyz`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// TCP address to listen on; none (the default) leaves the listener off.
+    pub listen: Option<SocketAddr>,
+    /// The bearer secret of the admin API (at least 16 bytes). The `HUDDLE_ADMIN_TOKEN`
+    /// environment variable overrides it; the server refuses to start a listener without one.
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.token.as_ref().map(|_| "<secret>");
+        f.debug_struct("AdminConfig").field("listen", &self.listen).field("token", &token).finish()
+    }
+}
+
+/// Logging: level and format of the server's log lines (on stderr).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (for example `info` or `huddle=debug,info`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` (human-readable, the default) or `json` (one JSON object per line).
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: "text".into() }
+    }
 }
 
 /// A token signing key.
@@ -117,6 +157,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             transport: TransportLimits::default(),
             queue: QueueLimits::default(),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

@@ -124,6 +124,13 @@ struct ServeArgs {
     /// Seconds a session keeps its rooms after its connection is lost, waiting to be resumed.
     #[arg(long)]
     offline_grace_s: Option<u64>,
+    /// TCP address of the admin HTTP listener (admin API, /metrics, /healthz, /readyz); needs
+    /// a bearer token in HUDDLE_ADMIN_TOKEN or the config file.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Log format: text (the default) or json (one object per line).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -203,18 +210,14 @@ fn netsim(a: NetsimArgs) -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let mut config = match &args.config {
         Some(path) => ServerConfig::from_file(path)?,
         None => ServerConfig::default(),
     };
+    if let Some(f) = args.log_format {
+        config.log.format = f;
+    }
+    init_logs(&config.log)?;
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -234,14 +237,41 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(s) = args.offline_grace_s {
         config.limits.offline_grace_s = s;
     }
+    if let Some(a) = args.admin_listen {
+        config.admin.listen = Some(a);
+    }
+    if let Ok(token) = std::env::var("HUDDLE_ADMIN_TOKEN") {
+        config.admin.token = Some(token);
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let server = huddle::server::Server::bind(config)?;
         let addr = server.local_addr()?;
         println!("huddle listening on {addr} (ALPN huddle/1)");
+        if let Some(admin) = server.admin_addr() {
+            println!("huddle admin API on http://{admin}");
+        }
         tracing::info!(%addr, "huddle listening");
         server.run(shutdown_signal()).await
     })
+}
+
+/// Logs on stderr: the level from `RUST_LOG`, else the config; text or JSON lines.
+fn init_logs(log: &huddle::config::LogConfig) -> Result<()> {
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(_) => tracing_subscriber::EnvFilter::try_new(&log.level)
+            .with_context(|| format!("log level {:?}", log.level))?,
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match log.format.as_str() {
+        "text" => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+        "json" => builder.json().with_current_span(false).init(),
+        other => return Err(anyhow!("unknown log format {other:?}: text or json")),
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -878,9 +878,11 @@ fn event_index(e: &Event) -> u8 {
         Event::RoomAttributesUpdated { .. } => 5,
         Event::RoomMemberAttributesUpdated { .. } => 6,
         Event::TokenWillExpire { .. } => 7,
+        Event::RoomDestroyed { .. } => 8,
+        Event::RemovedFromRoom { .. } => 9,
     }
 }
-const EVENT_VARIANTS: u8 = 8;
+const EVENT_VARIANTS: u8 = 10;
 
 fn event_samples() -> Vec<(Event, &'static str)> {
     vec![
@@ -915,7 +917,32 @@ fn event_samples() -> Vec<(Event, &'static str)> {
             "17000000 06 02 7231 01 03 626f62 01 04 73656174 01 33 05 616c696365",
         ),
         (Event::TokenWillExpire { expires_at_s: 1_700_003_600 }, "06000000 07 fc10ff5365"),
+        (Event::RoomDestroyed { room_id: s("r1") }, ROOM_DESTROYED_HEX),
+        (
+            Event::RemovedFromRoom { room_id: s("r1"), reason: LeaveReason::Kicked },
+            REMOVED_FROM_ROOM_HEX,
+        ),
     ]
+}
+
+/// `Event::RoomDestroyed{room_id: "r1"}`, as docs/PROTOCOL.md shows it.
+const ROOM_DESTROYED_HEX: &str = "04000000 08 02 7231";
+/// `Event::RemovedFromRoom{room_id: "r1", reason: Kicked}`, as docs/PROTOCOL.md shows it.
+const REMOVED_FROM_ROOM_HEX: &str = "05000000 09 02 7231 02";
+
+#[test]
+fn protocol_md_lists_every_event_with_its_index() {
+    for (event, _) in &event_samples() {
+        let debug = format!("{event:?}");
+        let variant = debug.split(|c: char| !c.is_alphanumeric()).next().unwrap();
+        let row = format!("| {} | `{variant}` |", event_index(event));
+        assert!(PROTOCOL_MD.contains(&row), "docs/PROTOCOL.md lacks the event row `{row}`");
+    }
+    let doc: String = PROTOCOL_MD.chars().filter(|c| !c.is_whitespace()).collect();
+    for hex in [ROOM_DESTROYED_HEX, REMOVED_FROM_ROOM_HEX] {
+        let spaced: String = hex.chars().filter(|c| !c.is_whitespace()).collect();
+        assert!(doc.contains(&spaced), "docs/PROTOCOL.md does not show the frame {hex}");
+    }
 }
 
 #[test]

@@ -263,6 +263,10 @@ fn describe(e: &Event) -> String {
             let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
             format!("[{room_id}] {operated_by} changed member attributes of {}", ids.join(", "))
         }
+        Event::RoomDestroyed { room_id } => format!("[{room_id}] *** the room was destroyed"),
+        Event::RemovedFromRoom { room_id, reason } => {
+            format!("[{room_id}] *** you were removed from the room ({})", reason.name())
+        }
     }
 }
 
@@ -297,5 +301,12 @@ mod tests {
             body: MessageBody::Text("hello".into()),
         });
         assert_eq!(describe(&msg), "[r1] alice: hello");
+        let destroyed = Event::RoomDestroyed { room_id: "r1".into() };
+        assert_eq!(describe(&destroyed), "[r1] *** the room was destroyed");
+        let removed = Event::RemovedFromRoom {
+            room_id: "r1".into(),
+            reason: crate::wire::LeaveReason::Kicked,
+        };
+        assert_eq!(describe(&removed), "[r1] *** you were removed from the room (kicked)");
     }
 }

@@ -676,6 +676,11 @@ pub fn event(e: &Event) -> J {
             j.push("operated_by", operated_by.as_str());
         }
         Event::TokenWillExpire { expires_at_s } => j.push("expires_at_s", *expires_at_s),
+        Event::RoomDestroyed { room_id } => j.push("room_id", room_id.as_str()),
+        Event::RemovedFromRoom { room_id, reason } => {
+            j.push("room_id", room_id.as_str());
+            j.push("reason", reason.name());
+        }
     }
     j
 }
@@ -715,6 +720,20 @@ mod tests {
             Command::Request(r) => Ok(r),
             other => Err(format!("not a server request: {other:?}")),
         }
+    }
+
+    #[test]
+    fn operator_events_print_with_their_room_and_reason() {
+        let destroyed = event(&Event::RoomDestroyed { room_id: "r1".into() }).to_line();
+        assert_eq!(destroyed, r#"{"type":"event","event":"room_destroyed","room_id":"r1"}"#);
+        let removed = Event::RemovedFromRoom {
+            room_id: "r1".into(),
+            reason: crate::wire::LeaveReason::Kicked,
+        };
+        assert_eq!(
+            event(&removed).to_line(),
+            r#"{"type":"event","event":"removed_from_room","room_id":"r1","reason":"kicked"}"#
+        );
     }
 
     #[test]

@@ -875,6 +875,7 @@ fn terminal(code: u16) -> bool {
         known,
         Some(
             ErrorCode::KickedOut
+                | ErrorCode::DisconnectedByAdmin
                 | ErrorCode::SessionResumed
                 | ErrorCode::ServerShutdown
                 | ErrorCode::TokenInvalid
@@ -1158,6 +1159,10 @@ async fn read_events(mut recv: quinn::RecvStream, events: mpsc::Sender<ClientEve
                     continue;
                 }
                 *seen = Some(m.seq);
+            }
+            // The session is no longer in the room: a resume must not ask for it back.
+            Event::RoomDestroyed { room_id } | Event::RemovedFromRoom { room_id, .. } => {
+                lock(&rooms).remove(room_id);
             }
             _ => {}
         }

@@ -295,13 +295,26 @@ impl Core {
     ) -> OpResult {
         let key = self.member_room(sid, room_id)?.key;
         let caller = self.session(sid)?.user_id.clone();
+        let failed = self.apply_room_attributes(key, &caller, &ops, atomic)?;
+        Ok(Response::RoomAttributesChanged { room_id: room_id.to_string(), failed })
+    }
+
+    /// Applies attribute steps for `caller` (see [`Attrs::apply`]) and announces the change;
+    /// returns the keys refused for ownership.
+    pub(crate) fn apply_room_attributes(
+        &mut self,
+        key: RoomKey,
+        caller: &Arc<str>,
+        ops: &[AttributeOp],
+        atomic: bool,
+    ) -> Result<Vec<AttributeFailure>, ErrorBody> {
         let limits = self.room_attr_limits();
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
         let positions = &room.positions;
         let change =
-            room.attributes.apply(&ops, &caller, |u| positions.contains_key(u), limits, atomic)?;
+            room.attributes.apply(ops, caller, |u| positions.contains_key(u), limits, atomic)?;
         self.announce_attributes(key, change.set, change.deleted);
-        Ok(Response::RoomAttributesChanged { room_id: room_id.to_string(), failed: change.failed })
+        Ok(change.failed)
     }
 
     /// Sends a RoomAttributesUpdated event to every member (after any pending presence).

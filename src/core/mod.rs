@@ -7,6 +7,7 @@
 //! [`Core::poll_output`]. [`Core::poll_timeout`] says when [`Core::handle_timeout`] is next due.
 //! Broadcast frames are encoded once here and shared as [`Bytes`] by every recipient.
 
+mod admin;
 mod attributes;
 mod history;
 mod limits;
@@ -26,6 +27,11 @@ use crate::wire::{
     encode_frame, ErrorBody, ErrorCode, Event, LeaveReason, Login, Member, MessageBody, Priority,
     Reply, Request, Response, ResponseFrame, RoomConfig, RoomInfo, RoomMessage, RoomState,
     RoomSummary, StreamHeader, PROTOCOL_VERSION,
+};
+pub use admin::{
+    AdminAttributes, AdminCreateRoom, AdminCustomBody, AdminDestroyed, AdminDisconnected,
+    AdminMemberPage, AdminMessage, AdminMessageSent, AdminRemoved, AdminRoom, AdminRoomPage,
+    SYSTEM_SENDER,
 };
 use attributes::Attrs;
 pub use history::History;
@@ -90,6 +96,8 @@ pub enum Output {
         frame: Bytes,
         /// Its priority (low may be dropped for a slow receiver).
         priority: Priority,
+        /// True for a room message (a delivery, in metrics); false for a room event.
+        message: bool,
     },
     /// Queue a frame for one connection: on a room stream, or on the session stream when `room`
     /// is `None`.
@@ -144,6 +152,8 @@ pub struct Core {
     by_user: HashMap<Arc<str>, Vec<SessionId>>,
     rooms: HashMap<RoomKey, Room>,
     room_ids: HashMap<Arc<str>, RoomKey>,
+    /// Every room's key in creation order, for the operator's paged listing.
+    room_order: BTreeSet<RoomKey>,
     timers: BTreeSet<(u64, Timer)>,
     outputs: VecDeque<Output>,
     /// Operation buckets per user (while it has a session).
@@ -157,6 +167,16 @@ pub struct Core {
 }
 
 type OpResult = Result<Response, ErrorBody>;
+
+/// Who posts a message and how it is treated.
+struct Post {
+    /// The sender's user id (a member's, or [`SYSTEM_SENDER`]).
+    sender: Arc<str>,
+    /// The sending connection, which gets no copy.
+    except: Option<ConnId>,
+    /// Whether the per-user rate limit applies (not to the operator).
+    rate_limited: bool,
+}
 
 fn err(code: ErrorCode) -> ErrorBody {
     ErrorBody::new(code)
@@ -174,6 +194,7 @@ impl Core {
             by_user: HashMap::new(),
             rooms: HashMap::new(),
             room_ids: HashMap::new(),
+            room_order: BTreeSet::new(),
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             user_ops: HashMap::new(),
@@ -205,7 +226,12 @@ impl Core {
         self.rooms.len()
     }
 
-    /// Number of sessions.
+    /// Number of room memberships: members (users) summed over the rooms.
+    pub fn member_total(&self) -> usize {
+        self.rooms.values().map(|r| r.member_count()).sum()
+    }
+
+    /// Number of sessions (held ones waiting for resumption included).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
@@ -510,6 +536,7 @@ impl Core {
         let room = Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, attrs);
         self.rooms.insert(key, room);
         self.room_ids.insert(id, key);
+        self.room_order.insert(key);
         key
     }
 
@@ -646,6 +673,7 @@ impl Core {
     fn destroy(&mut self, key: RoomKey) {
         if let Some(room) = self.rooms.remove(&key) {
             self.room_ids.remove(&room.id);
+            self.room_order.remove(&key);
         }
     }
 
@@ -704,6 +732,24 @@ impl Core {
         client_msg_id: Option<String>,
     ) -> OpResult {
         let key = self.member_room(sid, room_id)?.key;
+        let user = self.session(sid)?.user_id.clone();
+        let post = Post { sender: user, except: Some(conn), rate_limited: true };
+        self.post_message(now, key, post, body, priority, client_msg_id)
+    }
+
+    /// Sends a message to a room whose sender the caller has checked (a member, or the admin
+    /// API): size and client_msg_id checks, the idempotent-retry lookup, the rate limit when
+    /// asked, then the seq, history and one broadcast to every member connection but `except`.
+    fn post_message(
+        &mut self,
+        now: Now,
+        key: RoomKey,
+        post: Post,
+        body: MessageBody,
+        priority: Priority,
+        client_msg_id: Option<String>,
+    ) -> OpResult {
+        let Post { sender: user, except, rate_limited } = post;
         if body.len() > self.limits.max_message_bytes {
             return Err(ErrorBody::with_message(
                 ErrorCode::MessageTooLarge,
@@ -715,14 +761,14 @@ impl Core {
                 return Err(err(ErrorCode::InvalidClientMsgId));
             }
         }
-        let user = self.session(sid)?.user_id.clone();
         let limits = &self.limits;
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
+        let room_id = room.id.to_string();
         room.expire_dedup(now.mono_ms, limits.dedup_window_s * 1000);
         if let Some(id) = &client_msg_id {
             if let Some(ack) = room.dedup.get(&(user.clone(), id.clone())) {
                 return Ok(Response::MessageSent {
-                    room_id: room_id.to_string(),
+                    room_id,
                     message_id: ack.message_id,
                     seq: ack.seq,
                     timestamp_ms: ack.timestamp_ms,
@@ -730,7 +776,7 @@ impl Core {
                 });
             }
         }
-        if limits.rate_limit_per_s > 0 {
+        if rate_limited && limits.rate_limit_per_s > 0 {
             let (rate, burst) = (limits.rate_limit_per_s, limits.rate_limit_burst);
             let bucket = room
                 .rate
@@ -749,7 +795,7 @@ impl Core {
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
         room.last_seq += 1;
         let msg = RoomMessage {
-            room_id: room.id.to_string(),
+            room_id: room_id.clone(),
             seq: room.last_seq,
             message_id,
             sender: user.to_string(),
@@ -772,13 +818,14 @@ impl Core {
         }
         self.outputs.push_back(Output::Broadcast {
             to,
-            except: Some(conn),
+            except,
             room: key,
             frame,
             priority,
+            message: true,
         });
         Ok(Response::MessageSent {
-            room_id: room_id.to_string(),
+            room_id,
             message_id,
             seq: ack.seq,
             timestamp_ms: ack.timestamp_ms,
@@ -812,11 +859,7 @@ impl Core {
         count: u32,
     ) -> OpResult {
         let room = self.member_room(sid, room_id)?;
-        let start = page_start(next_flag, count)?;
-        let mut iter = room.members.range(start..);
-        let members: Vec<Member> =
-            iter.by_ref().take(count as usize).map(|(_, e)| e.member.clone()).collect();
-        let next_flag = iter.next().map(|(pos, _)| pos.to_string()).unwrap_or_default();
+        let (members, next_flag) = room.members_page(page_start(next_flag, count)?, count);
         Ok(Response::RoomMembers { room_id: room_id.to_string(), members, next_flag })
     }
 
@@ -940,6 +983,7 @@ impl Core {
                     room: key,
                     frame,
                     priority: Priority::High,
+                    message: false,
                 });
             }
         }
@@ -966,7 +1010,14 @@ impl Core {
     fn broadcast_event(&mut self, key: RoomKey, to: Arc<[ConnId]>, event: &Event) {
         let frame = encode_frame(event);
         let priority = Priority::High;
-        self.outputs.push_back(Output::Broadcast { to, except: None, room: key, frame, priority });
+        self.outputs.push_back(Output::Broadcast {
+            to,
+            except: None,
+            room: key,
+            frame,
+            priority,
+            message: false,
+        });
     }
 
     /// Handles every timer due at `now`.

@@ -146,6 +146,15 @@ impl Room {
         self.members.remove(&pos).map(|e| e.member)
     }
 
+    /// A page of members in join order from position `start`, and the next page's flag (empty
+    /// after the last page).
+    pub fn members_page(&self, start: u64, count: u32) -> (Vec<Member>, String) {
+        let mut iter = self.members.range(start..);
+        let members = iter.by_ref().take(count as usize).map(|(_, e)| e.member.clone()).collect();
+        let next_flag = iter.next().map(|(pos, _)| pos.to_string()).unwrap_or_default();
+        (members, next_flag)
+    }
+
     /// Forgets client_msg_ids older than the window.
     pub fn expire_dedup(&mut self, now_ms: u64, window_ms: u64) {
         while let Some((at, _)) = self.dedup_order.front() {

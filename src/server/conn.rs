@@ -9,7 +9,9 @@ use super::outbox::{close_connection, Outbox};
 use super::Shared;
 use crate::core::ConnId;
 use crate::framed::{read_frame, ReadError};
-use crate::wire::{decode_request, ErrorCode, Request, RequestFrame, MAX_CLIENT_FRAME_LEN};
+use crate::wire::{
+    decode_request, ErrorCode, Request, RequestFrame, LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN,
+};
 
 pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::Incoming) {
     let t = &shared.config.transport;
@@ -17,6 +19,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
     let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
+            shared.metrics.handshakes_failed.inc();
             tracing::debug!(error = %e, "handshake failed");
             return;
         }
@@ -26,7 +29,11 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
     // that first request is acted on early: the rest wait for `confirmed` (see below).
     let (conn, confirmed) = if shared.config.transport.zero_rtt {
         match connecting.into_0rtt() {
-            Ok((conn, accepted)) => (conn, Some(accepted)),
+            Ok((conn, accepted)) => {
+                // Counted as a handshake now: the connection is usable from here on.
+                shared.metrics.handshakes_ok.inc();
+                (conn, Some(accepted))
+            }
             Err(connecting) => match handshake(&shared, connecting, handshake_deadline).await {
                 Some(conn) => (conn, None),
                 None => return,
@@ -65,6 +72,10 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         read_frame(&mut recv, MAX_CLIENT_FRAME_LEN, frame_timeout),
     )
     .await;
+    if let Ok(Ok(Some(body))) = &first {
+        shared.metrics.bytes_in.inc_by((body.len() + LENGTH_PREFIX_LEN) as u64);
+    }
+    let mut user = String::new();
     let logged_in = match first {
         Err(_) => {
             outbox.close(Some(ErrorCode::LoginTimeout));
@@ -87,23 +98,19 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
                 let secret: [u8; 16] = rand::random();
                 // The session stream opens under the same lock as the login, so that a kick
                 // right after it has a home.
-                let (ok, user, how) = shared.with_core(|core, now| {
+                let op = first.op_name();
+                let resume = matches!(first, Request::Resume(_));
+                let (ok, who, how) = shared.timed_core(op, |core, now| {
                     let (ok, user, how) = match first {
                         Request::Login(login) => {
                             let user = login.user_id.clone();
-                            (
-                                core.handle_login(now, conn_id, request_id, login, secret),
-                                user,
-                                "logged in",
-                            )
+                            (core.handle_login(now, conn_id, request_id, login, secret), user, "ok")
                         }
                         Request::Resume(resume) => {
-                            let user = resume.user_id.clone();
-                            (
-                                core.handle_resume(now, conn_id, request_id, resume, secret),
-                                user,
-                                "resumed",
-                            )
+                            let (user, asked) = (resume.user_id.clone(), resume.session_id);
+                            let ok = core.handle_resume(now, conn_id, request_id, resume, secret);
+                            let same = core.session_of(conn_id) == Some(asked);
+                            (ok, user, if same { "resumed" } else { "new_session" })
                         }
                         _ => unreachable!("matched above"),
                     };
@@ -112,14 +119,26 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
                     }
                     (ok, user, how)
                 });
+                let result = match outbox.close_code() {
+                    _ if ok => how,
+                    Some(Some(code)) => code.name(),
+                    _ => "failed",
+                };
+                shared.metrics.login(resume, result);
                 if ok {
-                    tracing::info!(conn = conn_id, %remote, %user, "{how}");
+                    let what = if resume { "resumed" } else { "logged in" };
+                    tracing::info!(conn = conn_id, %remote, user = %who, result, "{what}");
+                    user = who;
+                } else {
+                    // Refusals of misbehaving clients are logged, rate limited, at the close.
+                    tracing::debug!(conn = conn_id, %remote, user = %who, result, "login refused");
                 }
                 ok
             }
             Ok(RequestFrame { request_id, request }) => {
-                shared
-                    .with_core(|core, now| core.handle_request(now, conn_id, request_id, request));
+                shared.timed_core(request.op_name(), |core, now| {
+                    core.handle_request(now, conn_id, request_id, request)
+                });
                 false
             }
         },
@@ -161,18 +180,19 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         }
         _ if !logged_in => {}
         (Some(Some(code)), _) => {
-            tracing::info!(conn = conn_id, %remote, reason = code.name(), "connection closed")
+            tracing::info!(conn = conn_id, %remote, %user, reason = code.name(), "connection closed")
         }
         (Some(None), _) => {
-            tracing::info!(conn = conn_id, %remote, reason = "logout", "connection closed")
+            tracing::info!(conn = conn_id, %remote, %user, reason = "logout", "connection closed")
         }
         (None, Some(e)) => {
-            tracing::info!(conn = conn_id, %remote, reason = %e, "connection closed")
+            tracing::info!(conn = conn_id, %remote, %user, reason = %e, "connection closed")
         }
         (None, None) => {
-            tracing::info!(conn = conn_id, %remote, reason = "closed", "connection closed")
+            tracing::info!(conn = conn_id, %remote, %user, reason = "closed", "connection closed")
         }
     }
+    shared.metrics.ended_paths.add(&conn.stats());
 }
 
 /// Completes a handshake within `within`; a handshake that takes longer is abandoned.
@@ -182,13 +202,18 @@ async fn handshake(
     within: Duration,
 ) -> Option<quinn::Connection> {
     match tokio::time::timeout(within, connecting).await {
-        Ok(Ok(c)) => Some(c),
+        Ok(Ok(c)) => {
+            shared.metrics.handshakes_ok.inc();
+            Some(c)
+        }
         Ok(Err(e)) => {
+            shared.metrics.handshakes_failed.inc();
             tracing::debug!(error = %e, "handshake failed");
             None
         }
         Err(_) => {
             // Dropping the connecting future abandons the handshake.
+            shared.metrics.handshakes_failed.inc();
             shared.guard.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
             None
         }
@@ -212,7 +237,11 @@ async fn request_loop(
         match frame {
             Ok(Some(body)) => match decode_request(&body) {
                 Ok(RequestFrame { request_id, request }) => {
-                    shared.with_core(|core, now| {
+                    shared.metrics.bytes_in.inc_by((body.len() + LENGTH_PREFIX_LEN) as u64);
+                    if let Request::SendRoomMessage { priority, .. } = &request {
+                        shared.metrics.message_in(*priority);
+                    }
+                    shared.timed_core(request.op_name(), |core, now| {
                         core.handle_request(now, conn_id, request_id, request)
                     });
                 }

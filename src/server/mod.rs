@@ -5,8 +5,10 @@
 //! lock is released; dispatch only pushes into queues, so the lock is never held across an
 //! `.await` and a slow connection never slows the others.
 
+mod admin;
 mod conn;
 mod guard;
+mod metrics;
 mod outbox;
 
 use std::collections::hash_map::RandomState;
@@ -14,9 +16,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use quinn::crypto::rustls::QuicServerConfig;
@@ -27,9 +29,11 @@ use crate::auth::KeySet;
 use crate::certs;
 use crate::config::ServerConfig;
 use crate::core::{ConnId, Core, Now, Output};
-use crate::wire::{ErrorCode, ALPN};
+use crate::wire::{ErrorCode, Priority, ALPN};
+pub use admin::{admin_routes, AdminRoute};
 pub use guard::{client_address, GuardStats, LOG_LINES_PER_WINDOW, LOG_WINDOW};
 use guard::{HandshakeMeter, LogLimiter};
+use metrics::{Metrics, Refused};
 use outbox::Outbox;
 pub use outbox::{close_connection, OutboxStats};
 
@@ -77,6 +81,9 @@ pub(crate) struct Shared {
     /// Keys client addresses for the core's address rate limit (seeded per run, so that
     /// nobody can aim for a collision).
     address_keys: RandomState,
+    metrics: Metrics,
+    /// True while the endpoint accepts connections (false before `run` and once shutting down).
+    accepting: AtomicBool,
 }
 
 /// Connections from accept to end (handshakes in progress included), in total and per client
@@ -101,11 +108,19 @@ impl Shared {
         let r = f(&mut state.core, now);
         let state = &mut *state;
         while let Some(out) = state.core.poll_output() {
-            dispatch(&state.outboxes, out);
+            dispatch(&state.outboxes, out, &self.metrics);
         }
         if state.core.poll_timeout() != before {
             self.timer_changed.notify_one();
         }
+        r
+    }
+
+    /// [`Shared::with_core`], timed into the latency histogram of `op`.
+    pub(crate) fn timed_core<R>(&self, op: &'static str, f: impl FnOnce(&mut Core, Now) -> R) -> R {
+        let start = Instant::now();
+        let r = self.with_core(f);
+        self.metrics.observe(op, start.elapsed());
         r
     }
 
@@ -135,7 +150,7 @@ impl Shared {
     }
 }
 
-fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output) {
+fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metrics) {
     match out {
         Output::Reply { conn, frame } => {
             if let Some(o) = outboxes.get(&conn) {
@@ -152,19 +167,28 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output) {
                 o.close_room(room);
             }
         }
-        Output::Broadcast { to, except, room, frame, priority } => {
+        Output::Broadcast { to, except, room, frame, priority, message } => {
+            // Counted once per broadcast: one atomic add, not one per recipient.
+            let mut queued = 0;
             for conn in to.iter() {
                 if Some(*conn) == except {
                     continue;
                 }
                 if let Some(o) = outboxes.get(conn) {
-                    o.push(Some(room), frame.clone(), priority);
+                    queued += u64::from(o.push(Some(room), frame.clone(), priority));
                 }
+            }
+            if message {
+                metrics.deliveries(priority, queued);
+            } else {
+                metrics.events_out.inc_by(queued);
             }
         }
         Output::Push { conn, room, frame } => {
             if let Some(o) = outboxes.get(&conn) {
-                o.push(room, frame, crate::wire::Priority::High);
+                if o.push(room, frame, Priority::High) {
+                    metrics.events_out.inc();
+                }
             }
         }
         Output::Close { conn, code } => {
@@ -179,6 +203,7 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output) {
 pub struct Server {
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
+    admin: Option<std::net::TcpListener>,
 }
 
 /// Token keys from the configuration, or the development key (created on first start).
@@ -302,7 +327,8 @@ impl Server {
         limits.max_replay_bytes = limits.max_replay_bytes.min(config.queue.max_bytes / 2);
         limits.max_replay_messages = limits.max_replay_messages.min(config.queue.max_frames / 2);
         let core = Core::new(limits, keys, id_base);
-        let shared = Arc::new(Shared {
+        let admin = admin::bind(&config.admin)?;
+        let shared = Arc::new_cyclic(|weak| Shared {
             state: Mutex::new(State { core, outboxes: HashMap::new() }),
             clock: Clock { start: tokio::time::Instant::now() },
             timer_changed: Notify::new(),
@@ -314,8 +340,10 @@ impl Server {
             handshakes: Mutex::new(HandshakeMeter::new(tokio::time::Instant::now())),
             log_limiter: Mutex::new(LogLimiter::new(tokio::time::Instant::now())),
             address_keys: RandomState::new(),
+            metrics: Metrics::new(weak.clone()),
+            accepting: AtomicBool::new(false),
         });
-        Ok(Server { endpoint, shared })
+        Ok(Server { endpoint, shared, admin })
     }
 
     /// Binds a server, loading or creating certificates and token keys as configured.
@@ -328,6 +356,11 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.endpoint.local_addr()?)
+    }
+
+    /// The address of the admin HTTP listener, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Counters of the outbound queues.
@@ -343,8 +376,13 @@ impl Server {
     /// Serves until `shutdown` completes, then closes every connection with `server_shutdown`
     /// and waits (bounded) for the endpoint to drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let Server { endpoint, shared } = self;
+        let Server { endpoint, shared, admin } = self;
+        let admin = match admin {
+            Some(listener) => Some(admin::serve(shared.clone(), listener)?),
+            None => None,
+        };
         let timers = tokio::spawn(run_timers(shared.clone()));
+        shared.accepting.store(true, Ordering::SeqCst);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -356,6 +394,7 @@ impl Server {
             }
         }
         tracing::info!("shutting down");
+        shared.accepting.store(false, Ordering::SeqCst);
         // Refuse new connections, tell every connection (after what is queued for it has been
         // written, bounded per connection), then close what is left.
         endpoint.set_server_config(None);
@@ -373,6 +412,9 @@ impl Server {
         endpoint.close(quinn::VarInt::from_u32(u32::from(code.as_u16())), code.name().as_bytes());
         timers.abort();
         let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
         Ok(())
     }
 }
@@ -422,6 +464,8 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
         let total = conns.total;
         drop(conns);
         shared.guard.refused.fetch_add(1, Ordering::Relaxed);
+        let why = if total >= t.max_connections { Refused::Total } else { Refused::PerIp };
+        shared.metrics.refused(why);
         tracing::debug!(%ip, total, from_ip, "connection refused: over the cap");
         incoming.refuse();
         return;
@@ -429,10 +473,13 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
     conns.total += 1;
     *conns.per_address.entry(ip).or_default() += 1;
     drop(conns);
+    shared.metrics.connections_accepted.inc();
+    shared.metrics.connections_open.inc();
     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let shared = shared.clone();
     tokio::spawn(async move {
         conn::run(shared.clone(), conn_id, incoming).await;
+        shared.metrics.connections_open.dec();
         let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
         conns.total = conns.total.saturating_sub(1);
         if let Some(n) = conns.per_address.get_mut(&ip) {

@@ -36,6 +36,13 @@ pub struct OutboxStats {
     pub slow_consumers: AtomicU64,
     /// The most bytes any one connection has had queued (never above `[queue] max_bytes`).
     pub peak_queued_bytes: AtomicUsize,
+    /// Frames refused because they would have taken a queue past its bound (the connection is
+    /// then closed as a slow consumer).
+    pub dropped_slow: AtomicU64,
+    /// Frames for a connection or stream that is closing or gone.
+    pub dropped_closing: AtomicU64,
+    /// Frame bytes written to streams.
+    pub bytes_sent: AtomicU64,
 }
 
 /// A room's streams on one connection: medium and high messages (and member and attribute
@@ -158,21 +165,28 @@ impl Outbox {
     /// Queues a control-stream reply (never dropped; counts toward the bound).
     pub fn push_control(&self, frame: Bytes) {
         let tx = self.lock().control.clone();
-        if let Some(tx) = tx {
-            self.enqueue(&tx, frame, Priority::High);
-        }
+        self.enqueue(tx.as_ref(), frame, Priority::High);
     }
 
-    /// Queues a frame on a room stream (`Some`) or the session stream (`None`).
-    pub fn push(self: &Arc<Self>, room: Option<RoomKey>, frame: Bytes, priority: Priority) {
+    /// Queues a frame on a room stream (`Some`) or the session stream (`None`); true when it
+    /// was queued (false: dropped, and counted in [`OutboxStats`]).
+    pub fn push(self: &Arc<Self>, room: Option<RoomKey>, frame: Bytes, priority: Priority) -> bool {
         let tx = match room {
             None => self.lock().session.clone(),
             Some(key) if priority == Priority::Low => self.low_lane(key),
             Some(key) => self.lock().rooms.iter().find(|l| l.key == key).map(|l| l.main.clone()),
         };
-        if let Some(tx) = tx {
-            self.enqueue(&tx, frame, priority);
-        }
+        self.enqueue(tx.as_ref(), frame, priority)
+    }
+
+    /// Bytes and frames queued now, across all the connection's streams.
+    pub fn queued(&self) -> (usize, usize) {
+        (self.queued_bytes.load(Ordering::Relaxed), self.queued_frames.load(Ordering::Relaxed))
+    }
+
+    /// The QUIC connection's statistics (path RTT, losses, UDP bytes).
+    pub fn connection_stats(&self) -> quinn::ConnectionStats {
+        self.conn.stats()
     }
 
     /// The low-priority stream of a room, opened on first use.
@@ -191,25 +205,30 @@ impl Outbox {
         Some(lanes.low.get_or_insert(tx).clone())
     }
 
-    fn enqueue(&self, tx: &Tx, frame: Bytes, priority: Priority) {
+    fn enqueue(&self, tx: Option<&Tx>, frame: Bytes, priority: Priority) -> bool {
+        let Some(tx) = tx else {
+            self.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
         let bytes = self.queued_bytes.load(Ordering::Relaxed);
         let frames = self.queued_frames.load(Ordering::Relaxed);
         let (max_bytes, max_frames) = (self.limits.max_bytes, self.limits.max_frames);
         if priority == Priority::Low && (bytes >= max_bytes / 2 || frames >= max_frames / 2) {
             self.stats.dropped_low.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         if bytes + frame.len() > max_bytes || frames + 1 > max_frames {
             self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
             self.close_now(ErrorCode::SlowConsumer);
-            return;
+            return false;
         }
         let queued = self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
         self.stats.peak_queued_bytes.fetch_max(queued, Ordering::Relaxed);
         self.queued_frames.fetch_add(1, Ordering::Relaxed);
-        if tx.send(frame).is_err() {
-            // The writer is gone (stream failed); the connection task will notice the close.
-        }
+        // A failed send means the writer is gone (its stream failed); the connection task will
+        // notice the close.
+        tx.send(frame).is_ok()
     }
 
     /// Asks for the connection to close after its control and session streams are delivered
@@ -273,6 +292,7 @@ impl Outbox {
         let conn = self.conn.clone();
         let bytes = self.queued_bytes.clone();
         let frames = self.queued_frames.clone();
+        let stats = self.stats.clone();
         let handle = tokio::spawn(async move {
             let mut stream = match target {
                 StreamTarget::Existing(s) => s,
@@ -292,6 +312,9 @@ impl Outbox {
                 let n = batch.len();
                 let len: usize = batch.iter().map(Bytes::len).sum();
                 let res = stream.write_all_chunks(&mut batch).await;
+                if res.is_ok() {
+                    stats.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                }
                 bytes.fetch_sub(len, Ordering::Relaxed);
                 frames.fetch_sub(n, Ordering::Relaxed);
                 batch.clear();

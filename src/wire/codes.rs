@@ -76,6 +76,8 @@ error_codes! {
     TokenNotYetValid = 2009, "token_not_yet_valid", "token not yet valid";
     /// The token does not have the token's shape (truncated, bad signature encoding, bad parts).
     TokenMalformed = 2010, "token_malformed", "token malformed";
+    /// The server's operator ended the session (admin API); do not reconnect automatically.
+    DisconnectedByAdmin = 2011, "disconnected_by_admin", "disconnected by the server operator";
 
     /// The room id is empty, too long or has characters outside `[A-Za-z0-9_.@:-]`.
     InvalidRoomId = 3000, "invalid_room_id", "invalid room id";

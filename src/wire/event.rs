@@ -82,6 +82,20 @@ pub enum Event {
         /// The expiry, Unix seconds.
         expires_at_s: u64,
     },
+    /// The server's operator destroyed the room (admin API): every member left it, and this is
+    /// the last frame of the receiver's room stream.
+    RoomDestroyed {
+        /// The room.
+        room_id: String,
+    },
+    /// The receiver was removed from the room by the server (today: an operator's kick through
+    /// the admin API, reason `kicked`); the last frame of its room stream.
+    RemovedFromRoom {
+        /// The room.
+        room_id: String,
+        /// Why.
+        reason: LeaveReason,
+    },
 }
 
 impl Event {
@@ -96,6 +110,8 @@ impl Event {
             Event::RoomAttributesUpdated { .. } => "room_attributes_updated",
             Event::RoomMemberAttributesUpdated { .. } => "room_member_attributes_updated",
             Event::TokenWillExpire { .. } => "token_will_expire",
+            Event::RoomDestroyed { .. } => "room_destroyed",
+            Event::RemovedFromRoom { .. } => "removed_from_room",
         }
     }
 }

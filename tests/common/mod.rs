@@ -26,6 +26,8 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
     pub stats: std::sync::Arc<huddle::server::OutboxStats>,
     pub guard: std::sync::Arc<huddle::server::GuardStats>,
+    /// The admin HTTP listener's address, when the configuration asked for one.
+    pub admin: Option<SocketAddr>,
 }
 
 pub fn keys() -> KeySet {
@@ -56,6 +58,7 @@ impl TestServer {
         let server = Server::bind_with(config, tls.chain, tls.key, keys.clone()).unwrap();
         let addr = server.local_addr().unwrap();
         let (stats, guard) = (server.stats(), server.guard_stats());
+        let admin = server.admin_addr();
         let (stop, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -65,7 +68,16 @@ impl TestServer {
                 .await
                 .unwrap();
         });
-        TestServer { addr, ca: tls.ca, keys, stop: Some(stop), task: Some(task), stats, guard }
+        TestServer {
+            addr,
+            ca: tls.ca,
+            keys,
+            stop: Some(stop),
+            task: Some(task),
+            stats,
+            guard,
+            admin,
+        }
     }
 
     pub fn token(&self, user: &str) -> String {
