@@ -1,10 +1,13 @@
 //! Reading frames from a QUIC receive stream, bounded in size and time.
 //!
 //! This and the connection modules that call it are the only code that reads stream bytes.
+//! [`read_frame`] takes any [`AsyncRead`] (a `quinn::RecvStream` in the server and client) so
+//! that the fuzz targets can drive the very same reader over in-memory bytes.
 
+use std::io;
 use std::time::Duration;
 
-use quinn::RecvStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::wire::{check_length, ErrorCode, WireError, LENGTH_PREFIX_LEN};
 
@@ -40,18 +43,21 @@ impl ReadError {
     }
 }
 
-fn stream_error(e: quinn::ReadError) -> ReadError {
-    match e {
-        quinn::ReadError::Reset(code) => ReadError::Reset(code.into_inner()),
-        e => ReadError::Stream(e.to_string()),
+/// A read error from the stream. quinn's `AsyncRead` wraps its own error in an `io::Error`:
+/// a RESET_STREAM keeps its application code.
+fn stream_error(e: io::Error) -> ReadError {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<quinn::ReadError>()) {
+        Some(quinn::ReadError::Reset(code)) => ReadError::Reset(code.into_inner()),
+        _ => ReadError::Stream(e.to_string()),
     }
 }
 
-async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), ReadError> {
-    recv.read_exact(buf).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => ReadError::Truncated,
-        quinn::ReadExactError::ReadError(e) => stream_error(e),
-    })
+async fn read_exact<R: AsyncRead + Unpin>(recv: &mut R, buf: &mut [u8]) -> Result<(), ReadError> {
+    match recv.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(ReadError::Truncated),
+        Err(e) => Err(stream_error(e)),
+    }
 }
 
 /// Reads one frame body. `Ok(None)` is a clean end of stream between frames.
@@ -59,15 +65,15 @@ async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), ReadErr
 /// The first byte may take as long as it likes (an idle client is fine); once it has arrived,
 /// the rest of the frame must arrive within `frame_timeout` (a client dribbling bytes is cut
 /// off). The length is checked against `max` before the body is buffered.
-pub async fn read_frame(
-    recv: &mut RecvStream,
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    recv: &mut R,
     max: usize,
     frame_timeout: Duration,
 ) -> Result<Option<Vec<u8>>, ReadError> {
     let mut prefix = [0u8; LENGTH_PREFIX_LEN];
     match recv.read(&mut prefix[..1]).await {
-        Ok(Some(1)) => {}
-        Ok(Some(_)) | Ok(None) => return Ok(None),
+        Ok(1) => {}
+        Ok(_) => return Ok(None),
         Err(e) => return Err(stream_error(e)),
     }
     let rest = async {

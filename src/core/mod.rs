@@ -10,6 +10,7 @@
 mod admin;
 mod attributes;
 mod history;
+mod invariants;
 mod limits;
 mod oplimit;
 mod ratelimit;

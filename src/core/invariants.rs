@@ -1,0 +1,156 @@
+//! A consistency check of the core's internal indexes, for the fuzz targets and tests: every
+//! map that mirrors another agrees with it. Not called by the server.
+
+use std::collections::HashSet;
+
+use super::{ConnId, Core, Timer};
+
+impl Core {
+    /// Checks that the core's indexes agree with each other; the first disagreement found is
+    /// returned as text. Cost is linear in sessions, rooms and members.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_sessions()?;
+        self.check_rooms()
+    }
+
+    fn check_sessions(&self) -> Result<(), String> {
+        for (conn, sid) in &self.by_conn {
+            let s = self.sessions.get(sid).ok_or(format!("conn {conn} maps to gone session"))?;
+            if s.conn != Some(*conn) {
+                return Err(format!("conn {conn} maps to session {sid} on {:?}", s.conn));
+            }
+        }
+        for (user, sids) in &self.by_user {
+            if sids.is_empty() {
+                return Err(format!("user {user} has an empty session list"));
+            }
+            for sid in sids {
+                let s = self.sessions.get(sid).ok_or(format!("user {user}: gone session {sid}"))?;
+                if s.user_id != *user {
+                    return Err(format!("session {sid} of {} listed under {user}", s.user_id));
+                }
+            }
+        }
+        for (sid, s) in &self.sessions {
+            if let Some(conn) = s.conn {
+                if self.by_conn.get(&conn) != Some(sid) {
+                    return Err(format!("session {sid} on conn {conn} not indexed by it"));
+                }
+                if s.offline_until.is_some() {
+                    return Err(format!("session {sid} is connected and offline"));
+                }
+            } else if s.offline_until.is_none() {
+                return Err(format!("session {sid} has no connection and no grace"));
+            }
+            if !self.by_user.get(&s.user_id).is_some_and(|l| l.contains(sid)) {
+                return Err(format!("session {sid} missing from its user's list"));
+            }
+            let mut seen = HashSet::new();
+            for key in &s.rooms {
+                if !seen.insert(*key) {
+                    return Err(format!("session {sid} lists room {key:?} twice"));
+                }
+                let room = self.rooms.get(key).ok_or(format!("session {sid}: gone room"))?;
+                if !room.has_session(&s.user_id, *sid) {
+                    return Err(format!("session {sid} lists {} but is not a member", room.id));
+                }
+            }
+            if s.rooms.len() > self.limits.rooms_per_user {
+                return Err(format!("session {sid} is in {} rooms", s.rooms.len()));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_rooms(&self) -> Result<(), String> {
+        if self.room_ids.len() != self.rooms.len() {
+            return Err(format!("{} room ids for {} rooms", self.room_ids.len(), self.rooms.len()));
+        }
+        for (id, key) in &self.room_ids {
+            let room = self.rooms.get(key).ok_or(format!("room id {id} maps to gone room"))?;
+            if room.id != *id || room.key != *key {
+                return Err(format!("room id {id} maps to room {}", room.id));
+            }
+        }
+        for (key, room) in &self.rooms {
+            let id = &room.id;
+            if room.positions.len() != room.members.len() {
+                return Err(format!("room {id}: positions and members differ in size"));
+            }
+            for (user, pos) in &room.positions {
+                let e = room.members.get(pos).ok_or(format!("room {id}: {user} has no entry"))?;
+                if e.member.user_id != **user {
+                    return Err(format!(
+                        "room {id}: position of {user} holds {}",
+                        e.member.user_id
+                    ));
+                }
+                if *pos >= room.next_position {
+                    return Err(format!("room {id}: position {pos} not yet given out"));
+                }
+            }
+            for e in room.members.values() {
+                if e.sessions.is_empty() {
+                    return Err(format!("room {id}: {} has no session", e.member.user_id));
+                }
+                for sid in &e.sessions {
+                    let s = self.sessions.get(sid).ok_or(format!("room {id}: gone session"))?;
+                    if *s.user_id != *e.member.user_id || !s.rooms.contains(key) {
+                        return Err(format!("room {id}: session {sid} does not list it"));
+                    }
+                }
+            }
+            if room.member_count() > self.limits.members_per_room {
+                return Err(format!("room {id} holds {} members", room.member_count()));
+            }
+            if room.members.is_empty() {
+                if room.destroy_at.is_none() {
+                    return Err(format!("empty room {id} is neither destroyed nor waiting"));
+                }
+                if !room.pending.is_empty() {
+                    return Err(format!("empty room {id} has presence changes pending"));
+                }
+            }
+            if let Some(at) = room.destroy_at {
+                if !self.timers.contains(&(at, Timer::Destroy(*key))) {
+                    return Err(format!("room {id}: destroy at {at} has no timer"));
+                }
+            }
+            match room.flush_at {
+                Some(at) if !self.timers.contains(&(at, Timer::PresenceFlush(*key))) => {
+                    return Err(format!("room {id}: presence flush at {at} has no timer"));
+                }
+                None if !room.pending.is_empty() => {
+                    return Err(format!("room {id}: presence changes pending, no flush armed"));
+                }
+                _ => {}
+            }
+            if let Some(cached) = &room.recipients {
+                let mut cached: Vec<ConnId> = cached.to_vec();
+                let mut fresh: Vec<ConnId> = room
+                    .members
+                    .values()
+                    .flat_map(|e| e.sessions.iter())
+                    .filter_map(|sid| self.sessions.get(sid).and_then(|s| s.conn))
+                    .collect();
+                cached.sort_unstable();
+                fresh.sort_unstable();
+                if cached != fresh {
+                    return Err(format!("room {id}: recipients {cached:?}, members on {fresh:?}"));
+                }
+            }
+            let mut expect = room.history.first_seq();
+            for m in room.history.after(0) {
+                if Some(m.seq) != expect || m.seq > room.last_seq {
+                    return Err(format!("room {id}: history seq {} out of order", m.seq));
+                }
+                expect = Some(m.seq + 1);
+            }
+            if room.history.len() > self.limits.history_max_messages {
+                return Err(format!("room {id}: {} messages in history", room.history.len()));
+            }
+        }
+        Ok(())
+    }
+}
