@@ -10,6 +10,8 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod framed;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod load;
 pub mod netsim;
 pub mod server;
