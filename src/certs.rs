@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// File names inside the certs folder.
@@ -129,7 +130,7 @@ pub fn read_token_secret(path: &Path) -> Result<Vec<u8>> {
 
 /// Parses every certificate in a PEM document.
 pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..]).collect::<Result<_, _>>()?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>()?;
     if certs.is_empty() {
         return Err(anyhow!("no certificate found"));
     }
@@ -138,7 +139,10 @@ pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
 
 /// Parses the first private key in a PEM document.
 pub fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>> {
-    rustls_pemfile::private_key(&mut &pem[..])?.ok_or_else(|| anyhow!("no private key found"))
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => anyhow!("no private key found"),
+        e => e.into(),
+    })
 }
 
 /// Reads certificates from a PEM file.
@@ -156,4 +160,23 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
 /// The default paths of the server chain and key in `dir`.
 pub fn dev_paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join(CERT_FILE), dir.join(KEY_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_documents_parse_and_missing_items_are_named() {
+        let g = generate().unwrap();
+        let both = format!("{}{}", g.cert_pem, g.key_pem);
+        assert_eq!(parse_certs(both.as_bytes()).unwrap().len(), 1);
+        assert!(matches!(parse_key(both.as_bytes()).unwrap(), PrivateKeyDer::Pkcs8(_)));
+        let no_key = parse_key(g.cert_pem.as_bytes()).unwrap_err();
+        assert_eq!(no_key.to_string(), "no private key found");
+        let no_cert = parse_certs(g.key_pem.as_bytes()).unwrap_err();
+        assert_eq!(no_cert.to_string(), "no certificate found");
+        let chain = format!("{}{}", g.cert_pem, g.ca_pem);
+        assert_eq!(parse_certs(chain.as_bytes()).unwrap().len(), 2);
+    }
 }
