@@ -1,5 +1,6 @@
 //! A consistency check of the core's internal indexes, for the fuzz targets and tests: every
-//! map that mirrors another agrees with it. Not called by the server.
+//! map that mirrors another agrees with it (the client addresses' are checked in `oplimit.rs`,
+//! which owns them). Not called by the server.
 
 use std::collections::HashSet;
 
@@ -11,7 +12,8 @@ impl Core {
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         self.check_sessions()?;
-        self.check_rooms()
+        self.check_rooms()?;
+        self.check_origins()
     }
 
     fn check_sessions(&self) -> Result<(), String> {

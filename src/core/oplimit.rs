@@ -5,6 +5,8 @@
 //! IPv6 /64); the core only counts. An address with no connection left is remembered until its
 //! bucket has refilled, so that hanging up and reconnecting does not refill it.
 
+use std::collections::HashMap;
+
 use super::{ConnId, Core, Now, SessionId, Timer, TokenBucket};
 use crate::wire::{ErrorCode, Request};
 
@@ -59,6 +61,28 @@ impl Core {
             self.origins.remove(&origin);
         } else {
             self.timers.insert((now.mono_ms + wait, Timer::OriginIdle(origin)));
+        }
+    }
+
+    /// Every open connection's address counts it once, and an address without connections
+    /// waits on its idle timer (part of [`Core::check_invariants`]).
+    pub(crate) fn check_origins(&self) -> Result<(), String> {
+        let mut open: HashMap<u64, usize> = HashMap::new();
+        for origin in self.conn_origin.values() {
+            *open.entry(*origin).or_default() += 1;
+        }
+        for (key, o) in &self.origins {
+            let live = open.remove(key).unwrap_or(0);
+            if o.conns != live {
+                return Err(format!("address {key}: {} connections counted, {live} open", o.conns));
+            }
+            if live == 0 && !self.timers.iter().any(|(_, t)| *t == Timer::OriginIdle(*key)) {
+                return Err(format!("address {key} has no connection and no idle timer"));
+            }
+        }
+        match open.keys().next() {
+            Some(key) => Err(format!("connections from address {key}, which is not counted")),
+            None => Ok(()),
         }
     }
 

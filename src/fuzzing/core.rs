@@ -78,7 +78,8 @@ pub fn request_handler(data: &[u8]) {
     }
 }
 
-/// The limits a run uses: the defaults, or small ones that every path hits quickly.
+/// The limits a run uses: the defaults, or small ones that every path hits quickly (bit 0:
+/// rooms, members, messages, history, attributes; bit 3: operation rate limits).
 fn limits(config: u8) -> Limits {
     let mut l = Limits::default();
     if config & 1 != 0 {
@@ -99,6 +100,12 @@ fn limits(config: u8) -> Limits {
         l.room_attributes_max_total_bytes = 40;
         l.member_attributes_max_members = 2;
         l.member_attributes_max_keys = 2;
+    }
+    if config & 8 != 0 {
+        l.ops_rate_per_s = 1;
+        l.ops_burst = 4;
+        l.address_ops_rate_per_s = 2;
+        l.address_ops_burst = 6;
     }
     l.allow_multi_device = config & 2 != 0;
     if config & 4 != 0 {
@@ -175,7 +182,7 @@ impl Harness {
         assert!(inserted);
         let core = Core::new(limits(config), keys.clone(), 1 << 20);
         let slots = (0..SLOTS as u64).map(|conn| Slot { conn, started: false }).collect();
-        Harness {
+        let mut h = Harness {
             core,
             keys,
             now: Now { mono_ms: 1_000, unix_ms: START_UNIX_MS },
@@ -187,7 +194,18 @@ impl Harness {
             last_seq: HashMap::new(),
             last_message_id: 0,
             known: Vec::new(),
+        };
+        for slot in 0..SLOTS {
+            h.connect(slot);
         }
+        h
+    }
+
+    /// The slot's connection opened its control stream: the server tells the core its client
+    /// address. Slots 0 and 2 share one address, 1 and 3 another.
+    fn connect(&mut self, slot: usize) {
+        let conn = self.slots[slot].conn;
+        self.core.handle_connect(self.now, conn, (slot % 2) as u64);
     }
 
     fn next_request_id(&mut self) -> u32 {
@@ -302,6 +320,7 @@ impl Harness {
         self.gone.insert(self.slots[slot].conn);
         self.slots[slot] = Slot { conn: self.next_conn, started: false };
         self.next_conn += 1;
+        self.connect(slot);
     }
 
     /// A request on the slot's connection, routed as the server routes it: a Login or Resume
@@ -470,8 +489,8 @@ impl Harness {
         self.forget(slot);
     }
 
-    /// A well-formed request of any kind, on the harness's few rooms and users: `kind % 24`
-    /// picks the request (and `kind / 24` a message's priority and body), `arg` its details.
+    /// A well-formed request of any kind, on the harness's few rooms and users: `kind % 25`
+    /// picks the request (and `kind / 25` a message's priority and body), `arg` its details.
     fn quick_request(&mut self, slot: usize, kind: u8, arg: u8) -> Request {
         let room = ROOMS[usize::from(arg) % ROOMS.len()].to_string();
         let other = ROOMS[usize::from(arg >> 2) % ROOMS.len()].to_string();
@@ -483,7 +502,7 @@ impl Harness {
             attributes: if flag { vec![("k".into(), "v".into())] } else { Vec::new() },
         };
         let pairs = vec![(format!("k{}", arg % 5), "v".repeat(usize::from(arg >> 3)))];
-        match kind % 24 {
+        match kind % 25 {
             0 => Request::CreateRoom { info: info(room), config },
             1 => Request::JoinRoom { room_id: room },
             2 | 3 => Request::EnterRoom { info: info(room), config },
@@ -497,13 +516,13 @@ impl Harness {
             },
             7..=10 => Request::SendRoomMessage {
                 room_id: room,
-                body: if kind >= 72 {
+                body: if kind >= 75 {
                     let data = vec![arg; usize::from(arg)];
                     MessageBody::Custom { sub_type: u32::from(arg), data }
                 } else {
                     MessageBody::Text("m".repeat(usize::from(arg >> 2)))
                 },
-                priority: match kind / 24 % 3 {
+                priority: match kind / 25 % 3 {
                     0 => Priority::Low,
                     1 => Priority::Medium,
                     _ => Priority::High,
@@ -566,6 +585,7 @@ impl Harness {
                 next_flag: String::new(),
                 count: u32::from(arg % 4),
             },
+            23 => Request::Ping,
             _ if flag => Request::Logout,
             _ => {
                 let user = self.user_of(slot);

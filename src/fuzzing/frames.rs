@@ -21,7 +21,8 @@ use crate::wire::{
 /// Mode byte: bit 6 picks the maximum (set: [`MAX_FRAME_LEN`], as a client reads answers and
 /// events; clear: [`MAX_CLIENT_FRAME_LEN`], as the server reads requests); bits 0-3 the size of
 /// each read the stream reader is handed (0: everything at once, else 1-15 bytes); bit 7 ends
-/// the stream with a reset instead of a clean finish.
+/// the stream with a RESET_STREAM (code [`RESET_CODE`], as quinn reports it) instead of a clean
+/// finish.
 ///
 /// Checks: [`split_frame`] over the whole buffer and [`read_frame`] over the same bytes in
 /// chunks agree frame for frame and on how the stream ends; every frame body is tried as a
@@ -46,7 +47,7 @@ pub fn frame_decode(data: &[u8]) {
     match (end, read_end) {
         (Err(e), Err(ReadError::Wire(r))) => assert_eq!(e, r),
         (Ok(0), Ok(())) if !reset => {}
-        (Ok(_), Err(ReadError::Stream(_))) if reset => {}
+        (Ok(_), Err(ReadError::Reset(RESET_CODE))) if reset => {}
         (Ok(rest), Err(ReadError::Truncated)) if rest > 0 && !reset => {}
         (end, read_end) => {
             panic!("split_frame ended with {end:?}, the stream reader with {read_end:?}")
@@ -97,6 +98,9 @@ fn read_all(
     })
 }
 
+/// The application code of the fuzzed resets.
+const RESET_CODE: u64 = 7;
+
 /// In-memory bytes handed out at most `chunk` at a time, then a finish or a reset.
 struct Chunked<'a> {
     data: &'a [u8],
@@ -112,7 +116,8 @@ impl AsyncRead for Chunked<'_> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.data.is_empty() && this.reset {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset")));
+            let reset = quinn::ReadError::Reset(quinn::VarInt::from_u32(RESET_CODE as u32));
+            return Poll::Ready(Err(io::Error::from(reset)));
         }
         let n = this.chunk.min(this.data.len()).min(buf.remaining());
         let (head, tail) = this.data.split_at(n);

@@ -117,6 +117,7 @@ pub fn sample_requests() -> Vec<Request> {
             rooms: vec![("r0".into(), 1)],
         }),
         Request::RenewToken { token: String::new() },
+        Request::Ping,
     ]
 }
 
@@ -233,6 +234,7 @@ pub fn sample_responses() -> Vec<Response> {
             }],
         },
         Response::TokenRenewed { token_expires_at_s: 1_700_007_200 },
+        Response::Pong,
     ]
 }
 
@@ -434,7 +436,7 @@ impl Script {
     }
 }
 
-/// Quick request kinds (`kind % 24` in `quick_request`, `kind / 24` the priority); the room
+/// Quick request kinds (`kind % 25` in `quick_request`, `kind / 25` the priority); the room
 /// is `arg % 4`.
 const CREATE: u8 = 0;
 const JOIN: u8 = 1;
@@ -442,13 +444,14 @@ const ENTER: u8 = 2;
 const LEAVE: u8 = 4;
 const SWITCH: u8 = 6;
 const SEND: u8 = 7;
-const SEND_HIGH: u8 = 7 + 48;
+const SEND_HIGH: u8 = 7 + 50;
 const MEMBERS: u8 = 11;
 const HISTORY: u8 = 15;
 const SET_ATTRS: u8 = 16;
 const BATCH: u8 = 19;
 const MEMBER_ATTRS: u8 = 20;
-const LOGOUT: u8 = 23;
+const PING: u8 = 23;
+const LOGOUT: u8 = 24;
 
 fn handler_seeds() -> Vec<Seed> {
     let mut out = Vec::new();
@@ -457,7 +460,7 @@ fn handler_seeds() -> Vec<Seed> {
     s.login(0, 0).login(1, 1).login(2, 2);
     s.quick(0, CREATE, 0).quick(1, JOIN, 0).quick(2, ENTER, 0).tick(10);
     s.quick(0, SEND, 1 << 2).quick(1, SEND_HIGH, 0x80).quick(1, SEND_HIGH, 0x80);
-    s.quick(2, MEMBERS, 0x10).quick(2, HISTORY, 0x10).audit(0).audit(1);
+    s.quick(2, MEMBERS, 0x10).quick(2, HISTORY, 0x10).quick(2, PING, 0).audit(0).audit(1);
     s.quick(1, LEAVE, 0).tick(10).quick(0, SWITCH, 1 << 2 | 0x80).audit(0);
     out.push(s.seed("three-users-one-room"));
 
@@ -502,7 +505,7 @@ fn handler_seeds() -> Vec<Seed> {
 
     let mut s = Script::new(0);
     s.login_token(0, 0, 0).login_token(1, 1, 1).login_token(2, 2, 2).login_token(3, 0, 3);
-    s.quick(1, ENTER, 0).tick(200).wait(3).quick(1, 23, 0).wait(6).wait(7);
+    s.quick(1, ENTER, 0).tick(200).wait(3).quick(1, LOGOUT, 0).wait(6).wait(7);
     s.login_token(2, 1, 4).login_token(3, 1, 5).login_token(0, 1, 0xff);
     out.push(s.seed("token-expiry-and-bad-tokens"));
 
@@ -520,6 +523,14 @@ fn handler_seeds() -> Vec<Seed> {
     }
     s.tick(20).lost(1).wait(2).resume(1, 1, 0).audit(0).audit(1).broken(2).wait(20);
     out.push(s.seed("small-limits-everything"));
+
+    let mut s = Script::new(8);
+    s.login(0, 0).login(2, 1).quick(0, ENTER, 0).quick(2, ENTER, 0);
+    for _ in 0..4 {
+        s.quick(0, MEMBERS, 0x10).quick(2, PING, 0);
+    }
+    s.lost(0).login(0, 2).tick(150).quick(2, MEMBERS, 0x10).wait(2).audit(0).audit(2);
+    out.push(s.seed("operation-rate-limits"));
 
     let mut s = Script::new(4);
     s.login(0, 0).login(1, 1).quick(0, CREATE, 0x40).quick(1, JOIN, 0).lost(0).tick(20);
