@@ -108,6 +108,48 @@ pub struct LoadArgs {
     /// Connection handshakes in progress at once.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
+    /// The system under test: huddle, or (built with the `compare` feature) redis (pub/sub,
+    /// room = channel) or nats (core NATS, room = subject), each member its own TCP
+    /// connection to `--server`. See benches/compare/start.sh.
+    #[arg(long, default_value = "huddle", value_parser = parse_backend)]
+    pub backend: Backend,
+    /// Redis and NATS only: connect without TLS (their best case). By default they connect
+    /// with TLS, trusting `--certs-dir`/ca.pem, as Huddle always does.
+    #[arg(long)]
+    pub plaintext: bool,
+}
+
+/// The system a run drives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A Huddle server, through the client library (QUIC).
+    #[default]
+    Huddle,
+    /// Redis 7 pub/sub over RESP3 (needs the `compare` feature).
+    Redis,
+    /// NATS 2.9 core publish/subscribe (needs the `compare` feature).
+    Nats,
+}
+
+impl Backend {
+    /// The name used on the command line and in the JSON summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Huddle => "huddle",
+            Backend::Redis => "redis",
+            Backend::Nats => "nats",
+        }
+    }
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    match s {
+        "huddle" => Ok(Backend::Huddle),
+        "redis" => Ok(Backend::Redis),
+        "nats" => Ok(Backend::Nats),
+        _ => Err(format!("{s:?}: expected huddle, redis or nats")),
+    }
 }
 
 fn parse_priority(s: &str) -> Result<Priority, String> {
@@ -185,6 +227,10 @@ pub struct LoadConfig {
     pub socket_buffer_bytes: usize,
     /// Handshakes in progress at once.
     pub connect_concurrency: usize,
+    /// The system under test.
+    pub backend: Backend,
+    /// Redis and NATS: without TLS.
+    pub plaintext: bool,
     /// Whether to draw a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
     /// Trust material for an in-process server; overrides `certs_dir`.
@@ -223,6 +269,8 @@ impl Default for LoadConfig {
             connections_per_endpoint: 128,
             socket_buffer_bytes: 8 * 1024 * 1024,
             connect_concurrency: 64,
+            backend: Backend::Huddle,
+            plaintext: false,
             progress: false,
             trust: None,
         }
@@ -260,6 +308,8 @@ impl From<LoadArgs> for LoadConfig {
             connections_per_endpoint: a.connections_per_endpoint,
             socket_buffer_bytes: a.socket_buffer_bytes,
             connect_concurrency: a.connect_concurrency,
+            backend: a.backend,
+            plaintext: a.plaintext,
             progress: true,
             trust: None,
         }
@@ -305,6 +355,28 @@ impl LoadConfig {
             return Err(anyhow!(
                 "--connect-concurrency and --connections-per-endpoint must be > 0"
             ));
+        }
+        if self.backend != Backend::Huddle {
+            if !cfg!(feature = "compare") {
+                return Err(anyhow!(
+                    "--backend {}: this huddle was built without the `compare` feature \
+                     (cargo build --release --features compare)",
+                    self.backend.name()
+                ));
+            }
+            if self.spawn_server || self.server.is_none() {
+                return Err(anyhow!(
+                    "--backend {} needs --server ADDR (benches/compare/start.sh starts one)",
+                    self.backend.name()
+                ));
+            }
+            if self.netsim.is_some() || self.connections_only || self.rooms_per_member != 1 {
+                return Err(anyhow!(
+                    "--netsim, --connections-only and --rooms-per-member are Huddle-only"
+                ));
+            }
+        } else if self.plaintext {
+            return Err(anyhow!("--plaintext is for --backend redis or nats (Huddle is QUIC)"));
         }
         if self.connections_only {
             return Ok(());

@@ -11,6 +11,9 @@
 //!
 //! - [`args`]: flags and the resolved configuration, with the bounds every run stays within.
 //! - [`runner`]: connect, publish, receive, drain, count.
+//! - [`link`]: a member's connection as the runner sees it (publish, receive), for Huddle.
+//! - `compare` (feature `compare`): the same for Redis pub/sub and NATS, to run the same
+//!   workload against them side by side (`--backend`).
 //! - [`schedule`]: the thread that wakes publishers at their intended send times.
 //! - [`stats`]: message stamps, histograms, the per-second timeline, order checks.
 //! - [`report`]: the summary, its table and JSON.
@@ -18,6 +21,9 @@
 //! - [`server`]: the spawned server and /proc readings.
 
 pub mod args;
+#[cfg(feature = "compare")]
+pub mod compare;
+pub mod link;
 pub mod plot;
 pub mod report;
 pub mod runner;
@@ -25,7 +31,7 @@ pub mod schedule;
 pub mod server;
 pub mod stats;
 
-pub use args::{LoadArgs, LoadConfig, Trust};
+pub use args::{Backend, LoadArgs, LoadConfig, Trust};
 pub use report::Summary;
 pub use runner::run_with;
 

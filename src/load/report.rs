@@ -7,13 +7,13 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::args::LoadConfig;
+use super::args::{Backend, LoadConfig};
 use super::stats::{LatencySummary, OutageSummary, SecondSummary};
 use crate::netsim::ProxyStats;
 use crate::wire::Priority;
 
 /// Everything a run measured. Fields that need a server pid are `null` without one.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     /// `fanout` or `connections_only`.
     pub mode: String,
@@ -55,6 +55,9 @@ pub struct Summary {
     pub out_of_order: u64,
     /// Room messages that were not this run's, or carried an impossible stamp.
     pub foreign_messages: u64,
+    /// Messages a member received that it had published itself (Redis pub/sub has no "no
+    /// echo"); not counted as deliveries.
+    pub own_echoes: u64,
     /// Deliveries of messages intended within the measured window.
     pub measured_deliveries: u64,
     /// measured_deliveries / duration.
@@ -242,9 +245,17 @@ impl Summary {
             &mut t,
             "server",
             format!(
-                "{}{}",
+                "{}{}{}",
                 self.server_addr,
-                self.server_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                self.server_pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                match self.config.backend {
+                    Backend::Huddle => String::new(),
+                    b => format!(
+                        ", {} over TCP{}",
+                        b.name(),
+                        if self.config.plaintext { "" } else { " + TLS" }
+                    ),
+                }
             ),
         );
         row(

@@ -22,19 +22,20 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::args::{LoadConfig, Trust};
+use super::args::{Backend, LoadConfig, Trust};
+use super::link::{Delivery, Inbox, Link};
 use super::report::{NetsimSummary, Summary};
 use super::schedule::{Schedule, Slot, Tick};
 use super::server::{self, SpawnedServer, CLOCK_TICKS_PER_S};
 use super::stats::{
     decode_body, encode_body, latency_histogram, record, Counters, LatencySummary, LocalSecond,
-    OrderCheck, Outages, Stamp, Timeline, Verdict, SUB_TYPE,
+    OrderCheck, Outages, Stamp, Timeline, Verdict,
 };
 use crate::auth::KeySet;
 use crate::certs;
-use crate::client::{Client, ClientConfig, ClientError, ClientEvent, SendAck};
+use crate::client::{Client, ClientConfig, ClientEvent};
 use crate::netsim::{parse_spec, Proxy, ProxyConfig};
-use crate::wire::{Event, MessageBody, Priority, RoomConfig, RoomInfo, RoomMessage};
+use crate::wire::{Priority, RoomConfig, RoomInfo};
 
 /// Attempts to connect, log in and enter the room, per member.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -48,15 +49,18 @@ const DUPLICATE_GRACE_S: f64 = 0.5;
 const ERROR_SAMPLES: usize = 5;
 
 /// A connected member.
-struct Member {
-    client: Arc<Client>,
+pub(super) struct Member<L: Link> {
+    /// Its connection, shared by its publisher and the end of the run.
+    pub(super) link: Arc<L>,
+    /// The receiving half, taken by its receiver task.
+    pub(super) inbox: Option<L::Inbox>,
     /// Its own room, the one it publishes to when it is a publisher.
-    room: usize,
-    room_id: String,
-    index: usize,
+    pub(super) room: usize,
+    pub(super) room_id: String,
+    pub(super) index: usize,
     /// Every room it is in and receives from: its own first, then the extra ones
     /// (`--rooms-per-member`) it entered.
-    rooms: Vec<usize>,
+    pub(super) rooms: Vec<usize>,
 }
 
 /// What one receiver counted.
@@ -66,6 +70,7 @@ struct Received {
     duplicates: u64,
     out_of_order: u64,
     foreign: u64,
+    echoes: u64,
     latency: Histogram<u64>,
     sessions: SessionTally,
 }
@@ -82,10 +87,9 @@ struct SessionTally {
 }
 
 impl SessionTally {
-    /// Notes a session event; returns the room message when it is one.
-    fn on_event(&mut self, e: ClientEvent) -> Option<RoomMessage> {
+    /// Notes a session event (room messages are the receiver's).
+    fn on_event(&mut self, e: ClientEvent) {
         match e {
-            ClientEvent::Event(Event::RoomMessage(m)) => return Some(m),
             ClientEvent::Reconnecting { reason } => {
                 self.reconnects += 1;
                 self.reconnecting = true;
@@ -106,7 +110,13 @@ impl SessionTally {
             }
             _ => {}
         }
-        None
+    }
+
+    /// Notes a connection lost for good (Redis, NATS: no resumption).
+    fn on_lost(&mut self, reason: String) {
+        self.reconnects += 1;
+        self.ended += 1;
+        *self.reasons.entry(format!("lost: {reason}")).or_default() += 1;
     }
 
     fn add_to(self, s: &mut Summary) {
@@ -135,11 +145,21 @@ pub async fn run_with(cfg: LoadConfig) -> Result<Summary> {
         certs_dir = s.certs_dir();
         spawned = Some(s);
     }
-    let trust = match &cfg.trust {
-        Some(t) => t.clone(),
-        None => read_trust(&certs_dir)?,
+    let result = match cfg.backend {
+        Backend::Huddle => {
+            let trust = match &cfg.trust {
+                Some(t) => t.clone(),
+                None => read_trust(&certs_dir)?,
+            };
+            drive(&cfg, server_addr, server_pid, &trust).await
+        }
+        #[cfg(feature = "compare")]
+        Backend::Redis | Backend::Nats => {
+            super::compare::drive(&cfg, server_addr, server_pid).await
+        }
+        #[cfg(not(feature = "compare"))]
+        Backend::Redis | Backend::Nats => Err(anyhow!("built without the `compare` feature")),
     };
-    let result = drive(&cfg, server_addr, server_pid, &trust).await;
     if let (Err(_), Some(s)) = (&result, spawned.as_mut()) {
         if !s.is_running() {
             eprintln!("the spawned server exited; its log:\n{}", s.log_tail());
@@ -331,7 +351,7 @@ async fn drive(
 
     let pb = progress_bar(cfg, connected as u64, "{msg:10} {pos}/{len} {elapsed} [{wide_bar}]");
     pb.set_message("joining");
-    let mut members: Vec<Member> = Vec::with_capacity(connected);
+    let mut members: Vec<Member<Client>> = Vec::with_capacity(connected);
     {
         // Its own room first, then the next `rooms_per_member - 1` (distinct: K <= rooms).
         let k = cfg.rooms_per_member;
@@ -372,8 +392,10 @@ async fn drive(
         while let Some((client, r, j, rooms, errors)) = joins.next().await {
             failures.extend(errors);
             if !rooms.is_empty() {
+                let client = Arc::new(client);
                 members.push(Member {
-                    client: Arc::new(client),
+                    inbox: Some(client.clone()),
+                    link: client,
                     room: r,
                     room_id: room_id(r),
                     index: j,
@@ -406,48 +428,8 @@ async fn drive(
         endpoints: endpoints as u64,
         handshakes_per_s,
         connect_us: LatencySummary::of(&connect_hist),
-        server_rss_per_connection_bytes: None,
-        sent: 0,
-        acked: 0,
-        unacked: 0,
-        send_errors: 0,
-        send_error_samples: Vec::new(),
-        expected_deliveries: 0,
-        deliveries: 0,
-        lost: 0,
-        duplicates: 0,
-        out_of_order: 0,
-        foreign_messages: 0,
-        measured_deliveries: 0,
-        deliveries_per_s: 0.0,
-        latency_us: LatencySummary::default(),
-        send_lag_us: LatencySummary::default(),
-        server_cpu_s: None,
-        server_rss_bytes: None,
-        server_rss_peak_bytes: None,
-        server_cpu_us_per_delivery: None,
-        load_cpu_s: 0.0,
-        load_cpu_total_s: 0.0,
-        load_cpu_us_per_delivery: None,
-        reconnects: 0,
-        disconnects: 0,
-        resumed: 0,
-        recovered_messages: 0,
-        disconnect_reasons: BTreeMap::new(),
-        udp_rcvbuf_errors: None,
-        udp_sndbuf_errors: None,
-        udp_in_errors: None,
-        server_socket_drops: None,
-        client_socket_drops: None,
-        netsim_socket_drops: None,
-        client_lost_packets: 0,
-        client_sent_packets: 0,
-        client_max_rtt_us: 0,
-        netsim: None,
-        outages: Vec::new(),
-        timeline: Vec::new(),
-        problems: Vec::new(),
         config: cfg.clone(),
+        ..Summary::default()
     };
 
     let t0 = if cfg.connections_only {
@@ -458,7 +440,7 @@ async fn drive(
             proxy: proxy.as_ref().map(|p| &p.0),
             blackholes: proxy.as_ref().map(|p| (p.1, blackholes_ms.clone())),
         };
-        fanout(cfg, &members, server_pid, plan, &mut summary).await
+        fanout(cfg, &mut members, server_pid, plan, &mut summary).await
     };
 
     // Per-socket kernel drops (the client sockets are this run's, so their counters are this
@@ -478,11 +460,7 @@ async fn drive(
         summary.netsim_socket_drops = drops.get(&connect_addr.port()).copied();
     }
     for m in &members {
-        let s = m.client.connection().stats();
-        summary.client_lost_packets += s.path.lost_packets;
-        summary.client_sent_packets += s.path.sent_packets;
-        summary.client_max_rtt_us = summary.client_max_rtt_us.max(s.path.rtt.as_micros() as u64);
-        m.client.close();
+        m.link.finish(&mut summary);
     }
     let idle = futures::future::join_all(eps.iter().map(|e| e.wait_idle()));
     let _ = tokio::time::timeout(Duration::from_secs(2), idle).await;
@@ -509,7 +487,7 @@ async fn drive(
 /// Returns the start of the hold.
 async fn hold_connections(
     cfg: &LoadConfig,
-    members: &[Member],
+    members: &[Member<Client>],
     server_pid: Option<u32>,
     rss_before: Option<u64>,
     summary: &mut Summary,
@@ -529,7 +507,7 @@ async fn hold_connections(
     let deadline = t0 + Duration::from_secs_f64(cfg.duration_s);
     let mut tasks = Vec::with_capacity(members.len());
     for m in members {
-        let client = m.client.clone();
+        let client = m.link.clone();
         tasks.push(tokio::spawn(async move {
             // Reads (and discards) presence events so that nothing backs up; notes lost
             // connections.
@@ -562,9 +540,9 @@ async fn hold_connections(
     t0
 }
 
-/// The fan-out workload. Returns t0, the start of sending.
 /// What the network simulator does during the fan-out.
-struct Plan<'a> {
+#[derive(Default)]
+pub(super) struct Plan<'a> {
     /// Rebinds, seconds after t0.
     rebind_at_s: &'a [f64],
     proxy: Option<&'a Proxy>,
@@ -572,9 +550,10 @@ struct Plan<'a> {
     blackholes: Option<(Instant, Vec<(u64, u64)>)>,
 }
 
-async fn fanout(
+/// The fan-out workload. Returns t0, the start of sending.
+pub(super) async fn fanout<L: Link>(
     cfg: &LoadConfig,
-    members: &[Member],
+    members: &mut [Member<L>],
     server_pid: Option<u32>,
     plan: Plan<'_>,
     summary: &mut Summary,
@@ -586,13 +565,13 @@ async fn fanout(
     let max_k = (send_s * rate_p).ceil() as u64 + 1;
     // Every member in a room, extra joiners included, receives its messages.
     let mut room_size = vec![0u64; cfg.rooms];
-    for m in members {
+    for m in members.iter() {
         for &q in &m.rooms {
             room_size[q] += 1;
         }
     }
     let mut room_ids = vec![String::new(); cfg.rooms];
-    for m in members {
+    for m in members.iter() {
         room_ids[m.room].clone_from(&m.room_id);
     }
     let room_ids = Arc::new(room_ids);
@@ -624,10 +603,13 @@ async fn fanout(
     }));
 
     let mut receivers = Vec::with_capacity(members.len());
-    for m in members {
-        let (client, timeline, counters) = (m.client.clone(), timeline.clone(), counters.clone());
+    for m in members.iter_mut() {
+        let Some(mut inbox) = m.inbox.take() else { continue };
+        let (timeline, counters) = (timeline.clone(), counters.clone());
         let outages = outages.clone();
         let (rooms, room_ids, mut stop) = (m.rooms.clone(), room_ids.clone(), stop_rx.clone());
+        // Its own publisher index, if it publishes: a system that echoes (Redis) sends it back.
+        let own = (m.index < p).then_some((m.room * p + m.index) as u32);
         receivers.push(tokio::spawn(async move {
             // One track per (room, publisher): room slot `i` of `rooms` holds publishers
             // i * p .. i * p + p.
@@ -639,35 +621,45 @@ async fn fanout(
                 duplicates: 0,
                 out_of_order: 0,
                 foreign: 0,
+                echoes: 0,
                 latency: latency_histogram(),
                 sessions: SessionTally::default(),
             };
             loop {
                 let ev = tokio::select! {
-                    e = client.next_event() => e,
+                    e = inbox.next() => e,
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = stop.changed() => break,
                 };
-                let Some(ev) = ev else { break };
-                let Some(m) = r.sessions.on_event(ev) else { continue };
-                let arrival_ns = t0.elapsed().as_nanos() as u64;
-                let stamp = match &m.body {
-                    MessageBody::Custom { sub_type, data } if *sub_type == SUB_TYPE => {
-                        decode_body(data)
+                let (room, body) = match ev {
+                    None => break,
+                    Some(Delivery::Message { room, body }) => (room, body),
+                    Some(Delivery::Session(e)) => {
+                        r.sessions.on_event(e);
+                        continue;
                     }
-                    _ => None,
+                    Some(Delivery::Lost(reason)) => {
+                        r.sessions.on_lost(reason);
+                        break;
+                    }
                 };
+                let arrival_ns = t0.elapsed().as_nanos() as u64;
+                let stamp = body.as_deref().and_then(decode_body);
                 // The publisher's room must be one of this member's and the one the message
                 // came in.
                 let slot = stamp.and_then(|s| {
                     let q = s.publisher as usize / p;
                     let i = rooms.iter().position(|&x| x == q)?;
-                    (room_ids[q] == m.room_id).then_some((s, i))
+                    (room_ids[q] == room).then_some((s, i))
                 });
                 let Some((s, i)) = slot else {
                     r.foreign += 1;
                     continue;
                 };
+                if own == Some(s.publisher) {
+                    r.echoes += 1;
+                    continue;
+                }
                 match order.check(i * p + s.publisher as usize % p, s.k) {
                     Verdict::Invalid => {
                         r.foreign += 1;
@@ -704,7 +696,7 @@ async fn fanout(
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         slots.push(Slot { phase_s: rng.gen_range(0.0..1.0) / rate_p, rate: rate_p, ticks: tx });
         let job = Publisher {
-            client: m.client.clone(),
+            link: m.link.clone(),
             room_id: m.room_id.clone(),
             publisher: (m.room * p + m.index) as u32,
             size: cfg.body_size(),
@@ -810,6 +802,7 @@ async fn fanout(
         summary.duplicates += r.duplicates;
         summary.out_of_order += r.out_of_order;
         summary.foreign_messages += r.foreign;
+        summary.own_echoes += r.echoes;
         let _ = latency.add(&r.latency);
         r.sessions.add_to(summary);
     }
@@ -850,8 +843,8 @@ async fn fanout(
 }
 
 /// One publisher's open-loop send schedule.
-struct Publisher {
-    client: Arc<Client>,
+struct Publisher<L: Link> {
+    link: Arc<L>,
     room_id: String,
     publisher: u32,
     size: usize,
@@ -864,7 +857,7 @@ struct Publisher {
     errors: Arc<Mutex<Vec<String>>>,
 }
 
-impl Publisher {
+impl<L: Link> Publisher<L> {
     /// Sends until the end of the measured window, then waits (until the drain deadline) for
     /// the acks still in flight. Returns how many never came, and how late each send left.
     async fn run(self, mut ticks: UnboundedReceiver<Tick>) -> (u64, Histogram<u64>) {
@@ -889,11 +882,8 @@ impl Publisher {
             }
             let stamp =
                 Stamp { intended_ns: tick.intended_ns, publisher: self.publisher, k: tick.k };
-            let body =
-                MessageBody::Custom { sub_type: SUB_TYPE, data: encode_body(stamp, self.size) };
-            let (client, room, prio) = (self.client.clone(), self.room_id.clone(), self.priority);
-            let mut send =
-                Box::pin(async move { client.send_message(&room, body, prio, None).await });
+            let body = encode_body(stamp, self.size);
+            let mut send = Box::pin(self.link.publish(&self.room_id, body, self.priority));
             Counters::add(&self.counters.sent, 1);
             // The first poll queues the request on the control stream, so sends leave in order.
             match futures::poll!(send.as_mut()) {
@@ -910,7 +900,7 @@ impl Publisher {
         (inflight.len() as u64, lag)
     }
 
-    fn acked(&self, r: Result<SendAck, ClientError>) {
+    fn acked(&self, r: Result<(), String>) {
         match r {
             Ok(_) => {
                 Counters::add(&self.counters.acked, 1);
@@ -920,7 +910,7 @@ impl Publisher {
                 Counters::add(&self.counters.send_errors, 1);
                 let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
                 if errors.len() < ERROR_SAMPLES {
-                    errors.push(e.to_string());
+                    errors.push(e);
                 }
             }
         }

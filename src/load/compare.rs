@@ -1,0 +1,291 @@
+//! `--backend redis|nats`: the same workload against Redis 7 pub/sub and NATS 2.9, for the side
+//! by side comparison of issue 3 (feature `compare`).
+//!
+//! A room is a Redis channel or a NATS subject; each member is its own TCP connection, with TLS
+//! trusting `--certs-dir`/ca.pem unless `--plaintext`. The runner's schedule, stamps, checks,
+//! histograms and CPU readings are the ones Huddle runs use ([`super::runner::fanout`]); only
+//! connecting and the two [`Link`] implementations are here.
+//!
+//! What differs from Huddle and why: Redis has no "no echo", so a Redis publisher (a RESP3
+//! connection that both subscribes and publishes) gets its own messages back and its receiver
+//! drops them; that is one delivery per message more work for Redis than the counted ones
+//! (0.1% in a room of 1,000, 1% in a room of 100). NATS connections use `no_echo`. Neither has
+//! priorities; `--priority` is ignored. Core NATS has no publish ack: a send counts as accepted
+//! once the client library has queued it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use futures::stream::StreamExt;
+use redis::AsyncCommands;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::time::Instant;
+
+use super::args::{Backend, LoadConfig};
+use super::link::{Delivery, Inbox, Link};
+use super::report::Summary;
+use super::runner::{fanout, Member, Plan};
+use super::server::{self, CLOCK_TICKS_PER_S};
+use super::stats::{latency_histogram, record, LatencySummary};
+use crate::certs;
+use crate::wire::Priority;
+
+/// Attempts to connect and subscribe, per member.
+const CONNECT_ATTEMPTS: u32 = 3;
+/// How long one attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs `cfg` against the Redis or NATS server at `server`.
+pub(super) async fn drive(
+    cfg: &LoadConfig,
+    server: SocketAddr,
+    server_pid: Option<u32>,
+) -> Result<Summary> {
+    let ca = if cfg.plaintext {
+        None
+    } else {
+        let path = cfg.certs_dir.join(certs::CA_FILE);
+        Some(std::fs::read(&path).with_context(|| format!("the CA to trust, {}", path.display()))?)
+    };
+    match cfg.backend {
+        Backend::Redis => {
+            let scheme = if ca.is_some() { "rediss" } else { "redis" };
+            // RESP3, so that one connection both subscribes and publishes.
+            let url = format!("{scheme}://{server}/?protocol=resp3");
+            let client = match ca {
+                Some(pem) => redis::Client::build_with_tls(
+                    url.as_str(),
+                    redis::TlsCertificates { client_tls: None, root_cert: Some(pem) },
+                ),
+                None => redis::Client::open(url.as_str()),
+            }
+            .context("the Redis client")?;
+            run(cfg, server, server_pid, |room| redis_member(client.clone(), room)).await
+        }
+        Backend::Nats => {
+            let tls = match ca {
+                Some(pem) => Some(rustls_config(&pem)?),
+                None => None,
+            };
+            run(cfg, server, server_pid, |room| nats_member(server, tls.clone(), room)).await
+        }
+        Backend::Huddle => Err(anyhow!("the Huddle backend is the runner's own")),
+    }
+}
+
+/// A TLS client configuration trusting the CA in `pem` (ring, as the rest of the crate).
+fn rustls_config(pem: &[u8]) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certs::parse_certs(pem)? {
+        roots.add(ca).context("the CA certificate")?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Connects every member (retrying), subscribes it to its room, runs the fan-out and counts.
+async fn run<L, F, Fut>(
+    cfg: &LoadConfig,
+    server: SocketAddr,
+    server_pid: Option<u32>,
+    dial: F,
+) -> Result<Summary>
+where
+    L: Link,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(L, L::Inbox)>>,
+{
+    let run_start_cpu = server::cpu_ticks(None);
+    let n = cfg.connections();
+    let nonce: u32 = rand::random();
+    let room_id = |r: usize| format!("load-{nonce:08x}-{r}");
+    if cfg.progress {
+        eprintln!("connecting {n} {} members to {server}", cfg.backend.name());
+    }
+    let started = Instant::now();
+    let mut connect_hist = latency_histogram();
+    let mut failures = Vec::new();
+    let mut members = Vec::with_capacity(n);
+    let mut connects = futures::stream::iter(0..n)
+        .map(|i| {
+            let (r, j) = (i / cfg.members, i % cfg.members);
+            let (room, dial) = (room_id(r), &dial);
+            async move {
+                let t = Instant::now();
+                let mut last = String::new();
+                for _ in 0..CONNECT_ATTEMPTS {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, dial(room.clone())).await {
+                        Ok(Ok(conn)) => return (r, j, room, Ok((conn, t.elapsed()))),
+                        Ok(Err(e)) => last = format!("{e:#}"),
+                        Err(_) => last = "timed out".into(),
+                    }
+                }
+                (r, j, room, Err(last))
+            }
+        })
+        .buffer_unordered(cfg.connect_concurrency);
+    while let Some((r, j, room_id, res)) = connects.next().await {
+        match res {
+            Ok(((link, inbox), took)) => {
+                record(&mut connect_hist, took.as_micros() as u64);
+                members.push(Member {
+                    link: Arc::new(link),
+                    inbox: Some(inbox),
+                    room: r,
+                    room_id,
+                    index: j,
+                    rooms: vec![r],
+                });
+            }
+            Err(e) => failures.push(format!("member {r}/{j}: {e}")),
+        }
+    }
+    drop(connects);
+    let connect_s = started.elapsed().as_secs_f64();
+    members.sort_by_key(|m| (m.room, m.index));
+    if cfg.progress {
+        for f in failures.iter().take(5) {
+            eprintln!("{f}");
+        }
+        eprintln!("{} members connected in {connect_s:.2} s", members.len());
+    }
+    let mut summary = Summary {
+        mode: "fanout".to_string(),
+        server_addr: server.to_string(),
+        server_pid,
+        connections: members.len() as u64,
+        connect_failures: failures.len() as u64,
+        handshakes_per_s: members.len() as f64 / connect_s.max(1e-9),
+        connect_us: LatencySummary::of(&connect_hist),
+        config: cfg.clone(),
+        ..Summary::default()
+    };
+    fanout(cfg, &mut members, server_pid, Plan::default(), &mut summary).await;
+    for m in &members {
+        m.link.finish(&mut summary);
+    }
+    drop(members);
+    if let (Some(a), Some(b)) = (run_start_cpu, server::cpu_ticks(None)) {
+        summary.load_cpu_total_s = b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S;
+    }
+    Ok(summary)
+}
+
+/// A member's Redis connection: RESP3, multiplexed, with pushes (its subscription's messages)
+/// going to its inbox.
+pub struct RedisLink(redis::aio::MultiplexedConnection);
+
+/// The pushes of a [`RedisLink`].
+pub struct RedisInbox(UnboundedReceiver<redis::PushInfo>);
+
+async fn redis_member(client: redis::Client, room: String) -> Result<(RedisLink, RedisInbox)> {
+    let (tx, rx) = unbounded_channel();
+    let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+    let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
+    con.subscribe(&room).await?;
+    Ok((RedisLink(con), RedisInbox(rx)))
+}
+
+impl Link for RedisLink {
+    type Inbox = RedisInbox;
+
+    fn publish(
+        self: &Arc<Self>,
+        room: &str,
+        body: Vec<u8>,
+        _priority: Priority,
+    ) -> impl Future<Output = Result<(), String>> + Send + 'static {
+        let (mut con, room) = (self.0.clone(), room.to_string());
+        async move {
+            let _receivers: i64 = con.publish(room, body).await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+
+    fn finish(&self, _summary: &mut Summary) {}
+}
+
+impl Inbox for RedisInbox {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            let push = self.0.recv().await?;
+            match push.kind {
+                redis::PushKind::Message => {
+                    let mut data = push.data.into_iter();
+                    let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
+                        continue;
+                    };
+                    let room = match channel {
+                        redis::Value::BulkString(b) => String::from_utf8(b).unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    let body = match payload {
+                        redis::Value::BulkString(b) => Some(b),
+                        _ => None,
+                    };
+                    return Some(Delivery::Message { room, body });
+                }
+                redis::PushKind::Disconnection => {
+                    return Some(Delivery::Lost("redis connection closed".into()))
+                }
+                // Subscribe confirmations and the like.
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// A member's NATS connection (`no_echo`: it does not hear its own messages).
+pub struct NatsLink(async_nats::Client);
+
+/// The subscription of a [`NatsLink`] to its room.
+pub struct NatsInbox(async_nats::Subscriber);
+
+async fn nats_member(
+    server: SocketAddr,
+    tls: Option<rustls::ClientConfig>,
+    room: String,
+) -> Result<(NatsLink, NatsInbox)> {
+    let mut options = async_nats::ConnectOptions::new().no_echo();
+    let url = match tls {
+        Some(tls) => {
+            options = options.require_tls(true).tls_client_config(tls);
+            format!("tls://{server}")
+        }
+        None => format!("nats://{server}"),
+    };
+    let client = options.connect(url).await?;
+    let sub = client.subscribe(room).await?;
+    // The subscription reaches the server before any publisher starts.
+    client.flush().await?;
+    Ok((NatsLink(client), NatsInbox(sub)))
+}
+
+impl Link for NatsLink {
+    type Inbox = NatsInbox;
+
+    fn publish(
+        self: &Arc<Self>,
+        room: &str,
+        body: Vec<u8>,
+        _priority: Priority,
+    ) -> impl Future<Output = Result<(), String>> + Send + 'static {
+        let (client, room) = (self.0.clone(), room.to_string());
+        async move { client.publish(room, body.into()).await.map_err(|e| e.to_string()) }
+    }
+
+    fn finish(&self, _summary: &mut Summary) {}
+}
+
+impl Inbox for NatsInbox {
+    async fn next(&mut self) -> Option<Delivery> {
+        let m = self.0.next().await?;
+        Some(Delivery::Message { room: m.subject.to_string(), body: Some(m.payload.to_vec()) })
+    }
+}

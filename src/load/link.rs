@@ -1,0 +1,100 @@
+//! A member's connection to the system under test, as the runner sees it: publish a body to a
+//! room, and receive room messages. Huddle's client implements it here; the Redis and NATS
+//! backends (`compare` feature) in [`super::compare`]. Everything else about a run (the
+//! schedule, stamps, checks, histograms, CPU readings and the summary) is the same for all.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::report::Summary;
+use super::stats::SUB_TYPE;
+use crate::client::{Client, ClientEvent};
+use crate::wire::{Event, MessageBody, Priority};
+
+/// What a member's connection hands its receiver.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A room message: the room it came in (a Redis channel, a NATS subject) and its body, or
+    /// `None` when it is not a load message.
+    Message {
+        /// The room's id.
+        room: String,
+        /// The load body (stamp and padding).
+        body: Option<Vec<u8>>,
+    },
+    /// Anything else the Huddle client reports (lost connection, resumption, other events).
+    Session(ClientEvent),
+    /// The connection is gone for good (Redis, NATS), with the reason.
+    Lost(String),
+}
+
+/// One member's connection: the runner publishes through it from one task and takes its
+/// [`Inbox`] to another.
+pub trait Link: Send + Sync + 'static {
+    /// The receiving half.
+    type Inbox: Inbox;
+
+    /// Publishes `body` to `room`. The first poll of the returned future must queue the
+    /// message (so that sends leave in order); it resolves when the system accepted it: a
+    /// Huddle ack, Redis's `PUBLISH` reply, NATS's hand-over to its connection (core NATS has
+    /// no ack).
+    fn publish(
+        self: &Arc<Self>,
+        room: &str,
+        body: Vec<u8>,
+        priority: Priority,
+    ) -> impl Future<Output = Result<(), String>> + Send + 'static;
+
+    /// Ends the connection once counting is done, adding any transport counters to `summary`.
+    fn finish(&self, summary: &mut Summary);
+}
+
+/// The receiving half of a [`Link`].
+pub trait Inbox: Send + 'static {
+    /// The next delivery, or `None` when there will be no more.
+    fn next(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
+}
+
+impl Link for Client {
+    type Inbox = Arc<Client>;
+
+    fn publish(
+        self: &Arc<Self>,
+        room: &str,
+        body: Vec<u8>,
+        priority: Priority,
+    ) -> impl Future<Output = Result<(), String>> + Send + 'static {
+        let (client, room) = (self.clone(), room.to_string());
+        let body = MessageBody::Custom { sub_type: SUB_TYPE, data: body };
+        async move {
+            client
+                .send_message(&room, body, priority, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    fn finish(&self, summary: &mut Summary) {
+        let s = self.connection().stats();
+        summary.client_lost_packets += s.path.lost_packets;
+        summary.client_sent_packets += s.path.sent_packets;
+        summary.client_max_rtt_us = summary.client_max_rtt_us.max(s.path.rtt.as_micros() as u64);
+        self.close();
+    }
+}
+
+impl Inbox for Arc<Client> {
+    async fn next(&mut self) -> Option<Delivery> {
+        Some(match self.next_event().await? {
+            ClientEvent::Event(Event::RoomMessage(m)) => Delivery::Message {
+                room: m.room_id,
+                body: match m.body {
+                    MessageBody::Custom { sub_type, data } if sub_type == SUB_TYPE => Some(data),
+                    _ => None,
+                },
+            },
+            e => Delivery::Session(e),
+        })
+    }
+}
