@@ -70,6 +70,8 @@ pub struct ClientConfig {
     /// Ping; when neither the answer nor any other data arrives within this long, the client
     /// abandons it and resumes on a new connection (QUIC's own probe timer backs off to seconds
     /// during an outage, so an old connection can stay silent long after the link is back).
+    /// Each wait is jittered by ±20%, and stalls within a minute of the last one double it (up
+    /// to 8x), so that the clients of an overloaded server do not all come back at once.
     /// `Duration::ZERO` turns the watchdog off.
     pub stall_timeout: Duration,
     /// How long one reconnection attempt (handshake and Resume answer) may take before a fresh
@@ -891,12 +893,27 @@ fn terminal(code: u16) -> bool {
 
 /// Watches the connection; when it is lost, reconnects and resumes, or reports the end.
 async fn supervise(inner: Arc<Inner>) {
+    // Stalls soon after one another double the watchdog's patience (up to 8x): when a busy
+    // server, not the network, is what stalls, its clients must not all come back at once.
+    let mut patience = 1u32;
+    let mut last_stall: Option<tokio::time::Instant> = None;
     loop {
         let link = lock(&inner.link).clone();
+        // Jittered, so that the clients of one outage do not all give up in the same tick.
+        let stall = inner
+            .cfg
+            .stall_timeout
+            .mul_f64(f64::from(patience) * (0.8 + 0.4 * rand::random::<f64>()));
         let stalled = tokio::select! {
             error = link.conn.closed() => Err(error),
-            stalled = watch_stall(&inner, &link) => Ok(stalled),
+            stalled = watch_stall(&link, stall, &inner) => Ok(stalled),
         };
+        if stalled.is_ok() {
+            let now = tokio::time::Instant::now();
+            let recent = last_stall.is_some_and(|t| now - t < Duration::from_secs(60));
+            patience = if recent { (patience * 2).min(8) } else { 1 };
+            last_stall = Some(now);
+        }
         if let Ok(stalled) = &stalled {
             link.conn.close(0u32.into(), b"stalled");
             tracing::debug!(user = %inner.cfg.user_id, "{stalled}");
@@ -945,8 +962,7 @@ async fn supervise(inner: Arc<Inner>) {
 /// that came back slowly keeps the watch on for the next quiet second; a prompt one ends it
 /// until data flows again, so a quiet room is never probed and a dead link there is found by
 /// the idle timeout as before. Never resolves when the watchdog is off.
-async fn watch_stall(inner: &Inner, link: &Link) -> String {
-    let stall = inner.cfg.stall_timeout;
+async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
     if stall.is_zero() {
         return std::future::pending().await;
     }
