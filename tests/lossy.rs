@@ -49,15 +49,7 @@ async fn expect_messages(c: &Client, n: u64, seed: u64) {
 
 async fn run_lossy(imp: Impairment, seed: u64, messages: u64) {
     let server = TestServer::start_with(|c| c.limits.rate_limit_per_s = 0).await;
-    let cfg = ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: server.addr,
-        to_server: imp.clone(),
-        to_client: imp,
-        seed,
-        rebind_at_ms: Vec::new(),
-    };
-    let proxy = Proxy::start(cfg).await.unwrap();
+    let proxy = impaired_proxy(&server, seed, imp).await;
     let sender = server.client("sender").await;
     sender.create_room(info("lossy"), cfg_room()).await.unwrap();
     let mut members = Vec::new();

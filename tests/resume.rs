@@ -7,20 +7,12 @@ use std::time::Duration;
 
 use common::*;
 use huddle::client::{Client, ClientEvent};
-use huddle::netsim::{Impairment, Proxy, ProxyConfig};
+use huddle::netsim::{Impairment, Proxy};
 use huddle::wire::{Event, LeaveReason, Priority};
 
 async fn proxy(server: &TestServer, seed: u64, blackhole: (u64, u64)) -> Proxy {
     let imp = Impairment { blackholes: vec![blackhole], ..Default::default() };
-    let cfg = ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: server.addr,
-        to_server: imp.clone(),
-        to_client: imp,
-        seed,
-        rebind_at_ms: Vec::new(),
-    };
-    Proxy::start(cfg).await.unwrap()
+    impaired_proxy(server, seed, imp).await
 }
 
 /// A client through the proxy with a short idle timeout, so that a blackhole kills it quickly.

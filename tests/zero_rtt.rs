@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use huddle::client::{client_endpoint, quic_client_config, Client, ClientEvent};
 use huddle::framed::read_frame;
-use huddle::netsim::{Impairment, Proxy, ProxyConfig};
+use huddle::netsim::Impairment;
 use huddle::wire::{
     decode_body, encode_frame, Event, Login, MessageBody, Priority, Reply, Request, RequestFrame,
     Response, ResponseFrame, MAX_FRAME_LEN, PROTOCOL_VERSION,
@@ -27,16 +27,7 @@ async fn outage_and_resume(
     before_outage: impl std::future::Future<Output = ()>,
 ) -> bool {
     let imp = Impairment { blackholes: vec![(1_000, 1_500)], ..Default::default() };
-    let proxy = Proxy::start(ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: server.addr,
-        to_server: imp.clone(),
-        to_client: imp,
-        seed,
-        rebind_at_ms: Vec::new(),
-    })
-    .await
-    .unwrap();
+    let proxy = impaired_proxy(server, seed, imp).await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
     let mut bob_cfg = server.config("bob");

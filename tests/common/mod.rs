@@ -138,3 +138,21 @@ pub async fn no_event(c: &Client, ms: u64) {
         panic!("expected no event, got {e:?}");
     }
 }
+
+/// A seeded netsim proxy in front of `server`, impairing both directions alike.
+pub async fn impaired_proxy(
+    server: &TestServer,
+    seed: u64,
+    imp: huddle::netsim::Impairment,
+) -> huddle::netsim::Proxy {
+    huddle::netsim::Proxy::start(huddle::netsim::ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: server.addr,
+        to_server: imp.clone(),
+        to_client: imp,
+        seed,
+        rebind_at_ms: Vec::new(),
+    })
+    .await
+    .unwrap()
+}
