@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -140,8 +141,11 @@ impl Shared {
         let (me, s) = (self.clone(), sock.clone());
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_DATAGRAM];
-            while let Ok((n, _)) = s.recv_from(&mut buf).await {
-                me.forward(Dir::ToClient, client, buf[..n].to_vec()).await;
+            let Ok(state) = UdpSocketState::new((&*s).into()) else { return };
+            while let Ok(datagrams) = recv_datagrams(&s, &state, &mut buf).await {
+                for (_, data) in datagrams {
+                    me.forward(Dir::ToClient, client, data).await;
+                }
             }
         });
         Ok((sock, reader))
@@ -179,6 +183,7 @@ impl Proxy {
         let me = shared.clone();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_DATAGRAM];
+            let Ok(listen_state) = UdpSocketState::new((&*me.listen).into()) else { return };
             let mut heap: BinaryHeap<Reverse<(Instant, u64, usize)>> = BinaryHeap::new();
             let mut parked: HashMap<u64, (Dir, SocketAddr, Vec<u8>)> = HashMap::new();
             let mut seq = 0u64;
@@ -190,23 +195,25 @@ impl Proxy {
                 let next_rebind = rebinds.last().map(|ms| me.start + Duration::from_millis(*ms));
                 tokio::select! {
                     _ = &mut stop_rx => break,
-                    r = me.listen.recv_from(&mut buf) => {
-                        let Ok((n, from)) = r else { continue };
-                        let known = me.lock().clients.contains_key(&from);
-                        if !known {
-                            let Ok((sock, reader)) = me.new_upstream(from).await else { continue };
-                            let mut st = me.lock();
-                            let idx = st.stats.clients;
-                            st.stats.clients += 1;
-                            let seed = me.cfg.seed.wrapping_add(idx.wrapping_mul(2));
-                            st.clients.insert(from, Client {
-                                upstream: sock,
-                                reader,
-                                to_server: Link::new(me.cfg.to_server.clone(), seed),
-                                to_client: Link::new(me.cfg.to_client.clone(), seed.wrapping_add(1)),
-                            });
+                    r = recv_datagrams(&me.listen, &listen_state, &mut buf) => {
+                        let Ok(datagrams) = r else { continue };
+                        for (from, data) in datagrams {
+                            let known = me.lock().clients.contains_key(&from);
+                            if !known {
+                                let Ok((sock, reader)) = me.new_upstream(from).await else { continue };
+                                let mut st = me.lock();
+                                let idx = st.stats.clients;
+                                st.stats.clients += 1;
+                                let seed = me.cfg.seed.wrapping_add(idx.wrapping_mul(2));
+                                st.clients.insert(from, Client {
+                                    upstream: sock,
+                                    reader,
+                                    to_server: Link::new(me.cfg.to_server.clone(), seed),
+                                    to_client: Link::new(me.cfg.to_client.clone(), seed.wrapping_add(1)),
+                                });
+                            }
+                            me.forward(Dir::ToServer, from, data).await;
                         }
-                        me.forward(Dir::ToServer, from, buf[..n].to_vec()).await;
                     }
                     Some((when, dir, client, data)) = delayed_rx.recv() => {
                         seq += 1;
@@ -290,6 +297,39 @@ impl Drop for Proxy {
 const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// Binds a UDP socket with large buffers (the kernel's default drops bursts at high rates).
+/// Receives what is waiting on `sock`, split into the datagrams their sender sent. A QUIC
+/// endpoint sends bursts as one GSO batch, and on loopback such a batch can arrive as one buffer;
+/// forwarded whole it would reach the peer as one datagram it cannot decrypt (short-header
+/// packets are not delimited), so a burst would look like loss. The socket state asks for GRO and
+/// reports each buffer's segment size (its `stride`).
+async fn recv_datagrams(
+    sock: &UdpSocket,
+    state: &UdpSocketState,
+    buf: &mut [u8],
+) -> io::Result<Vec<(SocketAddr, Vec<u8>)>> {
+    loop {
+        sock.readable().await?;
+        let mut meta = [RecvMeta::default()];
+        let got = sock.try_io(tokio::io::Interest::READABLE, || {
+            let mut bufs = [std::io::IoSliceMut::new(&mut buf[..])];
+            state.recv(sock.into(), &mut bufs, &mut meta)
+        });
+        match got {
+            Ok(n) => {
+                let mut out = Vec::new();
+                for m in &meta[..n] {
+                    for segment in buf[..m.len].chunks(m.stride.max(1)) {
+                        out.push((m.addr, segment.to_vec()));
+                    }
+                }
+                return Ok(out);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let std = std::net::UdpSocket::bind(addr)?;
     crate::server::set_socket_buffers(&std, SOCKET_BUFFER_BYTES);
