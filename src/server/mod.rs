@@ -175,7 +175,8 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metr
                     continue;
                 }
                 if let Some(o) = outboxes.get(conn) {
-                    queued += u64::from(o.push(Some(room), frame.clone(), priority));
+                    let urgent = message && priority == Priority::High;
+                    queued += u64::from(o.push(Some(room), frame.clone(), priority, urgent));
                 }
             }
             if message {
@@ -186,7 +187,7 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metr
         }
         Output::Push { conn, room, frame } => {
             if let Some(o) = outboxes.get(&conn) {
-                if o.push(room, frame, Priority::High) {
+                if o.push(room, frame, Priority::High, false) {
                     metrics.events_out.inc();
                 }
             }

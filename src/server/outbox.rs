@@ -25,7 +25,9 @@ const WRITE_BATCH: usize = 64;
 /// How long a closing connection waits for its control and session streams to be delivered.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
-type Tx = mpsc::UnboundedSender<Bytes>;
+/// A frame, and whether it is urgent (a high-priority room message): a batch holding one raises
+/// its stream's QUIC priority above the other rooms' until a batch without one follows.
+type Tx = mpsc::UnboundedSender<(Bytes, bool)>;
 
 /// Counters shared by every connection (for logs, metrics and tests).
 #[derive(Debug, Default)]
@@ -59,6 +61,9 @@ struct RoomLanes {
 const SESSION_PRIORITY: i32 = 10;
 const ROOM_PRIORITY: i32 = 0;
 const LOW_PRIORITY: i32 = -10;
+/// A room stream while it carries a high-priority message: ahead of the other rooms' medium
+/// traffic under congestion (within the room, seq order still holds: it is one stream).
+const URGENT_ROOM_PRIORITY: i32 = 5;
 
 #[derive(Default)]
 struct Inner {
@@ -165,18 +170,25 @@ impl Outbox {
     /// Queues a control-stream reply (never dropped; counts toward the bound).
     pub fn push_control(&self, frame: Bytes) {
         let tx = self.lock().control.clone();
-        self.enqueue(tx.as_ref(), frame, Priority::High);
+        self.enqueue(tx.as_ref(), frame, Priority::High, false);
     }
 
     /// Queues a frame on a room stream (`Some`) or the session stream (`None`); true when it
     /// was queued (false: dropped, and counted in [`OutboxStats`]).
-    pub fn push(self: &Arc<Self>, room: Option<RoomKey>, frame: Bytes, priority: Priority) -> bool {
+    /// `urgent`: a high-priority room message (see [`Tx`]).
+    pub fn push(
+        self: &Arc<Self>,
+        room: Option<RoomKey>,
+        frame: Bytes,
+        priority: Priority,
+        urgent: bool,
+    ) -> bool {
         let tx = match room {
             None => self.lock().session.clone(),
             Some(key) if priority == Priority::Low => self.low_lane(key),
             Some(key) => self.lock().rooms.iter().find(|l| l.key == key).map(|l| l.main.clone()),
         };
-        self.enqueue(tx.as_ref(), frame, priority)
+        self.enqueue(tx.as_ref(), frame, priority, urgent)
     }
 
     /// Bytes and frames queued now, across all the connection's streams.
@@ -205,7 +217,7 @@ impl Outbox {
         Some(lanes.low.get_or_insert(tx).clone())
     }
 
-    fn enqueue(&self, tx: Option<&Tx>, frame: Bytes, priority: Priority) -> bool {
+    fn enqueue(&self, tx: Option<&Tx>, frame: Bytes, priority: Priority, urgent: bool) -> bool {
         let Some(tx) = tx else {
             self.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -228,7 +240,7 @@ impl Outbox {
         self.queued_frames.fetch_add(1, Ordering::Relaxed);
         // A failed send means the writer is gone (its stream failed); the connection task will
         // notice the close.
-        tx.send(frame).is_ok()
+        tx.send((frame, urgent)).is_ok()
     }
 
     /// Asks for the connection to close after its control and session streams are delivered
@@ -288,7 +300,7 @@ impl Outbox {
         header: Option<Bytes>,
         prio: i32,
     ) -> Tx {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Bytes, bool)>();
         let conn = self.conn.clone();
         let bytes = self.queued_bytes.clone();
         let frames = self.queued_frames.clone();
@@ -307,21 +319,33 @@ impl Outbox {
                     return;
                 }
             }
-            let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+            let mut batch: Vec<(Bytes, bool)> = Vec::with_capacity(WRITE_BATCH);
+            let mut chunks: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+            let mut current = prio;
             while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
                 let n = batch.len();
-                let len: usize = batch.iter().map(Bytes::len).sum();
-                let res = stream.write_all_chunks(&mut batch).await;
+                let mut urgent = false;
+                chunks.extend(batch.drain(..).map(|(f, u)| {
+                    urgent |= u;
+                    f
+                }));
+                let len: usize = chunks.iter().map(Bytes::len).sum();
+                let want = if urgent { prio.max(URGENT_ROOM_PRIORITY) } else { prio };
+                if want != current {
+                    let _ = stream.set_priority(want);
+                    current = want;
+                }
+                let res = stream.write_all_chunks(&mut chunks).await;
                 if res.is_ok() {
                     stats.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
                 }
                 bytes.fetch_sub(len, Ordering::Relaxed);
                 frames.fetch_sub(n, Ordering::Relaxed);
-                batch.clear();
+                chunks.clear();
                 if res.is_err() {
                     // Drain what is left so the counters stay true, then stop.
                     rx.close();
-                    while let Some(f) = rx.recv().await {
+                    while let Some((f, _)) = rx.recv().await {
                         bytes.fetch_sub(f.len(), Ordering::Relaxed);
                         frames.fetch_sub(1, Ordering::Relaxed);
                     }
