@@ -179,14 +179,15 @@ async fn an_outage_longer_than_the_grace_leaves_offline_and_returns_unrecovered(
 #[tokio::test]
 async fn a_stalled_connection_is_abandoned_and_resumed_long_before_the_idle_timeout() {
     let seed = 505;
-    // Idle timeouts stay at 30 s: only the client's stall watchdog (about 3 s to notice) can
-    // act on this 5 s outage.
+    // Idle timeouts stay at 30 s: only the client's stall watchdog can act on this 5 s outage.
     let server = TestServer::start().await;
     let proxy = proxy(&server, seed, (1_000, 5_000)).await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
     let mut bob_cfg = server.config("bob");
     bob_cfg.server_addr = proxy.local_addr();
+    // A 2 s stall timeout (about 3 s to notice with the quiet second before the Ping).
+    bob_cfg.stall_timeout = Duration::from_secs(2);
     let bob = Client::connect(bob_cfg).await.unwrap();
     bob.join_room("r").await.unwrap();
     assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));

@@ -1010,10 +1010,7 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
         if inner.closing.load(Ordering::SeqCst) {
             return Err(ClientError::Connection("closed".into()));
         }
-        let attempt = tokio::time::timeout(inner.cfg.connect_timeout, try_resume(inner)).await;
-        let attempt = attempt.unwrap_or_else(|_| {
-            Err(ClientError::Connection("reconnection attempt timed out".into()))
-        });
+        let attempt = try_resume(inner).await;
         match attempt {
             Ok(event) => return Ok(event),
             // The server refused the session for good: no point in trying again.
@@ -1035,15 +1032,26 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
 async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
     let events =
         lock(&inner.events).clone().ok_or_else(|| ClientError::Connection("closed".into()))?;
-    let (mut link, early) = open_link(
-        &inner.endpoint,
-        &inner.quic,
-        &inner.cfg,
-        &events,
-        &inner.rooms,
-        inner.cfg.zero_rtt,
+    // Bounded as a whole by `connect_timeout`; an attempt that runs out is closed, not just
+    // dropped: its tasks would keep it alive, and a Resume it delivered after the outage would
+    // take the session from the attempt that replaced it (closing that one with 2008).
+    let deadline = tokio::time::Instant::now() + inner.cfg.connect_timeout;
+    let opened = tokio::time::timeout_at(
+        deadline,
+        open_link(
+            &inner.endpoint,
+            &inner.quic,
+            &inner.cfg,
+            &events,
+            &inner.rooms,
+            inner.cfg.zero_rtt,
+        ),
     )
-    .await?;
+    .await;
+    let (mut link, early) = match opened {
+        Ok(r) => r?,
+        Err(_) => return Err(ClientError::Connection("reconnection attempt timed out".into())),
+    };
     let session = lock(&inner.session).clone();
     let rooms: Vec<(String, u64)> =
         lock(&inner.rooms).iter().filter_map(|(id, seen)| seen.map(|s| (id.clone(), s))).collect();
@@ -1057,7 +1065,7 @@ async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
         rooms,
     };
     let mut early_data = false;
-    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+    let answer = tokio::time::timeout_at(deadline, async {
         let Some(accepted) = early else {
             return inner.request_on(&link, Request::Resume(resume)).await;
         };
@@ -1101,7 +1109,10 @@ async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
             *lock(&inner.link) = link;
             Ok(ClientEvent::Resumed { session_resumed, rooms, early_data })
         }
-        Ok(Ok(other)) => Err(unexpected(other)),
+        Ok(Ok(other)) => {
+            link.conn.close(0u32.into(), b"resume failed");
+            Err(unexpected(other))
+        }
         Ok(Err(e)) => {
             link.conn.close(0u32.into(), b"resume failed");
             Err(e)
