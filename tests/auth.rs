@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use huddle::client::{client_endpoint, quic_client_config, Client, ClientError, ClientEvent};
-use huddle::framed::read_frame;
 use huddle::wire::{
-    decode_body, encode_frame, ErrorCode, Event, LeaveReason, Login, Priority, Reply, Request,
-    RequestFrame, Response, ResponseFrame, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    encode_frame, ErrorCode, Event, LeaveReason, Login, Priority, Reply, Request, RequestFrame,
+    Response, PROTOCOL_VERSION,
 };
 
 /// A QUIC connection to the test server that has not opened any stream yet.
@@ -40,15 +39,6 @@ impl Raw {
             Err(_) => panic!("not closed within {within:?}"),
         }
     }
-}
-
-async fn write_request(send: &mut quinn::SendStream, request_id: u32, request: Request) {
-    send.write_all(&encode_frame(&RequestFrame { request_id, request })).await.unwrap();
-}
-
-async fn read_response(recv: &mut quinn::RecvStream) -> ResponseFrame {
-    let body = read_frame(recv, MAX_FRAME_LEN, Duration::from_secs(5)).await.unwrap().unwrap();
-    decode_body(&body).unwrap()
 }
 
 fn login(server: &TestServer, user: &str) -> Login {

@@ -119,17 +119,7 @@ async fn rebinding_changes_the_source_port() {
 async fn a_burst_of_gso_batches_crosses_a_rate_limited_proxy() {
     let seed = 808;
     let server = TestServer::start_with(|c| c.limits.rate_limit_per_s = 0).await;
-    let down = Impairment { rate_kbps: 2_000, queue_bytes: 32 * 1024, ..Default::default() };
-    let proxy = Proxy::start(ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: server.addr,
-        to_server: Impairment::default(),
-        to_client: down,
-        seed,
-        rebind_at_ms: Vec::new(),
-    })
-    .await
-    .unwrap();
+    let proxy = proxy_between(&server, seed, Impairment::default(), narrow_downlink()).await;
     let alice = server.client("alice").await;
     let mut bob_cfg = server.config("bob");
     bob_cfg.server_addr = proxy.local_addr();

@@ -90,21 +90,7 @@ async fn a_high_message_overtakes_other_rooms_backlog_under_congestion() {
     let server = TestServer::start_with(|c| c.limits.rate_limit_per_s = 0).await;
     // Bob's downlink: 2 Mbit/s with a short queue, so that the backlog waits at the server,
     // where stream priorities decide what goes next.
-    let down = huddle::netsim::Impairment {
-        rate_kbps: 2_000,
-        queue_bytes: 32 * 1024,
-        ..Default::default()
-    };
-    let proxy = huddle::netsim::Proxy::start(huddle::netsim::ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: server.addr,
-        to_server: Default::default(),
-        to_client: down,
-        seed,
-        rebind_at_ms: Vec::new(),
-    })
-    .await
-    .unwrap();
+    let proxy = proxy_between(&server, seed, Default::default(), narrow_downlink()).await;
     let alice = server.client("alice").await;
     let mut bob_cfg = server.config("bob");
     bob_cfg.server_addr = proxy.local_addr();

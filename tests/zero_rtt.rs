@@ -10,11 +10,9 @@ use std::time::Duration;
 
 use common::*;
 use huddle::client::{client_endpoint, quic_client_config, Client, ClientEvent};
-use huddle::framed::read_frame;
 use huddle::netsim::Impairment;
 use huddle::wire::{
-    decode_body, encode_frame, Event, Login, MessageBody, Priority, Reply, Request, RequestFrame,
-    Response, ResponseFrame, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    Event, Login, MessageBody, Priority, Reply, Request, Response, PROTOCOL_VERSION,
 };
 use tokio::net::UdpSocket;
 
@@ -129,21 +127,15 @@ impl RawClient {
         let conn =
             self.endpoint.connect_with(self.qc.clone(), addr, "localhost").unwrap().await.unwrap();
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        write(&mut send, 1, Request::Login(self.login.clone())).await;
-        assert!(matches!(read(&mut recv).await.reply, Reply::Ok(Response::LoggedIn { .. })));
+        write_request(&mut send, 1, Request::Login(self.login.clone())).await;
+        assert!(matches!(
+            read_response(&mut recv).await.reply,
+            Reply::Ok(Response::LoggedIn { .. })
+        ));
         // The NewSessionTicket follows the handshake; give it a moment to arrive.
         tokio::time::sleep(Duration::from_millis(100)).await;
         conn
     }
-}
-
-async fn write(send: &mut quinn::SendStream, request_id: u32, request: Request) {
-    send.write_all(&encode_frame(&RequestFrame { request_id, request })).await.unwrap();
-}
-
-async fn read(recv: &mut quinn::RecvStream) -> ResponseFrame {
-    let body = read_frame(recv, MAX_FRAME_LEN, Duration::from_secs(5)).await.unwrap().unwrap();
-    decode_body(&body).unwrap()
 }
 
 /// A UDP relay between one client and the server that records the client's datagrams up to the
@@ -221,18 +213,18 @@ async fn a_replayed_zero_rtt_flight_delivers_nothing_twice() {
     let connecting = raw.endpoint.connect_with(raw.qc.clone(), relay.addr, "localhost").unwrap();
     let (conn, accepted) = connecting.into_0rtt().unwrap_or_else(|_| panic!("no session ticket"));
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    write(&mut send, 1, Request::Login(raw.login.clone())).await;
-    write(&mut send, 2, Request::JoinRoom { room_id: "r".into() }).await;
+    write_request(&mut send, 1, Request::Login(raw.login.clone())).await;
+    write_request(&mut send, 2, Request::JoinRoom { room_id: "r".into() }).await;
     let message = Request::SendRoomMessage {
         room_id: "r".into(),
         body: MessageBody::Text("sent in 0-RTT".into()),
         priority: Priority::High,
         client_msg_id: None,
     };
-    write(&mut send, 3, message).await;
+    write_request(&mut send, 3, message).await;
     assert!(accepted.await, "the server should accept 0-RTT");
     for id in 1..=3 {
-        let r = read(&mut recv).await;
+        let r = read_response(&mut recv).await;
         assert_eq!(r.request_id, id);
         assert!(matches!(r.reply, Reply::Ok(_)), "{r:?}");
     }
@@ -255,8 +247,8 @@ async fn a_replayed_zero_rtt_flight_delivers_nothing_twice() {
         priority: Priority::Medium,
         client_msg_id: None,
     };
-    write(&mut send, 4, again).await;
-    assert!(matches!(read(&mut recv).await.reply, Reply::Ok(_)));
+    write_request(&mut send, 4, again).await;
+    assert!(matches!(read_response(&mut recv).await.reply, Reply::Ok(_)));
     match next_event(&alice, 2).await {
         Event::RoomMessage(m) => assert_eq!(m.seq, 2, "nothing was applied twice"),
         e => panic!("{e:?}"),

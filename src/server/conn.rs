@@ -27,23 +27,18 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
     // With 0-RTT on, the connection is usable before the handshake completes, so that a
     // returning client's Login or Resume, sent in its first flight, is answered at once. Only
     // that first request is acted on early: the rest wait for `confirmed` (see below).
-    let (conn, confirmed) = if shared.config.transport.zero_rtt {
-        match connecting.into_0rtt() {
-            Ok((conn, accepted)) => {
-                // Counted as a handshake now: the connection is usable from here on.
-                shared.metrics.handshakes_ok.inc();
-                (conn, Some(accepted))
-            }
-            Err(connecting) => match handshake(&shared, connecting, handshake_deadline).await {
-                Some(conn) => (conn, None),
-                None => return,
-            },
+    let attempt =
+        if shared.config.transport.zero_rtt { connecting.into_0rtt() } else { Err(connecting) };
+    let (conn, confirmed) = match attempt {
+        Ok((conn, accepted)) => {
+            // Counted as a handshake now: the connection is usable from here on.
+            shared.metrics.handshakes_ok.inc();
+            (conn, Some(accepted))
         }
-    } else {
-        match handshake(&shared, connecting, handshake_deadline).await {
+        Err(connecting) => match handshake(&shared, connecting, handshake_deadline).await {
             Some(conn) => (conn, None),
             None => return,
-        }
+        },
     };
     let remote = conn.remote_address();
     let frame_timeout = Duration::from_secs(t.frame_timeout_s.max(1));

@@ -236,7 +236,11 @@ impl Outbox {
             return false;
         }
         let queued = self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
-        self.stats.peak_queued_bytes.fetch_max(queued, Ordering::Relaxed);
+        // Shared by every connection: read first, so that the common case (no new peak) does not
+        // write a contended cache line on every queued frame.
+        if queued > self.stats.peak_queued_bytes.load(Ordering::Relaxed) {
+            self.stats.peak_queued_bytes.fetch_max(queued, Ordering::Relaxed);
+        }
         self.queued_frames.fetch_add(1, Ordering::Relaxed);
         // A failed send means the writer is gone (its stream failed); the connection task will
         // notice the close.

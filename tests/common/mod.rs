@@ -145,14 +145,47 @@ pub async fn impaired_proxy(
     seed: u64,
     imp: huddle::netsim::Impairment,
 ) -> huddle::netsim::Proxy {
+    proxy_between(server, seed, imp.clone(), imp).await
+}
+
+/// A seeded netsim proxy in front of `server`, each direction impaired as given.
+pub async fn proxy_between(
+    server: &TestServer,
+    seed: u64,
+    to_server: huddle::netsim::Impairment,
+    to_client: huddle::netsim::Impairment,
+) -> huddle::netsim::Proxy {
     huddle::netsim::Proxy::start(huddle::netsim::ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: server.addr,
-        to_server: imp.clone(),
-        to_client: imp,
+        to_server,
+        to_client,
         seed,
         rebind_at_ms: Vec::new(),
     })
     .await
     .unwrap()
+}
+
+/// A narrow downlink: 2 Mbit/s with a 32 KiB queue, so that a backlog waits at the server.
+pub fn narrow_downlink() -> huddle::netsim::Impairment {
+    huddle::netsim::Impairment { rate_kbps: 2_000, queue_bytes: 32 * 1024, ..Default::default() }
+}
+
+/// Writes one request frame on a raw control stream.
+pub async fn write_request(
+    send: &mut quinn::SendStream,
+    request_id: u32,
+    request: huddle::wire::Request,
+) {
+    let frame = huddle::wire::encode_frame(&huddle::wire::RequestFrame { request_id, request });
+    send.write_all(&frame).await.unwrap();
+}
+
+/// Reads one response frame from a raw control stream (within 5 s).
+pub async fn read_response(recv: &mut quinn::RecvStream) -> huddle::wire::ResponseFrame {
+    let max = huddle::wire::MAX_FRAME_LEN;
+    let body =
+        huddle::framed::read_frame(recv, max, Duration::from_secs(5)).await.unwrap().unwrap();
+    huddle::wire::decode_body(&body).unwrap()
 }
