@@ -131,6 +131,10 @@ pub struct TransportLimits {
     pub zero_rtt: bool,
     /// TLS session tickets remembered for resumption and 0-RTT (each used at most once).
     pub tls_session_cache: usize,
+    /// Send a low-priority room message as a QUIC DATAGRAM to a client that accepts them, when
+    /// the connection has nothing else waiting and the message fits one datagram (otherwise it
+    /// goes on the room's low stream, as to clients without datagram support).
+    pub low_datagrams: bool,
 }
 
 /// Bounds of each connection's outbound queue (all its streams together).
@@ -183,6 +187,7 @@ impl Default for TransportLimits {
             congestion: "cubic".into(),
             zero_rtt: true,
             tls_session_cache: 16_384,
+            low_datagrams: true,
         }
     }
 }
@@ -209,6 +214,11 @@ impl ServerConfig {
             + self.transport.send_window
             + u64::from(self.transport.receive_window)
             + crate::wire::MAX_CLIENT_FRAME_LEN as u64
+            + if self.transport.low_datagrams {
+                crate::server::DATAGRAM_SEND_BUFFER as u64
+            } else {
+                0
+            }
             + CONNECTION_FIXED_BYTES
     }
 

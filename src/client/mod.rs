@@ -28,10 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::framed::read_frame;
 use crate::wire::{
-    decode_body, encode_frame, AttributeFailure, AttributeOp, ErrorCode, Event, HistoryAnchor,
-    Login, Member, MemberAttributes, MessageBody, Priority, Reply, Request, RequestFrame, Response,
-    ResponseFrame, Resume, RoomConfig, RoomInfo, RoomMessage, RoomRecovery, RoomState, RoomSummary,
-    StreamHeader, ALPN, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    decode_body, encode_frame, single_frame_body, AttributeFailure, AttributeOp, ErrorCode, Event,
+    HistoryAnchor, Login, Member, MemberAttributes, MessageBody, Priority, Reply, Request,
+    RequestFrame, Response, ResponseFrame, Resume, RoomConfig, RoomInfo, RoomMessage, RoomRecovery,
+    RoomState, RoomSummary, StreamHeader, ALPN, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 /// Events queued for the application at most; past this, the client stops reading from the
@@ -77,6 +77,11 @@ pub struct ClientConfig {
     /// How long one reconnection attempt (handshake and Resume answer) may take before a fresh
     /// one starts.
     pub connect_timeout: Duration,
+    /// Accept low-priority messages as QUIC datagrams (the server then sends a low message that
+    /// fits one datagram that way while the connection is otherwise quiet). Either way low
+    /// messages reach the application at most once and in increasing seq order per room, with
+    /// gaps where one was dropped.
+    pub low_datagrams: bool,
 }
 
 impl ClientConfig {
@@ -98,6 +103,7 @@ impl ClientConfig {
             zero_rtt: true,
             stall_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
+            low_datagrams: true,
         }
     }
 }
@@ -293,6 +299,8 @@ pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, Cli
         quinn::IdleTimeout::try_from(cfg.idle_timeout)
             .map_err(|e| ClientError::Connection(e.to_string()))?,
     ));
+    // Datagrams waiting for the application at most (older ones are dropped first).
+    tc.datagram_receive_buffer_size(cfg.low_datagrams.then_some(256 * 1024));
     if cfg.bbr {
         tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     }
@@ -1154,16 +1162,51 @@ async fn read_control(mut recv: quinn::RecvStream, pending: Pending) {
     *lock(&pending) = None;
 }
 
+/// Per room, the seq of the last low-priority message given to the application: low messages
+/// travel on a stream or as datagrams, and one that arrives after a later one is dropped.
+type LowSeen = Arc<Mutex<HashMap<String, u64>>>;
+
+/// True when `m` is the newest low message of its room so far (and records it).
+fn fresh_low(low: &LowSeen, m: &RoomMessage) -> bool {
+    let mut table = lock(low);
+    let last = table.entry(m.room_id.clone()).or_insert(0);
+    if m.seq <= *last {
+        return false;
+    }
+    *last = m.seq;
+    true
+}
+
 async fn accept_streams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>, rooms: Rooms) {
+    let low = LowSeen::default();
     let mut readers = tokio::task::JoinSet::new();
+    readers.spawn(read_datagrams(conn.clone(), events.clone(), low.clone()));
     while let Ok(recv) = conn.accept_uni().await {
-        readers.spawn(read_events(recv, events.clone(), rooms.clone()));
+        readers.spawn(read_events(recv, events.clone(), rooms.clone(), low.clone()));
     }
     // Deliver what the stream readers still hold before the connection is reported lost.
     while readers.join_next().await.is_some() {}
 }
 
-async fn read_events(mut recv: quinn::RecvStream, events: mpsc::Sender<ClientEvent>, rooms: Rooms) {
+/// Low-priority room messages the server sent as datagrams: each is one event frame. Best
+/// effort all the way: one that does not decode, or that finds the event queue full, is dropped.
+async fn read_datagrams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>, low: LowSeen) {
+    while let Ok(datagram) = conn.read_datagram().await {
+        let Ok(body) = single_frame_body(&datagram, MAX_FRAME_LEN) else { continue };
+        let Ok(Event::RoomMessage(m)) = decode_body::<Event>(body) else { continue };
+        if m.priority != Priority::Low || !fresh_low(&low, &m) {
+            continue;
+        }
+        let _ = events.try_send(ClientEvent::Event(Event::RoomMessage(m)));
+    }
+}
+
+async fn read_events(
+    mut recv: quinn::RecvStream,
+    events: mpsc::Sender<ClientEvent>,
+    rooms: Rooms,
+    low: LowSeen,
+) {
     let timeout = Duration::from_secs(30);
     let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await else { return };
     match decode_body::<StreamHeader>(&body) {
@@ -1187,6 +1230,8 @@ async fn read_events(mut recv: quinn::RecvStream, events: mpsc::Sender<ClientEve
                 }
                 *seen = Some(m.seq);
             }
+            // Low: a datagram may have overtaken it.
+            Event::RoomMessage(m) if !fresh_low(&low, m) => continue,
             // The session is no longer in the room: a resume must not ask for it back.
             Event::RoomDestroyed { room_id } | Event::RemovedFromRoom { room_id, .. } => {
                 lock(&rooms).remove(room_id);

@@ -60,6 +60,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         shared.config.queue.clone(),
         shared.stats.clone(),
         t.single_event_stream,
+        t.low_datagrams,
     );
     shared.register(conn_id, outbox.clone(), remote);
     let first = tokio::time::timeout_at(

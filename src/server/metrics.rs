@@ -408,6 +408,12 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut e,
+            "low_datagrams",
+            "Low-priority messages sent as QUIC datagrams instead of on a stream",
+            s.datagrams_sent.load(r),
+        )?;
+        counter(
+            &mut e,
             "slow_consumer_disconnects",
             "Connections closed as slow consumers (7000)",
             s.slow_consumers.load(r),

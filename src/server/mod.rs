@@ -35,7 +35,7 @@ pub use guard::{client_address, GuardStats, LOG_LINES_PER_WINDOW, LOG_WINDOW};
 use guard::{HandshakeMeter, LogLimiter};
 use metrics::{Metrics, Refused};
 use outbox::Outbox;
-pub use outbox::{close_connection, OutboxStats};
+pub use outbox::{close_connection, OutboxStats, DATAGRAM_SEND_BUFFER};
 
 /// Bytes quinn buffers for one connection attempt before the server has accepted it (0-RTT is
 /// off, so little more than the client's Initial packets arrive in that time).
@@ -267,7 +267,15 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig>
         let keep = Duration::from_secs(t.keep_alive_s).min(idle / 3);
         tc.keep_alive_interval(Some(keep));
     }
-    tc.datagram_receive_buffer_size(None);
+    if t.low_datagrams {
+        // quinn sends DATAGRAM frames only while it also accepts them. One byte advertises a
+        // maximum DATAGRAM frame size no datagram fits: a client that sends one anyway has its
+        // connection closed with PROTOCOL_VIOLATION, as with datagrams off.
+        tc.datagram_receive_buffer_size(Some(1));
+        tc.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+    } else {
+        tc.datagram_receive_buffer_size(None);
+    }
     match t.congestion.as_str() {
         "cubic" => {}
         "bbr" => {

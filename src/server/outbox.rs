@@ -45,7 +45,13 @@ pub struct OutboxStats {
     pub dropped_closing: AtomicU64,
     /// Frame bytes written to streams.
     pub bytes_sent: AtomicU64,
+    /// Low-priority messages sent as QUIC datagrams (their bytes are not in `bytes_sent`).
+    pub datagrams_sent: AtomicU64,
 }
+
+/// Bytes of datagrams quinn may hold per connection. Only one waits at a time (see
+/// [`Outbox::try_datagram`]); this is room for one of the largest.
+pub const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
 
 /// A room's streams on one connection: medium and high messages (and member and attribute
 /// events) in seq order on one stream; low-priority messages on a second stream of lower QUIC
@@ -78,6 +84,10 @@ struct Inner {
 pub struct Outbox {
     /// Benchmark baseline: every room's events on one ordered stream (as over TCP).
     single_stream: bool,
+    /// Low messages may travel as datagrams (`[transport] low_datagrams`).
+    low_datagrams: bool,
+    /// quinn's free datagram buffer space with no datagram waiting (it reserves some itself).
+    datagram_idle_space: usize,
     conn: quinn::Connection,
     inner: Mutex<Inner>,
     queued_bytes: Arc<AtomicUsize>,
@@ -96,9 +106,12 @@ impl Outbox {
         limits: QueueLimits,
         stats: Arc<OutboxStats>,
         single_stream: bool,
+        low_datagrams: bool,
     ) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox {
             single_stream,
+            low_datagrams: low_datagrams && !single_stream,
+            datagram_idle_space: conn.datagram_send_buffer_space(),
             conn,
             inner: Mutex::new(Inner::default()),
             queued_bytes: Arc::new(AtomicUsize::new(0)),
@@ -185,7 +198,12 @@ impl Outbox {
     ) -> bool {
         let tx = match room {
             None => self.lock().session.clone(),
-            Some(key) if priority == Priority::Low => self.low_lane(key),
+            Some(key) if priority == Priority::Low => {
+                if self.try_datagram(key, &frame) {
+                    return true;
+                }
+                self.low_lane(key)
+            }
             Some(key) => self.lock().rooms.iter().find(|l| l.key == key).map(|l| l.main.clone()),
         };
         self.enqueue(tx.as_ref(), frame, priority, urgent)
@@ -199,6 +217,36 @@ impl Outbox {
     /// The QUIC connection's statistics (path RTT, losses, UDP bytes).
     pub fn connection_stats(&self) -> quinn::ConnectionStats {
         self.conn.stats()
+    }
+
+    /// Sends a low-priority room message as a QUIC datagram, if the client accepts datagrams,
+    /// it fits one, and the connection is quiet: nothing of ours queued for it and no earlier
+    /// datagram still waiting in quinn. quinn puts DATAGRAM frames ahead of stream data in a
+    /// packet, so this keeps a datagram from ever being more than one packet's worth ahead of a
+    /// medium or high message; under load, low messages take the low stream, whose QUIC
+    /// priority is below every other stream's. The datagram is the same frame bytes the low
+    /// stream would carry (one length-prefixed event), shared by every recipient.
+    fn try_datagram(&self, key: RoomKey, frame: &Bytes) -> bool {
+        if !self.low_datagrams || self.queued_bytes.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        if !self.conn.max_datagram_size().is_some_and(|max| frame.len() <= max)
+            || self.conn.datagram_send_buffer_space() < self.datagram_idle_space
+        {
+            return false;
+        }
+        // Same rule as the streams: only while this connection is in the room and open.
+        {
+            let inner = self.lock();
+            if inner.close.is_some() || !inner.rooms.iter().any(|l| l.key == key) {
+                return false;
+            }
+        }
+        if self.conn.send_datagram(frame.clone()).is_err() {
+            return false;
+        }
+        self.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// The low-priority stream of a room, opened on first use.

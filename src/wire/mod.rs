@@ -143,6 +143,20 @@ pub fn decode_request(body: &[u8]) -> Result<RequestFrame, WireError> {
     Ok(msg)
 }
 
+/// The body of a buffer that holds exactly one frame (a DATAGRAM): a short buffer, a length over
+/// `max` or bytes after the frame are errors.
+pub fn single_frame_body(buf: &[u8], max: usize) -> Result<&[u8], WireError> {
+    let (prefix, body) = buf
+        .split_first_chunk::<LENGTH_PREFIX_LEN>()
+        .ok_or_else(|| WireError::Malformed("shorter than a length prefix".into()))?;
+    let len = check_length(*prefix, max)?;
+    match body.len().cmp(&len) {
+        std::cmp::Ordering::Less => Err(WireError::Malformed("frame cut short".into())),
+        std::cmp::Ordering::Greater => Err(WireError::TrailingBytes(body.len() - len)),
+        std::cmp::Ordering::Equal => Ok(body),
+    }
+}
+
 /// Splits complete frames off the front of a byte buffer: for callers that hold bytes already
 /// (fuzzing, tests, datagrams). Returns `Ok(None)` when more bytes are needed.
 pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, WireError> {
@@ -171,6 +185,21 @@ impl bincode::enc::write::Writer for BytesMutWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_frame_body_takes_exactly_one_frame() {
+        let frame = encode_frame(&StreamHeader::Session);
+        assert_eq!(single_frame_body(&frame, MAX_FRAME_LEN).unwrap(), &frame[LENGTH_PREFIX_LEN..]);
+        let mut longer = frame.to_vec();
+        longer.push(0);
+        assert!(matches!(
+            single_frame_body(&longer, MAX_FRAME_LEN),
+            Err(WireError::TrailingBytes(1))
+        ));
+        assert!(single_frame_body(&frame[..frame.len() - 1], MAX_FRAME_LEN).is_err());
+        assert!(single_frame_body(&frame[..3], MAX_FRAME_LEN).is_err());
+        assert!(matches!(single_frame_body(&frame, 0), Err(WireError::TooLarge { .. })));
+    }
 
     #[test]
     fn frame_round_trip() {
