@@ -89,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
                 }
             },
             ClientEvent::Event(e) => println!("{e:?}"),
+            ClientEvent::Connecting => println!("connecting"),
+            ClientEvent::Connected { session_id } => println!("connected (session {session_id})"),
             ClientEvent::Reconnecting { reason } => {
                 println!("connection lost ({reason}), reconnecting")
             }

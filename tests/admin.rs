@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{cfg, info, next_event, TestServer};
+use common::{cfg, client_event, info, next_event, TestServer};
 use huddle::client::ClientEvent;
 use huddle::server::{admin_routes, Server};
 use huddle::wire::{ErrorCode, Event, LeaveReason, Priority};
@@ -429,7 +429,7 @@ async fn disconnect_ends_the_session_without_a_reconnect() {
     assert_eq!(done["sessions"], 1);
     let mut kicked = false;
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), bob.next_event()).await {
+        match client_event(&bob, Duration::from_secs(5)).await {
             Ok(Some(ClientEvent::Event(Event::KickedOut { code, .. }))) => {
                 assert_eq!(code, ErrorCode::DisconnectedByAdmin.as_u16());
                 kicked = true;

@@ -73,7 +73,7 @@ fn login_code(r: Result<Client, ClientError>) -> ErrorCode {
 
 /// The next thing the client reports, events or disconnect.
 async fn next_client_event(c: &Client) -> ClientEvent {
-    match tokio::time::timeout(Duration::from_secs(5), c.next_event()).await {
+    match client_event(c, Duration::from_secs(5)).await {
         Ok(Some(e)) => e,
         Ok(None) => panic!("event stream ended"),
         Err(_) => panic!("nothing within 5 s"),

@@ -21,7 +21,7 @@ async fn expect_messages(c: &Client, n: u64, seed: u64) {
     let mut next = 1;
     while next <= n {
         // Generous: at 30% loss both ways QUIC's probe timeouts back off for seconds at a time.
-        match tokio::time::timeout(Duration::from_secs(60), c.next_event()).await {
+        match client_event(c, Duration::from_secs(60)).await {
             Ok(Some(huddle::client::ClientEvent::Event(Event::RoomMessage(m)))) => {
                 assert_eq!(
                     m.seq,

@@ -34,9 +34,7 @@ async fn low_and_reliable_messages_travel_side_by_side() {
         while reliable.len() < 200 || low.last() != Some(&last_low) {
             let event = if datagrams && reliable.len() == 200 {
                 // The last low message may itself have been dropped as overtaken: stop at quiet.
-                match tokio::time::timeout(std::time::Duration::from_millis(500), bob.next_event())
-                    .await
-                {
+                match client_event(&bob, std::time::Duration::from_millis(500)).await {
                     Ok(Some(huddle::client::ClientEvent::Event(e))) => e,
                     _ => break,
                 }

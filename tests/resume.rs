@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use huddle::client::{Client, ClientEvent};
+use huddle::client::{Client, ClientEvent, ConnectionState};
 use huddle::netsim::{Impairment, Proxy};
 use huddle::wire::{Event, LeaveReason, Priority};
 
@@ -30,7 +30,7 @@ async fn collect(c: &Client, n: usize, secs: u64, seed: u64) -> (Vec<u64>, Vec<C
     let mut others = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while seqs.len() < n {
-        match tokio::time::timeout_at(deadline, c.next_event()).await {
+        match client_event_at(c, deadline).await {
             Ok(Some(ClientEvent::Event(Event::RoomMessage(m)))) => seqs.push(m.seq),
             Ok(Some(e)) => others.push(e),
             Ok(None) => break,
@@ -96,7 +96,7 @@ async fn a_long_blackhole_resumes_with_complete_recovery_and_no_flap() {
     });
     let (same, rooms) = match resumed {
         Some(r) => r,
-        None => match tokio::time::timeout(Duration::from_secs(5), bob.next_event()).await {
+        None => match client_event(&bob, Duration::from_secs(5)).await {
             Ok(Some(ClientEvent::Resumed { session_resumed, rooms, .. })) => {
                 (session_resumed, rooms)
             }
@@ -159,9 +159,7 @@ async fn an_outage_longer_than_the_grace_leaves_offline_and_returns_unrecovered(
     assert_eq!(seqs, vec![6, 7, 8, 9, 10], "seed {seed}: what the history still had");
     let resumed = match others.iter().find(|e| matches!(e, ClientEvent::Resumed { .. })) {
         Some(e) => e.clone(),
-        None => {
-            tokio::time::timeout(Duration::from_secs(5), bob.next_event()).await.unwrap().unwrap()
-        }
+        None => client_event(&bob, Duration::from_secs(5)).await.unwrap().unwrap(),
     };
     match resumed {
         ClientEvent::Resumed { session_resumed, rooms, .. } => {
@@ -210,4 +208,57 @@ async fn a_stalled_connection_is_abandoned_and_resumed_long_before_the_idle_time
     assert!(reason.as_deref().is_some_and(|r| r.starts_with("stalled")), "seed {seed}: {others:?}");
     let alice = sender.await.unwrap();
     no_event(&alice, 300).await;
+}
+
+/// The connection state comes as events and as a watch: Connecting and Connected first, then
+/// Reconnecting and Connected again around a lost connection, and Disconnected at the end.
+#[tokio::test]
+async fn connection_state_is_reported_as_events_and_as_a_watch() {
+    let seed = 303;
+    let server = TestServer::start_with(|c| c.transport.idle_timeout_s = 2).await;
+    let proxy = proxy(&server, seed, (1_000, 2_500)).await;
+    let bob = mobile(&server, &proxy, "bob", 1_000).await;
+    let first = |e: Option<ClientEvent>| format!("{e:?}");
+    assert!(matches!(bob.next_event().await, Some(ClientEvent::Connecting)));
+    match bob.next_event().await {
+        Some(ClientEvent::Connected { session_id }) => {
+            assert_eq!(session_id, bob.session().session_id)
+        }
+        other => panic!("expected Connected, got {}", first(other)),
+    }
+    assert_eq!(bob.state(), ConnectionState::Connected);
+    let mut watch = bob.state_changes();
+    let seen = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while watch.changed().await.is_ok() {
+            let now = *watch.borrow_and_update();
+            seen.push(now);
+            if now == ConnectionState::Disconnected {
+                break;
+            }
+        }
+        seen
+    });
+    // Through the blackhole (1 s to 3.5 s) the connection dies and is resumed.
+    let mut events = Vec::new();
+    loop {
+        match client_event(&bob, Duration::from_secs(20)).await {
+            Ok(Some(ClientEvent::Resumed { .. })) => break,
+            Ok(Some(e)) => events.push(e),
+            other => panic!("seed {seed}: expected Resumed, got {other:?} after {events:?}"),
+        }
+    }
+    assert!(events.iter().any(|e| matches!(e, ClientEvent::Reconnecting { .. })), "seed {seed}");
+    assert_eq!(bob.state(), ConnectionState::Connected);
+    bob.logout().await.unwrap();
+    loop {
+        match client_event(&bob, Duration::from_secs(5)).await {
+            Ok(Some(ClientEvent::Disconnected { .. })) => break,
+            Ok(Some(_)) => {}
+            other => panic!("seed {seed}: expected Disconnected, got {other:?}"),
+        }
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(5), seen).await.unwrap().unwrap();
+    use ConnectionState::*;
+    assert_eq!(seen, [Reconnecting, Connected, Disconnected], "seed {seed}");
 }

@@ -45,7 +45,7 @@ async fn outage_and_resume(
     let mut early = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while seqs.len() < 11 || early.is_none() {
-        match tokio::time::timeout_at(deadline, bob.next_event()).await {
+        match client_event_at(&bob, deadline).await {
             Ok(Some(ClientEvent::Event(Event::RoomMessage(m)))) => seqs.push(m.seq),
             Ok(Some(ClientEvent::Resumed { session_resumed, rooms, early_data })) => {
                 assert!(session_resumed, "seed {seed}");

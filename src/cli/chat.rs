@@ -45,6 +45,8 @@ pub async fn run(client: Client, server: SocketAddr) -> anyhow::Result<i32> {
             },
             event = chat.client.next_event() => match event {
                 Some(ClientEvent::Event(e)) => println!("{}", describe(&e)),
+                // Printed at start-up already.
+                Some(ClientEvent::Connecting | ClientEvent::Connected { .. }) => {}
                 Some(ClientEvent::Reconnecting { reason }) => {
                     println!("*** connection lost ({reason}), reconnecting...")
                 }

@@ -112,6 +112,8 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
             line = answers.next(), if !answers.is_empty() => out.line(&line).await?,
             event = client.next_event() => match event {
                 Some(ClientEvent::Event(e)) => out.line(&json::event(&e)).await?,
+                // The `ready` line stands for these.
+                Some(ClientEvent::Connecting | ClientEvent::Connected { .. }) => {}
                 Some(ClientEvent::Reconnecting { reason }) => {
                     out.line(&json::reconnecting(&reason)).await?
                 }

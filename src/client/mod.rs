@@ -140,6 +140,13 @@ impl ClientError {
 /// What the application hears from the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientEvent {
+    /// The first event of every client: [`Client::connect`] started connecting.
+    Connecting,
+    /// The second: the connection is up and logged in (`Client::connect` has returned).
+    Connected {
+        /// The new session's id.
+        session_id: u64,
+    },
     /// An event pushed by the server (room message, member change, kicked out).
     Event(Event),
     /// The connection was lost; the client is reconnecting (with jittered backoff) to resume.
@@ -167,6 +174,21 @@ pub enum ClientEvent {
         /// A description.
         reason: String,
     },
+}
+
+/// Where a client's connection stands (see [`Client::state_changes`]). It moves
+/// `Connecting` → `Connected`, then `Reconnecting` → `Connected` for every lost connection that
+/// is resumed, and ends at `Disconnected`; each change also comes as a [`ClientEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Connecting and logging in for the first time.
+    Connecting,
+    /// Logged in on a live connection.
+    Connected,
+    /// The connection was lost; reconnecting to resume.
+    Reconnecting,
+    /// Ended for good (see [`ClientEvent::Disconnected`] for why).
+    Disconnected,
 }
 
 /// What the server said at login.
@@ -250,6 +272,8 @@ struct Inner {
     closing: AtomicBool,
     /// The token resumption presents (replaced by [`Client::renew_token`]).
     token: Mutex<String>,
+    /// The connection state, for [`Client::state_changes`].
+    state: tokio::sync::watch::Sender<ConnectionState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -329,6 +353,8 @@ impl Client {
         cfg: ClientConfig,
     ) -> Result<Client, ClientError> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        // The queue is empty: these cannot fail.
+        let _ = events_tx.try_send(ClientEvent::Connecting);
         let cfg_token = cfg.token.clone();
         let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
         let quic = quic_client_config(&cfg)?;
@@ -349,6 +375,7 @@ impl Client {
             events: Mutex::new(Some(events_tx)),
             closing: AtomicBool::new(false),
             token: Mutex::new(cfg_token),
+            state: tokio::sync::watch::Sender::new(ConnectionState::Connecting),
         });
         let login = Login {
             protocol_version: PROTOCOL_VERSION,
@@ -365,6 +392,9 @@ impl Client {
             }) => {
                 *lock(&inner.session) =
                     Session { session_id, resume_secret, server_time_ms, token_expires_at_s };
+                // Ahead of any server event: the server opens no stream before this answer.
+                inner.send(ClientEvent::Connected { session_id }).await;
+                inner.state.send_replace(ConnectionState::Connected);
             }
             Ok(other) => return Err(unexpected(other)),
             Err(e) => {
@@ -374,6 +404,17 @@ impl Client {
         }
         tokio::spawn(supervise(inner.clone()));
         Ok(Client { inner, events: tokio::sync::Mutex::new(events_rx) })
+    }
+
+    /// The connection state now.
+    pub fn state(&self) -> ConnectionState {
+        *self.inner.state.borrow()
+    }
+
+    /// Watches the connection state (the same changes the event stream reports, without the
+    /// server events in between).
+    pub fn state_changes(&self) -> tokio::sync::watch::Receiver<ConnectionState> {
+        self.inner.state.subscribe()
     }
 
     /// What the server said at login (or at the last resumption).
@@ -946,15 +987,21 @@ async fn supervise(inner: Arc<Inner>) {
             || code.is_some_and(|c| c == 0 || terminal(c))
             || inner.cfg.reconnect_for.is_zero();
         if give_up {
+            inner.state.send_replace(ConnectionState::Disconnected);
             inner.send(ClientEvent::Disconnected { code, reason }).await;
             lock(&inner.events).take();
             return;
         }
+        inner.state.send_replace(ConnectionState::Reconnecting);
         inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
         match reconnect(&inner).await {
-            Ok(event) => inner.send(event).await,
+            Ok(event) => {
+                inner.state.send_replace(ConnectionState::Connected);
+                inner.send(event).await
+            }
             Err(e) => {
                 let reason = format!("{reason}; {e}");
+                inner.state.send_replace(ConnectionState::Disconnected);
                 inner.send(ClientEvent::Disconnected { code, reason }).await;
                 lock(&inner.events).take();
                 return;

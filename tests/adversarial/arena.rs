@@ -317,7 +317,7 @@ pub async fn response_on(recv: &mut quinn::RecvStream) -> ResponseFrame {
 
 /// The next event of a client within 5 s.
 pub async fn next_event(c: &Client) -> Event {
-    match tokio::time::timeout(Duration::from_secs(5), c.next_event()).await {
+    match crate::common::client_event(c, Duration::from_secs(5)).await {
         Ok(Some(ClientEvent::Event(e))) => e,
         Ok(other) => panic!("expected an event, got {other:?}"),
         Err(_) => panic!("no event within 5 s"),

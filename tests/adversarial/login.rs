@@ -173,7 +173,7 @@ async fn a_token_that_expires_without_renewal_ends_the_session_and_a_renewed_one
     assert_eq!(renewing.renew_token(&fresh).await.unwrap(), now + 3600);
     // Mallory is closed with token_expired; the room hears it leave.
     let code = loop {
-        match tokio::time::timeout(Duration::from_secs(5), lapsing.next_event()).await {
+        match crate::common::client_event(&lapsing, Duration::from_secs(5)).await {
             Ok(Some(ClientEvent::Disconnected { code, .. })) => break code,
             Ok(Some(_)) => {}
             other => panic!("{other:?}"),

@@ -123,18 +123,42 @@ pub fn cfg() -> RoomConfig {
     RoomConfig::default()
 }
 
-/// The next server event within `secs`, panicking on timeout or disconnect.
+/// `c.next_event()` within `deadline`, past the client's own Connecting and Connected (the
+/// first two events of every client).
+pub async fn client_event_at(
+    c: &Client,
+    deadline: tokio::time::Instant,
+) -> Result<Option<ClientEvent>, tokio::time::error::Elapsed> {
+    loop {
+        match tokio::time::timeout_at(deadline, c.next_event()).await {
+            Ok(Some(ClientEvent::Connecting | ClientEvent::Connected { .. })) => {}
+            other => return other,
+        }
+    }
+}
+
+/// [`client_event_at`] within `within` from now.
+pub async fn client_event(
+    c: &Client,
+    within: Duration,
+) -> Result<Option<ClientEvent>, tokio::time::error::Elapsed> {
+    client_event_at(c, tokio::time::Instant::now() + within).await
+}
+
+/// The next server event within `secs` (past the client's own Connecting and Connected),
+/// panicking on timeout or disconnect.
 pub async fn next_event(c: &Client, secs: u64) -> Event {
-    match tokio::time::timeout(Duration::from_secs(secs), c.next_event()).await {
+    match client_event(c, Duration::from_secs(secs)).await {
         Ok(Some(ClientEvent::Event(e))) => e,
         Ok(other) => panic!("expected an event, got {other:?}"),
         Err(_) => panic!("no event within {secs} s"),
     }
 }
 
-/// Asserts that no server event arrives within `ms`.
+/// Asserts that no server event arrives within `ms` (the client's Connecting and Connected
+/// are passed over).
 pub async fn no_event(c: &Client, ms: u64) {
-    if let Ok(e) = tokio::time::timeout(Duration::from_millis(ms), c.next_event()).await {
+    if let Ok(e) = client_event(c, Duration::from_millis(ms)).await {
         panic!("expected no event, got {e:?}");
     }
 }
