@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use huddle::client::{Client, ClientEvent, ConnectionState};
 use huddle::netsim::{Impairment, Proxy};
-use huddle::wire::{Event, LeaveReason, Priority};
+use huddle::wire::{Event, LeaveReason, MessageBody, Priority};
 
 async fn proxy(server: &TestServer, seed: u64, blackhole: (u64, u64)) -> Proxy {
     let imp = Impairment { blackholes: vec![blackhole], ..Default::default() };
@@ -261,4 +261,72 @@ async fn connection_state_is_reported_as_events_and_as_a_watch() {
     let seen = tokio::time::timeout(Duration::from_secs(5), seen).await.unwrap().unwrap();
     use ConnectionState::*;
     assert_eq!(seen, [Reconnecting, Connected, Disconnected], "seed {seed}");
+}
+
+/// Across a reconnection: a send made while the client is reconnecting waits for the resumed
+/// connection; a send in flight on the lost connection is sent again when it has a
+/// client_msg_id (and arrives once), and fails when it has none (its outcome is unknown).
+#[tokio::test]
+async fn sends_wait_out_a_reconnection_and_a_retried_send_arrives_once() {
+    let seed = 606;
+    let server = TestServer::start().await;
+    // 5 s of blackhole from 1 s: the watchdog abandons the connection inside it.
+    let proxy = proxy(&server, seed, (1_000, 5_000)).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let mut bob_cfg = server.config("bob");
+    bob_cfg.server_addr = proxy.local_addr();
+    let bob = std::sync::Arc::new(Client::connect(bob_cfg).await.unwrap());
+    bob.join_room("r").await.unwrap();
+    assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
+    // Alice keeps the room busy through the outage, so bob's watchdog has data to miss.
+    let alice = std::sync::Arc::new(alice);
+    let a = alice.clone();
+    let traffic = tokio::spawn(async move {
+        for i in 0..140 {
+            a.send_text("r", &format!("a{i}"), Priority::Medium).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    // Inside the blackhole, on the connection that will be abandoned.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let b = bob.clone();
+    let in_flight = tokio::spawn(async move {
+        let body = MessageBody::Text("in flight".into());
+        b.send_message("r", body, Priority::High, Some("bob-1".into())).await
+    });
+    let b = bob.clone();
+    let unmarked = tokio::spawn(async move {
+        let body = MessageBody::Text("unmarked".into());
+        b.send_message("r", body, Priority::High, None).await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        match client_event_at(&bob, deadline).await {
+            Ok(Some(ClientEvent::Reconnecting { .. })) => break,
+            Ok(Some(_)) => {}
+            other => panic!("seed {seed}: no reconnect: {other:?}"),
+        }
+    }
+    assert_eq!(bob.state(), ConnectionState::Reconnecting, "seed {seed}");
+    let waited = bob.send_text("r", "while reconnecting", Priority::Medium).await;
+    assert!(waited.is_ok(), "seed {seed}: {waited:?}");
+    let retried = in_flight.await.unwrap();
+    assert!(retried.is_ok(), "seed {seed}: {retried:?}");
+    match unmarked.await.unwrap() {
+        Err(huddle::client::ClientError::Connection(_)) => {}
+        other => panic!("seed {seed}: an unmarked send in flight fails, got {other:?}"),
+    }
+    traffic.await.unwrap();
+    // Alice got each of bob's messages exactly once (the unmarked one never left the dark).
+    let mut from_bob = Vec::new();
+    while let Ok(Some(e)) = client_event(&alice, Duration::from_millis(500)).await {
+        if let ClientEvent::Event(Event::RoomMessage(m)) = e {
+            if let (true, MessageBody::Text(t)) = (m.sender == "bob", m.body) {
+                from_bob.push(t);
+            }
+        }
+    }
+    from_bob.sort();
+    assert_eq!(from_bob, ["in flight", "while reconnecting"], "seed {seed}");
 }

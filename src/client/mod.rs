@@ -441,11 +441,34 @@ impl Client {
     ///
     /// The request is queued for sending when the returned future is first polled, so requests
     /// polled in order go out in order (pipelined: no request waits for an earlier answer).
-    /// While the client is reconnecting, requests fail with [`ClientError::Connection`].
+    ///
+    /// Across a lost connection: a request made while the client is reconnecting waits for the
+    /// resumed connection (at most [`ClientConfig::reconnect_for`] and a connection attempt)
+    /// and fails with [`ClientError::Connection`] if the session ends instead. A request that
+    /// was in flight when its connection was lost fails with [`ClientError::Connection`] (the
+    /// server may or may not have applied it), except reads and messages with a
+    /// `client_msg_id`: those are sent again on the resumed connection, where the server
+    /// answers a repeated `client_msg_id` with the first ack, so nothing arrives twice.
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
-        let link = lock(&self.inner.link).clone();
-        let response = self.inner.request_on(&link, request).await?;
-        self.inner.track(&response);
+        let inner = &self.inner;
+        let mut link = inner.usable_link(None).await;
+        let mut tries = 0;
+        let response = loop {
+            let (error, sent) = match inner.submit(&link, request.clone()) {
+                Ok(answer) => match Inner::answer(&link, answer).await {
+                    Err(ClientError::Connection(e)) => (ClientError::Connection(e), true),
+                    other => break other?,
+                },
+                Err(e) => (e, false),
+            };
+            // Not sent at all, or safe to repeat: once more on the next connection.
+            if tries == 3 || (sent && !repeatable(&request)) || !inner.resuming() {
+                return Err(error);
+            }
+            tries += 1;
+            link = inner.usable_link(Some(&link)).await;
+        };
+        inner.track(&response);
         Ok(response)
     }
 
@@ -804,7 +827,68 @@ fn room_state(r: Response) -> Result<RoomState, ClientError> {
     }
 }
 
+/// Requests that may be sent again after their connection was lost without an answer: reads,
+/// and messages with a `client_msg_id` (the server answers a repeat with the first ack).
+fn repeatable(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::SendRoomMessage { client_msg_id: Some(_), .. }
+            | Request::QueryRoomMembers { .. }
+            | Request::QueryRoomOnlineCount { .. }
+            | Request::QueryRoomMembersById { .. }
+            | Request::QueryJoinedRooms
+            | Request::QueryHistory { .. }
+            | Request::QueryRoomAttributes { .. }
+            | Request::QueryRoomMembersAttributes { .. }
+            | Request::QueryRoomMemberAttributesList { .. }
+            | Request::Ping
+    )
+}
+
 impl Inner {
+    /// True unless the session is over or ending (logout, close, given up).
+    fn resuming(&self) -> bool {
+        !self.closing.load(Ordering::SeqCst)
+            && *self.state.borrow() != ConnectionState::Disconnected
+    }
+
+    /// The connection to send on: the current one while connected; while the client is
+    /// reconnecting, the resumed one. With `failed` (a connection that lost a request), waits
+    /// for a connection other than it. Bounded by the reconnection time; when the session is
+    /// over, or the bound passes, the current one (requests on it then fail).
+    async fn usable_link(&self, failed: Option<&Link>) -> Link {
+        let usable = |state: ConnectionState| {
+            let current = lock(&self.link).clone();
+            let replaced = failed.map_or(true, |f| f.conn.stable_id() != current.conn.stable_id());
+            let ok = match state {
+                ConnectionState::Connected => replaced && current.conn.close_reason().is_none(),
+                ConnectionState::Disconnected => true,
+                ConnectionState::Connecting | ConnectionState::Reconnecting => false,
+            };
+            (ok || !self.resuming()).then_some(current)
+        };
+        if let Some(link) = usable(*self.state.borrow()) {
+            return link;
+        }
+        let mut state = self.state.subscribe();
+        let wait = async {
+            loop {
+                if let Some(link) = usable(*state.borrow_and_update()) {
+                    return link;
+                }
+                // Woken by the supervisor's next state change; the short tick covers a link
+                // that died while the state still says connected (the supervisor has not
+                // noticed yet).
+                let _ = tokio::time::timeout(Duration::from_millis(50), state.changed()).await;
+            }
+        };
+        let bound = self.cfg.reconnect_for + self.cfg.connect_timeout;
+        match tokio::time::timeout(bound, wait).await {
+            Ok(link) => link,
+            Err(_) => lock(&self.link).clone(),
+        }
+    }
+
     async fn request_on(&self, link: &Link, request: Request) -> Result<Response, ClientError> {
         let answer = self.submit(link, request)?;
         Self::answer(link, answer).await
