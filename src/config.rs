@@ -135,6 +135,11 @@ pub struct TransportLimits {
     /// the connection has nothing else waiting and the message fits one datagram (otherwise it
     /// goes on the room's low stream, as to clients without datagram support).
     pub low_datagrams: bool,
+    /// Ask clients (QUIC ACK frequency extension) to acknowledge only every this many + 1
+    /// ack-eliciting packets (or after their max ACK delay, 25 ms at most on a short path):
+    /// fewer ACK packets for the server to receive and process on busy connections. 1 is QUIC's
+    /// usual every-other-packet; 0 leaves the clients' own setting.
+    pub ack_eliciting_threshold: u32,
 }
 
 /// Bounds of each connection's outbound queue (all its streams together).
@@ -188,6 +193,7 @@ impl Default for TransportLimits {
             zero_rtt: true,
             tls_session_cache: 16_384,
             low_datagrams: true,
+            ack_eliciting_threshold: 0,
         }
     }
 }

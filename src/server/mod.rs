@@ -276,6 +276,11 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig>
     } else {
         tc.datagram_receive_buffer_size(None);
     }
+    if t.ack_eliciting_threshold > 0 {
+        let mut ack = quinn::AckFrequencyConfig::default();
+        ack.ack_eliciting_threshold(t.ack_eliciting_threshold.into());
+        tc.ack_frequency_config(Some(ack));
+    }
     match t.congestion.as_str() {
         "cubic" => {}
         "bbr" => {
