@@ -81,6 +81,8 @@ async fn a_low_message_on_a_quiet_connection_travels_as_a_datagram() {
         let bob = server.client("bob").await;
         bob.join_room("r").await.unwrap();
         let _ = next_event(&alice, 5).await; // bob joined
+                                             // Quiet: bob's streams have carried nothing for a while (his join's answer was last).
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         for i in 0..5 {
             alice.send_text("r", &format!("typing {i}"), Priority::Low).await.unwrap();
             match next_event(&bob, 5).await {

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
@@ -49,6 +49,10 @@ pub struct OutboxStats {
     pub datagrams_sent: AtomicU64,
 }
 
+/// A connection's streams must have been idle at least this long (and two round trips) before a
+/// low message goes to it as a datagram.
+const DATAGRAM_QUIET: Duration = Duration::from_millis(20);
+
 /// Bytes of datagrams quinn may hold per connection. Only one waits at a time (see
 /// [`Outbox::try_datagram`]); this is room for one of the largest.
 pub const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
@@ -88,6 +92,10 @@ pub struct Outbox {
     low_datagrams: bool,
     /// quinn's free datagram buffer space with no datagram waiting (it reserves some itself).
     datagram_idle_space: usize,
+    /// When this outbox was made, and when a writer last handed stream data to quinn
+    /// (microseconds after `born`): datagrams go only to connections whose streams are idle.
+    born: Instant,
+    last_stream_write_us: Arc<AtomicU64>,
     conn: quinn::Connection,
     inner: Mutex<Inner>,
     queued_bytes: Arc<AtomicUsize>,
@@ -112,6 +120,8 @@ impl Outbox {
             single_stream,
             low_datagrams: low_datagrams && !single_stream,
             datagram_idle_space: conn.datagram_send_buffer_space(),
+            born: Instant::now(),
+            last_stream_write_us: Arc::new(AtomicU64::new(0)),
             conn,
             inner: Mutex::new(Inner::default()),
             queued_bytes: Arc::new(AtomicUsize::new(0)),
@@ -220,14 +230,22 @@ impl Outbox {
     }
 
     /// Sends a low-priority room message as a QUIC datagram, if the client accepts datagrams,
-    /// it fits one, and the connection is quiet: nothing of ours queued for it and no earlier
-    /// datagram still waiting in quinn. quinn puts DATAGRAM frames ahead of stream data in a
-    /// packet, so this keeps a datagram from ever being more than one packet's worth ahead of a
-    /// medium or high message; under load, low messages take the low stream, whose QUIC
+    /// it fits one, and the connection is quiet: nothing of ours queued for it, no stream data
+    /// handed to quinn within the last two round trips (at least [`DATAGRAM_QUIET`]), and no
+    /// earlier datagram still waiting in quinn. quinn puts DATAGRAM frames ahead of stream data
+    /// in a packet; on a quiet connection there is no stream data left to delay, and a datagram
+    /// cannot overtake low messages still on their way on the low stream (the client drops a
+    /// low message older than one it has passed on). Datagrams thus serve sparse low traffic
+    /// (typing, presence); a busy connection's low messages take the low stream, whose QUIC
     /// priority is below every other stream's. The datagram is the same frame bytes the low
     /// stream would carry (one length-prefixed event), shared by every recipient.
     fn try_datagram(&self, key: RoomKey, frame: &Bytes) -> bool {
         if !self.low_datagrams || self.queued_bytes.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let last_write = Duration::from_micros(self.last_stream_write_us.load(Ordering::Relaxed));
+        let quiet_for = self.born.elapsed().saturating_sub(last_write);
+        if last_write > Duration::ZERO && quiet_for < (self.conn.rtt() * 2).max(DATAGRAM_QUIET) {
             return false;
         }
         if !self.conn.max_datagram_size().is_some_and(|max| frame.len() <= max)
@@ -357,6 +375,7 @@ impl Outbox {
         let bytes = self.queued_bytes.clone();
         let frames = self.queued_frames.clone();
         let stats = self.stats.clone();
+        let (born, last_write) = (self.born, self.last_stream_write_us.clone());
         let handle = tokio::spawn(async move {
             let mut stream = match target {
                 StreamTarget::Existing(s) => s,
@@ -390,6 +409,9 @@ impl Outbox {
                 let res = stream.write_all_chunks(&mut chunks).await;
                 if res.is_ok() {
                     stats.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                    // At least 1: zero means "never written".
+                    let us = (born.elapsed().as_micros() as u64).max(1);
+                    last_write.store(us, Ordering::Relaxed);
                 }
                 bytes.fetch_sub(len, Ordering::Relaxed);
                 frames.fetch_sub(n, Ordering::Relaxed);
