@@ -238,3 +238,40 @@ async fn a_high_message_overtakes_other_rooms_backlog_under_congestion() {
     // while b's 101 went; raised, b's stream goes first.
     assert!(a_before < 80, "seed {seed}: {a_before} of room a's 200 arrived first");
 }
+
+/// Sparse low messages (a typing indicator's rate) through 10% loss both ways travel as
+/// datagrams: the ones that arrive arrive once and in order, and the losses are not retransmitted.
+#[tokio::test]
+async fn sparse_low_messages_under_loss_arrive_at_most_once_in_order() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let seed = 709;
+    let server = TestServer::start_with(|c| c.limits.rate_limit_per_s = 0).await;
+    let lossy = huddle::netsim::Impairment { loss: 0.10, ..Default::default() };
+    let proxy = impaired_proxy(&server, seed, lossy).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let mut bob_cfg = server.config("bob");
+    bob_cfg.server_addr = proxy.local_addr();
+    let bob = huddle::client::Client::connect(bob_cfg).await.unwrap();
+    bob.join_room("r").await.unwrap();
+    let _ = next_event(&alice, 5).await; // bob joined
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let n = 60u64;
+    for i in 0..n {
+        alice.send_text("r", &i.to_string(), Priority::Low).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    let mut seqs = Vec::new();
+    while let Ok(Some(huddle::client::ClientEvent::Event(Event::RoomMessage(m)))) =
+        client_event(&bob, std::time::Duration::from_millis(500)).await
+    {
+        seqs.push(m.seq);
+    }
+    let sent = server.stats.datagrams_sent.load(Relaxed);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seed {seed}: in order, once: {seqs:?}");
+    assert!(seqs.iter().all(|s| (1..=n).contains(s)), "seed {seed}: {seqs:?}");
+    assert!(sent >= n * 3 / 4, "seed {seed}: only {sent} of {n} went as datagrams");
+    // About 10% are lost for good (datagrams are not retransmitted), and most get through.
+    let got = seqs.len() as u64;
+    assert!(got < n && got >= n / 2, "seed {seed}: {got} of {n} arrived");
+}
