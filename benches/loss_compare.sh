@@ -18,12 +18,12 @@
 # CONGESTION (cubic, or bbr: BBR on the server and in the clients), and the shape: ROOMS (20),
 # MEMBERS (10 per room; each member is its own connection, so ROOMS x MEMBERS connections),
 # ROOMS_PER_MEMBER (4: member j of room i also joins the next ROOMS_PER_MEMBER-1 rooms, so every
-# room has MEMBERS x ROOMS_PER_MEMBER receivers), RATE (20 messages/s per room), DELAY_MS (25 each
+# room has MEMBERS x ROOMS_PER_MEMBER members), RATE (20 messages/s per room), DELAY_MS (25 each
 # way, 50 ms RTT), STALL_TIMEOUT_MS (2000: the client library's stall watchdog, 0 turns it off).
 # E.g. the W3 shape, 100 rooms of 100 (10,000 connections; see BENCHMARKS.md for why these
 # settings):
 #
-#   ROOMS=100 MEMBERS=100 RATE=0.25 WARMUP=10 DURATION=10 STALL_TIMEOUT_MS=0 RUN_TIMEOUT=300 \
+#   ROOMS=100 MEMBERS=100 RATE=0.1 WARMUP=20 DURATION=10 STALL_TIMEOUT_MS=0 RUN_TIMEOUT=300 \
 #     OUT=target/loss_compare_w3 benches/loss_compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,7 +83,7 @@ out, runs, losses = os.environ["OUT"], int(os.environ["RUNS"]), os.environ["LOSS
 e = os.environ
 rooms, members, k = int(e["ROOMS"]), int(e["MEMBERS"]), int(e["ROOMS_PER_MEMBER"])
 print(f"Shape: {rooms} rooms x {members} members = {rooms * members} connections, each in {k} "
-      f"room(s) ({members * k} receivers per room), {e['RATE']} msg/s per room, "
+      f"room(s) ({members * k} members per room), {e['RATE']} msg/s per room, "
       f"{2 * int(e['DELAY_MS'])} ms RTT, {e['CONGESTION']}, {e['DURATION']} s measured, "
       f"stall watchdog {e['STALL_TIMEOUT_MS']} ms, "
       f"{runs} run(s) per cell; median (min-max) of the runs.")
