@@ -390,8 +390,10 @@ impl Outbox {
                     return;
                 }
             }
-            let mut batch: Vec<(Bytes, bool)> = Vec::with_capacity(WRITE_BATCH);
-            let mut chunks: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+            // Allocated on first use and released whenever the queue runs dry: an idle
+            // connection's writers hold no buffers (see BENCHMARKS.md, idle connections).
+            let mut batch: Vec<(Bytes, bool)> = Vec::new();
+            let mut chunks: Vec<Bytes> = Vec::new();
             let mut current = prio;
             while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
                 let n = batch.len();
@@ -416,6 +418,10 @@ impl Outbox {
                 bytes.fetch_sub(len, Ordering::Relaxed);
                 frames.fetch_sub(n, Ordering::Relaxed);
                 chunks.clear();
+                if rx.is_empty() {
+                    batch = Vec::new();
+                    chunks = Vec::new();
+                }
                 if res.is_err() {
                     // Drain what is left so the counters stay true, then stop.
                     rx.close();
