@@ -1,17 +1,19 @@
-//! A connection's outbound side: one writer task per stream, fed by unbounded channels whose
-//! total size is bounded by explicit byte and frame counters.
+//! A connection's outbound side: one writer task per stream, fed by an unbounded queue (a
+//! [`Tx`]); all of a connection's queues together are bounded by explicit byte and frame
+//! counters.
 //!
 //! Pushing never blocks, so the core lock is never held across a write. What a slow consumer
 //! experiences: while its queue is over half of either bound, low-priority messages for it are
 //! dropped; when the queue reaches the bound, its connection is closed with `slow_consumer` and
 //! nothing more is queued for it. Other connections are unaffected either way.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::config::QueueLimits;
 use crate::core::RoomKey;
@@ -27,7 +29,115 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// A frame, and whether it is urgent (a high-priority room message): a batch holding one raises
 /// its stream's QUIC priority above the other rooms' until a batch without one follows.
-type Tx = mpsc::UnboundedSender<(Bytes, bool)>;
+type Item = (Bytes, bool);
+
+/// The queue between the pushers of one stream and its writer task.
+///
+/// Not a tokio channel: an unbounded mpsc channel allocates a 32-slot block (1.3 KB here) up front
+/// and keeps it, and an idle connection has three of them. This queue holds no allocation while
+/// it is empty (see BENCHMARKS.md, idle connections).
+struct Lane {
+    queue: Mutex<LaneQueue>,
+    /// Wakes the writer: a frame arrived in an empty queue, or the last [`Tx`] was dropped.
+    ready: Notify,
+}
+
+struct LaneQueue {
+    frames: VecDeque<Item>,
+    /// Live [`Tx`] handles. At zero the writer finishes its stream once the queue is empty.
+    senders: usize,
+    /// The writer is gone: nothing more is queued.
+    closed: bool,
+}
+
+impl Lane {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves up to `max` queued frames into `batch`, waiting for one if none is queued. 0 once
+    /// every [`Tx`] is gone and the queue is empty.
+    async fn recv_many(&self, batch: &mut Vec<Item>, max: usize) -> usize {
+        loop {
+            {
+                let mut q = self.lock();
+                let n = q.frames.len().min(max);
+                if n > 0 {
+                    batch.extend(q.frames.drain(..n));
+                    if q.frames.is_empty() {
+                        // Drained: hold no memory while idle.
+                        q.frames = VecDeque::new();
+                    }
+                    return n;
+                }
+                if q.senders == 0 {
+                    return 0;
+                }
+            }
+            // A push into the empty queue between the unlock and this await stores a permit.
+            self.ready.notified().await;
+        }
+    }
+
+    /// True when no frame is queued.
+    fn is_empty(&self) -> bool {
+        self.lock().frames.is_empty()
+    }
+
+    /// Refuses further frames and hands back those still queued.
+    fn close(&self) -> VecDeque<Item> {
+        let mut q = self.lock();
+        q.closed = true;
+        std::mem::take(&mut q.frames)
+    }
+}
+
+/// A handle that queues frames for one stream's writer. Clones share the stream; once the last
+/// one is dropped, the writer finishes the stream after writing what is queued.
+struct Tx(Arc<Lane>);
+
+impl Tx {
+    fn new() -> Tx {
+        let queue = LaneQueue { frames: VecDeque::new(), senders: 1, closed: false };
+        Tx(Arc::new(Lane { queue: Mutex::new(queue), ready: Notify::new() }))
+    }
+
+    /// Queues a frame; false when the writer is gone.
+    fn send(&self, item: Item) -> bool {
+        let mut q = self.0.lock();
+        if q.closed {
+            return false;
+        }
+        let was_empty = q.frames.is_empty();
+        q.frames.push_back(item);
+        drop(q);
+        // A writer with frames in hand comes back for more without waiting.
+        if was_empty {
+            self.0.ready.notify_one();
+        }
+        true
+    }
+}
+
+impl Clone for Tx {
+    fn clone(&self) -> Tx {
+        self.0.lock().senders += 1;
+        Tx(self.0.clone())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        let last = {
+            let mut q = self.0.lock();
+            q.senders -= 1;
+            q.senders == 0
+        };
+        if last {
+            self.0.ready.notify_one();
+        }
+    }
+}
 
 /// Counters shared by every connection (for logs, metrics and tests).
 #[derive(Debug, Default)]
@@ -198,7 +308,7 @@ impl Outbox {
 
     /// Queues a frame on a room stream (`Some`) or the session stream (`None`); true when it
     /// was queued (false: dropped, and counted in [`OutboxStats`]).
-    /// `urgent`: a high-priority room message (see [`Tx`]).
+    /// `urgent`: a high-priority room message (see [`Item`]).
     pub fn push(
         self: &Arc<Self>,
         room: Option<RoomKey>,
@@ -310,7 +420,14 @@ impl Outbox {
         self.queued_frames.fetch_add(1, Ordering::Relaxed);
         // A failed send means the writer is gone (its stream failed); the connection task will
         // notice the close.
-        tx.send((frame, urgent)).is_ok()
+        let len = frame.len();
+        if tx.send((frame, urgent)) {
+            return true;
+        }
+        self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.queued_frames.fetch_sub(1, Ordering::Relaxed);
+        self.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     /// Asks for the connection to close after its control and session streams are delivered
@@ -370,13 +487,17 @@ impl Outbox {
         header: Option<Bytes>,
         prio: i32,
     ) -> Tx {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Bytes, bool)>();
+        let tx = Tx::new();
+        let lane = tx.0.clone();
         let conn = self.conn.clone();
         let bytes = self.queued_bytes.clone();
         let frames = self.queued_frames.clone();
         let stats = self.stats.clone();
         let (born, last_write) = (self.born, self.last_stream_write_us.clone());
         let handle = tokio::spawn(async move {
+            // However the writer ends, what is still queued leaves the counters.
+            let _closer =
+                CloseOnExit { lane: lane.clone(), bytes: bytes.clone(), frames: frames.clone() };
             let mut stream = match target {
                 StreamTarget::Existing(s) => s,
                 StreamTarget::OpenUni => match conn.open_uni().await {
@@ -392,10 +513,10 @@ impl Outbox {
             }
             // Allocated on first use and released whenever the queue runs dry: an idle
             // connection's writers hold no buffers (see BENCHMARKS.md, idle connections).
-            let mut batch: Vec<(Bytes, bool)> = Vec::new();
+            let mut batch: Vec<Item> = Vec::new();
             let mut chunks: Vec<Bytes> = Vec::new();
             let mut current = prio;
-            while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            while lane.recv_many(&mut batch, WRITE_BATCH).await > 0 {
                 let n = batch.len();
                 let mut urgent = false;
                 chunks.extend(batch.drain(..).map(|(f, u)| {
@@ -418,17 +539,12 @@ impl Outbox {
                 bytes.fetch_sub(len, Ordering::Relaxed);
                 frames.fetch_sub(n, Ordering::Relaxed);
                 chunks.clear();
-                if rx.is_empty() {
+                if lane.is_empty() {
                     batch = Vec::new();
                     chunks = Vec::new();
                 }
                 if res.is_err() {
-                    // Drain what is left so the counters stay true, then stop.
-                    rx.close();
-                    while let Some((f, _)) = rx.recv().await {
-                        bytes.fetch_sub(f.len(), Ordering::Relaxed);
-                        frames.fetch_sub(1, Ordering::Relaxed);
-                    }
+                    // `_closer` takes what is left out of the counters.
                     return;
                 }
             }
@@ -439,6 +555,23 @@ impl Outbox {
         inner.writers.retain(|h| !h.is_finished());
         inner.writers.push(handle);
         tx
+    }
+}
+
+/// Closes a writer's lane when the writer ends and takes what was still queued out of the
+/// connection's counters.
+struct CloseOnExit {
+    lane: Arc<Lane>,
+    bytes: Arc<AtomicUsize>,
+    frames: Arc<AtomicUsize>,
+}
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        let left = self.lane.close();
+        let len: usize = left.iter().map(|(f, _)| f.len()).sum();
+        self.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.frames.fetch_sub(left.len(), Ordering::Relaxed);
     }
 }
 
