@@ -13,7 +13,82 @@ use crate::wire::{
     decode_request, ErrorCode, Request, RequestFrame, LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN,
 };
 
-pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::Incoming) {
+/// A connection past its handshake and login stage, whatever came of the login.
+struct Established {
+    conn: quinn::Connection,
+    outbox: Arc<Outbox>,
+    recv: quinn::RecvStream,
+    remote: std::net::SocketAddr,
+    frame_timeout: Duration,
+    logged_in: bool,
+    /// The connection proved it is the client's own (a 0-RTT flight could be a replay).
+    proven: bool,
+    user: String,
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quinn::Incoming>) {
+    // The handshake and the login run in a future of their own on the heap, freed when they are
+    // done: the task that an idle connection keeps is only as large as what follows (the
+    // request loop), about 1 KB less (see BENCHMARKS.md, idle connections).
+    let Some(Established {
+        conn,
+        outbox,
+        mut recv,
+        remote,
+        frame_timeout,
+        logged_in,
+        proven,
+        user,
+    }) = Box::pin(establish(&shared, conn_id, *incoming)).await
+    else {
+        return;
+    };
+    if logged_in && proven {
+        request_loop(&shared, conn_id, &conn, &outbox, &mut recv, frame_timeout).await;
+    }
+    let reason = outbox.close_code();
+    shared.unregister(conn_id, reason.flatten());
+    if reason.is_some() {
+        outbox.finish_close().await;
+    } else if conn.close_reason().is_none() {
+        close_connection(&conn, None);
+    }
+    if !logged_in {
+        // Login-stage closes wait here too so that the error reply reaches the client.
+        outbox.finish_close().await;
+    }
+    // One line per connection; those about misbehaving clients go through the log limiter.
+    match (reason, conn.close_reason()) {
+        (Some(Some(code)), _) if client_fault(code) => {
+            shared.log_misbehaviour(conn_id, remote, code.name())
+        }
+        (None, Some(quinn::ConnectionError::TransportError(e))) => {
+            shared.log_misbehaviour(conn_id, remote, &e.to_string())
+        }
+        _ if !logged_in => {}
+        (Some(Some(code)), _) => {
+            tracing::info!(conn = conn_id, %remote, %user, reason = code.name(), "connection closed")
+        }
+        (Some(None), _) => {
+            tracing::info!(conn = conn_id, %remote, %user, reason = "logout", "connection closed")
+        }
+        (None, Some(e)) => {
+            tracing::info!(conn = conn_id, %remote, %user, reason = %e, "connection closed")
+        }
+        (None, None) => {
+            tracing::info!(conn = conn_id, %remote, %user, reason = "closed", "connection closed")
+        }
+    }
+    shared.metrics.ended_paths.add(&conn.stats());
+}
+
+/// The handshake, the control stream and the first request (a login or a resumption); `None`
+/// when the connection ended before it had an outbox.
+async fn establish(
+    shared: &Arc<Shared>,
+    conn_id: ConnId,
+    incoming: quinn::Incoming,
+) -> Option<Established> {
     let t = &shared.config.transport;
     let handshake_deadline = Duration::from_secs(t.handshake_timeout_s.max(1));
     let connecting = match incoming.accept() {
@@ -21,7 +96,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         Err(e) => {
             shared.metrics.handshakes_failed.inc();
             tracing::debug!(error = %e, "handshake failed");
-            return;
+            return None;
         }
     };
     // With 0-RTT on, the connection is usable before the handshake completes, so that a
@@ -37,7 +112,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         }
         Err(connecting) => match handshake(&shared, connecting, handshake_deadline).await {
             Some(conn) => (conn, None),
-            None => return,
+            None => return None,
         },
     };
     let remote = conn.remote_address();
@@ -47,11 +122,11 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
     // The control stream and the login request, both inside the login deadline.
     let (send, mut recv) = match tokio::time::timeout_at(deadline, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
-        Ok(Err(_)) => return,
+        Ok(Err(_)) => return None,
         Err(_) => {
             close_connection(&conn, Some(ErrorCode::LoginTimeout));
             shared.log_misbehaviour(conn_id, remote, ErrorCode::LoginTimeout.name());
-            return;
+            return None;
         }
     };
     let outbox = Outbox::new(
@@ -152,43 +227,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: quinn::I
         }
         _ => true,
     };
-    if logged_in && proven {
-        request_loop(&shared, conn_id, &conn, &outbox, &mut recv, frame_timeout).await;
-    }
-    let reason = outbox.close_code();
-    shared.unregister(conn_id, reason.flatten());
-    if reason.is_some() {
-        outbox.finish_close().await;
-    } else if conn.close_reason().is_none() {
-        close_connection(&conn, None);
-    }
-    if !logged_in {
-        // Login-stage closes wait here too so that the error reply reaches the client.
-        outbox.finish_close().await;
-    }
-    // One line per connection; those about misbehaving clients go through the log limiter.
-    match (reason, conn.close_reason()) {
-        (Some(Some(code)), _) if client_fault(code) => {
-            shared.log_misbehaviour(conn_id, remote, code.name())
-        }
-        (None, Some(quinn::ConnectionError::TransportError(e))) => {
-            shared.log_misbehaviour(conn_id, remote, &e.to_string())
-        }
-        _ if !logged_in => {}
-        (Some(Some(code)), _) => {
-            tracing::info!(conn = conn_id, %remote, %user, reason = code.name(), "connection closed")
-        }
-        (Some(None), _) => {
-            tracing::info!(conn = conn_id, %remote, %user, reason = "logout", "connection closed")
-        }
-        (None, Some(e)) => {
-            tracing::info!(conn = conn_id, %remote, %user, reason = %e, "connection closed")
-        }
-        (None, None) => {
-            tracing::info!(conn = conn_id, %remote, %user, reason = "closed", "connection closed")
-        }
-    }
-    shared.metrics.ended_paths.add(&conn.stats());
+    Some(Established { conn, outbox, recv, remote, frame_timeout, logged_in, proven, user })
 }
 
 /// Completes a handshake within `within`; a handshake that takes longer is abandoned.

@@ -491,6 +491,9 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
     shared.metrics.connections_open.inc();
     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let shared = shared.clone();
+    // Boxed: a future keeps room for what it captured for as long as it lives, and this task
+    // lives as long as the connection.
+    let incoming = Box::new(incoming);
     tokio::spawn(async move {
         conn::run(shared.clone(), conn_id, incoming).await;
         shared.metrics.connections_open.dec();
