@@ -29,7 +29,8 @@ struct Established {
 pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quinn::Incoming>) {
     // The handshake and the login run in a future of their own on the heap, freed when they are
     // done: the task that an idle connection keeps is only as large as what follows (the
-    // request loop), about 1 KB less (see BENCHMARKS.md, idle connections).
+    // request loop); see BENCHMARKS.md, idle connections.
+    let establishing = Box::pin(establish(&shared, conn_id, *incoming));
     let Some(Established {
         conn,
         outbox,
@@ -39,7 +40,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
         logged_in,
         proven,
         user,
-    }) = Box::pin(establish(&shared, conn_id, *incoming)).await
+    }) = establishing.await
     else {
         return;
     };
@@ -48,14 +49,16 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
     }
     let reason = outbox.close_code();
     shared.unregister(conn_id, reason.flatten());
+    // The closing waits are boxed: they happen once, and unboxed they would take room in this
+    // future for the whole life of the connection.
     if reason.is_some() {
-        outbox.finish_close().await;
+        Box::pin(outbox.finish_close()).await;
     } else if conn.close_reason().is_none() {
         close_connection(&conn, None);
     }
     if !logged_in {
         // Login-stage closes wait here too so that the error reply reaches the client.
-        outbox.finish_close().await;
+        Box::pin(outbox.finish_close()).await;
     }
     // One line per connection; those about misbehaving clients go through the log limiter.
     match (reason, conn.close_reason()) {
