@@ -113,7 +113,7 @@ async fn establish(
             shared.metrics.handshakes_ok.inc();
             (conn, Some(accepted))
         }
-        Err(connecting) => match handshake(&shared, connecting, handshake_deadline).await {
+        Err(connecting) => match handshake(shared, connecting, handshake_deadline).await {
             Some(conn) => (conn, None),
             None => return None,
         },
