@@ -90,6 +90,74 @@ async fn members_in_several_rooms_receive_each_room_exactly_once_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_members_are_closed_as_slow_consumers_and_left_out_of_the_others_counts() {
+    // A small server queue and small client buffers: a stalled member is cut off within a
+    // second or two at 100 msg/s.
+    let server = TestServer::start_with(|c| {
+        c.limits.rate_limit_per_s = 0;
+        c.transport.max_connections_per_ip = 0;
+        c.queue.max_frames = 64;
+        c.queue.max_bytes = 64 * 1024;
+    })
+    .await;
+    let cfg = LoadConfig {
+        rooms: 2,
+        members: 6,
+        rate: 100.0,
+        warmup_s: 0.5,
+        duration_s: 2.0,
+        drain_s: 3.0,
+        stalled_members: 2.0,
+        stalled_event_queue: Some(16),
+        stalled_stream_window: Some(8 * 1024),
+        ..config_for(&server)
+    };
+    // The last member of each room stalls.
+    assert!(cfg.is_stalled(0, 5) && cfg.is_stalled(1, 5) && !cfg.is_stalled(0, 4));
+    let s = run_with(cfg).await.unwrap();
+    let ctx = s.table();
+    assert_eq!((s.connections, s.connect_failures), (12, 0), "{ctx}");
+    let st = s.stalled.as_ref().expect("the stalled members' summary");
+    assert_eq!(st.members, 2, "{ctx}");
+    assert!(st.deliveries_before_stop > 0, "{ctx}");
+    assert_eq!(st.closed_slow_consumer, 2, "{ctx}");
+    assert_eq!(st.close_reasons.get("7000: slow_consumer"), Some(&2), "{ctx}");
+    // Each room's message reaches its 4 other readers; the stalled member is not expected.
+    assert_eq!(s.acked, s.sent, "{ctx}");
+    assert_eq!(s.expected_deliveries, s.acked * 4, "{ctx}");
+    assert_eq!(s.deliveries, s.expected_deliveries, "{ctx}");
+    assert_eq!((s.lost, s.duplicates, s.out_of_order, s.send_errors), (0, 0, 0, 0), "{ctx}");
+    assert_eq!(s.latency_us.count, s.measured_deliveries, "{ctx}");
+    assert_eq!((s.reconnects, s.disconnects), (0, 0), "the others' sessions: {ctx}");
+    assert!(s.problems.is_empty(), "{ctx}");
+    server.stop().await;
+}
+
+#[test]
+fn stalled_members_are_taken_from_the_ends_of_the_rooms_never_publishers() {
+    let cfg = LoadConfig {
+        rooms: 3,
+        members: 4,
+        publishers_per_room: 2,
+        stalled_members: 0.4,
+        spawn_server: true,
+        ..LoadConfig::default()
+    };
+    // 40% of 12 is 5 (rounded): the last member of each room, then the one before in rooms
+    // 0 and 1.
+    assert_eq!(cfg.stalled_count(), 5);
+    let stalled: Vec<_> = (0..3)
+        .flat_map(|r| (0..4).map(move |j| (r, j)))
+        .filter(|&(r, j)| cfg.is_stalled(r, j))
+        .collect();
+    assert_eq!(stalled, [(0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]);
+    cfg.validate().unwrap();
+    // More than the 6 members that do not publish is refused.
+    let too_many = LoadConfig { stalled_members: 7.0, ..cfg };
+    assert!(too_many.validate().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_only_counts_connections_and_connect_time() {
     let server = server().await;
     let cfg = LoadConfig {

@@ -34,9 +34,14 @@ use crate::wire::{
     RoomState, RoomSummary, StreamHeader, ALPN, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
-/// Events queued for the application at most; past this, the client stops reading from the
-/// server (QUIC flow control then pushes back, and a server may close a session that never reads).
-const EVENT_QUEUE: usize = 4096;
+/// Events queued for the application at most by default ([`ClientConfig::event_queue`]); past
+/// this, the client stops reading from the server (QUIC flow control then pushes back, and a
+/// server may close a session that never reads).
+pub const EVENT_QUEUE: usize = 4096;
+
+/// Bytes the server may send ahead on one stream by default
+/// ([`ClientConfig::stream_receive_window`]).
+pub const STREAM_RECEIVE_WINDOW: u32 = 1024 * 1024;
 
 /// How to reach and log in to a server.
 #[derive(Clone, Debug)]
@@ -82,6 +87,14 @@ pub struct ClientConfig {
     /// messages reach the application at most once and in increasing seq order per room, with
     /// gaps where one was dropped.
     pub low_datagrams: bool,
+    /// Events queued for the application at most (at least 1). An application that stops
+    /// calling [`Client::next_event`] fills this queue, then the stream receive windows, and
+    /// then the server's queue for it, which closes the connection as a slow consumer.
+    pub event_queue: usize,
+    /// Bytes the server may send ahead on each stream it opens to this client (QUIC stream flow
+    /// control): with [`ClientConfig::event_queue`], what a client that stops reading holds
+    /// before the server's queue for it starts to grow.
+    pub stream_receive_window: u32,
 }
 
 impl ClientConfig {
@@ -104,6 +117,8 @@ impl ClientConfig {
             stall_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             low_datagrams: true,
+            event_queue: EVENT_QUEUE,
+            stream_receive_window: STREAM_RECEIVE_WINDOW,
         }
     }
 }
@@ -315,7 +330,7 @@ pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, Cli
     // streams that are finishing. The client never accepts bidirectional streams.
     tc.max_concurrent_uni_streams(32u32.into());
     tc.max_concurrent_bidi_streams(0u32.into());
-    tc.stream_receive_window((1024u32 * 1024).into());
+    tc.stream_receive_window(cfg.stream_receive_window.into());
     tc.receive_window((8u32 * 1024 * 1024).into());
     tc.send_window(1024 * 1024);
     tc.keep_alive_interval(Some(cfg.keep_alive));
@@ -352,7 +367,7 @@ impl Client {
         endpoint: quinn::Endpoint,
         cfg: ClientConfig,
     ) -> Result<Client, ClientError> {
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(cfg.event_queue.max(1));
         // The queue is empty: these cannot fail.
         let _ = events_tx.try_send(ClientEvent::Connecting);
         let cfg_token = cfg.token.clone();

@@ -117,6 +117,21 @@ pub struct LoadArgs {
     /// with TLS, trusting `--certs-dir`/ca.pem, as Huddle always does.
     #[arg(long)]
     pub plaintext: bool,
+    /// Members that stop reading their events at the end of the warm-up (a phone app that
+    /// hangs): a fraction of all members below 1 (0.01: 1%), a count from 1. Never publishers;
+    /// taken from the last members of each room in turn. They are left out of the others'
+    /// deliveries, loss and latency and reported on their own (`stalled` in the JSON): how many
+    /// the server closed as slow consumers (7000), and how many came back. Huddle only.
+    #[arg(long, default_value_t = 0.0)]
+    pub stalled_members: f64,
+    /// Events the stalled members' client library queues for the application (default: the
+    /// library's 4096). With `--stalled-stream-window`, how much a stalled member holds before
+    /// the server's queue for it starts to grow.
+    #[arg(long)]
+    pub stalled_event_queue: Option<usize>,
+    /// The stalled members' QUIC stream receive window in bytes (default: the library's 1 MiB).
+    #[arg(long)]
+    pub stalled_stream_window: Option<u32>,
 }
 
 /// The system a run drives.
@@ -231,6 +246,12 @@ pub struct LoadConfig {
     pub backend: Backend,
     /// Redis and NATS: without TLS.
     pub plaintext: bool,
+    /// Members that stop reading after the warm-up: a fraction below 1, a count from 1.
+    pub stalled_members: f64,
+    /// The stalled members' client event queue (None: the library's default).
+    pub stalled_event_queue: Option<usize>,
+    /// The stalled members' stream receive window in bytes (None: the library's default).
+    pub stalled_stream_window: Option<u32>,
     /// Whether to draw a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
     /// Trust material for an in-process server; overrides `certs_dir`.
@@ -271,6 +292,9 @@ impl Default for LoadConfig {
             connect_concurrency: 64,
             backend: Backend::Huddle,
             plaintext: false,
+            stalled_members: 0.0,
+            stalled_event_queue: None,
+            stalled_stream_window: None,
             progress: false,
             trust: None,
         }
@@ -310,6 +334,9 @@ impl From<LoadArgs> for LoadConfig {
             connect_concurrency: a.connect_concurrency,
             backend: a.backend,
             plaintext: a.plaintext,
+            stalled_members: a.stalled_members,
+            stalled_event_queue: a.stalled_event_queue,
+            stalled_stream_window: a.stalled_stream_window,
             progress: true,
             trust: None,
         }
@@ -370,9 +397,14 @@ impl LoadConfig {
                     self.backend.name()
                 ));
             }
-            if self.netsim.is_some() || self.connections_only || self.rooms_per_member != 1 {
+            if self.netsim.is_some()
+                || self.connections_only
+                || self.rooms_per_member != 1
+                || self.stalled_members != 0.0
+            {
                 return Err(anyhow!(
-                    "--netsim, --connections-only and --rooms-per-member are Huddle-only"
+                    "--netsim, --connections-only, --rooms-per-member and --stalled-members are \
+                     Huddle-only"
                 ));
             }
         } else if self.plaintext {
@@ -393,11 +425,49 @@ impl LoadConfig {
         if !self.rate.is_finite() || self.rate <= 0.0 {
             return Err(anyhow!("--rate must be > 0"));
         }
+        if !self.stalled_members.is_finite() || self.stalled_members < 0.0 {
+            return Err(anyhow!("--stalled-members must be a fraction below 1 or a count"));
+        }
+        let listeners = self.rooms * (self.members - self.publishers_per_room);
+        if self.stalled_count() > listeners {
+            return Err(anyhow!(
+                "--stalled-members: {} is more than the {listeners} members that do not publish",
+                self.stalled_count()
+            ));
+        }
+        if self.stalled_event_queue == Some(0) || self.stalled_stream_window == Some(0) {
+            return Err(anyhow!("--stalled-event-queue and --stalled-stream-window must be > 0"));
+        }
         let messages = self.rate * self.rooms as f64 * (self.warmup_s + self.duration_s);
         if messages > MAX_MESSAGES {
             return Err(anyhow!("{messages:.0} messages is over the limit of {MAX_MESSAGES:.0}"));
         }
         Ok(())
+    }
+
+    /// How many members stall (`stalled_members` as a fraction of all members, rounded, or as
+    /// a count).
+    pub fn stalled_count(&self) -> usize {
+        let s = self.stalled_members;
+        if s <= 0.0 {
+            0
+        } else if s < 1.0 {
+            ((s * self.connections() as f64).round() as usize).max(1)
+        } else {
+            s as usize
+        }
+    }
+
+    /// Whether member `j` of room `r` is one of the stalled ones: the last members of each
+    /// room in turn (the last of every room, then the one before, ...), never a publisher.
+    pub fn is_stalled(&self, r: usize, j: usize) -> bool {
+        let n = self.stalled_count();
+        if j < self.publishers_per_room || j >= self.members {
+            return false;
+        }
+        // Its place in the order: rank by distance from the end of the room, then by room.
+        let from_end = self.members - 1 - j;
+        from_end * self.rooms + r < n
     }
 
     /// The body size actually sent (the header needs 20 bytes).

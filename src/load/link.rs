@@ -6,9 +6,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::watch;
+use tokio::time::Instant;
+
 use super::report::Summary;
 use super::stats::SUB_TYPE;
-use crate::client::{Client, ClientEvent};
+use crate::client::{Client, ClientEvent, ConnectionState};
 use crate::wire::{Event, MessageBody, Priority};
 
 /// What a member's connection hands its receiver.
@@ -47,6 +50,26 @@ pub trait Link: Send + Sync + 'static {
 
     /// Ends the connection once counting is done, adding any transport counters to `summary`.
     fn finish(&self, summary: &mut Summary);
+
+    /// Watches the connection of a member that stopped reading (`--stalled-members`) until
+    /// `stop` changes: when the server closes it, and whether it comes back.
+    fn watch_stalled(
+        self: &Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = StallOutcome> + Send + 'static {
+        let _ = stop;
+        async { StallOutcome::default() }
+    }
+}
+
+/// What happened to a member's connection after it stopped reading.
+#[derive(Debug, Default)]
+pub struct StallOutcome {
+    /// Each close of its connection: seconds after it stopped reading, the application close
+    /// code (None: not an application close) and the reason.
+    pub closes: Vec<(f64, Option<u64>, String)>,
+    /// Times it was back on a new connection after a close.
+    pub reconnected: u64,
 }
 
 /// The receiving half of a [`Link`].
@@ -81,6 +104,53 @@ impl Link for Client {
         summary.client_sent_packets += s.path.sent_packets;
         summary.client_max_rtt_us = summary.client_max_rtt_us.max(s.path.rtt.as_micros() as u64);
         self.close();
+    }
+
+    fn watch_stalled(
+        self: &Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = StallOutcome> + Send + 'static {
+        let client = self.clone();
+        async move {
+            let since = Instant::now();
+            let mut out = StallOutcome::default();
+            let mut state = client.state_changes();
+            if *stop.borrow_and_update() {
+                return out;
+            }
+            loop {
+                let conn = client.connection();
+                let error = tokio::select! {
+                    e = conn.closed() => e,
+                    _ = stop.changed() => return out,
+                };
+                let (code, reason) = match error {
+                    quinn::ConnectionError::ApplicationClosed(c) => (
+                        Some(c.error_code.into_inner()),
+                        String::from_utf8_lossy(&c.reason).into_owned(),
+                    ),
+                    e => (None, e.to_string()),
+                };
+                out.closes.push((since.elapsed().as_secs_f64(), code, reason));
+                // Back on a new connection (the library resumes the session), or over.
+                loop {
+                    let now = *state.borrow_and_update();
+                    if now == ConnectionState::Disconnected {
+                        return out;
+                    }
+                    if now == ConnectionState::Connected
+                        && client.connection().stable_id() != conn.stable_id()
+                    {
+                        out.reconnected += 1;
+                        break;
+                    }
+                    tokio::select! {
+                        r = state.changed() => if r.is_err() { return out },
+                        _ = stop.changed() => return out,
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -116,12 +116,42 @@ pub struct Summary {
     pub client_max_rtt_us: u64,
     /// The network simulator's counters, when one ran.
     pub netsim: Option<NetsimSummary>,
+    /// The members that stopped reading (`--stalled-members`), when there were any. They are
+    /// not in the counts and latencies above.
+    pub stalled: Option<StalledSummary>,
     /// Per second of arrival since the start of sending.
     pub timeline: Vec<SecondSummary>,
     /// Why this run counts as failed (empty: it passed).
     pub problems: Vec<String>,
     /// The configuration of the run.
     pub config: LoadConfig,
+}
+
+/// How the members that stopped reading fared (`--stalled-members`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StalledSummary {
+    /// Members that stopped reading.
+    pub members: u64,
+    /// When they stopped, seconds after the start of sending (the end of the warm-up).
+    pub stopped_at_s: f64,
+    /// Room messages they read before they stopped (not counted as deliveries).
+    pub deliveries_before_stop: u64,
+    /// Members whose connection the server closed as a slow consumer (7000) at least once.
+    pub closed_slow_consumer: u64,
+    /// Members whose connection was closed otherwise (and never as a slow consumer).
+    pub closed_other: u64,
+    /// Members still on their first connection at the end.
+    pub never_closed: u64,
+    /// Members back on a new connection after a close (at least once).
+    pub reconnected: u64,
+    /// Seconds from the stop to the first close of each closed member: the earliest.
+    pub first_close_after_s: Option<f64>,
+    /// The median.
+    pub median_close_after_s: Option<f64>,
+    /// The latest.
+    pub last_close_after_s: Option<f64>,
+    /// Closes by code and reason.
+    pub close_reasons: BTreeMap<String, u64>,
 }
 
 /// The proxy's counters.
@@ -342,6 +372,9 @@ impl Summary {
                 if let Some(rss) = rss {
                     let _ = write!(s, "RSS {}", mb(rss));
                 }
+                if let Some(peak) = self.server_rss_peak_bytes {
+                    let _ = write!(s, " (peak {})", mb(peak));
+                }
                 if let Some(per) = self.server_rss_per_connection_bytes {
                     let _ = write!(s, ", {:.1} KB per connection", per / 1024.0);
                 }
@@ -401,6 +434,27 @@ impl Summary {
                 }
             ),
         );
+        if let Some(st) = &self.stalled {
+            let after = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+            row(
+                &mut t,
+                "stalled members",
+                format!(
+                    "{} stopped reading at {:.1} s (not counted above): {} closed as slow \
+                     consumers, {} closed otherwise, {} never closed, {} reconnected; first \
+                     closes {}/{}/{} s after the stop (first/median/last)",
+                    st.members,
+                    st.stopped_at_s,
+                    st.closed_slow_consumer,
+                    st.closed_other,
+                    st.never_closed,
+                    st.reconnected,
+                    after(st.first_close_after_s),
+                    after(st.median_close_after_s),
+                    after(st.last_close_after_s),
+                ),
+            );
+        }
         for o in &self.outages {
             let ms = |v: Option<f64>| v.map_or("never".to_string(), |v| format!("{v:.0} ms"));
             row(

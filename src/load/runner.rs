@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::args::{Backend, LoadConfig, Trust};
 use super::link::{Delivery, Inbox, Link};
-use super::report::{NetsimSummary, Summary};
+use super::report::{NetsimSummary, StalledSummary, Summary};
 use super::schedule::{Schedule, Slot, Tick};
 use super::server::{self, SpawnedServer, CLOCK_TICKS_PER_S};
 use super::stats::{
@@ -35,7 +35,7 @@ use crate::auth::KeySet;
 use crate::certs;
 use crate::client::{Client, ClientConfig, ClientEvent};
 use crate::netsim::{parse_spec, Proxy, ProxyConfig};
-use crate::wire::{Priority, RoomConfig, RoomInfo};
+use crate::wire::{ErrorCode, Priority, RoomConfig, RoomInfo};
 
 /// Attempts to connect, log in and enter the room, per member.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -316,6 +316,11 @@ async fn drive(
                 cc.bbr = cfg.client_bbr;
                 cc.stall_timeout = Duration::from_millis(cfg.client_stall_timeout_ms);
                 cc.zero_rtt = cfg.client_zero_rtt;
+                if cfg.is_stalled(r, j) {
+                    cc.event_queue = cfg.stalled_event_queue.unwrap_or(cc.event_queue);
+                    cc.stream_receive_window =
+                        cfg.stalled_stream_window.unwrap_or(cc.stream_receive_window);
+                }
                 let ep = eps[i % endpoints].clone();
                 async move {
                     let started = Instant::now();
@@ -563,9 +568,10 @@ pub(super) async fn fanout<L: Link>(
     let rate_p = cfg.rate / p as f64;
     let send_s = cfg.warmup_s + cfg.duration_s;
     let max_k = (send_s * rate_p).ceil() as u64 + 1;
-    // Every member in a room, extra joiners included, receives its messages.
+    // Every member in a room, extra joiners included, receives its messages; those that stop
+    // reading are counted apart.
     let mut room_size = vec![0u64; cfg.rooms];
-    for m in members.iter() {
+    for m in members.iter().filter(|m| !cfg.is_stalled(m.room, m.index)) {
         for &q in &m.rooms {
             room_size[q] += 1;
         }
@@ -603,8 +609,33 @@ pub(super) async fn fanout<L: Link>(
     }));
 
     let mut receivers = Vec::with_capacity(members.len());
+    let mut stalled = Vec::new();
+    let stall_at = t0 + Duration::from_secs_f64(cfg.warmup_s);
     for m in members.iter_mut() {
         let Some(mut inbox) = m.inbox.take() else { continue };
+        if cfg.is_stalled(m.room, m.index) {
+            let (link, mut stop) = (m.link.clone(), stop_rx.clone());
+            stalled.push(tokio::spawn(async move {
+                // Reads (and discards) until the end of the warm-up, then never again.
+                let mut read = 0u64;
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = tokio::time::sleep_until(stall_at) => break,
+                        _ = stop.changed() => break,
+                        e = inbox.next() => match e {
+                            Some(Delivery::Message { .. }) => read += 1,
+                            Some(_) => {}
+                            None => break,
+                        },
+                    }
+                }
+                let outcome = link.watch_stalled(stop).await;
+                drop(inbox);
+                (read, outcome)
+            }));
+            continue;
+        }
         let (timeline, counters) = (timeline.clone(), counters.clone());
         let outages = outages.clone();
         let (rooms, room_ids, mut stop) = (m.rooms.clone(), room_ids.clone(), stop_rx.clone());
@@ -794,6 +825,35 @@ pub(super) async fn fanout<L: Link>(
         }
     }
     summary.send_lag_us = LatencySummary::of(&lag);
+    if !stalled.is_empty() {
+        let mut st = StalledSummary { stopped_at_s: cfg.warmup_s, ..StalledSummary::default() };
+        let mut first_closes = Vec::new();
+        for h in stalled {
+            let Ok((read, outcome)) = h.await else { continue };
+            st.members += 1;
+            st.deliveries_before_stop += read;
+            st.reconnected += u64::from(outcome.reconnected > 0);
+            match outcome.closes.first() {
+                None => st.never_closed += 1,
+                Some((after, ..)) => first_closes.push(*after),
+            }
+            let slow = u64::from(ErrorCode::SlowConsumer.as_u16());
+            if outcome.closes.iter().any(|c| c.1 == Some(slow)) {
+                st.closed_slow_consumer += 1;
+            } else if !outcome.closes.is_empty() {
+                st.closed_other += 1;
+            }
+            for (_, code, reason) in outcome.closes {
+                let code = code.map_or("-".to_string(), |c| c.to_string());
+                *st.close_reasons.entry(format!("{code}: {reason}")).or_default() += 1;
+            }
+        }
+        first_closes.sort_by(f64::total_cmp);
+        st.first_close_after_s = first_closes.first().copied();
+        st.median_close_after_s = first_closes.get(first_closes.len() / 2).copied();
+        st.last_close_after_s = first_closes.last().copied();
+        summary.stalled = Some(st);
+    }
     let mut latency = latency_histogram();
     for h in receivers {
         let Ok(r) = h.await else { continue };
