@@ -44,6 +44,8 @@ enum Command {
     Netsim(NetsimArgs),
     /// Open-loop load generator: rooms of members, latency, loss and server cost.
     Load(huddle::load::LoadArgs),
+    /// Latency against load: p50/p99 against deliveries/s from `huddle load --json` summaries.
+    LoadCurve(huddle::load::curve::CurveArgs),
 }
 
 #[derive(clap::Args)]
@@ -172,6 +174,7 @@ fn main() -> Result<()> {
             let code = rt.block_on(huddle::load::run(args))?;
             std::process::exit(code);
         }
+        Command::LoadCurve(args) => huddle::load::curve::run(args),
     }
 }
 

@@ -18,11 +18,13 @@
 //! - [`stats`]: message stamps, histograms, the per-second timeline, order checks.
 //! - [`report`]: the summary, its table and JSON.
 //! - [`plot`]: the SVG picture of a run.
+//! - [`curve`]: latency against load from several runs' JSON summaries (`huddle load-curve`).
 //! - [`server`]: the spawned server and /proc readings.
 
 pub mod args;
 #[cfg(feature = "compare")]
 pub mod compare;
+pub mod curve;
 pub mod link;
 pub mod plot;
 pub mod report;

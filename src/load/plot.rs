@@ -113,13 +113,7 @@ fn draw_inner(s: &Summary, path: &Path) -> Result<(), Box<dyn std::error::Error>
             });
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperMiddle)
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(180, 180, 180))
-        .label_font((FONT, 13))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperMiddle)?;
 
     // Deliveries per second against what the offered load should give.
     let offered = offered_per_s(s);
@@ -155,15 +149,23 @@ fn draw_inner(s: &Summary, path: &Path) -> Result<(), Box<dyn std::error::Error>
         .legend(|(x, y)| {
             PathElement::new(vec![(x, y), (x + 22, y)], RGBColor(60, 60, 60).stroke_width(2))
         });
+    legend(&mut chart, SeriesLabelPosition::UpperMiddle)?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws the series' legend in a light box at `position`.
+pub(super) fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperMiddle)
+        .position(position)
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
         .label_font((FONT, 13))
-        .draw()?;
-    root.present()?;
-    Ok(())
+        .draw()
 }
 
 /// Shades the warm-up and the drain.
@@ -204,7 +206,7 @@ fn offered_per_s(s: &Summary) -> f64 {
 }
 
 /// Tick values 1-2-5 per decade within the range (log axes otherwise crowd their labels).
-fn key_points(lo: f64, hi: f64) -> Vec<f64> {
+pub(super) fn key_points(lo: f64, hi: f64) -> Vec<f64> {
     let mut v = Vec::new();
     let mut decade = 10f64.powi(lo.log10().floor() as i32);
     while decade <= hi {
@@ -227,7 +229,7 @@ fn ms(us: u64) -> String {
     }
 }
 
-fn format_ms(v: f64) -> String {
+pub(super) fn format_ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
@@ -239,7 +241,7 @@ fn format_ms(v: f64) -> String {
     }
 }
 
-fn format_count(v: f64) -> String {
+pub(super) fn format_count(v: f64) -> String {
     let short = |x: f64, unit: &str| {
         if (x - x.round()).abs() < 1e-6 {
             format!("{x:.0}{unit}")
