@@ -89,7 +89,10 @@ pub struct ClientConfig {
     pub low_datagrams: bool,
     /// Events queued for the application at most (at least 1). An application that stops
     /// calling [`Client::next_event`] fills this queue, then the stream receive windows, and
-    /// then the server's queue for it, which closes the connection as a slow consumer.
+    /// then the server's queue for it, which closes the connection as a slow consumer. The
+    /// library reconnects once the application has taken the events queued before the close
+    /// (its `Reconnecting` event waits its turn in this queue), so an application that hangs
+    /// for longer than the server's offline grace comes back as a new session.
     pub event_queue: usize,
     /// Bytes the server may send ahead on each stream it opens to this client (QUIC stream flow
     /// control): with [`ClientConfig::event_queue`], what a client that stops reading holds
