@@ -28,8 +28,8 @@ use super::report::{NetsimSummary, StalledSummary, Summary};
 use super::schedule::{Schedule, Slot, Tick};
 use super::server::{self, SpawnedServer, CLOCK_TICKS_PER_S};
 use super::stats::{
-    decode_body, encode_body, latency_histogram, record, Counters, LatencySummary, LocalSecond,
-    OrderCheck, Outages, Stamp, Timeline, Verdict,
+    decode_body, encode_body, latency_histogram, record, Counters, LatencySummary, OrderCheck,
+    Outages, SharedLatency, Stamp, Timeline, Verdict,
 };
 use crate::auth::KeySet;
 use crate::certs;
@@ -71,7 +71,6 @@ struct Received {
     out_of_order: u64,
     foreign: u64,
     echoes: u64,
-    latency: Histogram<u64>,
     sessions: SessionTally,
 }
 
@@ -585,6 +584,7 @@ pub(super) async fn fanout<L: Link>(
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let seconds = (send_s + cfg.drain_s).ceil() as usize + 1;
     let timeline = Arc::new(Timeline::new(seconds));
+    let latency = Arc::new(SharedLatency::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Presence events of the joins come first; let them pass before the clock starts.
@@ -636,7 +636,8 @@ pub(super) async fn fanout<L: Link>(
             }));
             continue;
         }
-        let (timeline, counters) = (timeline.clone(), counters.clone());
+        let (timeline, counters, latency) = (timeline.clone(), counters.clone(), latency.clone());
+        let n = receivers.len();
         let outages = outages.clone();
         let (rooms, room_ids, mut stop) = (m.rooms.clone(), room_ids.clone(), stop_rx.clone());
         // Its own publisher index, if it publishes: a system that echoes (Redis) sends it back.
@@ -645,7 +646,6 @@ pub(super) async fn fanout<L: Link>(
             // One track per (room, publisher): room slot `i` of `rooms` holds publishers
             // i * p .. i * p + p.
             let mut order = OrderCheck::new(p * rooms.len(), max_k);
-            let mut local = LocalSecond::default();
             let mut r = Received {
                 deliveries: 0,
                 measured: 0,
@@ -653,7 +653,6 @@ pub(super) async fn fanout<L: Link>(
                 out_of_order: 0,
                 foreign: 0,
                 echoes: 0,
-                latency: latency_histogram(),
                 sessions: SessionTally::default(),
             };
             loop {
@@ -706,14 +705,13 @@ pub(super) async fn fanout<L: Link>(
                 r.deliveries += 1;
                 Counters::add(&counters.deliveries, 1);
                 let latency_us = arrival_ns.saturating_sub(s.intended_ns) / 1000;
-                local.record(&timeline, arrival_ns, latency_us);
+                timeline.record(arrival_ns, latency_us);
                 outages.record(s.intended_ns, arrival_ns);
                 if s.intended_ns >= warmup_ns && s.intended_ns < window_end_ns {
                     r.measured += 1;
-                    record(&mut r.latency, latency_us);
+                    latency.record(n, latency_us);
                 }
             }
-            local.flush(&timeline);
             r
         }));
     }
@@ -854,7 +852,6 @@ pub(super) async fn fanout<L: Link>(
         st.last_close_after_s = first_closes.last().copied();
         summary.stalled = Some(st);
     }
-    let mut latency = latency_histogram();
     for h in receivers {
         let Ok(r) = h.await else { continue };
         summary.deliveries += r.deliveries;
@@ -863,7 +860,6 @@ pub(super) async fn fanout<L: Link>(
         summary.out_of_order += r.out_of_order;
         summary.foreign_messages += r.foreign;
         summary.own_echoes += r.echoes;
-        let _ = latency.add(&r.latency);
         r.sessions.add_to(summary);
     }
     summary.sent = Counters::read(&counters.sent);
@@ -874,7 +870,7 @@ pub(super) async fn fanout<L: Link>(
         std::mem::take(&mut *errors.lock().unwrap_or_else(|e| e.into_inner()));
     summary.expected_deliveries = Counters::read(&counters.expected);
     summary.lost = summary.expected_deliveries.saturating_sub(summary.deliveries);
-    summary.latency_us = LatencySummary::of(&latency);
+    summary.latency_us = LatencySummary::of(&latency.total());
     summary.deliveries_per_s = summary.measured_deliveries as f64 / cfg.duration_s.max(1e-9);
     summary.timeline = timeline.summary();
     summary.outages = outages.summary();

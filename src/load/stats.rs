@@ -130,9 +130,13 @@ struct Bucket {
     latency: Histogram<u64>,
 }
 
-/// Deliveries and latency per second of arrival, shared by the receivers. Each receiver keeps
-/// its current second locally and merges it here when the second changes, so the lock is taken
-/// about once per receiver per second.
+/// Deliveries and latency per second of arrival, shared by the receivers, which record into it
+/// directly (one short lock per delivery).
+///
+/// Not a histogram per receiver merged later: with 10,000 receivers those were 1.6 GB of
+/// histograms (140 KB for the run's latency and 20 KB for the current second, each), whose
+/// allocation and page faults stalled the harness for seconds at the start of a run and whose
+/// per-second merges cost more than the deliveries they counted (see BENCHMARKS.md, W2).
 #[derive(Debug)]
 pub struct Timeline {
     buckets: Mutex<Vec<Bucket>>,
@@ -160,18 +164,13 @@ impl Timeline {
         Timeline { buckets: Mutex::new(vec![empty; seconds.max(1)]) }
     }
 
-    fn merge(&self, second: u64, local: &mut LocalSecond) {
-        if local.deliveries == 0 {
-            return;
-        }
+    /// Records one delivery that arrived `arrival_ns` after t0 with `latency_us`.
+    pub fn record(&self, arrival_ns: u64, latency_us: u64) {
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let last = b.len() - 1;
-        let bucket = &mut b[(second as usize).min(last)];
-        bucket.deliveries += local.deliveries;
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = bucket.latency.add(&local.latency);
-        local.deliveries = 0;
-        local.latency.reset();
+        let bucket = &mut b[((arrival_ns / 1_000_000_000) as usize).min(last)];
+        bucket.deliveries += 1;
+        record(&mut bucket.latency, latency_us);
     }
 
     /// Every second, summarised.
@@ -193,35 +192,40 @@ impl Timeline {
     }
 }
 
-/// A receiver's current second, merged into the [`Timeline`] when the second changes.
+/// The latency of the measured window, shared by the receivers: a few histograms, each behind
+/// its own lock, so that receivers on different worker threads rarely wait for each other.
 #[derive(Debug)]
-pub struct LocalSecond {
-    second: u64,
-    deliveries: u64,
-    latency: Histogram<u64>,
+pub struct SharedLatency {
+    shards: Vec<Mutex<Histogram<u64>>>,
 }
 
-impl Default for LocalSecond {
-    fn default() -> Self {
-        LocalSecond { second: 0, deliveries: 0, latency: bucket_histogram() }
+impl SharedLatency {
+    /// As many shards as the harness has threads to run receivers on.
+    pub fn new() -> SharedLatency {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+        SharedLatency { shards: (0..n).map(|_| Mutex::new(latency_histogram())).collect() }
     }
-}
 
-impl LocalSecond {
-    /// Records one delivery that arrived at `arrival_ns` with `latency_us`.
-    pub fn record(&mut self, timeline: &Timeline, arrival_ns: u64, latency_us: u64) {
-        let second = arrival_ns / 1_000_000_000;
-        if second != self.second {
-            timeline.merge(self.second, self);
-            self.second = second;
+    /// Records `us` for receiver number `receiver`.
+    pub fn record(&self, receiver: usize, us: u64) {
+        let shard = &self.shards[receiver % self.shards.len()];
+        record(&mut shard.lock().unwrap_or_else(|e| e.into_inner()), us);
+    }
+
+    /// Every shard added together.
+    pub fn total(&self) -> Histogram<u64> {
+        let mut total = latency_histogram();
+        for s in &self.shards {
+            // Same bounds on both sides, so adding cannot fail.
+            let _ = total.add(&*s.lock().unwrap_or_else(|e| e.into_inner()));
         }
-        self.deliveries += 1;
-        record(&mut self.latency, latency_us);
+        total
     }
+}
 
-    /// Merges what is left.
-    pub fn flush(&mut self, timeline: &Timeline) {
-        timeline.merge(self.second, self);
+impl Default for SharedLatency {
+    fn default() -> Self {
+        SharedLatency::new()
     }
 }
 
@@ -383,15 +387,26 @@ mod tests {
     }
 
     #[test]
-    fn timeline_merges_seconds() {
+    fn timeline_counts_by_second_of_arrival() {
         let t = Timeline::new(3);
-        let mut l = LocalSecond::default();
-        l.record(&t, 100, 50);
-        l.record(&t, 1_500_000_000, 70);
-        l.record(&t, 9_000_000_000, 90);
-        l.flush(&t);
+        t.record(100, 50);
+        t.record(1_500_000_000, 70);
+        t.record(1_600_000_000, 75);
+        t.record(9_000_000_000, 90);
         let s = t.summary();
-        assert_eq!(s.iter().map(|s| s.deliveries).collect::<Vec<_>>(), vec![1, 1, 1]);
+        assert_eq!(s.iter().map(|s| s.deliveries).collect::<Vec<_>>(), vec![1, 2, 1]);
         assert_eq!(s[2].max_us, 90);
+    }
+
+    #[test]
+    fn shared_latency_adds_its_shards() {
+        let l = SharedLatency::new();
+        for r in 0..100 {
+            l.record(r, 1000 + r as u64);
+        }
+        let h = l.total();
+        assert_eq!(h.len(), 100);
+        assert_eq!(h.min(), 1000);
+        assert!(h.max() >= 1099 && h.max() < 1101);
     }
 }
