@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use crate::config::QueueLimits;
@@ -30,6 +31,11 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 /// A frame, and whether it is urgent (a high-priority room message): a batch holding one raises
 /// its stream's QUIC priority above the other rooms' until a batch without one follows.
 type Item = (Bytes, bool);
+
+/// The frames of one write. A connection that is not busy writes one frame at a time, and two
+/// fit inline: no allocation per delivery, and none held by an idle writer. A burst's batch
+/// spills to the heap, which the writer gives back after that write.
+type Chunks = SmallVec<[Bytes; 2]>;
 
 /// The queue between the pushers of one stream and its writer task.
 ///
@@ -55,33 +61,33 @@ impl Lane {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves up to `max` queued frames into `batch`, waiting for one if none is queued. 0 once
-    /// every [`Tx`] is gone and the queue is empty.
-    async fn recv_many(&self, batch: &mut Vec<Item>, max: usize) -> usize {
+    /// Moves up to `max` queued frames into `chunks`, waiting for one if none is queued, and
+    /// says whether one of them is urgent. `None` once every [`Tx`] is gone and the queue is
+    /// empty.
+    async fn recv_many(&self, chunks: &mut Chunks, max: usize) -> Option<bool> {
         loop {
             {
                 let mut q = self.lock();
                 let n = q.frames.len().min(max);
                 if n > 0 {
-                    batch.extend(q.frames.drain(..n));
+                    let mut urgent = false;
+                    chunks.extend(q.frames.drain(..n).map(|(frame, u)| {
+                        urgent |= u;
+                        frame
+                    }));
                     if q.frames.is_empty() {
                         // Drained: hold no memory while idle.
                         q.frames = VecDeque::new();
                     }
-                    return n;
+                    return Some(urgent);
                 }
                 if q.senders == 0 {
-                    return 0;
+                    return None;
                 }
             }
             // A push into the empty queue between the unlock and this await stores a permit.
             self.ready.notified().await;
         }
-    }
-
-    /// True when no frame is queued.
-    fn is_empty(&self) -> bool {
-        self.lock().frames.is_empty()
     }
 
     /// Refuses further frames and hands back those still queued.
@@ -511,18 +517,10 @@ impl Outbox {
                     return;
                 }
             }
-            // Allocated on first use and released whenever the queue runs dry: an idle
-            // connection's writers hold no buffers (see BENCHMARKS.md, idle connections).
-            let mut batch: Vec<Item> = Vec::new();
-            let mut chunks: Vec<Bytes> = Vec::new();
+            let mut chunks = Chunks::new();
             let mut current = prio;
-            while lane.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-                let n = batch.len();
-                let mut urgent = false;
-                chunks.extend(batch.drain(..).map(|(f, u)| {
-                    urgent |= u;
-                    f
-                }));
+            while let Some(urgent) = lane.recv_many(&mut chunks, WRITE_BATCH).await {
+                let n = chunks.len();
                 let len: usize = chunks.iter().map(Bytes::len).sum();
                 let want = if urgent { prio.max(URGENT_ROOM_PRIORITY) } else { prio };
                 if want != current {
@@ -539,9 +537,9 @@ impl Outbox {
                 bytes.fetch_sub(len, Ordering::Relaxed);
                 frames.fetch_sub(n, Ordering::Relaxed);
                 chunks.clear();
-                if lane.is_empty() {
-                    batch = Vec::new();
-                    chunks = Vec::new();
+                if chunks.spilled() {
+                    // A burst's buffer: an idle writer holds none (BENCHMARKS.md, idle connections).
+                    chunks = Chunks::new();
                 }
                 if res.is_err() {
                     // `_closer` takes what is left out of the counters.
