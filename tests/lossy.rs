@@ -10,12 +10,6 @@ use huddle::client::Client;
 use huddle::netsim::{BurstLoss, Impairment, Proxy, ProxyConfig};
 use huddle::wire::{Event, MessageBody, Priority};
 
-async fn via_proxy(server: &TestServer, proxy: &Proxy, user: &str) -> Client {
-    let mut cfg = server.config(user);
-    cfg.server_addr = proxy.local_addr();
-    Client::connect(cfg).await.unwrap_or_else(|e| panic!("{user} could not connect: {e}"))
-}
-
 /// Collects `n` room messages at a client, checking exactly-once, in-order delivery.
 async fn expect_messages(c: &Client, n: u64, seed: u64) {
     let mut next = 1;
@@ -54,7 +48,7 @@ async fn run_lossy(imp: Impairment, seed: u64, messages: u64) {
     sender.create_room(info("lossy"), cfg_room()).await.unwrap();
     let mut members = Vec::new();
     for i in 0..3 {
-        let c = via_proxy(&server, &proxy, &format!("m{i}")).await;
+        let c = server.client_via(&format!("m{i}"), &proxy).await;
         c.join_room("lossy").await.unwrap();
         members.push(c);
     }
@@ -125,7 +119,7 @@ async fn address_change_keeps_the_connection_and_rooms() {
     let proxy = Proxy::start(cfg).await.unwrap();
     let alice = server.client("alice").await;
     alice.create_room(info("mig"), cfg_room()).await.unwrap();
-    let bob = via_proxy(&server, &proxy, "bob").await;
+    let bob = server.client_via("bob", &proxy).await;
     bob.join_room("mig").await.unwrap();
     assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
     let session = bob.session().session_id;

@@ -121,8 +121,7 @@ async fn a_burst_of_gso_batches_crosses_a_rate_limited_proxy() {
     let server = TestServer::start_with(|c| c.limits.rate_limit_per_s = 0).await;
     let proxy = proxy_between(&server, seed, Impairment::default(), narrow_downlink()).await;
     let alice = server.client("alice").await;
-    let mut bob_cfg = server.config("bob");
-    bob_cfg.server_addr = proxy.local_addr();
+    let mut bob_cfg = server.config_via("bob", &proxy);
     bob_cfg.stall_timeout = Duration::ZERO;
     let bob = huddle::client::Client::connect(bob_cfg).await.unwrap();
     alice.create_room(info("a"), cfg()).await.unwrap();

@@ -122,8 +122,7 @@ async fn a_low_flood_does_not_hold_up_medium_messages_under_congestion() {
         let proxy = proxy_between(&server, seed, Default::default(), narrow_downlink()).await;
         let alice = server.client("alice").await;
         alice.create_room(info("r"), cfg()).await.unwrap();
-        let mut bob_cfg = server.config("bob");
-        bob_cfg.server_addr = proxy.local_addr();
+        let mut bob_cfg = server.config_via("bob", &proxy);
         bob_cfg.low_datagrams = datagrams;
         let bob = huddle::client::Client::connect(bob_cfg).await.unwrap();
         bob.join_room("r").await.unwrap();
@@ -204,9 +203,7 @@ async fn a_high_message_overtakes_other_rooms_backlog_under_congestion() {
     // where stream priorities decide what goes next.
     let proxy = proxy_between(&server, seed, Default::default(), narrow_downlink()).await;
     let alice = server.client("alice").await;
-    let mut bob_cfg = server.config("bob");
-    bob_cfg.server_addr = proxy.local_addr();
-    let bob = huddle::client::Client::connect(bob_cfg).await.unwrap();
+    let bob = server.client_via("bob", &proxy).await;
     for room in ["a", "b"] {
         alice.create_room(info(room), cfg()).await.unwrap();
         bob.join_room(room).await.unwrap();
@@ -250,9 +247,7 @@ async fn sparse_low_messages_under_loss_arrive_at_most_once_in_order() {
     let proxy = impaired_proxy(&server, seed, lossy).await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
-    let mut bob_cfg = server.config("bob");
-    bob_cfg.server_addr = proxy.local_addr();
-    let bob = huddle::client::Client::connect(bob_cfg).await.unwrap();
+    let bob = server.client_via("bob", &proxy).await;
     bob.join_room("r").await.unwrap();
     let _ = next_event(&alice, 5).await; // bob joined
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;

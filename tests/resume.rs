@@ -17,8 +17,7 @@ async fn proxy(server: &TestServer, seed: u64, blackhole: (u64, u64)) -> Proxy {
 
 /// A client through the proxy with a short idle timeout, so that a blackhole kills it quickly.
 async fn mobile(server: &TestServer, proxy: &Proxy, user: &str, idle_ms: u64) -> Client {
-    let mut cfg = server.config(user);
-    cfg.server_addr = proxy.local_addr();
+    let mut cfg = server.config_via(user, proxy);
     cfg.idle_timeout = Duration::from_millis(idle_ms);
     cfg.keep_alive = Duration::from_millis(idle_ms / 4);
     Client::connect(cfg).await.unwrap()
@@ -182,8 +181,7 @@ async fn a_stalled_connection_is_abandoned_and_resumed_long_before_the_idle_time
     let proxy = proxy(&server, seed, (1_000, 5_000)).await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
-    let mut bob_cfg = server.config("bob");
-    bob_cfg.server_addr = proxy.local_addr();
+    let mut bob_cfg = server.config_via("bob", &proxy);
     // A 2 s stall timeout (about 3 s to notice with the quiet second before the Ping).
     bob_cfg.stall_timeout = Duration::from_secs(2);
     let bob = Client::connect(bob_cfg).await.unwrap();
@@ -274,9 +272,7 @@ async fn sends_wait_out_a_reconnection_and_a_retried_send_arrives_once() {
     let proxy = proxy(&server, seed, (1_000, 5_000)).await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
-    let mut bob_cfg = server.config("bob");
-    bob_cfg.server_addr = proxy.local_addr();
-    let bob = std::sync::Arc::new(Client::connect(bob_cfg).await.unwrap());
+    let bob = std::sync::Arc::new(server.client_via("bob", &proxy).await);
     bob.join_room("r").await.unwrap();
     assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
     // Alice keeps the room busy through the outage, so bob's watchdog has data to miss.

@@ -28,8 +28,7 @@ async fn outage_and_resume(
     let proxy = impaired_proxy(server, seed, imp).await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
-    let mut bob_cfg = server.config("bob");
-    bob_cfg.server_addr = proxy.local_addr();
+    let mut bob_cfg = server.config_via("bob", &proxy);
     bob_cfg.idle_timeout = Duration::from_millis(800);
     bob_cfg.keep_alive = Duration::from_millis(200);
     let bob = Client::connect(bob_cfg).await.unwrap();

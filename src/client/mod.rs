@@ -1318,12 +1318,18 @@ type LowSeen = Arc<Mutex<HashMap<String, u64>>>;
 /// True when `m` is the newest low message of its room so far (and records it).
 fn fresh_low(low: &LowSeen, m: &RoomMessage) -> bool {
     let mut table = lock(low);
-    let last = table.entry(m.room_id.clone()).or_insert(0);
-    if m.seq <= *last {
-        return false;
+    // The room's id is copied only the first time: not an allocation per low message.
+    match table.get_mut(&m.room_id) {
+        Some(last) if m.seq <= *last => false,
+        Some(last) => {
+            *last = m.seq;
+            true
+        }
+        None => {
+            table.insert(m.room_id.clone(), m.seq);
+            true
+        }
     }
-    *last = m.seq;
-    true
 }
 
 async fn accept_streams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>, rooms: Rooms) {

@@ -96,6 +96,18 @@ impl TestServer {
         Client::connect(self.config(user)).await.unwrap()
     }
 
+    /// [`TestServer::config`] for a client that reaches the server through `proxy`.
+    pub fn config_via(&self, user: &str, proxy: &huddle::netsim::Proxy) -> ClientConfig {
+        ClientConfig { server_addr: proxy.local_addr(), ..self.config(user) }
+    }
+
+    /// A client connected through `proxy`.
+    pub async fn client_via(&self, user: &str, proxy: &huddle::netsim::Proxy) -> Client {
+        Client::connect(self.config_via(user, proxy))
+            .await
+            .unwrap_or_else(|e| panic!("{user} could not connect: {e}"))
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
