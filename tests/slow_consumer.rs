@@ -12,16 +12,23 @@ use huddle::wire::{
     PROTOCOL_VERSION,
 };
 
-#[tokio::test]
-async fn a_member_that_never_reads_is_cut_off_and_the_others_carry_on() {
+/// A server whose outbound queue holds 200 frames (and `max_bytes`) per connection, without a
+/// message rate limit, and alice in the room "r" she created.
+async fn server_and_room(max_bytes: usize) -> (TestServer, Client) {
     let server = TestServer::start_with(|c| {
         c.limits.rate_limit_per_s = 0;
         c.queue.max_frames = 200;
-        c.queue.max_bytes = 512 * 1024;
+        c.queue.max_bytes = max_bytes;
     })
     .await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
+    (server, alice)
+}
+
+#[tokio::test]
+async fn a_member_that_never_reads_is_cut_off_and_the_others_carry_on() {
+    let (server, alice) = server_and_room(512 * 1024).await;
     let bob = server.client("bob").await;
     bob.join_room("r").await.unwrap();
 
@@ -84,14 +91,7 @@ async fn a_member_that_never_reads_is_cut_off_and_the_others_carry_on() {
 /// the messages still go up in seq order, exactly once, up to the newest. Nobody saw it leave.
 #[tokio::test]
 async fn a_slow_reader_is_cut_off_then_resumes_and_is_told_what_it_missed() {
-    let server = TestServer::start_with(|c| {
-        c.limits.rate_limit_per_s = 0;
-        c.queue.max_frames = 200;
-        c.queue.max_bytes = 1024 * 1024;
-    })
-    .await;
-    let alice = server.client("alice").await;
-    alice.create_room(info("r"), cfg()).await.unwrap();
+    let (server, alice) = server_and_room(1024 * 1024).await;
     let mut bc = server.config("bob");
     bc.event_queue = 16;
     bc.stream_receive_window = 16 * 1024;
