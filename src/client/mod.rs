@@ -270,6 +270,26 @@ struct Link {
     pending: Pending,
     /// The task reading this connection's server streams; done once all their events are queued.
     readers: Readers,
+    /// Wakes the stall watchdog out of its idle wait when the readers read stream data.
+    activity: Arc<Activity>,
+}
+
+/// How a link's readers tell its stall watchdog that stream data came in. The watchdog polls
+/// quinn's counters only while data flows; on a quiet link it sleeps until a reader calls
+/// [`Activity::data`], so an idle connection costs no timer wake-ups (a phone's battery, a load
+/// generator holding 100,000 connections).
+#[derive(Default)]
+struct Activity {
+    idle: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn data(&self) {
+        if self.idle.load(Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
+    }
 }
 
 type Readers = Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>;
@@ -1006,19 +1026,26 @@ async fn open_link(
             (connecting.await.map_err(|e| ClientError::Connection(e.to_string()))?, None)
         }
     };
-    let readers = tokio::spawn(accept_streams(conn.clone(), events.clone(), rooms.clone()));
-    let link = open_control(&conn, Arc::new(tokio::sync::Mutex::new(Some(readers)))).await?;
+    let activity = Arc::new(Activity::default());
+    let readers =
+        tokio::spawn(accept_streams(conn.clone(), events.clone(), rooms.clone(), activity.clone()));
+    let readers = Arc::new(tokio::sync::Mutex::new(Some(readers)));
+    let link = open_control(&conn, readers, activity).await?;
     Ok((link, accepted))
 }
 
 /// Opens the control stream of a connection whose stream readers already run.
-async fn open_control(conn: &quinn::Connection, readers: Readers) -> Result<Link, ClientError> {
+async fn open_control(
+    conn: &quinn::Connection,
+    readers: Readers,
+    activity: Arc<Activity>,
+) -> Result<Link, ClientError> {
     let (send, recv) = conn.open_bi().await.map_err(|e| ClientError::Connection(e.to_string()))?;
     let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
     let (control, control_rx) = mpsc::unbounded_channel();
     tokio::spawn(write_control(send, control_rx));
-    tokio::spawn(read_control(recv, pending.clone()));
-    Ok(Link { conn: conn.clone(), control, pending, readers })
+    tokio::spawn(read_control(recv, pending.clone(), activity.clone()));
+    Ok(Link { conn: conn.clone(), control, pending, readers, activity })
 }
 
 /// Close codes after which reconnecting cannot help.
@@ -1118,7 +1145,8 @@ async fn supervise(inner: Arc<Inner>) {
 /// once while its data can stay stuck behind QUIC's backed-off probe timer for seconds. A Pong
 /// that came back slowly keeps the watch on for the next quiet second; a prompt one ends it
 /// until data flows again, so a quiet room is never probed and a dead link there is found by
-/// the idle timeout as before. Never resolves when the watchdog is off.
+/// the idle timeout as before. Never resolves when the watchdog is off. Between bursts it does
+/// not tick at all: it sleeps until a reader reports data ([`Activity`]).
 async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
     if stall.is_zero() {
         return std::future::pending().await;
@@ -1132,6 +1160,17 @@ async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
     let mut watching = false;
     let mut probe: Option<tokio::time::Instant> = None;
     loop {
+        if !watching && probe.is_none() && heard.elapsed() >= quiet {
+            // Nothing to watch until data flows again, and whenever it comes it will not be
+            // watched (it follows a quiet second): wait for the readers instead of ticking.
+            link.activity.idle.store(true, Ordering::SeqCst);
+            if data() == received {
+                link.activity.wake.notified().await;
+            }
+            link.activity.idle.store(false, Ordering::SeqCst);
+            (received, heard) = (data(), tokio::time::Instant::now());
+            continue;
+        }
         tokio::time::sleep(tick).await;
         let now = tokio::time::Instant::now();
         let rx = data();
@@ -1237,7 +1276,7 @@ async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
         if link.conn.close_reason().is_some() {
             return Err(closed_error(&link.conn));
         }
-        link = open_control(&link.conn, link.readers.clone()).await?;
+        link = open_control(&link.conn, link.readers.clone(), link.activity.clone()).await?;
         inner.request_on(&link, Request::Resume(resume)).await
     })
     .await;
@@ -1297,9 +1336,10 @@ async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::UnboundedRecei
     let _ = send.finish();
 }
 
-async fn read_control(mut recv: quinn::RecvStream, pending: Pending) {
+async fn read_control(mut recv: quinn::RecvStream, pending: Pending, activity: Arc<Activity>) {
     // Server frames may be large (a page of history) but always arrive promptly once started.
     while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, Duration::from_secs(30)).await {
+        activity.data();
         let Ok(frame) = decode_body::<ResponseFrame>(&body) else { break };
         let tx = lock(&pending).as_mut().and_then(|p| p.remove(&frame.request_id));
         if let Some(tx) = tx {
@@ -1332,12 +1372,18 @@ fn fresh_low(low: &LowSeen, m: &RoomMessage) -> bool {
     }
 }
 
-async fn accept_streams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>, rooms: Rooms) {
+async fn accept_streams(
+    conn: quinn::Connection,
+    events: mpsc::Sender<ClientEvent>,
+    rooms: Rooms,
+    activity: Arc<Activity>,
+) {
     let low = LowSeen::default();
     let mut readers = tokio::task::JoinSet::new();
     readers.spawn(read_datagrams(conn.clone(), events.clone(), low.clone()));
     while let Ok(recv) = conn.accept_uni().await {
-        readers.spawn(read_events(recv, events.clone(), rooms.clone(), low.clone()));
+        let activity = activity.clone();
+        readers.spawn(read_events(recv, events.clone(), rooms.clone(), low.clone(), activity));
     }
     // Deliver what the stream readers still hold before the connection is reported lost.
     while readers.join_next().await.is_some() {}
@@ -1361,9 +1407,11 @@ async fn read_events(
     events: mpsc::Sender<ClientEvent>,
     rooms: Rooms,
     low: LowSeen,
+    activity: Arc<Activity>,
 ) {
     let timeout = Duration::from_secs(30);
     let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await else { return };
+    activity.data();
     match decode_body::<StreamHeader>(&body) {
         Ok(StreamHeader::Room { room_id }) => {
             lock(&rooms).entry(room_id).or_insert(None);
@@ -1372,6 +1420,7 @@ async fn read_events(
         Err(_) => return,
     }
     while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await {
+        activity.data();
         let Ok(event) = decode_body::<Event>(&body) else { return };
         match &event {
             // Exactly once, in order: a medium or high message at or below the last delivered

@@ -92,7 +92,7 @@ impl SessionTally {
             ClientEvent::Reconnecting { reason } => {
                 self.reconnects += 1;
                 self.reconnecting = true;
-                *self.reasons.entry(format!("lost: {reason}")).or_default() += 1;
+                self.count("lost: ", &reason);
             }
             ClientEvent::Resumed { rooms, .. } => {
                 self.resumed += 1;
@@ -105,7 +105,7 @@ impl SessionTally {
                     self.reconnects += 1;
                 }
                 self.ended += 1;
-                *self.reasons.entry(format!("ended ({code:?}): {reason}")).or_default() += 1;
+                self.count(&format!("ended ({code:?}): "), &reason);
             }
             _ => {}
         }
@@ -115,7 +115,23 @@ impl SessionTally {
     fn on_lost(&mut self, reason: String) {
         self.reconnects += 1;
         self.ended += 1;
-        *self.reasons.entry(format!("lost: {reason}")).or_default() += 1;
+        self.count("lost: ", &reason);
+    }
+
+    /// Counts a reason with its numbers taken out ("stalled: no data for N ms"), so that a
+    /// thousand stalls are one line of the report, not a thousand.
+    fn count(&mut self, prefix: &str, reason: &str) {
+        let mut key = prefix.to_string();
+        let mut digits = false;
+        for c in reason.chars() {
+            if !c.is_ascii_digit() {
+                key.push(c);
+            } else if !digits {
+                key.push('N');
+            }
+            digits = c.is_ascii_digit();
+        }
+        *self.reasons.entry(key).or_default() += 1;
     }
 
     fn add_to(self, s: &mut Summary) {
@@ -970,5 +986,24 @@ impl<L: Link> Publisher<L> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_counted_without_their_numbers() {
+        let mut t = SessionTally::default();
+        t.count("lost: ", "stalled: no data for 2630 ms");
+        t.count("lost: ", "stalled: no data for 4110 ms");
+        t.count("ended (Some(2008)): ", "closed by server with code 2008 (session_resumed)");
+        let want = [
+            ("ended (Some(2008)): closed by server with code N (session_resumed)", 1),
+            ("lost: stalled: no data for N ms", 2),
+        ];
+        let got: Vec<_> = t.reasons.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, want);
     }
 }
