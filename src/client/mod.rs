@@ -1428,11 +1428,14 @@ async fn read_events(
             // messages travel on their own stream, are never replayed, and are not counted.)
             Event::RoomMessage(m) if m.priority != Priority::Low => {
                 let mut table = lock(&rooms);
-                let seen = table.entry(m.room_id.clone()).or_insert(None);
-                if seen.is_some_and(|last| m.seq <= last) {
-                    continue;
+                // The room's id is copied only the first time, as in `fresh_low`.
+                match table.get_mut(&m.room_id) {
+                    Some(Some(last)) if m.seq <= *last => continue,
+                    Some(seen) => *seen = Some(m.seq),
+                    None => {
+                        table.insert(m.room_id.clone(), Some(m.seq));
+                    }
                 }
-                *seen = Some(m.seq);
             }
             // Low: a datagram may have overtaken it.
             Event::RoomMessage(m) if !fresh_low(&low, m) => continue,
