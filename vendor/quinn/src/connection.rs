@@ -1014,6 +1014,9 @@ pub(crate) struct State {
     buffered_transmit: Option<proto::Transmit>,
 }
 
+/// Huddle patch: connection events handled per poll of the driver (see `process_conn_events`).
+const MAX_EVENTS_PER_POLL: usize = 128;
+
 impl State {
     fn drive_transmit(&mut self, cx: &mut Context) -> io::Result<bool> {
         let now = self.runtime.now();
@@ -1106,7 +1109,11 @@ impl State {
         shared: &Shared,
         cx: &mut Context,
     ) -> Result<(), ConnectionError> {
-        loop {
+        // Huddle patch: tokio's channel, which this queue replaces, made the driver yield after
+        // tokio's cooperative budget (128 operations); `event_queue` has no budget, so the
+        // driver bounds its own loop, and a flood of packets to one connection cannot keep it
+        // from sending (ACKs) or hold its worker thread.
+        for _ in 0..MAX_EVENTS_PER_POLL {
             match self.conn_events.poll_recv(cx) {
                 Poll::Ready(Some(ConnectionEvent::Rebind(socket))) => {
                     self.socket = socket;
@@ -1131,6 +1138,9 @@ impl State {
                 }
             }
         }
+        // More may be queued: come back after sending and after other tasks.
+        cx.waker().wake_by_ref();
+        Ok(())
     }
 
     fn forward_app_events(&mut self, shared: &Shared) {
