@@ -50,16 +50,19 @@ for name in names:
               f"| {spread([r['send_lag_us']['p99'] for r in rs], ms)} |")
 
 print()
-others = [s for s in systems if s != "huddle"]
+# Every Huddle configuration (huddle, huddle-ack9) against every other system.
+ours = [s for s in systems if s.startswith("huddle")]
+others = [s for s in systems if not s.startswith("huddle")]
+pairs = [(h, o) for h in ours for o in others]
 print("Huddle's deliveries per server-CPU-second divided by each system's, run by run "
       "(same round, back to back): median (min-max)")
 print()
-print("| case | " + " | ".join(f"huddle / {s}" for s in others) + " |")
-print("|---|" + "---|" * len(others))
+print("| case | " + " | ".join(f"{h} / {o}" for h, o in pairs) + " |")
+print("|---|" + "---|" * len(pairs))
 for name in names:
-    h = load(name, "huddle")
     cells = []
-    for s in others:
+    for hs, s in pairs:
+        h = load(name, hs)
         o = load(name, s)
         ratios = [per_cpu_s(h[i]) / per_cpu_s(o[i]) for i in h
                   if i in o and per_cpu_s(h[i]) and per_cpu_s(o[i])]
