@@ -485,6 +485,10 @@ async fn metrics_follow_the_traffic() {
     assert!(sample(&after, "huddle_received_bytes_total") > 0.0);
     assert!(sample(&after, "huddle_quic_sent_packets_total") > 0.0);
     assert!(sample(&after, "huddle_quic_rtt_seconds{stat=\"max\"}") > 0.0);
+    // The first room message is one of the 1 in 16 whose fan-out is timed; it was handed to
+    // QUIC for all three before they could read it.
+    assert_eq!(sample(&after, "huddle_fanout_seconds_count"), 1.0);
+    assert!(sample(&after, "huddle_fanout_seconds_sum") > 0.0);
 
     // The operator's message has no sender among the members: it reaches all four.
     let body = json!({"text": "from the operator", "priority": "medium"});

@@ -8,8 +8,8 @@
 
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Weak;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -99,7 +99,27 @@ pub(crate) struct Metrics {
     pub events_out: Counter,
     pub bytes_in: Counter,
     latency: Family<Label, Histogram, fn() -> Histogram>,
+    fanout: Histogram,
+    /// Room messages fanned out so far, for sampling [`Metrics::fanout_probe`].
+    fanouts: AtomicU64,
     pub ended_paths: EndedPaths,
+}
+
+/// One room message in this many has its fan-out timed (`huddle_fanout_seconds`).
+pub(crate) const FANOUT_SAMPLE: u64 = 16;
+
+/// Times one fan-out: every recipient's queued copy holds a clone, and the writer drops it once
+/// the copy is handed to QUIC (a copy that is dropped instead lets go of it then). When the
+/// last clone goes, the time since the fan-out began is recorded.
+pub(crate) struct FanoutProbe {
+    start: Instant,
+    histogram: Histogram,
+}
+
+impl Drop for FanoutProbe {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
 }
 
 /// Why a connection was refused.
@@ -167,6 +187,14 @@ impl Metrics {
             "Time to handle a request or an admin operation (core lock wait included), by op",
             latency.clone(),
         );
+        // 10 µs to about 0.36 s in steps of 25%: finer than the request latencies, since a
+        // fan-out's length is what a tail-latency budget is spent on.
+        let fanout = Histogram::new(exponential_buckets(0.000_01, 1.25, 48));
+        r.register(
+            "fanout_seconds",
+            "For one room message in 16: from the start of its fan-out to the last recipient's copy handed to QUIC",
+            fanout.clone(),
+        );
         r.register_collector(Box::new(Scrape { shared }));
         // Series that a dashboard expects exist from the start, at zero.
         for reason in ["max_connections", "max_connections_per_ip"] {
@@ -192,8 +220,18 @@ impl Metrics {
             events_out,
             bytes_in,
             latency,
+            fanout,
+            fanouts: AtomicU64::new(0),
             ended_paths: EndedPaths::default(),
         }
+    }
+
+    /// A probe for the fan-out of one room message in [`FANOUT_SAMPLE`], `None` for the others.
+    pub fn fanout_probe(&self) -> Option<Arc<FanoutProbe>> {
+        if self.fanouts.fetch_add(1, Ordering::Relaxed) % FANOUT_SAMPLE != 0 {
+            return None;
+        }
+        Some(Arc::new(FanoutProbe { start: Instant::now(), histogram: self.fanout.clone() }))
     }
 
     /// Counts a refused connection.

@@ -170,13 +170,15 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metr
         Output::Broadcast { to, except, room, frame, priority, message } => {
             // Counted once per broadcast: one atomic add, not one per recipient.
             let mut queued = 0;
+            let probe = if message { metrics.fanout_probe() } else { None };
             for conn in to.iter() {
                 if Some(*conn) == except {
                     continue;
                 }
                 if let Some(o) = outboxes.get(conn) {
                     let urgent = message && priority == Priority::High;
-                    queued += u64::from(o.push(Some(room), frame.clone(), priority, urgent));
+                    let probe = probe.clone();
+                    queued += u64::from(o.push(Some(room), frame.clone(), priority, urgent, probe));
                 }
             }
             if message {
@@ -187,7 +189,7 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metr
         }
         Output::Push { conn, room, frame } => {
             if let Some(o) = outboxes.get(&conn) {
-                if o.push(room, frame, Priority::High, false) {
+                if o.push(room, frame, Priority::High, false, None) {
                     metrics.events_out.inc();
                 }
             }

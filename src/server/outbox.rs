@@ -16,6 +16,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::sync::Notify;
 
+use super::metrics::FanoutProbe;
 use crate::config::QueueLimits;
 use crate::core::RoomKey;
 use crate::wire::{
@@ -28,9 +29,18 @@ const WRITE_BATCH: usize = 64;
 /// How long a closing connection waits for its control and session streams to be delivered.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
-/// A frame, and whether it is urgent (a high-priority room message): a batch holding one raises
-/// its stream's QUIC priority above the other rooms' until a batch without one follows.
-type Item = (Bytes, bool);
+/// A queued frame.
+struct Item {
+    frame: Bytes,
+    /// A high-priority room message: a batch holding one raises its stream's QUIC priority above
+    /// the other rooms' until a batch without one follows.
+    urgent: bool,
+    /// Held until the frame is handed to QUIC when its fan-out is being timed.
+    probe: Option<Arc<FanoutProbe>>,
+}
+
+/// The fan-out probes of one write: released once it is done.
+type Probes = SmallVec<[Arc<FanoutProbe>; 1]>;
 
 /// The frames of one write. A connection that is not busy writes one frame at a time, and two
 /// fit inline: no allocation per delivery, and none held by an idle writer. A burst's batch
@@ -61,19 +71,25 @@ impl Lane {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves up to `max` queued frames into `chunks`, waiting for one if none is queued, and
-    /// says whether one of them is urgent. `None` once every [`Tx`] is gone and the queue is
+    /// Moves up to `max` queued frames into `chunks` (and their fan-out probes into `probes`),
+    /// waiting for one if none is queued, and says whether one of them is urgent. `None` once every [`Tx`] is gone and the queue is
     /// empty.
-    async fn recv_many(&self, chunks: &mut Chunks, max: usize) -> Option<bool> {
+    async fn recv_many(
+        &self,
+        chunks: &mut Chunks,
+        probes: &mut Probes,
+        max: usize,
+    ) -> Option<bool> {
         loop {
             {
                 let mut q = self.lock();
                 let n = q.frames.len().min(max);
                 if n > 0 {
                     let mut urgent = false;
-                    chunks.extend(q.frames.drain(..n).map(|(frame, u)| {
-                        urgent |= u;
-                        frame
+                    chunks.extend(q.frames.drain(..n).map(|item| {
+                        urgent |= item.urgent;
+                        probes.extend(item.probe);
+                        item.frame
                     }));
                     if q.frames.is_empty() {
                         // Drained: hold no memory while idle.
@@ -309,18 +325,20 @@ impl Outbox {
     /// Queues a control-stream reply (never dropped; counts toward the bound).
     pub fn push_control(&self, frame: Bytes) {
         let tx = self.lock().control.clone();
-        self.enqueue(tx.as_ref(), frame, Priority::High, false);
+        self.enqueue(tx.as_ref(), frame, Priority::High, false, None);
     }
 
     /// Queues a frame on a room stream (`Some`) or the session stream (`None`); true when it
     /// was queued (false: dropped, and counted in [`OutboxStats`]).
-    /// `urgent`: a high-priority room message (see [`Item`]).
-    pub fn push(
+    /// `urgent`: a high-priority room message (see [`Item`]); `probe`: held until the frame is
+    /// handed to QUIC (or dropped), when its fan-out is being timed.
+    pub(crate) fn push(
         self: &Arc<Self>,
         room: Option<RoomKey>,
         frame: Bytes,
         priority: Priority,
         urgent: bool,
+        probe: Option<Arc<FanoutProbe>>,
     ) -> bool {
         let tx = match room {
             None => self.lock().session.clone(),
@@ -332,7 +350,7 @@ impl Outbox {
             }
             Some(key) => self.lock().rooms.iter().find(|l| l.key == key).map(|l| l.main.clone()),
         };
-        self.enqueue(tx.as_ref(), frame, priority, urgent)
+        self.enqueue(tx.as_ref(), frame, priority, urgent, probe)
     }
 
     /// Bytes and frames queued now, across all the connection's streams.
@@ -399,7 +417,14 @@ impl Outbox {
         Some(lanes.low.get_or_insert(tx).clone())
     }
 
-    fn enqueue(&self, tx: Option<&Tx>, frame: Bytes, priority: Priority, urgent: bool) -> bool {
+    fn enqueue(
+        &self,
+        tx: Option<&Tx>,
+        frame: Bytes,
+        priority: Priority,
+        urgent: bool,
+        probe: Option<Arc<FanoutProbe>>,
+    ) -> bool {
         let Some(tx) = tx else {
             self.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -427,7 +452,7 @@ impl Outbox {
         // A failed send means the writer is gone (its stream failed); the connection task will
         // notice the close.
         let len = frame.len();
-        if tx.send((frame, urgent)) {
+        if tx.send(Item { frame, urgent, probe }) {
             return true;
         }
         self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
@@ -518,8 +543,9 @@ impl Outbox {
                 }
             }
             let mut chunks = Chunks::new();
+            let mut probes = Probes::new();
             let mut current = prio;
-            while let Some(urgent) = lane.recv_many(&mut chunks, WRITE_BATCH).await {
+            while let Some(urgent) = lane.recv_many(&mut chunks, &mut probes, WRITE_BATCH).await {
                 let n = chunks.len();
                 let len: usize = chunks.iter().map(Bytes::len).sum();
                 let want = if urgent { prio.max(URGENT_ROOM_PRIORITY) } else { prio };
@@ -536,6 +562,11 @@ impl Outbox {
                 }
                 bytes.fetch_sub(len, Ordering::Relaxed);
                 frames.fetch_sub(n, Ordering::Relaxed);
+                // Handed to QUIC (or failed): the fan-outs being timed are done with this copy.
+                probes.clear();
+                if probes.spilled() {
+                    probes = Probes::new();
+                }
                 chunks.clear();
                 if chunks.spilled() {
                     // A burst's buffer: an idle writer holds none (BENCHMARKS.md, idle connections).
@@ -567,7 +598,7 @@ struct CloseOnExit {
 impl Drop for CloseOnExit {
     fn drop(&mut self) {
         let left = self.lane.close();
-        let len: usize = left.iter().map(|(f, _)| f.len()).sum();
+        let len: usize = left.iter().map(|item| item.frame.len()).sum();
         self.bytes.fetch_sub(len, Ordering::Relaxed);
         self.frames.fetch_sub(left.len(), Ordering::Relaxed);
     }
