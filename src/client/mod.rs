@@ -1353,23 +1353,27 @@ async fn read_control(mut recv: quinn::RecvStream, pending: Pending, activity: A
 
 /// Per room, the seq of the last low-priority message given to the application: low messages
 /// travel on a stream or as datagrams, and one that arrives after a later one is dropped.
-type LowSeen = Arc<Mutex<HashMap<String, u64>>>;
+type LowSeen = Arc<Mutex<HashMap<String, Option<u64>>>>;
 
-/// True when `m` is the newest low message of its room so far (and records it).
-fn fresh_low(low: &LowSeen, m: &RoomMessage) -> bool {
-    let mut table = lock(low);
-    // The room's id is copied only the first time: not an allocation per low message.
-    match table.get_mut(&m.room_id) {
-        Some(last) if m.seq <= *last => false,
+/// True when `seq` is above the last seq recorded for `room` in `table` (and records it). The
+/// room's id is copied only the first time the room is seen, not for every message.
+fn advance(table: &mut HashMap<String, Option<u64>>, room: &str, seq: u64) -> bool {
+    match table.get_mut(room) {
+        Some(Some(last)) if seq <= *last => false,
         Some(last) => {
-            *last = m.seq;
+            *last = Some(seq);
             true
         }
         None => {
-            table.insert(m.room_id.clone(), m.seq);
+            table.insert(room.to_string(), Some(seq));
             true
         }
     }
+}
+
+/// True when `m` is the newest low message of its room so far (and records it).
+fn fresh_low(low: &LowSeen, m: &RoomMessage) -> bool {
+    advance(&mut lock(low), &m.room_id, m.seq)
 }
 
 async fn accept_streams(
@@ -1423,22 +1427,20 @@ async fn read_events(
         activity.data();
         let Ok(event) = decode_body::<Event>(&body) else { return };
         match &event {
-            // Exactly once, in order: a medium or high message at or below the last delivered
-            // reliable seq of its room is a replay of one the application already has. (Low
-            // messages travel on their own stream, are never replayed, and are not counted.)
-            Event::RoomMessage(m) if m.priority != Priority::Low => {
-                let mut table = lock(&rooms);
-                // The room's id is copied only the first time, as in `fresh_low`.
-                match table.get_mut(&m.room_id) {
-                    Some(Some(last)) if m.seq <= *last => continue,
-                    Some(seen) => *seen = Some(m.seq),
-                    None => {
-                        table.insert(m.room_id.clone(), Some(m.seq));
-                    }
+            Event::RoomMessage(m) => {
+                // Exactly once, in order: a medium or high message at or below the last
+                // delivered reliable seq of its room is a replay of one the application already
+                // has. Low messages travel on their own stream, are never replayed and are not
+                // counted there; a datagram may have overtaken one.
+                let fresh = if m.priority == Priority::Low {
+                    fresh_low(&low, m)
+                } else {
+                    advance(&mut lock(&rooms), &m.room_id, m.seq)
+                };
+                if !fresh {
+                    continue;
                 }
             }
-            // Low: a datagram may have overtaken it.
-            Event::RoomMessage(m) if !fresh_low(&low, m) => continue,
             // The session is no longer in the room: a resume must not ask for it back.
             Event::RoomDestroyed { room_id } | Event::RemovedFromRoom { room_id, .. } => {
                 lock(&rooms).remove(room_id);

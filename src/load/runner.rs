@@ -653,7 +653,8 @@ pub(super) async fn fanout<L: Link>(
             continue;
         }
         let (timeline, counters, latency) = (timeline.clone(), counters.clone(), latency.clone());
-        let n = receivers.len();
+        // This receiver's number: which shard of the shared latency histogram it records into.
+        let receiver = receivers.len();
         let outages = outages.clone();
         let (rooms, room_ids, mut stop) = (m.rooms.clone(), room_ids.clone(), stop_rx.clone());
         // Its own publisher index, if it publishes: a system that echoes (Redis) sends it back.
@@ -725,7 +726,7 @@ pub(super) async fn fanout<L: Link>(
                 outages.record(s.intended_ns, arrival_ns);
                 if s.intended_ns >= warmup_ns && s.intended_ns < window_end_ns {
                     r.measured += 1;
-                    latency.record(n, latency_us);
+                    latency.record(receiver, latency_us);
                 }
             }
             r

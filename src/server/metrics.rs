@@ -106,7 +106,7 @@ pub(crate) struct Metrics {
 }
 
 /// One room message in this many has its fan-out timed (`huddle_fanout_seconds`).
-pub(crate) const FANOUT_SAMPLE: u64 = 16;
+const FANOUT_SAMPLE: u64 = 16;
 
 /// Times one fan-out: every recipient's queued copy holds a clone, and the writer drops it once
 /// the copy is handed to QUIC (a copy that is dropped instead lets go of it then). When the
@@ -192,7 +192,10 @@ impl Metrics {
         let fanout = Histogram::new(exponential_buckets(0.000_01, 1.25, 48));
         r.register(
             "fanout_seconds",
-            "For one room message in 16: from the start of its fan-out to the last recipient's copy handed to QUIC",
+            format!(
+                "For one room message in {FANOUT_SAMPLE}: from the start of its fan-out to the \
+                 last recipient's copy handed to QUIC"
+            ),
             fanout.clone(),
         );
         r.register_collector(Box::new(Scrape { shared }));

@@ -72,8 +72,8 @@ impl Lane {
     }
 
     /// Moves up to `max` queued frames into `chunks` (and their fan-out probes into `probes`),
-    /// waiting for one if none is queued, and says whether one of them is urgent. `None` once every [`Tx`] is gone and the queue is
-    /// empty.
+    /// waiting for one if none is queued, and says whether one of them is urgent. `None` once
+    /// every [`Tx`] is gone and the queue is empty.
     async fn recv_many(
         &self,
         chunks: &mut Chunks,
