@@ -45,21 +45,27 @@ STALL_TIMEOUT_MS=${STALL_TIMEOUT_MS:-2000}
 [ -x "$HUDDLE" ] || { echo "no $HUDDLE: run cargo build --release first" >&2; exit 2; }
 mkdir -p "$OUT"
 CONGESTION=${CONGESTION:-cubic}
-design="$OUT/per_room.toml"
-baseline="$OUT/single_stream.toml"
-printf '[transport]\ncongestion = "%s"\n' "$CONGESTION" >"$design"
-printf '[transport]\nsingle_event_stream = true\ncongestion = "%s"\n' "$CONGESTION" >"$baseline"
+MODES=${MODES:-"per-room single-stream"}
+for mode in $MODES; do
+  case $mode in
+    per-room) extra_toml="" ;;
+    single-stream) extra_toml="single_event_stream = true" ;;
+    ack0) extra_toml="ack_eliciting_threshold = 0" ;;
+    ack9) extra_toml="ack_eliciting_threshold = 9" ;;
+    *) echo "unknown mode $mode" >&2; exit 2 ;;
+  esac
+  printf '[transport]\ncongestion = "%s"\n%s\n' "$CONGESTION" "$extra_toml" >"$OUT/$mode.toml"
+done
 client=()
 [ "$CONGESTION" = bbr ] && client=(--client-bbr)
 
-# The two modes alternate run by run, so that a change in the machine's background load (other
+# The modes alternate run by run, so that a change in the machine's background load (other
 # processes on the same cores) falls on both alike rather than on one mode's block of runs.
 [ "${SUMMARY_ONLY:-0}" = 1 ] && LOSSES_RUN="" || LOSSES_RUN=$LOSSES
 for loss in $LOSSES_RUN; do
   for run in $(seq 1 "$RUNS"); do
-    for mode in per-room single-stream; do
-      extra=(--server-config "$design" "${client[@]}")
-      [ "$mode" = single-stream ] && extra=(--server-config "$baseline" "${client[@]}")
+    for mode in $MODES; do
+      extra=(--server-config "$OUT/$mode.toml" "${client[@]}")
       json="$OUT/${mode}_loss${loss}_run${run}.json"
       rm -f "$json"
       echo "== $mode loss=$loss run $run ($(date +%T), load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
@@ -76,10 +82,11 @@ done
 
 OUT="$OUT" RUNS="$RUNS" LOSSES="$LOSSES" ROOMS="$ROOMS" MEMBERS="$MEMBERS" \
   ROOMS_PER_MEMBER="$ROOMS_PER_MEMBER" RATE="$RATE" DELAY_MS="$DELAY_MS" CONGESTION="$CONGESTION" \
-  DURATION="$DURATION" STALL_TIMEOUT_MS="$STALL_TIMEOUT_MS" python3 - <<'EOF'
+  DURATION="$DURATION" STALL_TIMEOUT_MS="$STALL_TIMEOUT_MS" MODES="$MODES" python3 - <<'EOF'
 import json, os, statistics
 
 out, runs, losses = os.environ["OUT"], int(os.environ["RUNS"]), os.environ["LOSSES"].split()
+modes = os.environ["MODES"].split()
 e = os.environ
 rooms, members, k = int(e["ROOMS"]), int(e["MEMBERS"]), int(e["ROOMS_PER_MEMBER"])
 print(f"Shape: {rooms} rooms x {members} members = {rooms * members} connections, each in {k} "
@@ -111,7 +118,7 @@ print("| mode | loss | runs | p50 ms | p90 ms | p99 ms | p99.9 ms | deliveries/s
       "| delivered / expected (all runs) | lost/dup/ooo (all runs) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 p99 = {}
-for mode in ["per-room", "single-stream"]:
+for mode in modes:
     for loss in losses:
         rs = load(mode, loss)
         lat = lambda k: [r["latency_us"][k] for r in rs]
@@ -123,9 +130,11 @@ for mode in ["per-room", "single-stream"]:
         print(f"| {mode} | {loss} | {len(rs)} | {spread(lat('p50'), ms)} | {spread(lat('p90'), ms)} "
               f"| {spread(lat('p99'), ms)} | {spread(lat('p999'), ms)} | {dps} | {lag} | {got} | {bad} |")
 print()
-print("| loss | p99 per-room / single-stream |")
-print("|---|---|")
+base, others = modes[0], modes[1:]
+print("| loss | " + " | ".join(f"p99 {m} / {base}" for m in others) + " |")
+print("|---" * (1 + len(others)) + "|")
 for loss in losses:
-    a, b = p99[("per-room", loss)], p99[("single-stream", loss)]
-    print(f"| {loss} | {a / b:.2f} |" if a and b else f"| {loss} | n/a |")
+    b = p99[(base, loss)]
+    cells = [f"{p99[(m, loss)] / b:.2f}" if b and p99[(m, loss)] else "n/a" for m in others]
+    print(f"| {loss} | " + " | ".join(cells) + " |")
 EOF
