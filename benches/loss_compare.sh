@@ -52,6 +52,7 @@ for mode in $MODES; do
     single-stream) extra_toml="single_event_stream = true" ;;
     ack0) extra_toml="ack_eliciting_threshold = 0" ;;
     ack9) extra_toml="ack_eliciting_threshold = 9" ;;
+    ack9-fixed) extra_toml=$'ack_eliciting_threshold = 9\nack_loss_fallback_ms = 0' ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac
   printf '[transport]\ncongestion = "%s"\n%s\n' "$CONGESTION" "$extra_toml" >"$OUT/$mode.toml"

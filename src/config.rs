@@ -137,9 +137,14 @@ pub struct TransportLimits {
     pub low_datagrams: bool,
     /// Ask clients (QUIC ACK frequency extension) to acknowledge only every this many + 1
     /// ack-eliciting packets (or after their max ACK delay, 25 ms at most on a short path):
-    /// fewer ACK packets for the server to receive and process on busy connections. 1 is QUIC's
-    /// usual every-other-packet; 0 leaves the clients' own setting.
+    /// fewer ACK packets for both ends to send, receive and process on busy connections. 1 is
+    /// QUIC's usual every-other-packet; 0 leaves the clients' own setting.
     pub ack_eliciting_threshold: u32,
+    /// With `ack_eliciting_threshold` above 1: once the server declares a packet to a client
+    /// lost, it asks that client for QUIC's usual ACK rate (every other packet, and at once for
+    /// any gap) until this many milliseconds pass without a loss. Sparse ACKs cost latency on
+    /// a lossy path and save nothing there. 0: keep the threshold whatever the loss.
+    pub ack_loss_fallback_ms: u64,
 }
 
 /// Bounds of each connection's outbound queue (all its streams together).
@@ -193,7 +198,8 @@ impl Default for TransportLimits {
             zero_rtt: true,
             tls_session_cache: 16_384,
             low_datagrams: true,
-            ack_eliciting_threshold: 0,
+            ack_eliciting_threshold: 9,
+            ack_loss_fallback_ms: 2000,
         }
     }
 }

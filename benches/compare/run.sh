@@ -9,7 +9,8 @@
 #
 # Environment: OUT (default target/compare), RUNS (3), W1_RATES ("10 30 50": msg/s into one
 # room of 1,000), W3_RATE (2: msg/s into each of 100 rooms of 100), SYSTEMS ("huddle redis-tls
-# redis nats-tls nats"; also huddle-ack9: Huddle with `ack_eliciting_threshold = 9`),
+# redis nats-tls nats"; also huddle-ack0: Huddle with `ack_eliciting_threshold = 0`, QUIC's
+# usual ACK rate, and huddle-ack9: `ack_eliciting_threshold = 9` without the loss fallback),
 # SHAPES ("w1 w3"), WARMUP (2), DURATION (8), RUN_TIMEOUT (120 s),
 # STATE (start.sh's, default /tmp/huddle-compare), HUDDLE (./target/release/huddle).
 set -euo pipefail
@@ -37,10 +38,13 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 target() { # system -> the flags that point the harness at it
   case $1 in
     huddle) echo "--spawn-server --server-taskset 0" ;;
-    # Huddle with QUIC ACK frequency (clients acknowledge every 10th packet): BENCHMARKS.md,
-    # "Cost per delivery against the per-connection rate, and ACK frequency".
+    # ACK frequency variants: BENCHMARKS.md, "Cost per delivery against the per-connection
+    # rate, and ACK frequency".
+    huddle-ack0)
+      printf '[transport]\nack_eliciting_threshold = 0\n' >"$OUT/ack0.toml"
+      echo "--spawn-server --server-taskset 0 --server-config $OUT/ack0.toml" ;;
     huddle-ack9)
-      printf '[transport]\nack_eliciting_threshold = 9\n' >"$OUT/ack9.toml"
+      printf '[transport]\nack_eliciting_threshold = 9\nack_loss_fallback_ms = 0\n' >"$OUT/ack9.toml"
       echo "--spawn-server --server-taskset 0 --server-config $OUT/ack9.toml" ;;
     redis-tls) echo "--backend redis --server $REDIS_TLS_ADDR --server-pid $REDIS_PID --certs-dir $CERTS_DIR" ;;
     redis) echo "--backend redis --plaintext --server $REDIS_ADDR --server-pid $REDIS_PID" ;;

@@ -50,7 +50,7 @@ for name in names:
               f"| {spread([r['send_lag_us']['p99'] for r in rs], ms)} |")
 
 print()
-# Every Huddle configuration (huddle, huddle-ack9) against every other system.
+# Every Huddle configuration (huddle, huddle-ack0, huddle-ack9) against every other system.
 ours = [s for s in systems if s.startswith("huddle")]
 others = [s for s in systems if not s.startswith("huddle")]
 pairs = [(h, o) for h in ours for o in others]

@@ -281,6 +281,9 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig>
     if t.ack_eliciting_threshold > 0 {
         let mut ack = quinn::AckFrequencyConfig::default();
         ack.ack_eliciting_threshold(t.ack_eliciting_threshold.into());
+        if t.ack_loss_fallback_ms > 0 {
+            ack.loss_fallback(Some(Duration::from_millis(t.ack_loss_fallback_ms)));
+        }
         tc.ack_frequency_config(Some(ack));
     }
     match t.congestion.as_str() {

@@ -488,6 +488,7 @@ pub struct AckFrequencyConfig {
     pub(crate) ack_eliciting_threshold: VarInt,
     pub(crate) max_ack_delay: Option<Duration>,
     pub(crate) reordering_threshold: VarInt,
+    pub(crate) loss_fallback: Option<Duration>,
 }
 
 impl AckFrequencyConfig {
@@ -538,6 +539,21 @@ impl AckFrequencyConfig {
         self.reordering_threshold = value;
         self
     }
+
+    /// Ask the peer for QUIC's usual acknowledgement rate while the path is losing packets
+    ///
+    /// With `Some(hold)`, once a packet is declared lost the endpoint requests an
+    /// `ack_eliciting_threshold` of 1 and a `reordering_threshold` of 1 (what the peer does
+    /// without this extension: an ACK for every other packet, and at once for any gap), and the
+    /// configured thresholds again once `hold` has passed without a loss. A sparsely
+    /// acknowledging peer tells the sender less, and later, about a lossy path; this keeps the
+    /// fewer ACKs to paths that do not need them.
+    ///
+    /// Defaults to `None`: the configured thresholds are requested for the whole connection.
+    pub fn loss_fallback(&mut self, hold: Option<Duration>) -> &mut Self {
+        self.loss_fallback = hold;
+        self
+    }
 }
 
 impl Default for AckFrequencyConfig {
@@ -546,6 +562,7 @@ impl Default for AckFrequencyConfig {
             ack_eliciting_threshold: VarInt(1),
             max_ack_delay: None,
             reordering_threshold: VarInt(2),
+            loss_fallback: None,
         }
     }
 }

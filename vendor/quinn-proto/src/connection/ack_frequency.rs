@@ -1,4 +1,4 @@
-use crate::Duration;
+use crate::{Duration, Instant};
 use crate::connection::spaces::PendingAcks;
 use crate::frame::AckFrequency;
 use crate::transport_parameters::TransportParameters;
@@ -12,6 +12,10 @@ pub(super) struct AckFrequencyState {
     in_flight_ack_frequency_frame: Option<(u64, Duration)>,
     next_outgoing_sequence_number: VarInt,
     pub(super) peer_max_ack_delay: Duration,
+    /// The (ack-eliciting, reordering) thresholds of the last ACK_FREQUENCY frame sent
+    requested_thresholds: Option<(VarInt, VarInt)>,
+    /// When a packet was last declared lost (for [`AckFrequencyConfig::loss_fallback`])
+    last_loss: Option<Instant>,
 
     //
     // Receiving ACK_FREQUENCY frames
@@ -26,6 +30,8 @@ impl AckFrequencyState {
             in_flight_ack_frequency_frame: None,
             next_outgoing_sequence_number: VarInt(0),
             peer_max_ack_delay: default_max_ack_delay,
+            requested_thresholds: None,
+            last_loss: None,
 
             last_ack_frequency_frame: None,
             max_ack_delay: default_max_ack_delay,
@@ -54,6 +60,26 @@ impl AckFrequencyState {
         )
     }
 
+    /// Returns the (ack-eliciting, reordering) thresholds to request of the peer now: the
+    /// configured ones, or QUIC's usual ones while a recent loss holds them back (see
+    /// [`AckFrequencyConfig::loss_fallback`])
+    pub(super) fn thresholds(&self, now: Instant, config: &AckFrequencyConfig) -> (VarInt, VarInt) {
+        let lossy = match (config.loss_fallback, self.last_loss) {
+            (Some(hold), Some(lost_at)) => now.saturating_duration_since(lost_at) < hold,
+            _ => false,
+        };
+        if lossy {
+            (VarInt(1), VarInt(1))
+        } else {
+            (config.ack_eliciting_threshold, config.reordering_threshold)
+        }
+    }
+
+    /// Notifies the [`AckFrequencyState`] that packets were declared lost
+    pub(super) fn on_loss(&mut self, now: Instant) {
+        self.last_loss = Some(now);
+    }
+
     /// Returns the `max_ack_delay` for the purposes of calculating the PTO
     ///
     /// This `max_ack_delay` is defined as the maximum of the peer's current `max_ack_delay` and all
@@ -80,12 +106,16 @@ impl AckFrequencyState {
     /// Returns true if we should send an ACK_FREQUENCY frame
     pub(super) fn should_send_ack_frequency(
         &self,
+        now: Instant,
         rtt: Duration,
         config: &AckFrequencyConfig,
         peer_params: &TransportParameters,
     ) -> bool {
         if self.next_outgoing_sequence_number.0 == 0 {
             // Always send at startup
+            return true;
+        }
+        if self.requested_thresholds != Some(self.thresholds(now, config)) {
             return true;
         }
         let current = self
@@ -97,8 +127,14 @@ impl AckFrequencyState {
     }
 
     /// Notifies the [`AckFrequencyState`] that a packet containing an ACK_FREQUENCY frame was sent
-    pub(super) fn ack_frequency_sent(&mut self, pn: u64, requested_max_ack_delay: Duration) {
+    pub(super) fn ack_frequency_sent(
+        &mut self,
+        pn: u64,
+        requested_max_ack_delay: Duration,
+        thresholds: (VarInt, VarInt),
+    ) {
         self.in_flight_ack_frequency_frame = Some((pn, requested_max_ack_delay));
+        self.requested_thresholds = Some(thresholds);
     }
 
     /// Notifies the [`AckFrequencyState`] that a packet has been ACKed

@@ -507,10 +507,11 @@ impl Connection {
         };
 
         // Check whether we need to send an ACK_FREQUENCY frame
+        // (`|=`: a lost ACK_FREQUENCY frame is retransmitted, with the values wanted now.)
         if let Some(config) = &self.config.ack_frequency_config {
-            self.spaces[SpaceId::Data].pending.ack_frequency = self
+            self.spaces[SpaceId::Data].pending.ack_frequency |= self
                 .ack_frequency
-                .should_send_ack_frequency(self.path.rtt.get(), config, &self.peer_params)
+                .should_send_ack_frequency(now, self.path.rtt.get(), config, &self.peer_params)
                 && self.highest_space == SpaceId::Data
                 && self.peer_supports_ack_frequency();
         }
@@ -620,6 +621,19 @@ impl Connection {
                         // blocking loss probes queued for higher spaces.
                         trace!("blocked by congestion control");
                         continue;
+                    }
+
+                    // The last datagram the congestion window allows asks for an immediate ACK
+                    // when the peer acknowledges sparsely (ACK frequency): otherwise the sender
+                    // would wait out the peer's ACK delay with fewer packets in flight than the
+                    // peer's threshold, as in every round of slow start.
+                    if space_id == SpaceId::Data
+                        && self.config.ack_frequency_config.is_some()
+                        && self.peer_supports_ack_frequency()
+                        && self.path.in_flight.bytes + 2 * bytes_to_send
+                            >= self.path.congestion.window()
+                    {
+                        self.spaces[space_id].immediate_ack_pending = true;
                     }
 
                     // Check whether the next datagram is blocked by pacing
@@ -1764,6 +1778,9 @@ impl Connection {
 
         // OnPacketsLost
         if let Some(largest_lost) = lost_packets.last().cloned() {
+            if pn_space == SpaceId::Data {
+                self.ack_frequency.on_loss(now);
+            }
             let old_bytes_in_flight = self.path.in_flight.bytes;
             let largest_lost_sent = self.spaces[pn_space].sent_packets[&largest_lost].time_sent;
             self.stats.path.lost_packets += lost_packets.len() as u64;
@@ -3217,19 +3234,21 @@ impl Connection {
                 &self.peer_params,
             );
 
-            trace!(?max_ack_delay, "ACK_FREQUENCY");
+            let thresholds = self.ack_frequency.thresholds(now, config);
+            trace!(?max_ack_delay, ?thresholds, "ACK_FREQUENCY");
 
             frame::AckFrequency {
                 sequence: sequence_number,
-                ack_eliciting_threshold: config.ack_eliciting_threshold,
+                ack_eliciting_threshold: thresholds.0,
                 request_max_ack_delay: max_ack_delay.as_micros().try_into().unwrap_or(VarInt::MAX),
-                reordering_threshold: config.reordering_threshold,
+                reordering_threshold: thresholds.1,
             }
             .encode(buf);
 
             sent.retransmits.get_or_create().ack_frequency = true;
 
-            self.ack_frequency.ack_frequency_sent(pn, max_ack_delay);
+            self.ack_frequency
+                .ack_frequency_sent(pn, max_ack_delay, thresholds);
             self.stats.frame_tx.ack_frequency += 1;
         }
 
