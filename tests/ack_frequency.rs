@@ -76,15 +76,15 @@ async fn a_clean_path_gets_one_ack_in_several_packets() {
 
 #[tokio::test]
 async fn loss_brings_back_the_usual_ack_rate_until_the_path_is_clean_again() {
-    const HOLD_MS: u64 = 1_000;
-    const BLACKHOLE: (u64, u64) = (1_500, 300);
+    const HOLD_MS: u64 = 1_500;
+    const BLACKHOLE: (u64, u64) = (2_000, 300);
     let seed = 0xacc_f4e9;
     let server = TestServer::start_with(|c| {
         c.limits.rate_limit_per_s = 0;
         c.transport.ack_loss_fallback_ms = HOLD_MS;
     })
     .await;
-    // Everything towards the member is dropped for 300 ms, 1.5 s after the proxy starts.
+    // Everything towards the member is dropped for 300 ms, 2 s after the proxy starts.
     let down = Impairment { blackholes: vec![BLACKHOLE], ..Default::default() };
     let proxy = proxy_between(&server, seed, Impairment::default(), down).await;
     let start = Instant::now();
@@ -121,7 +121,7 @@ async fn loss_brings_back_the_usual_ack_rate_until_the_path_is_clean_again() {
     );
 
     // A clean hold later, the server asks for the sparse rate again.
-    tokio::time::sleep(Duration::from_millis(HOLD_MS + 200)).await;
+    tokio::time::sleep(Duration::from_millis(HOLD_MS + 300)).await;
     let (acks, datagrams) = burst(&sender, &member, BURST, seed).await;
     assert!(
         acks * 4 < datagrams,
