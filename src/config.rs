@@ -140,7 +140,7 @@ pub struct TransportLimits {
     /// fewer ACK packets for both ends to send, receive and process on busy connections. 1 is
     /// QUIC's usual every-other-packet; 0 leaves the clients' own setting.
     pub ack_eliciting_threshold: u32,
-    /// With `ack_eliciting_threshold` above 1: once the server declares a packet to a client
+    /// With `ack_eliciting_threshold` on (above 0): once the server declares a packet to a client
     /// lost, it asks that client for QUIC's usual ACK rate (every other packet, and at once for
     /// any gap) until this many milliseconds pass without a loss. Sparse ACKs cost latency on
     /// a lossy path and save nothing there. 0: keep the threshold whatever the loss.

@@ -448,6 +448,28 @@ async fn disconnect_ends_the_session_without_a_reconnect() {
 }
 
 #[tokio::test]
+async fn a_fan_out_that_reaches_nobody_is_not_timed() {
+    let server = server().await;
+    let admin = Admin::new(&server);
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    // The first room message is sampled (1 in 16), but alice is alone: no copy to time.
+    alice.send_text("r", "to nobody", Priority::Medium).await.unwrap();
+    assert_eq!(sample(&admin.metrics().await, "huddle_fanout_seconds_count"), 0.0);
+    // The 17th is sampled too, and reaches bob.
+    let bob = server.client("bob").await;
+    bob.join_room("r").await.unwrap();
+    for i in 0..16 {
+        alice.send_text("r", &format!("m{i}"), Priority::Medium).await.unwrap();
+    }
+    for _ in 0..16 {
+        while !matches!(next_event(&bob, 5).await, Event::RoomMessage(_)) {}
+    }
+    assert_eq!(sample(&admin.metrics().await, "huddle_fanout_seconds_count"), 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn metrics_follow_the_traffic() {
     let server = server().await;
     let admin = Admin::new(&server);

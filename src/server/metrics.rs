@@ -113,12 +113,26 @@ const FANOUT_SAMPLE: u64 = 16;
 /// last clone goes, the time since the fan-out began is recorded.
 pub(crate) struct FanoutProbe {
     start: Instant,
-    histogram: Histogram,
+    /// `None` once discarded: nothing is recorded.
+    histogram: Option<Histogram>,
+}
+
+impl FanoutProbe {
+    /// Records nothing for a fan-out that queued no copy (a room with only its sender, say):
+    /// a zero would pull the histogram towards fan-outs that never happened. Only the dispatcher
+    /// may still hold the probe then, since every clone went into a queue or was dropped.
+    pub(crate) fn discard(probe: Arc<FanoutProbe>) {
+        if let Some(mut p) = Arc::into_inner(probe) {
+            p.histogram = None;
+        }
+    }
 }
 
 impl Drop for FanoutProbe {
     fn drop(&mut self) {
-        self.histogram.observe(self.start.elapsed().as_secs_f64());
+        if let Some(h) = &self.histogram {
+            h.observe(self.start.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -234,7 +248,7 @@ impl Metrics {
         if self.fanouts.fetch_add(1, Ordering::Relaxed) % FANOUT_SAMPLE != 0 {
             return None;
         }
-        Some(Arc::new(FanoutProbe { start: Instant::now(), histogram: self.fanout.clone() }))
+        Some(Arc::new(FanoutProbe { start: Instant::now(), histogram: Some(self.fanout.clone()) }))
     }
 
     /// Counts a refused connection.

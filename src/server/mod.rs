@@ -33,7 +33,7 @@ use crate::wire::{ErrorCode, Priority, ALPN};
 pub use admin::{admin_routes, AdminRoute};
 pub use guard::{client_address, GuardStats, LOG_LINES_PER_WINDOW, LOG_WINDOW};
 use guard::{HandshakeMeter, LogLimiter};
-use metrics::{Metrics, Refused};
+use metrics::{FanoutProbe, Metrics, Refused};
 use outbox::Outbox;
 pub use outbox::{close_connection, OutboxStats, DATAGRAM_SEND_BUFFER};
 
@@ -183,6 +183,9 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metr
             }
             if message {
                 metrics.deliveries(priority, queued);
+                if let (Some(probe), 0) = (probe, queued) {
+                    FanoutProbe::discard(probe);
+                }
             } else {
                 metrics.events_out.inc_by(queued);
             }

@@ -563,15 +563,8 @@ impl Outbox {
                 bytes.fetch_sub(len, Ordering::Relaxed);
                 frames.fetch_sub(n, Ordering::Relaxed);
                 // Handed to QUIC (or failed): the fan-outs being timed are done with this copy.
-                probes.clear();
-                if probes.spilled() {
-                    probes = Probes::new();
-                }
-                chunks.clear();
-                if chunks.spilled() {
-                    // A burst's buffer: an idle writer holds none (BENCHMARKS.md, idle connections).
-                    chunks = Chunks::new();
-                }
+                empty(&mut probes);
+                empty(&mut chunks);
                 if res.is_err() {
                     // `_closer` takes what is left out of the counters.
                     return;
@@ -584,6 +577,16 @@ impl Outbox {
         inner.writers.retain(|h| !h.is_finished());
         inner.writers.push(handle);
         tx
+    }
+}
+
+/// Empties a writer's batch buffer. One that spilled to the heap for a burst is given back: an
+/// idle writer holds none (BENCHMARKS.md, idle connections).
+fn empty<A: smallvec::Array>(v: &mut SmallVec<A>) {
+    if v.spilled() {
+        *v = SmallVec::new();
+    } else {
+        v.clear();
     }
 }
 
