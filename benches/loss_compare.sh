@@ -19,7 +19,9 @@
 # MEMBERS (10 per room; each member is its own connection, so ROOMS x MEMBERS connections),
 # ROOMS_PER_MEMBER (4: member j of room i also joins the next ROOMS_PER_MEMBER-1 rooms, so every
 # room has MEMBERS x ROOMS_PER_MEMBER members), RATE (20 messages/s per room), DELAY_MS (25 each
-# way, 50 ms RTT), STALL_TIMEOUT_MS (2000: the client library's stall watchdog, 0 turns it off).
+# way, 50 ms RTT), STALL_TIMEOUT_MS (2000: the client library's stall watchdog, 0 turns it off),
+# MODES ("per-room single-stream"; also ack0, ack9, ack9-fixed, and ack9-dN for
+# `ack_max_delay_ms = N`, ack9-d0 being the clients' own 25 ms).
 # E.g. the W3 shape, 100 rooms of 100 (10,000 connections; see BENCHMARKS.md for why these
 # settings):
 #
@@ -53,6 +55,7 @@ for mode in $MODES; do
     ack0) extra_toml="ack_eliciting_threshold = 0" ;;
     ack9) extra_toml="ack_eliciting_threshold = 9" ;;
     ack9-fixed) extra_toml=$'ack_eliciting_threshold = 9\nack_loss_fallback_ms = 0' ;;
+    ack9-d[0-9]*) extra_toml="ack_max_delay_ms = ${mode#ack9-d}" ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac
   printf '[transport]\ncongestion = "%s"\n%s\n' "$CONGESTION" "$extra_toml" >"$OUT/$mode.toml"

@@ -287,6 +287,14 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig>
         if t.ack_loss_fallback_ms > 0 {
             ack.loss_fallback(Some(Duration::from_millis(t.ack_loss_fallback_ms)));
         }
+        if t.ack_max_delay_ms >= 1 << 14 {
+            // RFC 9000 18.2: an ACK delay of 2^14 ms or more is invalid.
+            anyhow::bail!("ack_max_delay_ms {} is not below 16384", t.ack_max_delay_ms);
+        }
+        if t.ack_max_delay_ms > 0 {
+            ack.max_ack_delay(Some(Duration::from_millis(t.ack_max_delay_ms)));
+            ack.max_ack_delay_above_rtt_after(Some(t.ack_max_delay_after_packets));
+        }
         tc.ack_frequency_config(Some(ack));
     }
     match t.congestion.as_str() {

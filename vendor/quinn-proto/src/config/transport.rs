@@ -489,6 +489,7 @@ pub struct AckFrequencyConfig {
     pub(crate) max_ack_delay: Option<Duration>,
     pub(crate) reordering_threshold: VarInt,
     pub(crate) loss_fallback: Option<Duration>,
+    pub(crate) max_ack_delay_above_rtt_after: Option<u64>,
 }
 
 impl AckFrequencyConfig {
@@ -513,7 +514,8 @@ impl AckFrequencyConfig {
     /// an ACK when the ack-eliciting threshold hasn't been reached.
     ///
     /// The effective `max_ack_delay` will be clamped to be at least the peer's `min_ack_delay`
-    /// transport parameter, and at most the greater of the current path RTT or 25ms.
+    /// transport parameter, and at most the greater of the current path RTT or 25ms (unless
+    /// [`AckFrequencyConfig::max_ack_delay_above_rtt`] is set).
     ///
     /// Defaults to `None`, in which case the peer's original `max_ack_delay` will be used, as
     /// obtained from its transport parameters.
@@ -554,6 +556,24 @@ impl AckFrequencyConfig {
         self.loss_fallback = hold;
         self
     }
+
+    /// Request a configured [`AckFrequencyConfig::max_ack_delay`] as it is, even when it is
+    /// longer than the path's RTT and 25 ms, once `Some(packets)` ack-eliciting packets have
+    /// been acknowledged since the last loss (or the start of the connection)
+    ///
+    /// A longer delay lets a peer that receives a few packets per delay acknowledge several at
+    /// once, at the cost of a later probe timeout (which includes the delay) after a lost last
+    /// packet. Asking for a run of packets without a loss first keeps it to clean paths: with
+    /// independent losses at any rate, at most about 1 / (e × `packets`) of all packets are
+    /// lost while the longer delay is in use. Until then, and after a loss, the peer's own
+    /// `max_ack_delay` (its transport parameter) is requested, capped as without
+    /// [`AckFrequencyConfig::max_ack_delay`].
+    ///
+    /// Defaults to `None`: the delay is capped at the greater of the RTT and 25 ms.
+    pub fn max_ack_delay_above_rtt_after(&mut self, packets: Option<u64>) -> &mut Self {
+        self.max_ack_delay_above_rtt_after = packets;
+        self
+    }
 }
 
 impl Default for AckFrequencyConfig {
@@ -563,6 +583,7 @@ impl Default for AckFrequencyConfig {
             max_ack_delay: None,
             reordering_threshold: VarInt(2),
             loss_fallback: None,
+            max_ack_delay_above_rtt_after: None,
         }
     }
 }

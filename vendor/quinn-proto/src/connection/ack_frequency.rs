@@ -16,6 +16,9 @@ pub(super) struct AckFrequencyState {
     requested_thresholds: Option<(VarInt, VarInt)>,
     /// When a packet was last declared lost (for [`AckFrequencyConfig::loss_fallback`])
     last_loss: Option<Instant>,
+    /// Ack-eliciting packets acknowledged since the last loss (for
+    /// [`AckFrequencyConfig::max_ack_delay_above_rtt_after`])
+    acked_since_loss: u64,
 
     //
     // Receiving ACK_FREQUENCY frames
@@ -32,6 +35,7 @@ impl AckFrequencyState {
             peer_max_ack_delay: default_max_ack_delay,
             requested_thresholds: None,
             last_loss: None,
+            acked_since_loss: 0,
 
             last_ack_frequency_frame: None,
             max_ack_delay: default_max_ack_delay,
@@ -49,8 +53,16 @@ impl AckFrequencyState {
         let min_ack_delay =
             Duration::from_micros(peer_params.min_ack_delay.map_or(0, |x| x.into()));
 
-        // Use the peer's max_ack_delay if no custom max_ack_delay was provided in the config
-        let candidate = config.max_ack_delay.unwrap_or(self.peer_max_ack_delay);
+        let candidate = match (config.max_ack_delay, config.max_ack_delay_above_rtt_after) {
+            // Uncapped once enough packets were acknowledged since the last loss
+            (Some(configured), Some(after)) if self.acked_since_loss >= after => {
+                return Ord::max(configured, min_ack_delay);
+            }
+            // Until then, and again after a loss, the peer's own (its transport parameter)
+            (_, Some(_)) => Duration::from_millis(peer_params.max_ack_delay.into()),
+            // Use the peer's max_ack_delay if no custom max_ack_delay was provided in the config
+            _ => config.max_ack_delay.unwrap_or(self.peer_max_ack_delay),
+        };
 
         // Must be no smaller than the `min_ack_delay` advertised by the peer
         Ord::max(
@@ -78,6 +90,13 @@ impl AckFrequencyState {
     /// Notifies the [`AckFrequencyState`] that packets were declared lost
     pub(super) fn on_loss(&mut self, now: Instant) {
         self.last_loss = Some(now);
+        self.acked_since_loss = 0;
+    }
+
+    /// Notifies the [`AckFrequencyState`] that an ack-eliciting packet of the application data
+    /// space was acknowledged
+    pub(super) fn on_ack_eliciting_acked(&mut self) {
+        self.acked_since_loss = self.acked_since_loss.saturating_add(1);
     }
 
     /// Returns the `max_ack_delay` for the purposes of calculating the PTO

@@ -1537,6 +1537,9 @@ impl Connection {
 
                 // Notify ack frequency that a packet was acked, because it might contain an ACK_FREQUENCY frame
                 self.ack_frequency.on_acked(packet);
+                if space == SpaceId::Data && info.ack_eliciting {
+                    self.ack_frequency.on_ack_eliciting_acked();
+                }
 
                 self.on_packet_acked(now, info);
             }
