@@ -148,8 +148,8 @@ pub struct TransportLimits {
     /// With `ack_eliciting_threshold` on: the longest a client may hold back an ACK, in
     /// milliseconds, once the path has proved clean (`ack_max_delay_after_packets`). Longer
     /// lets a client that receives a few messages per delay acknowledge several in one packet;
-    /// a lost last message is probed for that much later. 0: the clients' own (25 ms, or the
-    /// RTT if longer).
+    /// a lost last message is probed for that much later. 0: the clients' own throughout
+    /// (quinn's: 25 ms).
     pub ack_max_delay_ms: u64,
     /// `ack_max_delay_ms` is asked of a client only after this many of the server's packets to
     /// it were acknowledged with none lost (counted again from 0 after each loss). With

@@ -515,7 +515,7 @@ impl AckFrequencyConfig {
     ///
     /// The effective `max_ack_delay` will be clamped to be at least the peer's `min_ack_delay`
     /// transport parameter, and at most the greater of the current path RTT or 25ms (unless
-    /// [`AckFrequencyConfig::max_ack_delay_above_rtt`] is set).
+    /// [`AckFrequencyConfig::max_ack_delay_above_rtt_after`] lets it).
     ///
     /// Defaults to `None`, in which case the peer's original `max_ack_delay` will be used, as
     /// obtained from its transport parameters.
