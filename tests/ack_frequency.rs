@@ -211,3 +211,16 @@ async fn a_longer_ack_delay_on_a_proven_clean_path_lets_slow_traffic_share_acks(
     let stats = proxy.stop().await;
     assert!(stats.to_client.blackholed > 0, "seed {seed:#x}: {stats}");
 }
+
+#[test]
+fn an_ack_delay_quic_cannot_carry_is_refused_at_start() {
+    let mut config = huddle::config::ServerConfig::default();
+    config.transport.ack_max_delay_ms = 16_383;
+    assert!(huddle::server::transport_config(&config).is_ok());
+    // RFC 9000 caps an ACK delay below 2^14 ms; refused whether or not the threshold is on.
+    config.transport.ack_max_delay_ms = 16_384;
+    let err = huddle::server::transport_config(&config).unwrap_err().to_string();
+    assert!(err.contains("ack_max_delay_ms 16384"), "{err}");
+    config.transport.ack_eliciting_threshold = 0;
+    assert!(huddle::server::transport_config(&config).is_err());
+}

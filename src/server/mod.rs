@@ -171,12 +171,12 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metr
             // Counted once per broadcast: one atomic add, not one per recipient.
             let mut queued = 0;
             let probe = if message { metrics.fanout_probe() } else { None };
+            let urgent = message && priority == Priority::High;
             for conn in to.iter() {
                 if Some(*conn) == except {
                     continue;
                 }
                 if let Some(o) = outboxes.get(conn) {
-                    let urgent = message && priority == Priority::High;
                     let probe = probe.clone();
                     queued += u64::from(o.push(Some(room), frame.clone(), priority, urgent, probe));
                 }
@@ -281,15 +281,16 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig>
     } else {
         tc.datagram_receive_buffer_size(None);
     }
+    if t.ack_max_delay_ms >= 1 << 14 {
+        // RFC 9000 18.2: an ACK delay of 2^14 ms or more is invalid. Refused even while the
+        // threshold is off, so that a bad value does not wait to surface until it is turned on.
+        anyhow::bail!("ack_max_delay_ms {} is not below 16384", t.ack_max_delay_ms);
+    }
     if t.ack_eliciting_threshold > 0 {
         let mut ack = quinn::AckFrequencyConfig::default();
         ack.ack_eliciting_threshold(t.ack_eliciting_threshold.into());
         if t.ack_loss_fallback_ms > 0 {
             ack.loss_fallback(Some(Duration::from_millis(t.ack_loss_fallback_ms)));
-        }
-        if t.ack_max_delay_ms >= 1 << 14 {
-            // RFC 9000 18.2: an ACK delay of 2^14 ms or more is invalid.
-            anyhow::bail!("ack_max_delay_ms {} is not below 16384", t.ack_max_delay_ms);
         }
         if t.ack_max_delay_ms > 0 {
             ack.max_ack_delay(Some(Duration::from_millis(t.ack_max_delay_ms)));
