@@ -3,10 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use huddle::client::{Client, ClientEvent, ConnectionState};
+use huddle::client::{Client, ClientEvent, ConnectionState, EventListener};
 use huddle::netsim::{Impairment, Proxy};
 use huddle::wire::{Event, LeaveReason, MessageBody, Priority};
 
@@ -112,6 +113,69 @@ async fn a_long_blackhole_resumes_with_complete_recovery_and_no_flap() {
     // And the resumed connection carries new traffic both ways.
     bob.send_text("r", "back", Priority::Medium).await.unwrap();
     assert!(matches!(next_event(&alice, 2).await, Event::RoomMessage(m) if m.seq == 22));
+}
+
+#[tokio::test]
+async fn a_listener_gets_every_event_once_and_in_order_across_a_resumption() {
+    let seed = 212;
+    let server = TestServer::start_with(|c| c.transport.idle_timeout_s = 2).await;
+    // As above: a blackhole from 1 s for 2.5 s kills the connection; the client resumes.
+    let proxy = proxy(&server, seed, (1_000, 2_500)).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener: EventListener = Arc::new(move |e| {
+        let _ = tx.send(e);
+    });
+    let mut bob_cfg = server.config_via("bob", &proxy);
+    bob_cfg.idle_timeout = Duration::from_millis(1_000);
+    bob_cfg.keep_alive = Duration::from_millis(250);
+    let endpoint = huddle::client::client_endpoint(bob_cfg.server_addr).unwrap();
+    let bob = Client::connect_with_listener(endpoint, bob_cfg, listener).await.unwrap();
+    // The events go to the listener, none to the queue.
+    assert!(bob.next_event().await.is_none(), "seed {seed}");
+    bob.join_room("r").await.unwrap();
+    alice.send_text("r", "before", Priority::Medium).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for i in 0..20 {
+        let prio = if i % 2 == 0 { Priority::High } else { Priority::Medium };
+        alice.send_text("r", &format!("missed {i}"), prio).await.unwrap();
+    }
+    let mut seqs = Vec::new();
+    let mut others = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seqs.len() < 21 || !others.iter().any(|e| matches!(e, ClientEvent::Resumed { .. })) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(ClientEvent::Event(Event::RoomMessage(m)))) => seqs.push(m.seq),
+            Ok(Some(e)) => others.push(e),
+            _ => panic!("seed {seed}: messages {seqs:?}, other events {others:?}"),
+        }
+    }
+    assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "seed {seed}: exactly once, in order");
+    assert!(matches!(others[..2], [ClientEvent::Connecting, ClientEvent::Connected { .. }]));
+    let reconnecting =
+        others.iter().position(|e| matches!(e, ClientEvent::Reconnecting { .. })).unwrap();
+    let resumed = others.iter().position(|e| matches!(e, ClientEvent::Resumed { .. })).unwrap();
+    assert!(reconnecting < resumed, "seed {seed}: {others:?}");
+    match &others[resumed] {
+        ClientEvent::Resumed { session_resumed, rooms, .. } => {
+            assert!(session_resumed, "seed {seed}");
+            assert!(rooms[0].rejoined && rooms[0].recovered, "seed {seed}: {rooms:?}");
+        }
+        _ => unreachable!(),
+    }
+    // Still delivered straight to the listener on the resumed connection.
+    alice.send_text("r", "after", Priority::Medium).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(ClientEvent::Event(Event::RoomMessage(m)))) => {
+                assert_eq!(m.seq, 22, "seed {seed}");
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("seed {seed}: no message after the resumption: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

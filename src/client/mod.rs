@@ -294,6 +294,40 @@ impl Activity {
 
 type Readers = Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>;
 
+/// A function the client calls with each event, in place of queueing it for
+/// [`Client::next_event`] (see [`Client::connect_with_listener`]).
+pub type EventListener = Arc<dyn Fn(ClientEvent) + Send + Sync>;
+
+/// Where a client's events go: the queue [`Client::next_event`] reads, or a listener.
+#[derive(Clone)]
+enum EventSink {
+    Queue(mpsc::Sender<ClientEvent>),
+    Listener(EventListener),
+}
+
+impl EventSink {
+    /// Hands `event` on, waiting for room in the queue; false once the queue's reader is gone.
+    async fn send(&self, event: ClientEvent) -> bool {
+        match self {
+            EventSink::Queue(tx) => tx.send(event).await.is_ok(),
+            EventSink::Listener(f) => {
+                f(event);
+                true
+            }
+        }
+    }
+
+    /// Hands `event` on if the queue has room; drops it otherwise.
+    fn try_send(&self, event: ClientEvent) {
+        match self {
+            EventSink::Queue(tx) => {
+                let _ = tx.try_send(event);
+            }
+            EventSink::Listener(f) => f(event),
+        }
+    }
+}
+
 struct Inner {
     cfg: ClientConfig,
     endpoint: quinn::Endpoint,
@@ -305,7 +339,7 @@ struct Inner {
     session: Mutex<Session>,
     rooms: Rooms,
     /// Where events go; dropped after the final Disconnected so that `next_event` ends.
-    events: Mutex<Option<mpsc::Sender<ClientEvent>>>,
+    events: Mutex<Option<EventSink>>,
     /// Set by logout and close: a lost connection is then not reconnected.
     closing: AtomicBool,
     /// The token resumption presents (replaced by [`Client::renew_token`]).
@@ -391,8 +425,39 @@ impl Client {
         cfg: ClientConfig,
     ) -> Result<Client, ClientError> {
         let (events_tx, events_rx) = mpsc::channel(cfg.event_queue.max(1));
-        // The queue is empty: these cannot fail.
-        let _ = events_tx.try_send(ClientEvent::Connecting);
+        Client::start(endpoint, cfg, EventSink::Queue(events_tx), events_rx).await
+    }
+
+    /// Connects and logs in using an existing endpoint, and calls `listener` with every event
+    /// instead of queueing it for [`Client::next_event`] (which then returns `None`).
+    ///
+    /// The listener runs on the client's own tasks, as each event is read: it saves the hand-over
+    /// to the application's task, which is most of the library's cost per message on a busy
+    /// receiver (a load generator, a bridge). It must return quickly and never block: while it
+    /// runs, the stream it was called from is not read (QUIC flow control then pushes back on
+    /// the server, as a full [`ClientConfig::event_queue`] would). It may be called from several
+    /// tasks at once: events of one server stream come in order, one call at a time, as
+    /// [`Client::next_event`] would return them, but events of different streams (rooms,
+    /// priorities) and session events may be interleaved differently. The exactly-once,
+    /// in-order guarantees per room are the same.
+    pub async fn connect_with_listener(
+        endpoint: quinn::Endpoint,
+        cfg: ClientConfig,
+        listener: EventListener,
+    ) -> Result<Client, ClientError> {
+        // A queue nothing is ever sent to: `next_event` ends at once.
+        let (_, events_rx) = mpsc::channel(1);
+        Client::start(endpoint, cfg, EventSink::Listener(listener), events_rx).await
+    }
+
+    async fn start(
+        endpoint: quinn::Endpoint,
+        cfg: ClientConfig,
+        events_tx: EventSink,
+        events_rx: mpsc::Receiver<ClientEvent>,
+    ) -> Result<Client, ClientError> {
+        // The queue is empty: this cannot fail.
+        events_tx.try_send(ClientEvent::Connecting);
         let cfg_token = cfg.token.clone();
         let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
         let quic = quic_client_config(&cfg)?;
@@ -986,7 +1051,7 @@ impl Inner {
     async fn send(&self, event: ClientEvent) {
         let tx = lock(&self.events).clone();
         if let Some(tx) = tx {
-            let _ = tx.send(event).await;
+            tx.send(event).await;
         }
     }
 }
@@ -1012,7 +1077,7 @@ async fn open_link(
     endpoint: &quinn::Endpoint,
     quic: &quinn::ClientConfig,
     cfg: &ClientConfig,
-    events: &mpsc::Sender<ClientEvent>,
+    events: &EventSink,
     rooms: &Rooms,
     early: bool,
 ) -> Result<(Link, Option<quinn::ZeroRttAccepted>), ClientError> {
@@ -1378,7 +1443,7 @@ fn fresh_low(low: &LowSeen, m: &RoomMessage) -> bool {
 
 async fn accept_streams(
     conn: quinn::Connection,
-    events: mpsc::Sender<ClientEvent>,
+    events: EventSink,
     rooms: Rooms,
     activity: Arc<Activity>,
 ) {
@@ -1395,20 +1460,20 @@ async fn accept_streams(
 
 /// Low-priority room messages the server sent as datagrams: each is one event frame. Best
 /// effort all the way: one that does not decode, or that finds the event queue full, is dropped.
-async fn read_datagrams(conn: quinn::Connection, events: mpsc::Sender<ClientEvent>, low: LowSeen) {
+async fn read_datagrams(conn: quinn::Connection, events: EventSink, low: LowSeen) {
     while let Ok(datagram) = conn.read_datagram().await {
         let Ok(body) = single_frame_body(&datagram, MAX_FRAME_LEN) else { continue };
         let Ok(Event::RoomMessage(m)) = decode_body::<Event>(body) else { continue };
         if m.priority != Priority::Low || !fresh_low(&low, &m) {
             continue;
         }
-        let _ = events.try_send(ClientEvent::Event(Event::RoomMessage(m)));
+        events.try_send(ClientEvent::Event(Event::RoomMessage(m)));
     }
 }
 
 async fn read_events(
     mut recv: quinn::RecvStream,
-    events: mpsc::Sender<ClientEvent>,
+    events: EventSink,
     rooms: Rooms,
     low: LowSeen,
     activity: Arc<Activity>,
@@ -1447,7 +1512,7 @@ async fn read_events(
             }
             _ => {}
         }
-        if events.send(ClientEvent::Event(event)).await.is_err() {
+        if !events.send(ClientEvent::Event(event)).await {
             return;
         }
     }

@@ -3,15 +3,16 @@
 //! backends (`compare` feature) in [`super::compare`]. Everything else about a run (the
 //! schedule, stamps, checks, histograms, CPU readings and the summary) is the same for all.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::report::Summary;
 use super::stats::SUB_TYPE;
-use crate::client::{Client, ClientEvent, ConnectionState};
+use crate::client::{Client, ClientEvent, ConnectionState, EventListener};
 use crate::wire::{Event, MessageBody, Priority};
 
 /// What a member's connection hands its receiver.
@@ -72,14 +73,26 @@ pub struct StallOutcome {
     pub reconnected: u64,
 }
 
+/// What [`Inbox::direct`] calls with each delivery.
+pub type DirectFn = Box<dyn FnMut(Delivery) + Send>;
+
 /// The receiving half of a [`Link`].
-pub trait Inbox: Send + 'static {
+pub trait Inbox: Send + Sized + 'static {
     /// The next delivery, or `None` when there will be no more.
     fn next(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
+
+    /// Has the connection's own tasks call `f` with every delivery from now on (and with any
+    /// queued so far, first), instead of a receiver task taking them through
+    /// [`Inbox::next`]: one task hand-over less per delivery. Backends that cannot give the
+    /// inbox back (the default).
+    fn direct(self, f: DirectFn) -> Result<(), Self> {
+        let _ = f;
+        Err(self)
+    }
 }
 
 impl Link for Client {
-    type Inbox = Arc<Client>;
+    type Inbox = HuddleInbox;
 
     fn publish(
         self: &Arc<Self>,
@@ -154,17 +167,109 @@ impl Link for Client {
     }
 }
 
-impl Inbox for Arc<Client> {
-    async fn next(&mut self) -> Option<Delivery> {
-        Some(match self.next_event().await? {
-            ClientEvent::Event(Event::RoomMessage(m)) => Delivery::Message {
-                room: m.room_id,
-                body: match m.body {
-                    MessageBody::Custom { sub_type, data } if sub_type == SUB_TYPE => Some(data),
-                    _ => None,
-                },
+/// What a Huddle client event is to the runner.
+fn delivery(e: ClientEvent) -> Delivery {
+    match e {
+        ClientEvent::Event(Event::RoomMessage(m)) => Delivery::Message {
+            room: m.room_id,
+            body: match m.body {
+                MessageBody::Custom { sub_type, data } if sub_type == SUB_TYPE => Some(data),
+                _ => None,
             },
-            e => Delivery::Session(e),
-        })
+        },
+        e => Delivery::Session(e),
+    }
+}
+
+/// A Huddle member's receiving half: the client's event queue ([`Client::next_event`]), or a
+/// [`Tap`] its listener feeds ([`Client::connect_with_listener`]).
+pub enum HuddleInbox {
+    /// Read through [`Client::next_event`]: what members that stop reading need, so that the
+    /// queue fills and QUIC flow control pushes back.
+    Queue(Arc<Client>),
+    /// Fed by the client's listener; can go [`Inbox::direct`].
+    Tap(Arc<Tap>),
+}
+
+impl Inbox for HuddleInbox {
+    async fn next(&mut self) -> Option<Delivery> {
+        match self {
+            HuddleInbox::Queue(client) => client.next_event().await.map(delivery),
+            HuddleInbox::Tap(tap) => Some(tap.next().await),
+        }
+    }
+
+    fn direct(self, f: DirectFn) -> Result<(), Self> {
+        match self {
+            HuddleInbox::Tap(tap) => {
+                tap.direct(f);
+                Ok(())
+            }
+            queue => Err(queue),
+        }
+    }
+}
+
+/// Takes a Huddle client's events from its listener: queued until the runner goes
+/// [`Inbox::direct`], then handed straight to the runner's function from the client's reader
+/// tasks.
+#[derive(Default)]
+pub struct Tap {
+    state: Mutex<TapState>,
+    queued: Notify,
+}
+
+enum TapState {
+    Queued(VecDeque<Delivery>),
+    Direct(DirectFn),
+}
+
+impl Default for TapState {
+    fn default() -> TapState {
+        TapState::Queued(VecDeque::new())
+    }
+}
+
+impl Tap {
+    /// The listener to connect the client with.
+    pub fn listener(self: &Arc<Self>) -> EventListener {
+        let tap = self.clone();
+        Arc::new(move |e| tap.push(delivery(e)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TapState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, d: Delivery) {
+        let mut state = self.lock();
+        match &mut *state {
+            TapState::Queued(q) => {
+                q.push_back(d);
+                drop(state);
+                self.queued.notify_one();
+            }
+            TapState::Direct(f) => f(d),
+        }
+    }
+
+    async fn next(&self) -> Delivery {
+        loop {
+            if let TapState::Queued(q) = &mut *self.lock() {
+                if let Some(d) = q.pop_front() {
+                    return d;
+                }
+            }
+            // A push between the check and here leaves a permit: no wake-up is lost.
+            self.queued.notified().await;
+        }
+    }
+
+    fn direct(&self, mut f: DirectFn) {
+        let mut state = self.lock();
+        if let TapState::Queued(q) = &mut *state {
+            q.drain(..).for_each(&mut f);
+        }
+        *state = TapState::Direct(f);
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::args::{Backend, LoadConfig, Trust};
-use super::link::{Delivery, Inbox, Link};
+use super::link::{Delivery, DirectFn, HuddleInbox, Inbox, Link, Tap};
 use super::report::{NetsimSummary, StalledSummary, Summary};
 use super::schedule::{Schedule, Slot, Tick};
 use super::server::{self, SpawnedServer, CLOCK_TICKS_PER_S};
@@ -62,6 +62,10 @@ pub(super) struct Member<L: Link> {
     /// (`--rooms-per-member`) it entered.
     pub(super) rooms: Vec<usize>,
 }
+
+/// A member connected and logged in: its client, the tap its events go to (unless they go to the
+/// client's queue), its room and its index in the room.
+type Connected = (Client, Option<Arc<Tap>>, usize, usize);
 
 /// What one receiver counted.
 struct Received {
@@ -313,7 +317,7 @@ async fn drive(
     say(&pb, cfg, &format!("connecting {n} members over {endpoints} endpoints to {connect_addr}"));
     let connect_start = Instant::now();
     let mut connect_hist = latency_histogram();
-    let mut clients: Vec<Option<(Client, usize, usize)>> = Vec::with_capacity(n);
+    let mut clients: Vec<Option<Connected>> = Vec::with_capacity(n);
     let mut failures: Vec<String> = Vec::new();
     {
         let mut connects = futures::stream::iter(0..n)
@@ -337,13 +341,28 @@ async fn drive(
                         cfg.stalled_stream_window.unwrap_or(cc.stream_receive_window);
                 }
                 let ep = eps[i % endpoints].clone();
+                // A member that stops reading needs the client's queue (it fills, and flow
+                // control pushes back); an idle one reads through it too. The others' events
+                // go straight to their receiver's checks from the client's reader tasks.
+                let listen = !cfg.connections_only && !cfg.is_stalled(r, j);
                 async move {
                     let started = Instant::now();
                     let mut last = String::new();
                     for _ in 0..CONNECT_ATTEMPTS {
-                        let c = Client::connect_on(ep.clone(), cc.clone());
+                        let tap = listen.then(|| Arc::new(Tap::default()));
+                        let (ep, cc) = (ep.clone(), cc.clone());
+                        let c = async {
+                            match &tap {
+                                Some(tap) => {
+                                    Client::connect_with_listener(ep, cc, tap.listener()).await
+                                }
+                                None => Client::connect_on(ep, cc).await,
+                            }
+                        };
                         match tokio::time::timeout(CONNECT_TIMEOUT, c).await {
-                            Ok(Ok(client)) => return (i, r, j, Ok((client, started.elapsed()))),
+                            Ok(Ok(client)) => {
+                                return (i, r, j, Ok((client, tap, started.elapsed())))
+                            }
                             Ok(Err(e)) => last = e.to_string(),
                             Err(_) => last = "timed out".into(),
                         }
@@ -355,9 +374,9 @@ async fn drive(
         clients.resize_with(n, || None);
         while let Some((i, r, j, res)) = connects.next().await {
             match res {
-                Ok((client, took)) => {
+                Ok((client, tap, took)) => {
                     record(&mut connect_hist, took.as_micros() as u64);
-                    clients[i] = Some((client, r, j));
+                    clients[i] = Some((client, tap, r, j));
                 }
                 Err(e) => failures.push(format!("member {r}/{j}: {e}")),
             }
@@ -376,7 +395,7 @@ async fn drive(
         // Its own room first, then the next `rooms_per_member - 1` (distinct: K <= rooms).
         let k = cfg.rooms_per_member;
         let mut joins = futures::stream::iter(clients.into_iter().flatten())
-            .map(|(client, r, j)| {
+            .map(|(client, tap, r, j)| {
                 let room_id = &room_id;
                 async move {
                     let mut joined = Vec::with_capacity(k);
@@ -405,16 +424,20 @@ async fn drive(
                             break;
                         }
                     }
-                    (client, r, j, joined, errors)
+                    (client, tap, r, j, joined, errors)
                 }
             })
             .buffer_unordered(cfg.connect_concurrency);
-        while let Some((client, r, j, rooms, errors)) = joins.next().await {
+        while let Some((client, tap, r, j, rooms, errors)) = joins.next().await {
             failures.extend(errors);
             if !rooms.is_empty() {
                 let client = Arc::new(client);
+                let inbox = match tap {
+                    Some(tap) => HuddleInbox::Tap(tap),
+                    None => HuddleInbox::Queue(client.clone()),
+                };
                 members.push(Member {
-                    inbox: Some(client.clone()),
+                    inbox: Some(inbox),
                     link: client,
                     room: r,
                     room_id: room_id(r),
@@ -652,18 +675,13 @@ pub(super) async fn fanout<L: Link>(
             }));
             continue;
         }
-        let (timeline, counters, latency) = (timeline.clone(), counters.clone(), latency.clone());
-        // This receiver's number: which shard of the shared latency histogram it records into.
-        let receiver = receivers.len();
-        let outages = outages.clone();
-        let (rooms, room_ids, mut stop) = (m.rooms.clone(), room_ids.clone(), stop_rx.clone());
         // Its own publisher index, if it publishes: a system that echoes (Redis) sends it back.
         let own = (m.index < p).then_some((m.room * p + m.index) as u32);
-        receivers.push(tokio::spawn(async move {
+        let r = Receiving {
             // One track per (room, publisher): room slot `i` of `rooms` holds publishers
             // i * p .. i * p + p.
-            let mut order = OrderCheck::new(p * rooms.len(), max_k);
-            let mut r = Received {
+            order: OrderCheck::new(p * m.rooms.len(), max_k),
+            got: Received {
                 deliveries: 0,
                 measured: 0,
                 duplicates: 0,
@@ -671,66 +689,58 @@ pub(super) async fn fanout<L: Link>(
                 foreign: 0,
                 echoes: 0,
                 sessions: SessionTally::default(),
-            };
-            loop {
+            },
+            // This receiver's number: which shard of the shared latency histogram it records
+            // into.
+            receiver: receivers.len(),
+            p,
+            own,
+            rooms: m.rooms.clone(),
+            room_ids: room_ids.clone(),
+            t0,
+            warmup_ns,
+            window_end_ns,
+            counters: counters.clone(),
+            timeline: timeline.clone(),
+            latency: latency.clone(),
+            outages: outages.clone(),
+            ended: false,
+        };
+        // Straight from the connection's reader tasks where the backend can (Huddle): the
+        // runner takes what was counted at the end, and later deliveries find nothing to count.
+        let shared = Arc::new(Mutex::new(Some(r)));
+        let sink = shared.clone();
+        let direct: DirectFn = Box::new(move |d| {
+            if let Some(r) = sink.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                r.on(d);
+            }
+        });
+        let (mut inbox, mut r) = match inbox.direct(direct) {
+            Ok(()) => {
+                receivers.push(ReceiverTask::Direct(shared));
+                continue;
+            }
+            // The function was dropped unused: the receiver is still there.
+            Err(inbox) => match shared.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(r) => (inbox, r),
+                None => continue,
+            },
+        };
+        let mut stop = stop_rx.clone();
+        receivers.push(ReceiverTask::Task(tokio::spawn(async move {
+            while !r.ended {
                 let ev = tokio::select! {
                     e = inbox.next() => e,
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = stop.changed() => break,
                 };
-                let (room, body) = match ev {
+                match ev {
+                    Some(d) => r.on(d),
                     None => break,
-                    Some(Delivery::Message { room, body }) => (room, body),
-                    Some(Delivery::Session(e)) => {
-                        r.sessions.on_event(e);
-                        continue;
-                    }
-                    Some(Delivery::Lost(reason)) => {
-                        r.sessions.on_lost(reason);
-                        break;
-                    }
-                };
-                let arrival_ns = t0.elapsed().as_nanos() as u64;
-                let stamp = body.as_deref().and_then(decode_body);
-                // The publisher's room must be one of this member's and the one the message
-                // came in.
-                let slot = stamp.and_then(|s| {
-                    let q = s.publisher as usize / p;
-                    let i = rooms.iter().position(|&x| x == q)?;
-                    (room_ids[q] == room).then_some((s, i))
-                });
-                let Some((s, i)) = slot else {
-                    r.foreign += 1;
-                    continue;
-                };
-                if own == Some(s.publisher) {
-                    r.echoes += 1;
-                    continue;
-                }
-                match order.check(i * p + s.publisher as usize % p, s.k) {
-                    Verdict::Invalid => {
-                        r.foreign += 1;
-                        continue;
-                    }
-                    Verdict::Duplicate => {
-                        r.duplicates += 1;
-                        continue;
-                    }
-                    Verdict::OutOfOrder => r.out_of_order += 1,
-                    Verdict::InOrder => {}
-                }
-                r.deliveries += 1;
-                Counters::add(&counters.deliveries, 1);
-                let latency_us = arrival_ns.saturating_sub(s.intended_ns) / 1000;
-                timeline.record(arrival_ns, latency_us);
-                outages.record(s.intended_ns, arrival_ns);
-                if s.intended_ns >= warmup_ns && s.intended_ns < window_end_ns {
-                    r.measured += 1;
-                    latency.record(receiver, latency_us);
                 }
             }
-            r
-        }));
+            r.got
+        })));
     }
 
     // Publishers: the first `p` members of each room, each with a seeded random phase, woken
@@ -830,6 +840,18 @@ pub(super) async fn fanout<L: Link>(
     pb.finish_and_clear();
     drop(schedule);
     let _ = stop_tx.send(true);
+    // Direct receivers stop counting here, as the receiver tasks do on `stop`.
+    let mut received = Vec::with_capacity(receivers.len());
+    let mut tasks = Vec::new();
+    for h in receivers {
+        match h {
+            ReceiverTask::Task(h) => tasks.push(h),
+            ReceiverTask::Direct(shared) => {
+                let r = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+                received.extend(r.map(|r| r.got));
+            }
+        }
+    }
 
     let mut unacked = 0;
     let mut lag = latency_histogram();
@@ -869,8 +891,10 @@ pub(super) async fn fanout<L: Link>(
         st.last_close_after_s = first_closes.last().copied();
         summary.stalled = Some(st);
     }
-    for h in receivers {
-        let Ok(r) = h.await else { continue };
+    for h in tasks {
+        received.extend(h.await.ok());
+    }
+    for r in received {
         summary.deliveries += r.deliveries;
         summary.measured_deliveries += r.measured;
         summary.duplicates += r.duplicates;
@@ -913,6 +937,84 @@ pub(super) async fn fanout<L: Link>(
         summary.server_rss_bytes = server_pid.and_then(|p| server::rss_bytes(Some(p)));
     }
     t0
+}
+
+/// A member's receiver: a task reading its inbox, or counts its connection's tasks update.
+enum ReceiverTask {
+    Task(tokio::task::JoinHandle<Received>),
+    Direct(Arc<Mutex<Option<Receiving>>>),
+}
+
+/// One member's receiving side: checks and counts each delivery.
+struct Receiving {
+    order: OrderCheck,
+    got: Received,
+    receiver: usize,
+    p: usize,
+    own: Option<u32>,
+    rooms: Vec<usize>,
+    room_ids: Arc<Vec<String>>,
+    t0: Instant,
+    warmup_ns: u64,
+    window_end_ns: u64,
+    counters: Arc<Counters>,
+    timeline: Arc<Timeline>,
+    latency: Arc<SharedLatency>,
+    outages: Arc<Outages>,
+    /// The connection is gone for good: nothing more will come.
+    ended: bool,
+}
+
+impl Receiving {
+    fn on(&mut self, d: Delivery) {
+        let r = &mut self.got;
+        let (room, body) = match d {
+            Delivery::Message { room, body } => (room, body),
+            Delivery::Session(e) => return r.sessions.on_event(e),
+            Delivery::Lost(reason) => {
+                self.ended = true;
+                return r.sessions.on_lost(reason);
+            }
+        };
+        let arrival_ns = self.t0.elapsed().as_nanos() as u64;
+        let stamp = body.as_deref().and_then(decode_body);
+        // The publisher's room must be one of this member's and the one the message came in.
+        let p = self.p;
+        let slot = stamp.and_then(|s| {
+            let q = s.publisher as usize / p;
+            let i = self.rooms.iter().position(|&x| x == q)?;
+            (self.room_ids[q] == room).then_some((s, i))
+        });
+        let Some((s, i)) = slot else {
+            r.foreign += 1;
+            return;
+        };
+        if self.own == Some(s.publisher) {
+            r.echoes += 1;
+            return;
+        }
+        match self.order.check(i * p + s.publisher as usize % p, s.k) {
+            Verdict::Invalid => {
+                r.foreign += 1;
+                return;
+            }
+            Verdict::Duplicate => {
+                r.duplicates += 1;
+                return;
+            }
+            Verdict::OutOfOrder => r.out_of_order += 1,
+            Verdict::InOrder => {}
+        }
+        r.deliveries += 1;
+        Counters::add(&self.counters.deliveries, 1);
+        let latency_us = arrival_ns.saturating_sub(s.intended_ns) / 1000;
+        self.timeline.record(arrival_ns, latency_us);
+        self.outages.record(s.intended_ns, arrival_ns);
+        if s.intended_ns >= self.warmup_ns && s.intended_ns < self.window_end_ns {
+            r.measured += 1;
+            self.latency.record(self.receiver, latency_us);
+        }
+    }
 }
 
 /// One publisher's open-loop send schedule.
