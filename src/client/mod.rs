@@ -26,7 +26,7 @@ use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::framed::read_frame;
+use crate::framed::FrameReader;
 use crate::wire::{
     decode_body, encode_frame, single_frame_body, AttributeFailure, AttributeOp, ErrorCode, Event,
     HistoryAnchor, Login, Member, MemberAttributes, MessageBody, Priority, Reply, Request,
@@ -1401,9 +1401,10 @@ async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::UnboundedRecei
     let _ = send.finish();
 }
 
-async fn read_control(mut recv: quinn::RecvStream, pending: Pending, activity: Arc<Activity>) {
+async fn read_control(recv: quinn::RecvStream, pending: Pending, activity: Arc<Activity>) {
     // Server frames may be large (a page of history) but always arrive promptly once started.
-    while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, Duration::from_secs(30)).await {
+    let mut frames = FrameReader::new(recv, MAX_FRAME_LEN, Duration::from_secs(30));
+    while let Ok(Some(body)) = frames.next().await {
         activity.data();
         let Ok(frame) = decode_body::<ResponseFrame>(&body) else { break };
         let tx = lock(&pending).as_mut().and_then(|p| p.remove(&frame.request_id));
@@ -1472,14 +1473,14 @@ async fn read_datagrams(conn: quinn::Connection, events: EventSink, low: LowSeen
 }
 
 async fn read_events(
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     events: EventSink,
     rooms: Rooms,
     low: LowSeen,
     activity: Arc<Activity>,
 ) {
-    let timeout = Duration::from_secs(30);
-    let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await else { return };
+    let mut frames = FrameReader::new(recv, MAX_FRAME_LEN, Duration::from_secs(30));
+    let Ok(Some(body)) = frames.next().await else { return };
     activity.data();
     match decode_body::<StreamHeader>(&body) {
         Ok(StreamHeader::Room { room_id }) => {
@@ -1488,7 +1489,7 @@ async fn read_events(
         Ok(StreamHeader::Session) | Ok(StreamHeader::RoomLow { .. }) => {}
         Err(_) => return,
     }
-    while let Ok(Some(body)) = read_frame(&mut recv, MAX_FRAME_LEN, timeout).await {
+    while let Ok(Some(body)) = frames.next().await {
         activity.data();
         let Ok(event) = decode_body::<Event>(&body) else { return };
         match &event {

@@ -10,7 +10,7 @@ use bincode::{Decode, Encode};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::framed::{read_frame, ReadError};
+use crate::framed::{read_frame, ChunkSource, FrameReader, ReadError};
 use crate::wire::{
     decode_body, decode_request, encode_body, encode_frame, split_frame, Event, RequestFrame,
     ResponseFrame, StreamHeader, WireError, LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN,
@@ -24,8 +24,8 @@ use crate::wire::{
 /// the stream with a RESET_STREAM (code [`RESET_CODE`], as quinn reports it) instead of a clean
 /// finish.
 ///
-/// Checks: [`split_frame`] over the whole buffer and [`read_frame`] over the same bytes in
-/// chunks agree frame for frame and on how the stream ends; every frame body is tried as a
+/// Checks: [`split_frame`] over the whole buffer, and [`read_frame`] and [`FrameReader`] over
+/// the same bytes in chunks, agree frame for frame and on how the stream ends; every frame body is tried as a
 /// request (the server's [`decode_request`]), a response, an event and a stream header; a body
 /// that decodes re-encodes to the same message, and to the very same bytes unless the input
 /// used a longer-than-necessary varint (which PROTOCOL.md 3.1 accepts).
@@ -44,6 +44,13 @@ pub fn frame_decode(data: &[u8]) {
     }
     let (read, read_end) = read_all(stream, max, chunk, reset);
     assert_eq!(read, frames, "the stream reader and split_frame disagree on the frames");
+    let (chunked, chunked_end) = read_all_chunked(stream, max, chunk, reset);
+    assert_eq!(chunked, frames, "the chunk frame reader and split_frame disagree on the frames");
+    assert_eq!(
+        format!("{read_end:?}"),
+        format!("{chunked_end:?}"),
+        "the two stream readers end differently"
+    );
     match (end, read_end) {
         (Err(e), Err(ReadError::Wire(r))) => assert_eq!(e, r),
         (Ok(0), Ok(())) if !reset => {}
@@ -98,6 +105,29 @@ fn read_all(
     })
 }
 
+/// Reads frames with the client's chunk frame reader until it stops.
+fn read_all_chunked(
+    stream: &[u8],
+    max: usize,
+    chunk: usize,
+    reset: bool,
+) -> (Vec<Bytes>, Result<(), ReadError>) {
+    let source = Chunked { data: stream, chunk, reset };
+    let mut reader = FrameReader::new(source, max, Duration::from_secs(60));
+    RUNTIME.with(|rt| {
+        rt.block_on(async {
+            let mut frames = Vec::new();
+            loop {
+                match reader.next().await {
+                    Ok(Some(body)) => frames.push(body),
+                    Ok(None) => return (frames, Ok(())),
+                    Err(e) => return (frames, Err(e)),
+                }
+            }
+        })
+    })
+}
+
 /// The application code of the fuzzed resets.
 const RESET_CODE: u64 = 7;
 
@@ -124,6 +154,21 @@ impl AsyncRead for Chunked<'_> {
         buf.put_slice(head);
         this.data = tail;
         Poll::Ready(Ok(()))
+    }
+}
+
+impl ChunkSource for Chunked<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
+        if self.data.is_empty() {
+            return match self.reset {
+                true => Err(ReadError::Reset(RESET_CODE)),
+                false => Ok(None),
+            };
+        }
+        let n = self.chunk.min(self.data.len());
+        let (head, tail) = self.data.split_at(n);
+        self.data = tail;
+        Ok(Some(Bytes::copy_from_slice(head)))
     }
 }
 

@@ -65,6 +65,11 @@ pub struct LoadArgs {
     /// Run the spawned server under `taskset -c CPUS`.
     #[arg(long, requires = "spawn_server")]
     pub server_taskset: Option<String>,
+    /// The `huddle` executable the spawned server runs (default: this one): to compare two
+    /// builds of the server under the same load generator, or two load generators against the
+    /// same server.
+    #[arg(long, requires = "spawn_server")]
+    pub server_exe: Option<PathBuf>,
     /// Process id of an external server, for its CPU time and memory.
     #[arg(long, conflicts_with = "spawn_server")]
     pub server_pid: Option<u32>,
@@ -316,7 +321,7 @@ impl From<LoadArgs> for LoadConfig {
             drain_s: a.drain,
             server: a.server,
             spawn_server: a.spawn_server,
-            server_exe: None,
+            server_exe: a.server_exe,
             server_config: a.server_config,
             server_taskset: a.server_taskset,
             server_pid: a.server_pid,
