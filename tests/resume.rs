@@ -390,3 +390,60 @@ async fn sends_wait_out_a_reconnection_and_a_retried_send_arrives_once() {
     from_bob.sort();
     assert_eq!(from_bob, ["in flight", "while reconnecting"], "seed {seed}");
 }
+
+#[tokio::test]
+async fn sends_made_during_a_reconnection_go_out_in_the_order_they_were_made() {
+    let seed = 707;
+    let server = TestServer::start().await;
+    // 3 s of blackhole from 1 s: the watchdog abandons the connection inside it.
+    let proxy = proxy(&server, seed, (1_000, 3_000)).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let mut bob_cfg = server.config_via("bob", &proxy);
+    bob_cfg.stall_timeout = Duration::from_millis(500);
+    let bob = Client::connect(bob_cfg).await.unwrap();
+    bob.join_room("r").await.unwrap();
+    assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
+    // Traffic for bob's watchdog to miss once the blackhole starts.
+    let a = std::sync::Arc::new(alice);
+    let alice = a.clone();
+    let traffic = tokio::spawn(async move {
+        for i in 0..40 {
+            a.send_text("r", &format!("a{i}"), Priority::Medium).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        match client_event_at(&bob, deadline).await {
+            Ok(Some(ClientEvent::Reconnecting { .. })) => break,
+            Ok(Some(_)) => {}
+            other => panic!("seed {seed}: no reconnect: {other:?}"),
+        }
+    }
+    // Thirty sends made one after the other while the client reconnects, each on a task of its
+    // own and none awaited before the next is made (a chat app sending what its user types).
+    let bob = std::sync::Arc::new(bob);
+    let texts: Vec<String> = (0..30).map(|i| format!("b{i:02}")).collect();
+    let mut sends = Vec::new();
+    for t in &texts {
+        let (b, t) = (bob.clone(), t.clone());
+        sends.push(tokio::spawn(async move { b.send_text("r", &t, Priority::Medium).await }));
+        // The send is made (first polled) before the next one.
+        tokio::task::yield_now().await;
+    }
+    for s in sends {
+        let ack = s.await.unwrap();
+        assert!(ack.is_ok(), "seed {seed}: {ack:?}");
+    }
+    traffic.await.unwrap();
+    let mut from_bob = Vec::new();
+    while let Ok(Some(e)) = client_event(&alice, Duration::from_millis(500)).await {
+        if let ClientEvent::Event(Event::RoomMessage(m)) = e {
+            if let (true, MessageBody::Text(t)) = (m.sender == "bob", m.body) {
+                from_bob.push(t);
+            }
+        }
+    }
+    assert_eq!(from_bob, texts, "seed {seed}: in the order made, each once");
+}

@@ -342,6 +342,8 @@ struct Inner {
     events: Mutex<Option<EventSink>>,
     /// Set by logout and close: a lost connection is then not reconnected.
     closing: AtomicBool,
+    /// Whose turn it is to queue a request (see [`Client::request`]).
+    send_turn: tokio::sync::Mutex<()>,
     /// The token resumption presents (replaced by [`Client::renew_token`]).
     token: Mutex<String>,
     /// The connection state, for [`Client::state_changes`].
@@ -477,6 +479,7 @@ impl Client {
             rooms,
             events: Mutex::new(Some(events_tx)),
             closing: AtomicBool::new(false),
+            send_turn: tokio::sync::Mutex::new(()),
             token: Mutex::new(cfg_token),
             state: tokio::sync::watch::Sender::new(ConnectionState::Connecting),
         });
@@ -547,21 +550,29 @@ impl Client {
     ///
     /// Across a lost connection: a request made while the client is reconnecting waits for the
     /// resumed connection (at most [`ClientConfig::reconnect_for`] and a connection attempt)
-    /// and fails with [`ClientError::Connection`] if the session ends instead. A request that
+    /// and fails with [`ClientError::Connection`] if the session ends instead. Requests that
+    /// wait go out in the order they were made, from whatever tasks. A request that
     /// was in flight when its connection was lost fails with [`ClientError::Connection`] (the
     /// server may or may not have applied it), except reads and messages with a
     /// `client_msg_id`: those are sent again on the resumed connection, where the server
     /// answers a repeated `client_msg_id` with the first ack, so nothing arrives twice.
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
         let inner = &self.inner;
+        // Requests go out in the order they were made, also when they wait for a resumed
+        // connection: each holds this first-in, first-out turn until it is queued on a
+        // connection (uncontended while connected, so the first poll still queues it).
+        let mut turn = Some(inner.send_turn.lock().await);
         let mut link = inner.usable_link(None).await;
         let mut tries = 0;
         let response = loop {
             let (error, sent) = match inner.submit(&link, request.clone()) {
-                Ok(answer) => match Inner::answer(&link, answer).await {
-                    Err(ClientError::Connection(e)) => (ClientError::Connection(e), true),
-                    other => break other?,
-                },
+                Ok(answer) => {
+                    turn = None;
+                    match Inner::answer(&link, answer).await {
+                        Err(ClientError::Connection(e)) => (ClientError::Connection(e), true),
+                        other => break other?,
+                    }
+                }
                 Err(e) => (e, false),
             };
             // Not sent at all, or safe to repeat: once more on the next connection.
@@ -569,8 +580,13 @@ impl Client {
                 return Err(error);
             }
             tries += 1;
+            // A repeat goes behind the requests already waiting for the resumed connection.
+            if turn.is_none() {
+                turn = Some(inner.send_turn.lock().await);
+            }
             link = inner.usable_link(Some(&link)).await;
         };
+        drop(turn);
         inner.track(&response);
         Ok(response)
     }
