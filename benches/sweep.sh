@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Latency against load (issue 3): sweeps W1 (1 room x 1,000 members) over 10, 20, 30, 50 msg/s
+# Latency against load (issue 3): sweeps W1 (1 room x 1,000 members) over 10-200 msg/s
 # and one room of 100 over 100..1000 msg/s, server pinned to CPU 0 and the harness to CPU 1,
 # RUNS runs per rate, then draws p50/p99 against deliveries/s with `huddle load-curve`.
 #
@@ -16,7 +16,7 @@ RESULTS=${RESULTS:-benches/results}
 RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-3}
 DURATION=${DURATION:-8}
-W1_RATES=${W1_RATES:-10 20 30 50}
+W1_RATES=${W1_RATES:-10 20 30 50 100 150 200}
 ROOM100_RATES=${ROOM100_RATES:-100 200 300 500 700 1000}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -41,7 +41,7 @@ for i in $(seq 1 "$RUNS"); do
     for r in $ROOM100_RATES; do run room100 100 "$r" "$i"; done
 done
 
-"$HUDDLE" load-curve --title "W1: one room of 1,000, 10-50 msg/s (server on 1 core)" \
+"$HUDDLE" load-curve --title "W1: one room of 1,000, 10-200 msg/s (server on 1 core)" \
     --series "1 x 1,000=$OUT/w1" --out "$RESULTS/w1-latency-vs-load.svg" >"$RESULTS/w1-latency-vs-load.md"
 "$HUDDLE" load-curve --title "One room of 100, 100-1,000 msg/s (server on 1 core)" \
     --series "1 x 100=$OUT/room100" --out "$RESULTS/room100-latency-vs-load.svg" \
