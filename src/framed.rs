@@ -9,11 +9,13 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
-use crate::wire::{check_length, split_frame, ErrorCode, WireError, LENGTH_PREFIX_LEN};
+use crate::wire::{
+    check_length, split_frame, whole_frame_len, ErrorCode, WireError, LENGTH_PREFIX_LEN,
+};
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -103,12 +105,14 @@ pub trait ChunkSource {
 impl ChunkSource for quinn::RecvStream {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
-            return match self.read_chunk(usize::MAX, true).await {
-                Ok(Some(c)) if c.bytes.is_empty() => continue,
-                Ok(c) => Ok(c.map(|c| c.bytes)),
-                Err(quinn::ReadError::Reset(code)) => Err(ReadError::Reset(code.into_inner())),
-                Err(e) => Err(ReadError::Stream(e.to_string())),
-            };
+            match self.read_chunk(usize::MAX, true).await {
+                Ok(Some(c)) if c.bytes.is_empty() => {}
+                Ok(c) => return Ok(c.map(|c| c.bytes)),
+                Err(quinn::ReadError::Reset(code)) => {
+                    return Err(ReadError::Reset(code.into_inner()))
+                }
+                Err(e) => return Err(ReadError::Stream(e.to_string())),
+            }
         }
     }
 }
@@ -181,13 +185,10 @@ impl<S: ChunkSource> FrameReader<S> {
 
     /// Slices the first frame off the current chunk when the chunk holds all of it.
     fn whole_frame_in_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
-        let Some(prefix) = self.chunk.first_chunk::<LENGTH_PREFIX_LEN>() else { return Ok(None) };
-        let len = check_length(*prefix, self.max)?;
-        if self.chunk.len() < LENGTH_PREFIX_LEN + len {
-            return Ok(None);
-        }
-        let mut frame = self.chunk.split_to(LENGTH_PREFIX_LEN + len);
-        Ok(Some(frame.split_off(LENGTH_PREFIX_LEN)))
+        let Some(len) = whole_frame_len(&self.chunk, self.max)? else { return Ok(None) };
+        let body = self.chunk.slice(LENGTH_PREFIX_LEN..len);
+        self.chunk.advance(len);
+        Ok(Some(body))
     }
 }
 

@@ -42,6 +42,41 @@ async fn collect(c: &Client, n: usize, secs: u64, seed: u64) -> (Vec<u64>, Vec<C
     (seqs, others)
 }
 
+/// Alice sends `n` medium messages to room "r", 50 ms apart: traffic for a watchdog to miss.
+fn keep_busy(alice: Arc<Client>, n: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for i in 0..n {
+            alice.send_text("r", &format!("a{i}"), Priority::Medium).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Waits (at most 8 s) for `c` to report that it is reconnecting.
+async fn until_reconnecting(c: &Client, seed: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        match client_event_at(c, deadline).await {
+            Ok(Some(ClientEvent::Reconnecting { .. })) => return,
+            Ok(Some(_)) => {}
+            other => panic!("seed {seed}: no reconnect: {other:?}"),
+        }
+    }
+}
+
+/// The texts of `sender`'s room messages that reach `c` until it has been quiet for 500 ms.
+async fn texts_from(c: &Client, sender: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    while let Ok(Some(e)) = client_event(c, Duration::from_millis(500)).await {
+        if let ClientEvent::Event(Event::RoomMessage(m)) = e {
+            if let (true, MessageBody::Text(t)) = (m.sender == sender, m.body) {
+                texts.push(t);
+            }
+        }
+    }
+    texts
+}
+
 #[tokio::test]
 async fn a_blackhole_shorter_than_the_idle_timeout_is_survived() {
     let seed = 101;
@@ -253,13 +288,8 @@ async fn a_stalled_connection_is_abandoned_and_resumed_long_before_the_idle_time
     assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
     // Traffic flows before the outage (so the watchdog knows the link was busy), and on
     // through it.
-    let sender = tokio::spawn(async move {
-        for i in 0..100 {
-            alice.send_text("r", &format!("m{i}"), Priority::Medium).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        alice
-    });
+    let alice = Arc::new(alice);
+    let sender = keep_busy(alice.clone(), 100);
     // Everything arrives well within the 30 s idle timeout: exactly once and in order.
     let (seqs, others) = collect(&bob, 100, 20, seed).await;
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>(), "seed {seed}: exactly once, in order");
@@ -268,7 +298,7 @@ async fn a_stalled_connection_is_abandoned_and_resumed_long_before_the_idle_time
         _ => None,
     });
     assert!(reason.as_deref().is_some_and(|r| r.starts_with("stalled")), "seed {seed}: {others:?}");
-    let alice = sender.await.unwrap();
+    sender.await.unwrap();
     no_event(&alice, 300).await;
 }
 
@@ -336,18 +366,12 @@ async fn sends_wait_out_a_reconnection_and_a_retried_send_arrives_once() {
     let proxy = proxy(&server, seed, (1_000, 5_000)).await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
-    let bob = std::sync::Arc::new(server.client_via("bob", &proxy).await);
+    let bob = Arc::new(server.client_via("bob", &proxy).await);
     bob.join_room("r").await.unwrap();
     assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
     // Alice keeps the room busy through the outage, so bob's watchdog has data to miss.
-    let alice = std::sync::Arc::new(alice);
-    let a = alice.clone();
-    let traffic = tokio::spawn(async move {
-        for i in 0..140 {
-            a.send_text("r", &format!("a{i}"), Priority::Medium).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let alice = Arc::new(alice);
+    let traffic = keep_busy(alice.clone(), 140);
     // Inside the blackhole, on the connection that will be abandoned.
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     let b = bob.clone();
@@ -360,14 +384,7 @@ async fn sends_wait_out_a_reconnection_and_a_retried_send_arrives_once() {
         let body = MessageBody::Text("unmarked".into());
         b.send_message("r", body, Priority::High, None).await
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
-    loop {
-        match client_event_at(&bob, deadline).await {
-            Ok(Some(ClientEvent::Reconnecting { .. })) => break,
-            Ok(Some(_)) => {}
-            other => panic!("seed {seed}: no reconnect: {other:?}"),
-        }
-    }
+    until_reconnecting(&bob, seed).await;
     assert_eq!(bob.state(), ConnectionState::Reconnecting, "seed {seed}");
     let waited = bob.send_text("r", "while reconnecting", Priority::Medium).await;
     assert!(waited.is_ok(), "seed {seed}: {waited:?}");
@@ -379,14 +396,7 @@ async fn sends_wait_out_a_reconnection_and_a_retried_send_arrives_once() {
     }
     traffic.await.unwrap();
     // Alice got each of bob's messages exactly once (the unmarked one never left the dark).
-    let mut from_bob = Vec::new();
-    while let Ok(Some(e)) = client_event(&alice, Duration::from_millis(500)).await {
-        if let ClientEvent::Event(Event::RoomMessage(m)) = e {
-            if let (true, MessageBody::Text(t)) = (m.sender == "bob", m.body) {
-                from_bob.push(t);
-            }
-        }
-    }
+    let mut from_bob = texts_from(&alice, "bob").await;
     from_bob.sort();
     assert_eq!(from_bob, ["in flight", "while reconnecting"], "seed {seed}");
 }
@@ -405,25 +415,12 @@ async fn sends_made_during_a_reconnection_go_out_in_the_order_they_were_made() {
     bob.join_room("r").await.unwrap();
     assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }));
     // Traffic for bob's watchdog to miss once the blackhole starts.
-    let a = std::sync::Arc::new(alice);
-    let alice = a.clone();
-    let traffic = tokio::spawn(async move {
-        for i in 0..40 {
-            a.send_text("r", &format!("a{i}"), Priority::Medium).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
-    loop {
-        match client_event_at(&bob, deadline).await {
-            Ok(Some(ClientEvent::Reconnecting { .. })) => break,
-            Ok(Some(_)) => {}
-            other => panic!("seed {seed}: no reconnect: {other:?}"),
-        }
-    }
+    let alice = Arc::new(alice);
+    let traffic = keep_busy(alice.clone(), 40);
+    until_reconnecting(&bob, seed).await;
     // Thirty sends made one after the other while the client reconnects, each on a task of its
     // own and none awaited before the next is made (a chat app sending what its user types).
-    let bob = std::sync::Arc::new(bob);
+    let bob = Arc::new(bob);
     let texts: Vec<String> = (0..30).map(|i| format!("b{i:02}")).collect();
     let mut sends = Vec::new();
     for t in &texts {
@@ -437,13 +434,6 @@ async fn sends_made_during_a_reconnection_go_out_in_the_order_they_were_made() {
         assert!(ack.is_ok(), "seed {seed}: {ack:?}");
     }
     traffic.await.unwrap();
-    let mut from_bob = Vec::new();
-    while let Ok(Some(e)) = client_event(&alice, Duration::from_millis(500)).await {
-        if let ClientEvent::Event(Event::RoomMessage(m)) = e {
-            if let (true, MessageBody::Text(t)) = (m.sender == "bob", m.body) {
-                from_bob.push(t);
-            }
-        }
-    }
+    let from_bob = texts_from(&alice, "bob").await;
     assert_eq!(from_bob, texts, "seed {seed}: in the order made, each once");
 }

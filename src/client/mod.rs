@@ -455,15 +455,15 @@ impl Client {
     async fn start(
         endpoint: quinn::Endpoint,
         cfg: ClientConfig,
-        events_tx: EventSink,
-        events_rx: mpsc::Receiver<ClientEvent>,
+        sink: EventSink,
+        queue: mpsc::Receiver<ClientEvent>,
     ) -> Result<Client, ClientError> {
         // The queue is empty: this cannot fail.
-        events_tx.try_send(ClientEvent::Connecting);
+        sink.try_send(ClientEvent::Connecting);
         let cfg_token = cfg.token.clone();
         let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
         let quic = quic_client_config(&cfg)?;
-        let (link, _) = open_link(&endpoint, &quic, &cfg, &events_tx, &rooms, false).await?;
+        let (link, _) = open_link(&endpoint, &quic, &cfg, &sink, &rooms, false).await?;
         let inner = Arc::new(Inner {
             cfg,
             endpoint,
@@ -477,7 +477,7 @@ impl Client {
                 token_expires_at_s: 0,
             }),
             rooms,
-            events: Mutex::new(Some(events_tx)),
+            events: Mutex::new(Some(sink)),
             closing: AtomicBool::new(false),
             send_turn: tokio::sync::Mutex::new(()),
             token: Mutex::new(cfg_token),
@@ -509,7 +509,7 @@ impl Client {
             }
         }
         tokio::spawn(supervise(inner.clone()));
-        Ok(Client { inner, events: tokio::sync::Mutex::new(events_rx) })
+        Ok(Client { inner, events: tokio::sync::Mutex::new(queue) })
     }
 
     /// The connection state now.

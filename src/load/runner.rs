@@ -618,12 +618,9 @@ pub(super) async fn fanout<L: Link>(
     for m in members.iter() {
         room_ids[m.room].clone_from(&m.room_id);
     }
-    let room_ids = Arc::new(room_ids);
     let counters = Arc::new(Counters::default());
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let seconds = (send_s + cfg.drain_s).ceil() as usize + 1;
-    let timeline = Arc::new(Timeline::new(seconds));
-    let latency = Arc::new(SharedLatency::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Presence events of the joins come first; let them pass before the clock starts.
@@ -634,7 +631,7 @@ pub(super) async fn fanout<L: Link>(
     let warmup_ns = (cfg.warmup_s * 1e9) as u64;
     let window_end_ns = (send_s * 1e9) as u64;
     // Blackholes in nanoseconds after t0 (those over before it are left out).
-    let outages = Arc::new(Outages::new(match blackholes {
+    let outages = Outages::new(match blackholes {
         Some((started, windows)) => {
             let offset = t0.saturating_duration_since(started).as_nanos() as u64;
             windows
@@ -645,7 +642,18 @@ pub(super) async fn fanout<L: Link>(
                 .collect()
         }
         None => Vec::new(),
-    }));
+    });
+    let tally = Arc::new(Tally {
+        p,
+        room_ids,
+        t0,
+        warmup_ns,
+        window_end_ns,
+        counters: counters.clone(),
+        timeline: Timeline::new(seconds),
+        latency: SharedLatency::new(),
+        outages,
+    });
 
     let mut receivers = Vec::with_capacity(members.len());
     let mut stalled = Vec::new();
@@ -690,20 +698,10 @@ pub(super) async fn fanout<L: Link>(
                 echoes: 0,
                 sessions: SessionTally::default(),
             },
-            // This receiver's number: which shard of the shared latency histogram it records
-            // into.
             receiver: receivers.len(),
-            p,
             own,
             rooms: m.rooms.clone(),
-            room_ids: room_ids.clone(),
-            t0,
-            warmup_ns,
-            window_end_ns,
-            counters: counters.clone(),
-            timeline: timeline.clone(),
-            latency: latency.clone(),
-            outages: outages.clone(),
+            tally: tally.clone(),
             ended: false,
         };
         // Straight from the connection's reader tasks where the backend can (Huddle): the
@@ -720,11 +718,12 @@ pub(super) async fn fanout<L: Link>(
                 receivers.push(ReceiverTask::Direct(shared));
                 continue;
             }
-            // The function was dropped unused: the receiver is still there.
-            Err(inbox) => match shared.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                Some(r) => (inbox, r),
-                None => continue,
-            },
+            // Refused: the function was dropped without being called, so the receiver is
+            // still there to take back.
+            Err(inbox) => {
+                let r = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+                (inbox, r.expect("a refused direct function never runs"))
+            }
         };
         let mut stop = stop_rx.clone();
         receivers.push(ReceiverTask::Task(tokio::spawn(async move {
@@ -911,10 +910,10 @@ pub(super) async fn fanout<L: Link>(
         std::mem::take(&mut *errors.lock().unwrap_or_else(|e| e.into_inner()));
     summary.expected_deliveries = Counters::read(&counters.expected);
     summary.lost = summary.expected_deliveries.saturating_sub(summary.deliveries);
-    summary.latency_us = LatencySummary::of(&latency.total());
+    summary.latency_us = LatencySummary::of(&tally.latency.total());
     summary.deliveries_per_s = summary.measured_deliveries as f64 / cfg.duration_s.max(1e-9);
-    summary.timeline = timeline.summary();
-    summary.outages = outages.summary();
+    summary.timeline = tally.timeline.summary();
+    summary.outages = tally.outages.summary();
 
     let end = at_window_end.unwrap_or_else(cpu);
     let start = at_window_start.unwrap_or(end);
@@ -949,25 +948,36 @@ enum ReceiverTask {
 struct Receiving {
     order: OrderCheck,
     got: Received,
+    /// Which shard of the shared latency histogram it records into.
     receiver: usize,
-    p: usize,
+    /// Its own publisher index, if it publishes.
     own: Option<u32>,
+    /// The rooms it receives from.
     rooms: Vec<usize>,
-    room_ids: Arc<Vec<String>>,
-    t0: Instant,
-    warmup_ns: u64,
-    window_end_ns: u64,
-    counters: Arc<Counters>,
-    timeline: Arc<Timeline>,
-    latency: Arc<SharedLatency>,
-    outages: Arc<Outages>,
+    tally: Arc<Tally>,
     /// The connection is gone for good: nothing more will come.
     ended: bool,
 }
 
+/// What every receiver of a run shares: the run's shape and clock, and where they count.
+struct Tally {
+    /// Publishers per room.
+    p: usize,
+    /// Room ids by room index.
+    room_ids: Vec<String>,
+    t0: Instant,
+    /// The measured window, in nanoseconds after `t0`, by intended send time.
+    warmup_ns: u64,
+    window_end_ns: u64,
+    counters: Arc<Counters>,
+    timeline: Timeline,
+    latency: SharedLatency,
+    outages: Outages,
+}
+
 impl Receiving {
     fn on(&mut self, d: Delivery) {
-        let r = &mut self.got;
+        let (r, t) = (&mut self.got, &*self.tally);
         let (room, body) = match d {
             Delivery::Message { room, body } => (room, body),
             Delivery::Session(e) => return r.sessions.on_event(e),
@@ -976,14 +986,14 @@ impl Receiving {
                 return r.sessions.on_lost(reason);
             }
         };
-        let arrival_ns = self.t0.elapsed().as_nanos() as u64;
+        let arrival_ns = t.t0.elapsed().as_nanos() as u64;
         let stamp = body.as_deref().and_then(decode_body);
         // The publisher's room must be one of this member's and the one the message came in.
-        let p = self.p;
+        let p = t.p;
         let slot = stamp.and_then(|s| {
             let q = s.publisher as usize / p;
             let i = self.rooms.iter().position(|&x| x == q)?;
-            (self.room_ids[q] == room).then_some((s, i))
+            (t.room_ids[q] == room).then_some((s, i))
         });
         let Some((s, i)) = slot else {
             r.foreign += 1;
@@ -1006,13 +1016,13 @@ impl Receiving {
             Verdict::InOrder => {}
         }
         r.deliveries += 1;
-        Counters::add(&self.counters.deliveries, 1);
+        Counters::add(&t.counters.deliveries, 1);
         let latency_us = arrival_ns.saturating_sub(s.intended_ns) / 1000;
-        self.timeline.record(arrival_ns, latency_us);
-        self.outages.record(s.intended_ns, arrival_ns);
-        if s.intended_ns >= self.warmup_ns && s.intended_ns < self.window_end_ns {
+        t.timeline.record(arrival_ns, latency_us);
+        t.outages.record(s.intended_ns, arrival_ns);
+        if s.intended_ns >= t.warmup_ns && s.intended_ns < t.window_end_ns {
             r.measured += 1;
-            self.latency.record(self.receiver, latency_us);
+            t.latency.record(self.receiver, latency_us);
         }
     }
 }

@@ -157,19 +157,20 @@ pub fn single_frame_body(buf: &[u8], max: usize) -> Result<&[u8], WireError> {
     }
 }
 
+/// The length (prefix included) of the frame at the front of `buf` once all of it is there;
+/// `Ok(None)` while more bytes are needed. The length is checked against `max` as soon as the
+/// prefix is in.
+pub fn whole_frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, WireError> {
+    let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX_LEN>() else { return Ok(None) };
+    let len = LENGTH_PREFIX_LEN + check_length(*prefix, max)?;
+    Ok((buf.len() >= len).then_some(len))
+}
+
 /// Splits complete frames off the front of a byte buffer: for callers that hold bytes already
 /// (fuzzing, tests, datagrams). Returns `Ok(None)` when more bytes are needed.
 pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, WireError> {
-    if buf.len() < LENGTH_PREFIX_LEN {
-        return Ok(None);
-    }
-    let mut prefix = [0u8; LENGTH_PREFIX_LEN];
-    prefix.copy_from_slice(&buf[..LENGTH_PREFIX_LEN]);
-    let len = check_length(prefix, max)?;
-    if buf.len() < LENGTH_PREFIX_LEN + len {
-        return Ok(None);
-    }
-    let mut frame = buf.split_to(LENGTH_PREFIX_LEN + len);
+    let Some(len) = whole_frame_len(buf, max)? else { return Ok(None) };
+    let mut frame = buf.split_to(len);
     Ok(Some(frame.split_off(LENGTH_PREFIX_LEN).freeze()))
 }
 
