@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use huddle::client::{Client, ClientEvent, ConnectionState, EventListener};
+use huddle::client::{Client, ClientConfig, ClientEvent, ConnectionState, EventListener};
 use huddle::netsim::{Impairment, Proxy};
 use huddle::wire::{Event, LeaveReason, MessageBody, Priority};
 
@@ -436,4 +436,80 @@ async fn sends_made_during_a_reconnection_go_out_in_the_order_they_were_made() {
     traffic.await.unwrap();
     let from_bob = texts_from(&alice, "bob").await;
     assert_eq!(from_bob, texts, "seed {seed}: in the order made, each once");
+}
+
+/// A scripted server (plain quinn and the wire types, no Huddle server) whose first connection
+/// logs the client in and then sends an event frame that does not decode; the client must
+/// leave that connection and resume on a new one instead of going deaf on a live link.
+#[tokio::test]
+async fn an_event_stream_that_breaks_on_a_live_connection_is_resumed() {
+    use huddle::wire::{encode_frame, Reply, Request, Response, ResponseFrame, StreamHeader};
+    let tls = huddle::certs::generate_in_memory().unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(tls.chain.clone(), tls.key.clone_key())
+        .unwrap();
+    crypto.alpn_protocols = vec![huddle::wire::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).unwrap();
+    let server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+
+    // Accepts one connection and returns it with its control stream and first request.
+    let accept = |endpoint: quinn::Endpoint| async move {
+        let conn = endpoint.accept().await.unwrap().await.unwrap();
+        let (send, mut recv) = conn.accept_bi().await.unwrap();
+        let max = huddle::wire::MAX_FRAME_LEN;
+        let body = huddle::framed::read_frame(&mut recv, max, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let first = huddle::wire::decode_request(&body).unwrap();
+        (conn, send, recv, first)
+    };
+    let server = tokio::spawn({
+        let endpoint = endpoint.clone();
+        async move {
+            let (conn, mut send, _recv, login) = accept(endpoint.clone()).await;
+            assert!(matches!(login.request, Request::Login(_)), "{login:?}");
+            let logged_in = Response::LoggedIn {
+                session_id: 41,
+                resume_secret: [7; 16],
+                server_time_ms: 0,
+                token_expires_at_s: u64::MAX,
+            };
+            let answer =
+                ResponseFrame { request_id: login.request_id, reply: Reply::Ok(logged_in) };
+            send.write_all(&encode_frame(&answer)).await.unwrap();
+            let mut events = conn.open_uni().await.unwrap();
+            events.write_all(&encode_frame(&StreamHeader::Session)).await.unwrap();
+            // A whole frame whose body is no event (variant 200 of a one-byte enum tag).
+            events.write_all(&[1, 0, 0, 0, 200]).await.unwrap();
+            // The first connection stays open: only the client can end this.
+            let (_conn2, _send2, _recv2, resume) = accept(endpoint).await;
+            (conn, resume)
+        }
+    });
+    let mut cfg = ClientConfig::new(addr, "alice", "token");
+    cfg.roots = vec![tls.ca.clone()];
+    let alice = Client::connect(cfg).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    match client_event_at(&alice, deadline).await {
+        Ok(Some(ClientEvent::Reconnecting { reason })) => {
+            assert!(reason.contains("event"), "{reason}")
+        }
+        other => panic!("expected Reconnecting, got {other:?}"),
+    }
+    let (first, resume) =
+        tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
+    match resume.request {
+        Request::Resume(r) => assert_eq!((r.session_id, r.resume_secret), (41, [7; 16])),
+        other => panic!("the second connection began with {other:?}"),
+    }
+    // The client left the broken connection itself.
+    let closed = tokio::time::timeout(Duration::from_secs(5), first.closed()).await.unwrap();
+    assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(_)), "{closed:?}");
 }

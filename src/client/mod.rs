@@ -26,7 +26,7 @@ use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::framed::FrameReader;
+use crate::framed::{FrameReader, ReadError};
 use crate::wire::{
     decode_body, encode_frame, single_frame_body, AttributeFailure, AttributeOp, ErrorCode, Event,
     HistoryAnchor, Login, Member, MemberAttributes, MessageBody, Priority, Reply, Request,
@@ -278,16 +278,49 @@ struct Link {
 /// quinn's counters only while data flows; on a quiet link it sleeps until a reader calls
 /// [`Activity::data`], so an idle connection costs no timer wake-ups (a phone's battery, a load
 /// generator holding 100,000 connections).
+/// The readers also report a stream that broke while the connection lives on (a frame that does
+/// not decode or never completes, a stream the server reset): the link can no longer deliver
+/// everything in order, so the supervisor resumes on a new connection, as after a stall.
 #[derive(Default)]
 struct Activity {
     idle: AtomicBool,
     wake: tokio::sync::Notify,
+    /// Why a stream broke: the first reason reported.
+    broken: Mutex<Option<String>>,
+    broke: tokio::sync::Notify,
 }
 
 impl Activity {
     fn data(&self) {
         if self.idle.load(Ordering::SeqCst) {
             self.wake.notify_one();
+        }
+    }
+
+    /// A reader's stream ended in a way that loses what the server sent on it. An error of the
+    /// connection itself is not reported: the supervisor sees the connection close.
+    fn stream_broke(&self, what: &str, error: &ReadError) {
+        if matches!(error, ReadError::Stream(_)) {
+            return;
+        }
+        self.link_broke(format!("{what}: {error}"));
+    }
+
+    fn link_broke(&self, why: String) {
+        let mut broken = lock(&self.broken);
+        if broken.is_none() {
+            *broken = Some(why);
+            self.broke.notify_one();
+        }
+    }
+
+    /// Resolves with the reason once a reader reported a broken stream.
+    async fn broken(&self) -> String {
+        loop {
+            if let Some(why) = lock(&self.broken).clone() {
+                return why;
+            }
+            self.broke.notified().await;
         }
     }
 }
@@ -1163,18 +1196,27 @@ async fn supervise(inner: Arc<Inner>) {
             .cfg
             .stall_timeout
             .mul_f64(f64::from(patience) * (0.8 + 0.4 * rand::random::<f64>()));
+        let mut broke = false;
         let stalled = tokio::select! {
             error = link.conn.closed() => Err(error),
             stalled = watch_stall(&link, stall, &inner) => Ok(stalled),
+            // A stream that broke because the connection closed is the connection's story.
+            why = link.activity.broken() => match link.conn.close_reason() {
+                Some(error) => Err(error),
+                None => {
+                    broke = true;
+                    Ok(why)
+                }
+            },
         };
-        if stalled.is_ok() {
+        if stalled.is_ok() && !broke {
             let now = tokio::time::Instant::now();
             let recent = last_stall.is_some_and(|t| now - t < Duration::from_secs(60));
             patience = if recent { (patience * 2).min(8) } else { 1 };
             last_stall = Some(now);
         }
         if let Ok(stalled) = &stalled {
-            link.conn.close(0u32.into(), b"stalled");
+            link.conn.close(0u32.into(), if broke { b"stream broke" } else { b"stalled" });
             tracing::debug!(user = %inner.cfg.user_id, "{stalled}");
         }
         // Let the readers queue what they had before reporting anything.
@@ -1420,9 +1462,23 @@ async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::UnboundedRecei
 async fn read_control(recv: quinn::RecvStream, pending: Pending, activity: Arc<Activity>) {
     // Server frames may be large (a page of history) but always arrive promptly once started.
     let mut frames = FrameReader::new(recv, MAX_FRAME_LEN, Duration::from_secs(30));
-    while let Ok(Some(body)) = frames.next().await {
+    loop {
+        let body = match frames.next().await {
+            Ok(Some(body)) => body,
+            Ok(None) => break,
+            Err(e) => {
+                activity.stream_broke("control stream", &e);
+                break;
+            }
+        };
         activity.data();
-        let Ok(frame) = decode_body::<ResponseFrame>(&body) else { break };
+        let frame = match decode_body::<ResponseFrame>(&body) {
+            Ok(frame) => frame,
+            Err(e) => {
+                activity.stream_broke("control stream", &e.into());
+                break;
+            }
+        };
         let tx = lock(&pending).as_mut().and_then(|p| p.remove(&frame.request_id));
         if let Some(tx) = tx {
             let _ = tx.send(frame.reply);
@@ -1496,18 +1552,29 @@ async fn read_events(
     activity: Arc<Activity>,
 ) {
     let mut frames = FrameReader::new(recv, MAX_FRAME_LEN, Duration::from_secs(30));
-    let Ok(Some(body)) = frames.next().await else { return };
+    // Whatever cuts an event stream short loses the events after it: the link is broken.
+    let next = async |frames: &mut FrameReader<quinn::RecvStream>| match frames.next().await {
+        Ok(body) => body,
+        Err(e) => {
+            activity.stream_broke("event stream", &e);
+            None
+        }
+    };
+    let Some(body) = next(&mut frames).await else { return };
     activity.data();
     match decode_body::<StreamHeader>(&body) {
         Ok(StreamHeader::Room { room_id }) => {
             lock(&rooms).entry(room_id).or_insert(None);
         }
         Ok(StreamHeader::Session) | Ok(StreamHeader::RoomLow { .. }) => {}
-        Err(_) => return,
+        Err(e) => return activity.stream_broke("event stream header", &e.into()),
     }
-    while let Ok(Some(body)) = frames.next().await {
+    while let Some(body) = next(&mut frames).await {
         activity.data();
-        let Ok(event) = decode_body::<Event>(&body) else { return };
+        let event = match decode_body::<Event>(&body) {
+            Ok(event) => event,
+            Err(e) => return activity.stream_broke("event", &e.into()),
+        };
         match &event {
             Event::RoomMessage(m) => {
                 // Exactly once, in order: a medium or high message at or below the last
