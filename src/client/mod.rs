@@ -286,7 +286,7 @@ struct Activity {
     idle: AtomicBool,
     wake: tokio::sync::Notify,
     /// Why a stream broke: the first reason reported.
-    broken: Mutex<Option<String>>,
+    broken: std::sync::OnceLock<String>,
     broke: tokio::sync::Notify,
 }
 
@@ -303,13 +303,7 @@ impl Activity {
         if matches!(error, ReadError::Stream(_)) {
             return;
         }
-        self.link_broke(format!("{what}: {error}"));
-    }
-
-    fn link_broke(&self, why: String) {
-        let mut broken = lock(&self.broken);
-        if broken.is_none() {
-            *broken = Some(why);
+        if self.broken.set(format!("{what}: {error}")).is_ok() {
             self.broke.notify_one();
         }
     }
@@ -317,8 +311,8 @@ impl Activity {
     /// Resolves with the reason once a reader reported a broken stream.
     async fn broken(&self) -> String {
         loop {
-            if let Some(why) = lock(&self.broken).clone() {
-                return why;
+            if let Some(why) = self.broken.get() {
+                return why.clone();
             }
             self.broke.notified().await;
         }
@@ -1183,6 +1177,16 @@ fn terminal(code: u16) -> bool {
     ) || (1000..2000).contains(&code)
 }
 
+/// Why the supervisor stopped using a connection.
+enum Lost {
+    /// The connection closed (by either side, or timed out).
+    Closed(quinn::ConnectionError),
+    /// The stall watchdog gave up on it.
+    Stalled(String),
+    /// One of its streams broke while it lived on.
+    Broke(String),
+}
+
 /// Watches the connection; when it is lost, reconnects and resumes, or reports the end.
 async fn supervise(inner: Arc<Inner>) {
     // Stalls soon after one another double the watchdog's patience (up to 8x): when a busy
@@ -1196,41 +1200,43 @@ async fn supervise(inner: Arc<Inner>) {
             .cfg
             .stall_timeout
             .mul_f64(f64::from(patience) * (0.8 + 0.4 * rand::random::<f64>()));
-        let mut broke = false;
-        let stalled = tokio::select! {
-            error = link.conn.closed() => Err(error),
-            stalled = watch_stall(&link, stall, &inner) => Ok(stalled),
+        let lost = tokio::select! {
+            error = link.conn.closed() => Lost::Closed(error),
+            why = watch_stall(&link, stall, &inner) => Lost::Stalled(why),
             // A stream that broke because the connection closed is the connection's story.
             why = link.activity.broken() => match link.conn.close_reason() {
-                Some(error) => Err(error),
-                None => {
-                    broke = true;
-                    Ok(why)
-                }
+                Some(error) => Lost::Closed(error),
+                None => Lost::Broke(why),
             },
         };
-        if stalled.is_ok() && !broke {
+        if let Lost::Stalled(_) = lost {
             let now = tokio::time::Instant::now();
             let recent = last_stall.is_some_and(|t| now - t < Duration::from_secs(60));
             patience = if recent { (patience * 2).min(8) } else { 1 };
             last_stall = Some(now);
         }
-        if let Ok(stalled) = &stalled {
-            link.conn.close(0u32.into(), if broke { b"stream broke" } else { b"stalled" });
-            tracing::debug!(user = %inner.cfg.user_id, "{stalled}");
+        // The client abandons a stalled or broken connection itself, keeping the session.
+        let abandoned: Option<(&[u8], &str)> = match &lost {
+            Lost::Stalled(why) => Some((b"stalled", why)),
+            Lost::Broke(why) => Some((b"stream broke", why)),
+            Lost::Closed(_) => None,
+        };
+        if let Some((reason, why)) = abandoned {
+            link.conn.close(0u32.into(), reason);
+            tracing::debug!(user = %inner.cfg.user_id, "{why}");
         }
         // Let the readers queue what they had before reporting anything.
         if let Some(readers) = link.readers.lock().await.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), readers).await;
         }
-        let (code, reason, locally_closed) = match &stalled {
-            Ok(stalled) => (None, stalled.clone(), false),
-            Err(quinn::ConnectionError::ApplicationClosed(c)) => (
+        let (code, reason, locally_closed) = match &lost {
+            Lost::Stalled(why) | Lost::Broke(why) => (None, why.clone(), false),
+            Lost::Closed(quinn::ConnectionError::ApplicationClosed(c)) => (
                 Some(c.error_code.into_inner() as u16),
                 String::from_utf8_lossy(&c.reason).into_owned(),
                 false,
             ),
-            Err(other) => {
+            Lost::Closed(other) => {
                 (None, other.to_string(), matches!(other, quinn::ConnectionError::LocallyClosed))
             }
         };
