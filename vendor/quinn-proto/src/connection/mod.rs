@@ -182,8 +182,11 @@ pub struct Connection {
     prev_crypto: Option<PrevCrypto>,
     /// 1-RTT keys to be used for the next key update
     ///
-    /// These are generated in advance to prevent timing attacks and/or DoS by third-party attackers
-    /// spoofing key updates.
+    /// Huddle's patch: made when first needed (the first packet in the other key phase, or a key
+    /// update of ours) instead of at the end of the handshake and after each update, so an idle
+    /// connection does not hold a third and fourth AEAD key it may never use. Once made they are
+    /// kept, even if the packet that asked for them fails to decrypt, so spoofed key updates
+    /// cost one key derivation per key phase, not one per packet (RFC 9001, section 6.3).
     next_crypto: Option<KeyPair<Box<dyn PacketKey>>>,
     accepted_0rtt: bool,
     /// Whether the idle timer should be reset the next time an ack-eliciting packet is transmitted.
@@ -2209,15 +2212,6 @@ impl Connection {
             "already reached packet space {space:?}"
         );
         trace!("{:?} keys ready", space);
-        if space == SpaceId::Data {
-            // Precompute the first key update
-            self.next_crypto = Some(
-                self.crypto
-                    .next_1rtt_keys()
-                    .expect("handshake should be complete"),
-            );
-        }
-
         self.spaces[space].crypto = Some(crypto);
         debug_assert!(space as usize > self.highest_space as usize);
         self.highest_space = space;
@@ -3560,6 +3554,10 @@ impl Connection {
         now: Instant,
         packet: &mut Packet,
     ) -> Result<Option<u64>, Option<TransportError>> {
+        if packet.header.is_short() && packet.header.key_phase() != self.key_phase {
+            // A key phase we may not have keys for yet (see `next_crypto`).
+            self.prepare_next_crypto();
+        }
         let result = packet_crypto::decrypt_packet_body(
             packet,
             &self.spaces,
@@ -3595,6 +3593,7 @@ impl Connection {
         // Generate keys for the key phase after the one we're switching to, store them in
         // `next_crypto`, make the contents of `next_crypto` current, and move the current keys into
         // `prev_crypto`.
+        self.prepare_next_crypto();
         let new = self
             .crypto
             .next_1rtt_keys()
@@ -3618,6 +3617,13 @@ impl Connection {
             update_unacked: remote,
         });
         self.key_phase = !self.key_phase;
+    }
+
+    /// Makes the keys of the next key phase if they are not made yet.
+    fn prepare_next_crypto(&mut self) {
+        if self.next_crypto.is_none() {
+            self.next_crypto = self.crypto.next_1rtt_keys();
+        }
     }
 
     fn peer_supports_ack_frequency(&self) -> bool {
