@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand};
 
 use huddle::config::ServerConfig;
 
+/// mimalloc, without transparent huge pages (which cost idle connections memory): about a tenth
+/// less CPU per delivery than glibc's malloc (BENCHMARKS.md, "The allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "huddle", version, about = "QUIC transport server for multi-person chat rooms")]
 struct Cli {
