@@ -11,8 +11,9 @@
 # room of 1,000), W3_RATE (2: msg/s into each of 100 rooms of 100), SYSTEMS ("huddle redis-tls
 # redis nats-tls nats"; also huddle-ack0: Huddle with `ack_eliciting_threshold = 0`, QUIC's
 # usual ACK rate, huddle-ack9: `ack_eliciting_threshold = 9` without the loss fallback, and
-# huddle-d0: `ack_max_delay_ms = 0`, the clients' own 25 ms ACK delay throughout, and huddle-b:
-# the server of another build, HUDDLE_B, e.g. one with the system allocator),
+# huddle-d0: `ack_max_delay_ms = 0`, the clients' own 25 ms ACK delay throughout, huddle-b:
+# the server of another build, HUDDLE_B, e.g. one with the system allocator, and huddle-c: the
+# server started from the configuration file HUDDLE_C),
 # SHAPES ("w1 w3"), WARMUP (2), DURATION (8), RUN_TIMEOUT (120 s),
 # STATE (start.sh's, default /tmp/huddle-compare), HUDDLE (./target/release/huddle).
 set -euo pipefail
@@ -51,6 +52,7 @@ target() { # system -> the flags that point the harness at it
     huddle-d0)
       printf '[transport]\nack_max_delay_ms = 0\n' >"$OUT/d0.toml"
       echo "--spawn-server --server-taskset 0 --server-config $OUT/d0.toml" ;;
+    huddle-c) echo "--spawn-server --server-taskset 0 --server-config ${HUDDLE_C:?set HUDDLE_C}" ;;
     huddle-b) echo "--spawn-server --server-taskset 0 --server-exe ${HUDDLE_B:?set HUDDLE_B}" ;;
     redis-tls) echo "--backend redis --server $REDIS_TLS_ADDR --server-pid $REDIS_PID --certs-dir $CERTS_DIR" ;;
     redis) echo "--backend redis --plaintext --server $REDIS_ADDR --server-pid $REDIS_PID" ;;
