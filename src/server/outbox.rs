@@ -224,16 +224,11 @@ pub struct Outbox {
     low_datagrams: bool,
     /// quinn's free datagram buffer space with no datagram waiting (it reserves some itself).
     datagram_idle_space: usize,
-    /// When this outbox was made, and when a writer last handed stream data to quinn
-    /// (microseconds after `born`): datagrams go only to connections whose streams are idle.
-    born: Instant,
-    last_stream_write_us: Arc<AtomicU64>,
+    /// The counters the writers keep with the outbox.
+    counters: Arc<Counters>,
     conn: quinn::Connection,
     inner: Mutex<Inner>,
-    queued_bytes: Arc<AtomicUsize>,
-    queued_frames: Arc<AtomicUsize>,
     limits: QueueLimits,
-    stats: Arc<OutboxStats>,
     /// Signalled once when the connection should close.
     pub close_requested: Notify,
 }
@@ -252,14 +247,16 @@ impl Outbox {
             single_stream,
             low_datagrams: low_datagrams && !single_stream,
             datagram_idle_space: conn.datagram_send_buffer_space(),
-            born: Instant::now(),
-            last_stream_write_us: Arc::new(AtomicU64::new(0)),
+            counters: Arc::new(Counters {
+                born: Instant::now(),
+                last_stream_write_us: AtomicU64::new(0),
+                queued_bytes: AtomicUsize::new(0),
+                queued_frames: AtomicUsize::new(0),
+                stats,
+            }),
             conn,
             inner: Mutex::new(Inner::default()),
-            queued_bytes: Arc::new(AtomicUsize::new(0)),
-            queued_frames: Arc::new(AtomicUsize::new(0)),
             limits,
-            stats,
             close_requested: Notify::new(),
         });
         let tx = outbox.spawn_writer(StreamTarget::Existing(control), None, 0);
@@ -355,7 +352,8 @@ impl Outbox {
 
     /// Bytes and frames queued now, across all the connection's streams.
     pub fn queued(&self) -> (usize, usize) {
-        (self.queued_bytes.load(Ordering::Relaxed), self.queued_frames.load(Ordering::Relaxed))
+        let c = &self.counters;
+        (c.queued_bytes.load(Ordering::Relaxed), c.queued_frames.load(Ordering::Relaxed))
     }
 
     /// The QUIC connection's statistics (path RTT, losses, UDP bytes).
@@ -374,11 +372,12 @@ impl Outbox {
     /// priority is below every other stream's. The datagram is the same frame bytes the low
     /// stream would carry (one length-prefixed event), shared by every recipient.
     fn try_datagram(&self, key: RoomKey, frame: &Bytes) -> bool {
-        if !self.low_datagrams || self.queued_bytes.load(Ordering::Relaxed) != 0 {
+        let c = &self.counters;
+        if !self.low_datagrams || c.queued_bytes.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        let last_write = Duration::from_micros(self.last_stream_write_us.load(Ordering::Relaxed));
-        let quiet_for = self.born.elapsed().saturating_sub(last_write);
+        let last_write = Duration::from_micros(c.last_stream_write_us.load(Ordering::Relaxed));
+        let quiet_for = c.born.elapsed().saturating_sub(last_write);
         if last_write > Duration::ZERO && quiet_for < (self.conn.rtt() * 2).max(DATAGRAM_QUIET) {
             return false;
         }
@@ -397,7 +396,7 @@ impl Outbox {
         if self.conn.send_datagram(frame.clone()).is_err() {
             return false;
         }
-        self.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+        c.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -425,39 +424,40 @@ impl Outbox {
         urgent: bool,
         probe: Option<Arc<FanoutProbe>>,
     ) -> bool {
+        let c = &*self.counters;
         let Some(tx) = tx else {
-            self.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
+            c.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
             return false;
         };
-        let bytes = self.queued_bytes.load(Ordering::Relaxed);
-        let frames = self.queued_frames.load(Ordering::Relaxed);
+        let bytes = c.queued_bytes.load(Ordering::Relaxed);
+        let frames = c.queued_frames.load(Ordering::Relaxed);
         let (max_bytes, max_frames) = (self.limits.max_bytes, self.limits.max_frames);
         if priority == Priority::Low && (bytes >= max_bytes / 2 || frames >= max_frames / 2) {
-            self.stats.dropped_low.fetch_add(1, Ordering::Relaxed);
+            c.stats.dropped_low.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         if bytes + frame.len() > max_bytes || frames + 1 > max_frames {
-            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-            self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            c.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            c.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
             self.close_now(ErrorCode::SlowConsumer);
             return false;
         }
-        let queued = self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
+        let queued = c.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
         // Shared by every connection: read first, so that the common case (no new peak) does not
         // write a contended cache line on every queued frame.
-        if queued > self.stats.peak_queued_bytes.load(Ordering::Relaxed) {
-            self.stats.peak_queued_bytes.fetch_max(queued, Ordering::Relaxed);
+        if queued > c.stats.peak_queued_bytes.load(Ordering::Relaxed) {
+            c.stats.peak_queued_bytes.fetch_max(queued, Ordering::Relaxed);
         }
-        self.queued_frames.fetch_add(1, Ordering::Relaxed);
+        c.queued_frames.fetch_add(1, Ordering::Relaxed);
         // A failed send means the writer is gone (its stream failed); the connection task will
         // notice the close.
         let len = frame.len();
         if tx.send(Item { frame, urgent, probe }) {
             return true;
         }
-        self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-        self.queued_frames.fetch_sub(1, Ordering::Relaxed);
-        self.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
+        c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        c.queued_frames.fetch_sub(1, Ordering::Relaxed);
+        c.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
         false
     }
 
@@ -520,28 +520,17 @@ impl Outbox {
     ) -> Tx {
         let tx = Tx::new();
         let lane = tx.0.clone();
-        let conn = self.conn.clone();
-        let bytes = self.queued_bytes.clone();
-        let frames = self.queued_frames.clone();
-        let stats = self.stats.clone();
-        let (born, last_write) = (self.born, self.last_stream_write_us.clone());
+        let counters = self.counters.clone();
+        // Boxed, and freed once the stream is open: a task keeps room for the largest of its
+        // futures for as long as it lives, and a writer lives as long as its stream (idle
+        // connections, BENCHMARKS.md).
+        let start = Box::pin(open_stream(target, self.conn.clone(), header, prio));
         let handle = tokio::spawn(async move {
             // However the writer ends, what is still queued leaves the counters.
-            let _closer =
-                CloseOnExit { lane: lane.clone(), bytes: bytes.clone(), frames: frames.clone() };
-            let mut stream = match target {
-                StreamTarget::Existing(s) => s,
-                StreamTarget::OpenUni => match conn.open_uni().await {
-                    Ok(s) => s,
-                    Err(_) => return,
-                },
+            let _closer = CloseOnExit { lane: lane.clone(), counters: counters.clone() };
+            let Some(mut stream) = start.await else {
+                return;
             };
-            let _ = stream.set_priority(prio);
-            if let Some(h) = header {
-                if stream.write_all(&h).await.is_err() {
-                    return;
-                }
-            }
             let mut chunks = Chunks::new();
             let mut probes = Probes::new();
             let mut current = prio;
@@ -555,13 +544,13 @@ impl Outbox {
                 }
                 let res = stream.write_all_chunks(&mut chunks).await;
                 if res.is_ok() {
-                    stats.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                    counters.stats.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
                     // At least 1: zero means "never written".
-                    let us = (born.elapsed().as_micros() as u64).max(1);
-                    last_write.store(us, Ordering::Relaxed);
+                    let us = (counters.born.elapsed().as_micros() as u64).max(1);
+                    counters.last_stream_write_us.store(us, Ordering::Relaxed);
                 }
-                bytes.fetch_sub(len, Ordering::Relaxed);
-                frames.fetch_sub(n, Ordering::Relaxed);
+                counters.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                counters.queued_frames.fetch_sub(n, Ordering::Relaxed);
                 // Handed to QUIC (or failed): the fan-outs being timed are done with this copy.
                 empty(&mut probes);
                 empty(&mut chunks);
@@ -571,13 +560,44 @@ impl Outbox {
                 }
             }
             let _ = stream.finish();
-            let _ = stream.stopped().await;
+            let _ = Box::pin(stream.stopped()).await;
         });
         let mut inner = self.lock();
         inner.writers.retain(|h| !h.is_finished());
         inner.writers.push(handle);
         tx
     }
+}
+
+/// What a connection's writers share with its outbox.
+struct Counters {
+    /// When the outbox was made, and when a writer last handed stream data to quinn
+    /// (microseconds after `born`): datagrams go only to connections whose streams are idle.
+    born: Instant,
+    last_stream_write_us: AtomicU64,
+    /// Bytes and frames queued across all the connection's streams (the bounds' counters).
+    queued_bytes: AtomicUsize,
+    queued_frames: AtomicUsize,
+    stats: Arc<OutboxStats>,
+}
+
+/// A writer's stream, opened if need be, with its priority set and its header written; `None`
+/// when that failed (the connection is gone).
+async fn open_stream(
+    target: StreamTarget,
+    conn: quinn::Connection,
+    header: Option<Bytes>,
+    prio: i32,
+) -> Option<quinn::SendStream> {
+    let mut stream = match target {
+        StreamTarget::Existing(s) => s,
+        StreamTarget::OpenUni => conn.open_uni().await.ok()?,
+    };
+    let _ = stream.set_priority(prio);
+    if let Some(h) = header {
+        stream.write_all(&h).await.ok()?;
+    }
+    Some(stream)
 }
 
 /// Empties a writer's batch buffer. One that spilled to the heap for a burst is given back: an
@@ -594,16 +614,15 @@ fn empty<A: smallvec::Array>(v: &mut SmallVec<A>) {
 /// connection's counters.
 struct CloseOnExit {
     lane: Arc<Lane>,
-    bytes: Arc<AtomicUsize>,
-    frames: Arc<AtomicUsize>,
+    counters: Arc<Counters>,
 }
 
 impl Drop for CloseOnExit {
     fn drop(&mut self) {
         let left = self.lane.close();
         let len: usize = left.iter().map(|item| item.frame.len()).sum();
-        self.bytes.fetch_sub(len, Ordering::Relaxed);
-        self.frames.fetch_sub(left.len(), Ordering::Relaxed);
+        self.counters.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.counters.queued_frames.fetch_sub(left.len(), Ordering::Relaxed);
     }
 }
 
