@@ -45,7 +45,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
         return;
     };
     if logged_in && proven {
-        request_loop(&shared, conn_id, &conn, &outbox, &mut recv, frame_timeout).await;
+        request_loop(&shared, conn_id, &outbox, &mut recv, frame_timeout).await;
     }
     let reason = outbox.close_code();
     shared.unregister(conn_id, reason.flatten());
@@ -261,16 +261,16 @@ async fn handshake(
 async fn request_loop(
     shared: &Arc<Shared>,
     conn_id: ConnId,
-    conn: &quinn::Connection,
     outbox: &Arc<Outbox>,
     recv: &mut quinn::RecvStream,
     frame_timeout: Duration,
 ) {
     loop {
+        // A lost or closed connection ends the read (quinn wakes its readers), so there is no
+        // separate wait for `conn.closed()`, which would take room in this task for its life.
         let frame = tokio::select! {
             f = read_frame(recv, MAX_CLIENT_FRAME_LEN, frame_timeout) => f,
             _ = outbox.close_requested.notified() => return,
-            _ = conn.closed() => return,
         };
         match frame {
             Ok(Some(body)) => match decode_request(&body) {
