@@ -89,8 +89,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         read_exact(recv, &mut body).await?;
         Ok(body)
     };
-    // Boxed: a connection waits at the first byte almost all its life, and a future keeps room
-    // for its largest state (the timer and the reads after the first byte) while it waits.
+    // Boxed: a caller mostly waits here, at a frame's first byte (a server's control stream, for
+    // a connection's whole idle life), and a future keeps room for its largest state (the timer
+    // and the reads after the first byte) while it waits. One allocation per frame.
     match Box::pin(tokio::time::timeout(frame_timeout, rest)).await {
         Ok(r) => r.map(Some),
         Err(_) => Err(ReadError::Timeout),

@@ -519,22 +519,21 @@ impl Outbox {
         prio: i32,
     ) -> Tx {
         let tx = Tx::new();
-        let lane = tx.0.clone();
-        let counters = self.counters.clone();
+        // However the writer ends, what is still queued leaves the counters. The writer reaches
+        // its lane and counters through this guard only.
+        let w = CloseOnExit { lane: tx.0.clone(), counters: self.counters.clone() };
         // Boxed, and freed once the stream is open: a task keeps room for the largest of its
         // futures for as long as it lives, and a writer lives as long as its stream (idle
         // connections, BENCHMARKS.md).
         let start = Box::pin(open_stream(target, self.conn.clone(), header, prio));
         let handle = tokio::spawn(async move {
-            // However the writer ends, what is still queued leaves the counters.
-            let _closer = CloseOnExit { lane: lane.clone(), counters: counters.clone() };
             let Some(mut stream) = start.await else {
                 return;
             };
             let mut chunks = Chunks::new();
             let mut probes = Probes::new();
             let mut current = prio;
-            while let Some(urgent) = lane.recv_many(&mut chunks, &mut probes, WRITE_BATCH).await {
+            while let Some(urgent) = w.lane.recv_many(&mut chunks, &mut probes, WRITE_BATCH).await {
                 let n = chunks.len();
                 let len: usize = chunks.iter().map(Bytes::len).sum();
                 let want = if urgent { prio.max(URGENT_ROOM_PRIORITY) } else { prio };
@@ -543,19 +542,20 @@ impl Outbox {
                     current = want;
                 }
                 let res = stream.write_all_chunks(&mut chunks).await;
+                let c = &w.counters;
                 if res.is_ok() {
-                    counters.stats.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                    c.stats.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
                     // At least 1: zero means "never written".
-                    let us = (counters.born.elapsed().as_micros() as u64).max(1);
-                    counters.last_stream_write_us.store(us, Ordering::Relaxed);
+                    let us = (c.born.elapsed().as_micros() as u64).max(1);
+                    c.last_stream_write_us.store(us, Ordering::Relaxed);
                 }
-                counters.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                counters.queued_frames.fetch_sub(n, Ordering::Relaxed);
+                c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                c.queued_frames.fetch_sub(n, Ordering::Relaxed);
                 // Handed to QUIC (or failed): the fan-outs being timed are done with this copy.
                 empty(&mut probes);
                 empty(&mut chunks);
                 if res.is_err() {
-                    // `_closer` takes what is left out of the counters.
+                    // `w` takes what is left out of the counters as the task ends.
                     return;
                 }
             }
