@@ -424,7 +424,7 @@ impl Outbox {
         urgent: bool,
         probe: Option<Arc<FanoutProbe>>,
     ) -> bool {
-        let c = &*self.counters;
+        let c = &self.counters;
         let Some(tx) = tx else {
             c.stats.dropped_closing.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -560,6 +560,7 @@ impl Outbox {
                 }
             }
             let _ = stream.finish();
+            // Boxed for the reason `start` is: only a finishing writer needs this state.
             let _ = Box::pin(stream.stopped()).await;
         });
         let mut inner = self.lock();
