@@ -345,9 +345,10 @@ impl Core {
     }
 
     /// Handles a connection that has ended; `closed_for` is the code the server closed it
-    /// with, if it did. A connection closed for breaking the protocol (any code but
-    /// `slow_consumer`) ends its session at once; otherwise the session waits for resumption
-    /// as on a lost connection.
+    /// with, if it did. The close policy: a connection the server closed with a code (a
+    /// protocol error, a refusal, a kick, a shutdown) ends its session at once, since a broken
+    /// client would only break again on resumption; one that was lost, closed normally, or
+    /// closed as a slow consumer leaves its session waiting for resumption.
     pub fn handle_closed(&mut self, now: Now, conn: ConnId, closed_for: Option<ErrorCode>) {
         match closed_for {
             Some(code) if code != ErrorCode::SlowConsumer => self.handle_protocol_close(now, conn),

@@ -47,6 +47,10 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
     if logged_in && proven {
         request_loop(&shared, conn_id, &outbox, &mut recv, frame_timeout).await;
     }
+    // How the server closed this connection, if it did. Every close request lands in the
+    // outbox (the core's, for this connection or from another's input; a slow consumer's; a
+    // bad frame's; the shutdown's) and the first one counts; the core decides what becomes
+    // of the session.
     let reason = outbox.close_code();
     shared.unregister(conn_id, reason.flatten());
     // The closing waits are boxed: they happen once, and unboxed they would take room in this

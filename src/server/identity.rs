@@ -4,7 +4,7 @@
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::{ConfigError, ServerConfig};
-use super::ServerError;
+use super::error::ServerError;
 use crate::auth::KeySet;
 use crate::certs;
 

@@ -8,7 +8,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
-use super::ServerError;
+use super::error::ServerError;
 use crate::wire::ALPN;
 
 /// Bytes quinn buffers for one connection attempt before the server has accepted it (0-RTT is
