@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use huddle::auth::KeySet;
 use huddle::client::{Client, ClientConfig, ClientEvent};
-use huddle::config::ServerConfig;
+use huddle::server::config::ServerConfig;
 use huddle::server::Server;
 use huddle::wire::{Event, MessageBody, Priority, RoomConfig, RoomInfo};
 use tokio::sync::Notify;

@@ -24,7 +24,7 @@ fn room_of(n: u64) -> Core {
             user_name: String::new(),
             token,
         };
-        assert!(core.handle_login(now(0), i, 0, login, [0; 16]));
+        assert!(core.handle_login(now(0), i, 0, login, [0; 16]).logged_in());
         let info = RoomInfo { room_id: "r".into(), room_name: String::new() };
         core.handle_request(
             now(0),

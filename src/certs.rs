@@ -1,10 +1,9 @@
 //! Development certificates and the token secret: made with rcgen on first use, loaded after.
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -21,6 +20,90 @@ pub const KEY_FILE: &str = "server.key";
 pub const TOKEN_SECRET_FILE: &str = "token.secret";
 /// The key id of the development token secret.
 pub const DEV_KEY_ID: &str = "dev";
+
+/// Why certificates, keys or the token secret could not be made or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen could not make a key or a certificate.
+    #[error("making the development certificates")]
+    Generate(#[from] rcgen::Error),
+    /// A folder could not be created.
+    #[error("creating {}", .path.display())]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file could not be read.
+    #[error("reading {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file could not be written.
+    #[error("writing {}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A token secret file does not hold hex.
+    #[error("{}: not hex", .path.display())]
+    SecretNotHex {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: hex::FromHexError,
+    },
+    /// A token secret is shorter than 16 bytes.
+    #[error("{}: a token secret needs at least 16 bytes", .path.display())]
+    SecretTooShort {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A PEM document (in a file, when `path` is set) holds no certificate.
+    #[error("{}no certificate found", in_file(.path))]
+    NoCertificate {
+        /// The file.
+        path: Option<PathBuf>,
+    },
+    /// A PEM document (in a file, when `path` is set) holds no private key.
+    #[error("{}no private key found", in_file(.path))]
+    NoPrivateKey {
+        /// The file.
+        path: Option<PathBuf>,
+    },
+    /// A PEM document (in a file, when `path` is set) could not be parsed.
+    #[error("{}not valid PEM", in_file(.path))]
+    Pem {
+        /// The file.
+        path: Option<PathBuf>,
+        /// Why.
+        source: pem::Error,
+    },
+}
+
+impl CertError {
+    /// The same error, naming the file it is about (parse errors name none).
+    fn in_file(self, file: &Path) -> CertError {
+        let at = Some(file.to_path_buf());
+        match self {
+            CertError::NoCertificate { path: None } => CertError::NoCertificate { path: at },
+            CertError::NoPrivateKey { path: None } => CertError::NoPrivateKey { path: at },
+            CertError::Pem { path: None, source } => CertError::Pem { path: at, source },
+            e => e,
+        }
+    }
+}
+
+/// `"PATH: "` before a message about a file, nothing when there is no file.
+fn in_file(path: &Option<PathBuf>) -> String {
+    path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default()
+}
 
 /// In-memory TLS material: a CA certificate and a server chain and key signed by it.
 pub struct TlsMaterial {
@@ -39,7 +122,7 @@ struct Generated {
     key_pem: String,
 }
 
-fn generate() -> Result<Generated> {
+fn generate() -> Result<Generated, CertError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -67,7 +150,7 @@ fn generate() -> Result<Generated> {
 }
 
 /// Makes fresh TLS material in memory (for tests and embedded use).
-pub fn generate_in_memory() -> Result<TlsMaterial> {
+pub fn generate_in_memory() -> Result<TlsMaterial, CertError> {
     let g = generate()?;
     Ok(TlsMaterial {
         ca: parse_certs(g.ca_pem.as_bytes())?.remove(0),
@@ -76,7 +159,7 @@ pub fn generate_in_memory() -> Result<TlsMaterial> {
     })
 }
 
-fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
+fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), CertError> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -85,19 +168,19 @@ fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
         opts.mode(0o600);
     }
     let _ = secret;
-    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(contents)?;
-    Ok(())
+    let failed = |source| CertError::Write { path: path.to_path_buf(), source };
+    let mut f = opts.open(path).map_err(failed)?;
+    f.write_all(contents).map_err(failed)
 }
 
 /// Makes the development CA and server certificate in `dir` unless they are all there already.
 /// Returns true when it wrote new files.
-pub fn ensure_dev_certs(dir: &Path) -> Result<bool> {
+pub fn ensure_dev_certs(dir: &Path) -> Result<bool, CertError> {
     let paths = [CA_FILE, CERT_FILE, KEY_FILE].map(|f| dir.join(f));
     if paths.iter().all(|p| p.exists()) {
         return Ok(false);
     }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_dir(dir)?;
     let g = generate()?;
     write_file(&dir.join(CA_FILE), g.ca_pem.as_bytes(), false)?;
     write_file(&dir.join(CA_KEY_FILE), g.ca_key_pem.as_bytes(), true)?;
@@ -107,10 +190,10 @@ pub fn ensure_dev_certs(dir: &Path) -> Result<bool> {
 }
 
 /// Reads the token secret in `dir`, creating a random one (mode 0600) when missing.
-pub fn ensure_token_secret(dir: &Path) -> Result<Vec<u8>> {
+pub fn ensure_token_secret(dir: &Path) -> Result<Vec<u8>, CertError> {
     let path = dir.join(TOKEN_SECRET_FILE);
     if !path.exists() {
-        fs::create_dir_all(dir)?;
+        create_dir(dir)?;
         let secret: [u8; 32] = rand::random();
         write_file(&path, format!("{}\n", hex::encode(secret)).as_bytes(), true)?;
     }
@@ -118,43 +201,52 @@ pub fn ensure_token_secret(dir: &Path) -> Result<Vec<u8>> {
 }
 
 /// Reads a hex token secret file.
-pub fn read_token_secret(path: &Path) -> Result<Vec<u8>> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let secret =
-        hex::decode(text.trim()).map_err(|e| anyhow!("{}: not hex: {e}", path.display()))?;
+pub fn read_token_secret(path: &Path) -> Result<Vec<u8>, CertError> {
+    let text = fs::read_to_string(path)
+        .map_err(|source| CertError::Read { path: path.to_path_buf(), source })?;
+    let secret = hex::decode(text.trim())
+        .map_err(|source| CertError::SecretNotHex { path: path.to_path_buf(), source })?;
     if secret.len() < 16 {
-        return Err(anyhow!("{}: a token secret needs at least 16 bytes", path.display()));
+        return Err(CertError::SecretTooShort { path: path.to_path_buf() });
     }
     Ok(secret)
 }
 
+fn create_dir(dir: &Path) -> Result<(), CertError> {
+    fs::create_dir_all(dir).map_err(|source| CertError::CreateDir { path: dir.into(), source })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CertError> {
+    fs::read(path).map_err(|source| CertError::Read { path: path.to_path_buf(), source })
+}
+
 /// Parses every certificate in a PEM document.
-pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>()?;
+pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|source| CertError::Pem { path: None, source })?;
     if certs.is_empty() {
-        return Err(anyhow!("no certificate found"));
+        return Err(CertError::NoCertificate { path: None });
     }
     Ok(certs)
 }
 
 /// Parses the first private key in a PEM document.
-pub fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>> {
+pub fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, CertError> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-        pem::Error::NoItemsFound => anyhow!("no private key found"),
-        e => e.into(),
+        pem::Error::NoItemsFound => CertError::NoPrivateKey { path: None },
+        source => CertError::Pem { path: None, source },
     })
 }
 
 /// Reads certificates from a PEM file.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_certs(&pem).with_context(|| path.display().to_string())
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    parse_certs(&read(path)?).map_err(|e| e.in_file(path))
 }
 
 /// Reads a private key from a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_key(&pem).with_context(|| path.display().to_string())
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
+    parse_key(&read(path)?).map_err(|e| e.in_file(path))
 }
 
 /// The default paths of the server chain and key in `dir`.
@@ -178,5 +270,7 @@ mod tests {
         assert_eq!(no_cert.to_string(), "no certificate found");
         let chain = format!("{}{}", g.cert_pem, g.ca_pem);
         assert_eq!(parse_certs(chain.as_bytes()).unwrap().len(), 2);
+        let in_file = CertError::NoPrivateKey { path: None }.in_file(Path::new("x/server.key"));
+        assert_eq!(in_file.to_string(), "x/server.key: no private key found");
     }
 }

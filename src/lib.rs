@@ -7,7 +7,6 @@ pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod client;
-pub mod config;
 pub mod core;
 pub mod framed;
 #[doc(hidden)]
@@ -15,4 +14,5 @@ pub mod fuzzing;
 pub mod load;
 pub mod netsim;
 pub mod server;
+pub mod udp;
 pub mod wire;

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
 
-use huddle::config::ServerConfig;
+use huddle::server::config::ServerConfig;
 
 /// mimalloc, without transparent huge pages (which cost idle connections memory): about a tenth
 /// less CPU per delivery than glibc's malloc (BENCHMARKS.md, "The allocator").
@@ -261,12 +261,13 @@ fn serve(args: ServeArgs) -> Result<()> {
             println!("huddle admin API on http://{admin}");
         }
         tracing::info!(%addr, "huddle listening");
-        server.run(shutdown_signal()).await
+        server.run(shutdown_signal()).await?;
+        anyhow::Ok(())
     })
 }
 
 /// Logs on stderr: the level from `RUST_LOG`, else the config; text or JSON lines.
-fn init_logs(log: &huddle::config::LogConfig) -> Result<()> {
+fn init_logs(log: &huddle::server::config::LogConfig) -> Result<()> {
     let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(f) => f,
         Err(_) => tracing_subscriber::EnvFilter::try_new(&log.level)

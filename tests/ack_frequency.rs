@@ -214,7 +214,7 @@ async fn a_longer_ack_delay_on_a_proven_clean_path_lets_slow_traffic_share_acks(
 
 #[test]
 fn an_ack_delay_quic_cannot_carry_is_refused_at_start() {
-    let mut config = huddle::config::ServerConfig::default();
+    let mut config = huddle::server::config::ServerConfig::default();
     config.transport.ack_max_delay_ms = 16_383;
     assert!(huddle::server::transport_config(&config).is_ok());
     // RFC 9000 caps an ACK delay below 2^14 ms; refused whether or not the threshold is on.

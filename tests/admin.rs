@@ -138,7 +138,7 @@ fn every_route_is_in_the_openapi_document_and_every_documented_route_is_served()
 #[tokio::test]
 async fn the_listener_refuses_to_start_without_a_good_token() {
     for token in [None, Some("short")] {
-        let mut config = huddle::config::ServerConfig {
+        let mut config = huddle::server::config::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..Default::default()
         };
@@ -661,7 +661,7 @@ fn the_config_file_sets_the_listener_and_logs() {
     let text = "[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"from-the-file-0123456789\"\n\n\
                 [log]\nlevel = \"huddle=debug,info\"\nformat = \"json\"\n";
     std::fs::write(&path, text).unwrap();
-    let config = huddle::config::ServerConfig::from_file(&path).unwrap();
+    let config = huddle::server::config::ServerConfig::from_file(&path).unwrap();
     assert_eq!(config.admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
     assert_eq!(config.admin.token.as_deref(), Some("from-the-file-0123456789"));
     assert_eq!(
@@ -671,7 +671,10 @@ fn the_config_file_sets_the_listener_and_logs() {
     // The secret stays out of debug output.
     assert!(!format!("{config:?}").contains("from-the-file"));
     std::fs::write(&path, "[admin]\ntokn = \"typo\"\n").unwrap();
-    assert!(huddle::config::ServerConfig::from_file(&path).is_err(), "unknown keys are errors");
-    let defaults = huddle::config::ServerConfig::default();
+    assert!(
+        huddle::server::config::ServerConfig::from_file(&path).is_err(),
+        "unknown keys are errors"
+    );
+    let defaults = huddle::server::config::ServerConfig::default();
     assert_eq!((defaults.admin.listen, defaults.log.format.as_str()), (None, "text"));
 }

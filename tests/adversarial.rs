@@ -277,8 +277,8 @@ async fn drain_bob(arena: &Arena, n: usize) {
 /// value, and the memory ceiling of a connection, so that it stays true when a default moves.
 #[test]
 fn security_md_names_every_limit_with_its_default() {
-    use huddle::config::{ServerConfig, CONNECTION_FIXED_BYTES};
     use huddle::core::{MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES, MAX_USER_ID_BYTES};
+    use huddle::server::config::{ServerConfig, CONNECTION_FIXED_BYTES};
     use huddle::server::{INCOMING_BUFFER_BYTES, INCOMING_BUFFER_TOTAL_BYTES};
     use huddle::wire::{CLIENT_DECODE_LIMIT, MAX_FRAME_LEN};
 

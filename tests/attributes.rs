@@ -937,7 +937,7 @@ impl Bare {
         };
         let id = self.next_request;
         self.next_request += 1;
-        assert!(self.core.handle_login(NOW, conn, id, login, [1; 16]));
+        assert!(self.core.handle_login(NOW, conn, id, login, [1; 16]).logged_in());
         self.drain(conn, id);
     }
 }

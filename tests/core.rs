@@ -87,7 +87,7 @@ impl Harness {
                 Output::Reply { conn, frame } => {
                     self.push(conn, Got::Reply(decode(&frame)));
                 }
-                Output::OpenRoomStream { conn, room, header } => {
+                Output::OpenRoomStream { conn, room, header, .. } => {
                     self.push(conn, Got::OpenStream(room, decode(&header)));
                 }
                 Output::CloseRoomStream { conn, room } => self.push(conn, Got::CloseStream(room)),
@@ -145,7 +145,7 @@ impl Harness {
         let id = self.next_request;
         self.next_request += 1;
         let now = self.now();
-        let ok = self.core.handle_login(now, conn, id, login, [7; 16]);
+        let ok = self.core.handle_login(now, conn, id, login, [7; 16]).logged_in();
         self.pump();
         let mut got = self.take(conn);
         let pos = got
@@ -1344,7 +1344,7 @@ impl Harness {
             resume_secret: secret,
             rooms: rooms.iter().map(|(r, s)| (r.to_string(), *s)).collect(),
         };
-        let ok = self.core.handle_resume(now, conn, id, resume, [9; 16]);
+        let ok = self.core.handle_resume(now, conn, id, resume, [9; 16]).logged_in();
         self.pump();
         let mut got = self.take(conn);
         let pos = got

@@ -69,14 +69,17 @@ pub enum Output {
         /// A complete frame.
         frame: Bytes,
     },
-    /// Open the connection's stream for a room and write `header` first.
+    /// Open the connection's stream for a room and write `header` first. The room's
+    /// low-priority stream, when the caller opens one, starts with `low_header`.
     OpenRoomStream {
         /// The connection.
         conn: ConnId,
         /// The room.
         room: RoomKey,
-        /// The StreamHeader frame.
+        /// The `StreamHeader::Room` frame.
         header: Bytes,
+        /// The `StreamHeader::RoomLow` frame.
+        low_header: Bytes,
     },
     /// Finish the connection's stream for a room after what is queued on it.
     CloseRoomStream {
@@ -117,6 +120,59 @@ pub enum Output {
         /// The close code.
         code: Option<ErrorCode>,
     },
+}
+
+impl Output {
+    /// Opens the connection's streams for a room: both stream headers, encoded once here.
+    fn open_room_stream(conn: ConnId, room: RoomKey, room_id: &str) -> Output {
+        let room_id = room_id.to_string();
+        let header = encode_frame(&StreamHeader::Room { room_id: room_id.clone() });
+        let low_header = encode_frame(&StreamHeader::RoomLow { room_id });
+        Output::OpenRoomStream { conn, room, header, low_header }
+    }
+}
+
+/// What came of a connection's first request, a Login or a Resume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The connection carries a new session: a Login, or a Resume whose session was gone.
+    LoggedIn {
+        /// The session.
+        session: SessionId,
+    },
+    /// A Resume took its held session over.
+    Resumed {
+        /// The session.
+        session: SessionId,
+    },
+    /// Refused: the error reply and an [`Output::Close`] with `code` are queued.
+    Refused {
+        /// The error, which is also the close code.
+        code: ErrorCode,
+    },
+}
+
+impl LoginOutcome {
+    /// The session the connection now carries, if it was not refused.
+    pub fn session(&self) -> Option<SessionId> {
+        match *self {
+            LoginOutcome::LoggedIn { session } | LoginOutcome::Resumed { session } => Some(session),
+            LoginOutcome::Refused { .. } => None,
+        }
+    }
+
+    /// Whether the connection is now logged in.
+    pub fn logged_in(&self) -> bool {
+        self.session().is_some()
+    }
+}
+
+/// The end of the connection whose request the core handled, as the core decided it; the
+/// matching [`Output::Close`] is queued too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Close {
+    /// The close code; `None` is a normal close (0).
+    pub code: Option<ErrorCode>,
 }
 
 #[derive(Debug)]
@@ -255,9 +311,9 @@ impl Core {
         self.reply(conn, request_id, reply);
     }
 
-    /// Handles the first request of a connection. Returns true when the connection is now
-    /// logged in; on false the caller has been told to close it. `resume_secret` is fresh
-    /// randomness from the caller.
+    /// Handles the first request of a connection and says what came of it; when refused, the
+    /// caller has been told to close the connection. `resume_secret` is fresh randomness from
+    /// the caller.
     pub fn handle_login(
         &mut self,
         now: Now,
@@ -265,19 +321,38 @@ impl Core {
         request_id: u32,
         login: Login,
         resume_secret: [u8; 16],
-    ) -> bool {
+    ) -> LoginOutcome {
         let admitted = self.admit_address(now, conn).map_err(err);
         match admitted.and_then(|()| self.login(now, conn, login, resume_secret)) {
             Ok(response) => {
+                let session = match &response {
+                    Response::LoggedIn { session_id, .. } => *session_id,
+                    _ => self.by_conn.get(&conn).copied().unwrap_or_default(),
+                };
                 self.respond(conn, request_id, Ok(response));
-                true
+                LoginOutcome::LoggedIn { session }
             }
-            Err(e) => {
-                let code = ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal);
-                self.respond(conn, request_id, Err(e));
-                self.outputs.push_back(Output::Close { conn, code: Some(code) });
-                false
-            }
+            Err(e) => LoginOutcome::Refused { code: self.refuse_login(conn, request_id, e) },
+        }
+    }
+
+    /// Answers a refused Login or Resume and closes its connection; returns the close code.
+    fn refuse_login(&mut self, conn: ConnId, request_id: u32, e: ErrorBody) -> ErrorCode {
+        let code = ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal);
+        self.respond(conn, request_id, Err(e));
+        self.outputs.push_back(Output::Close { conn, code: Some(code) });
+        code
+    }
+
+    /// Handles a connection that has ended; `closed_for` is the code the server closed it
+    /// with, if it did. The close policy: a connection the server closed with a code (a
+    /// protocol error, a refusal, a kick, a shutdown) ends its session at once, since a broken
+    /// client would only break again on resumption; one that was lost, closed normally, or
+    /// closed as a slow consumer leaves its session waiting for resumption.
+    pub fn handle_closed(&mut self, now: Now, conn: ConnId, closed_for: Option<ErrorCode>) {
+        match closed_for {
+            Some(code) if code != ErrorCode::SlowConsumer => self.handle_protocol_close(now, conn),
+            _ => self.handle_disconnect(now, conn),
         }
     }
 
@@ -364,18 +439,26 @@ impl Core {
     }
 
     /// Handles a request after login. Before login, every request but Login is answered with
-    /// `not_logged_in` and the connection is closed.
-    pub fn handle_request(&mut self, now: Now, conn: ConnId, request_id: u32, request: Request) {
+    /// `not_logged_in` and the connection is closed. Returns the connection's end when the
+    /// request ended it (a logout, or a request before login).
+    pub fn handle_request(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        request_id: u32,
+        request: Request,
+    ) -> Option<Close> {
         let Some(sid) = self.by_conn.get(&conn).copied() else {
             // Login goes through handle_login; anything else before it ends the connection.
             self.respond(conn, request_id, Err(err(ErrorCode::NotLoggedIn)));
-            self.outputs.push_back(Output::Close { conn, code: Some(ErrorCode::NotLoggedIn) });
-            return;
+            let close = Close { code: Some(ErrorCode::NotLoggedIn) };
+            self.outputs.push_back(Output::Close { conn, code: close.code });
+            return Some(close);
         };
         if oplimit::counts(&request) {
             if let Err(code) = self.admit_operation(now, conn, sid) {
                 self.respond(conn, request_id, Err(err(code)));
-                return;
+                return None;
             }
         }
         let result = match request {
@@ -385,8 +468,9 @@ impl Core {
             Request::Logout => {
                 self.end_session(now, sid, LeaveReason::Left);
                 self.respond(conn, request_id, Ok(Response::LoggedOut));
-                self.outputs.push_back(Output::Close { conn, code: None });
-                return;
+                let close = Close { code: None };
+                self.outputs.push_back(Output::Close { conn, code: close.code });
+                return Some(close);
             }
             Request::CreateRoom { info, config } => {
                 self.create_room(now, sid, info, config).map(Response::RoomEntered)
@@ -440,6 +524,7 @@ impl Core {
             }
         };
         self.respond(conn, request_id, result);
+        None
     }
 
     fn session(&self, sid: SessionId) -> Result<&Session, ErrorBody> {
@@ -593,8 +678,7 @@ impl Core {
             s.rooms.push(key);
         }
         if let Some(conn) = conn {
-            let header = encode_frame(&StreamHeader::Room { room_id });
-            self.outputs.push_back(Output::OpenRoomStream { conn, room: key, header });
+            self.outputs.push_back(Output::open_room_stream(conn, key, &room_id));
         }
         self.room_state(key, created, false)
     }

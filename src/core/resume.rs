@@ -1,10 +1,12 @@
 //! Sessions that outlive their connection (SPEC section 6): the offline grace period and
 //! resumption with replay from history.
 
-use super::{err, valid_user_id, ConnId, Core, Now, OpResult, Output, SessionId, Timer};
+use super::{
+    err, valid_user_id, ConnId, Core, LoginOutcome, Now, OpResult, Output, SessionId, Timer,
+};
 use crate::wire::{
     encode_frame, ErrorBody, ErrorCode, Event, LeaveReason, Login, Priority, Reply, Response,
-    Resume, RoomRecovery, StreamHeader, PROTOCOL_VERSION,
+    Resume, RoomRecovery, PROTOCOL_VERSION,
 };
 
 fn same_secret(a: &[u8; 16], b: &[u8; 16]) -> bool {
@@ -57,9 +59,10 @@ impl Core {
         }
     }
 
-    /// Handles a Resume as the first request of a connection. Returns true when the connection
-    /// now carries a session; on false the caller has been told to close it. `fresh_secret` is
-    /// used when a new session has to be made.
+    /// Handles a Resume as the first request of a connection and says what came of it: the
+    /// held session taken over, a new session (the held one was gone), or a refusal, on which
+    /// the caller has been told to close the connection. `fresh_secret` is used when a new
+    /// session has to be made.
     pub fn handle_resume(
         &mut self,
         now: Now,
@@ -67,19 +70,25 @@ impl Core {
         request_id: u32,
         resume: Resume,
         fresh_secret: [u8; 16],
-    ) -> bool {
+    ) -> LoginOutcome {
         let admitted = self.admit_address(now, conn).map_err(err);
         match admitted.and_then(|()| self.resume(now, conn, resume, fresh_secret)) {
             Ok(response) => {
+                let outcome = match &response {
+                    Response::Resumed { session_id, session_resumed: true, .. } => {
+                        LoginOutcome::Resumed { session: *session_id }
+                    }
+                    Response::Resumed { session_id, .. } => {
+                        LoginOutcome::LoggedIn { session: *session_id }
+                    }
+                    _ => LoginOutcome::LoggedIn {
+                        session: self.by_conn.get(&conn).copied().unwrap_or_default(),
+                    },
+                };
                 self.reply(conn, request_id, Reply::Ok(response));
-                true
+                outcome
             }
-            Err(e) => {
-                let code = ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal);
-                self.reply(conn, request_id, Reply::Err(e));
-                self.outputs.push_back(Output::Close { conn, code: Some(code) });
-                false
-            }
+            Err(e) => LoginOutcome::Refused { code: self.refuse_login(conn, request_id, e) },
         }
     }
 
@@ -165,8 +174,7 @@ impl Core {
             room.recipients = None;
             let room_id = room.id.to_string();
             let last_seen = r.rooms.iter().find(|(id, _)| *id == room_id).map(|(_, seq)| *seq);
-            let header = encode_frame(&StreamHeader::Room { room_id: room_id.clone() });
-            self.outputs.push_back(Output::OpenRoomStream { conn, room: key, header });
+            self.outputs.push_back(Output::open_room_stream(conn, key, &room_id));
             let from = last_seen.unwrap_or(room.last_seq);
             rooms.push(self.replay(conn, key, &room_id, from));
         }

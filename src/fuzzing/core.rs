@@ -343,7 +343,9 @@ impl Harness {
             Request::Resume(resume) if first => {
                 core.handle_resume(now, conn, request_id, resume, secret);
             }
-            request => core.handle_request(now, conn, request_id, request),
+            request => {
+                core.handle_request(now, conn, request_id, request);
+            }
         });
         if trace() {
             for (to, frame) in &step.replies {

@@ -296,7 +296,7 @@ async fn drive(
     let mut eps = Vec::with_capacity(endpoints);
     for _ in 0..endpoints {
         let socket = std::net::UdpSocket::bind(bind).context("binding a client socket")?;
-        crate::server::set_socket_buffers(&socket, cfg.socket_buffer_bytes);
+        crate::udp::set_socket_buffers(&socket, cfg.socket_buffer_bytes);
         let ep = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             None,

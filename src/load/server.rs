@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 
 use super::args::LoadConfig;
-use crate::config::ServerConfig;
+use crate::server::config::ServerConfig;
 
 /// Linux reports process CPU time in clock ticks of 1/100 s (USER_HZ is 100 on every
 /// architecture Linux supports today).

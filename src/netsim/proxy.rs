@@ -332,7 +332,7 @@ async fn recv_datagrams(
 
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let std = std::net::UdpSocket::bind(addr)?;
-    crate::server::set_socket_buffers(&std, SOCKET_BUFFER_BYTES);
+    crate::udp::set_socket_buffers(&std, SOCKET_BUFFER_BYTES);
     std.set_nonblocking(true)?;
     UdpSocket::from_std(std)
 }

@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -26,8 +25,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::Shared;
-use crate::config::AdminConfig;
+use super::config::{AdminConfig, ConfigError};
+use super::error::ServerError;
+use super::shared::Shared;
 use crate::core::{AdminCreateRoom, AdminMessage, Core, MAX_QUERY_COUNT};
 use crate::wire::{ErrorBody, ErrorCode};
 
@@ -110,20 +110,15 @@ fn router(shared: St) -> Router {
 }
 
 /// Binds the listener when one is configured; refuses a listener without a good token.
-pub(crate) fn bind(config: &AdminConfig) -> Result<Option<std::net::TcpListener>> {
+pub(crate) fn bind(config: &AdminConfig) -> Result<Option<std::net::TcpListener>, ServerError> {
     let Some(addr) = config.listen else { return Ok(None) };
     match &config.token {
         Some(t) if t.trim().len() >= MIN_TOKEN_BYTES => {}
-        _ => {
-            return Err(anyhow!(
-                "the admin listener needs a bearer token of at least {MIN_TOKEN_BYTES} bytes: \
-                 set [admin] token in the config file or HUDDLE_ADMIN_TOKEN"
-            ))
-        }
+        _ => return Err(ConfigError::AdminToken { min_bytes: MIN_TOKEN_BYTES }.into()),
     }
     let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("binding the admin listener to {addr}"))?;
-    listener.set_nonblocking(true)?;
+        .map_err(|source| ServerError::AdminBind { addr, source })?;
+    listener.set_nonblocking(true).map_err(ServerError::AdminListener)?;
     Ok(Some(listener))
 }
 
@@ -134,8 +129,9 @@ pub(crate) struct AdminTask {
 }
 
 /// Starts serving the admin listener.
-pub(crate) fn serve(shared: St, listener: std::net::TcpListener) -> Result<AdminTask> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
+pub(crate) fn serve(shared: St, listener: std::net::TcpListener) -> Result<AdminTask, ServerError> {
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(ServerError::AdminListener)?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin listening");
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::guard::client_fault;
 use super::outbox::{close_connection, Outbox};
-use super::Shared;
-use crate::core::ConnId;
+use super::shared::Shared;
+use crate::core::{ConnId, LoginOutcome};
 use crate::framed::{read_frame, ReadError};
 use crate::wire::{
     decode_request, ErrorCode, Request, RequestFrame, LENGTH_PREFIX_LEN, MAX_CLIENT_FRAME_LEN,
@@ -47,6 +47,10 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
     if logged_in && proven {
         request_loop(&shared, conn_id, &outbox, &mut recv, frame_timeout).await;
     }
+    // How the server closed this connection, if it did. Every close request lands in the
+    // outbox (the core's, for this connection or from another's input; a slow consumer's; a
+    // bad frame's; the shutdown's) and the first one counts; the core decides what becomes
+    // of the session.
     let reason = outbox.close_code();
     shared.unregister(conn_id, reason.flatten());
     // The closing waits are boxed: they happen once, and unboxed they would take room in this
@@ -174,32 +178,31 @@ async fn establish(
                 // right after it has a home.
                 let op = first.op_name();
                 let resume = matches!(first, Request::Resume(_));
-                let (ok, who, how) = shared.timed_core(op, |core, now| {
-                    let (ok, user, how) = match first {
+                let (outcome, who) = shared.timed_core(op, |core, now| {
+                    let (outcome, user) = match first {
                         Request::Login(login) => {
                             let user = login.user_id.clone();
-                            (core.handle_login(now, conn_id, request_id, login, secret), user, "ok")
+                            (core.handle_login(now, conn_id, request_id, login, secret), user)
                         }
                         Request::Resume(resume) => {
-                            let (user, asked) = (resume.user_id.clone(), resume.session_id);
-                            let ok = core.handle_resume(now, conn_id, request_id, resume, secret);
-                            let same = core.session_of(conn_id) == Some(asked);
-                            (ok, user, if same { "resumed" } else { "new_session" })
+                            let user = resume.user_id.clone();
+                            (core.handle_resume(now, conn_id, request_id, resume, secret), user)
                         }
                         _ => unreachable!("matched above"),
                     };
-                    if ok {
+                    if outcome.logged_in() {
                         outbox.open_session();
                     }
-                    (ok, user, how)
+                    (outcome, user)
                 });
-                let result = match outbox.close_code() {
-                    _ if ok => how,
-                    Some(Some(code)) => code.name(),
-                    _ => "failed",
+                let result = match outcome {
+                    LoginOutcome::LoggedIn { .. } if resume => "new_session",
+                    LoginOutcome::LoggedIn { .. } => "ok",
+                    LoginOutcome::Resumed { .. } => "resumed",
+                    LoginOutcome::Refused { code } => code.name(),
                 };
                 shared.metrics.login(resume, result);
-                if ok {
+                if outcome.logged_in() {
                     let what = if resume { "resumed" } else { "logged in" };
                     tracing::info!(conn = conn_id, %remote, user = %who, result, "{what}");
                     user = who;
@@ -207,7 +210,7 @@ async fn establish(
                     // Refusals of misbehaving clients are logged, rate limited, at the close.
                     tracing::debug!(conn = conn_id, %remote, user = %who, result, "login refused");
                 }
-                ok
+                outcome.logged_in()
             }
             Ok(RequestFrame { request_id, request }) => {
                 shared.timed_core(request.op_name(), |core, now| {
@@ -279,9 +282,13 @@ async fn request_loop(
                     if let Request::SendRoomMessage { priority, .. } = &request {
                         shared.metrics.message_in(*priority);
                     }
-                    shared.timed_core(request.op_name(), |core, now| {
+                    let close = shared.timed_core(request.op_name(), |core, now| {
                         core.handle_request(now, conn_id, request_id, request)
                     });
+                    if close.is_some() {
+                        // The core ended the connection (a logout); its close is queued.
+                        return;
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(conn = conn_id, error = %e, "bad frame");
@@ -301,6 +308,7 @@ async fn request_loop(
                 return;
             }
         }
+        // Closed from elsewhere meanwhile (a kick, a slow consumer): read nothing more.
         if outbox.close_code().is_some() {
             return;
         }

@@ -9,7 +9,7 @@
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -19,7 +19,9 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::Shared;
+use super::guard::GuardStats;
+use super::outbox::OutboxStats;
+use super::probe::FanoutProbe;
 use crate::wire::Priority;
 
 /// One label, as `(name, value)`.
@@ -102,39 +104,11 @@ pub(crate) struct Metrics {
     fanout: Histogram,
     /// Room messages fanned out so far, for sampling [`Metrics::fanout_probe`].
     fanouts: AtomicU64,
-    pub ended_paths: EndedPaths,
+    pub ended_paths: Arc<EndedPaths>,
 }
 
 /// One room message in this many has its fan-out timed (`huddle_fanout_seconds`).
 const FANOUT_SAMPLE: u64 = 16;
-
-/// Times one fan-out: every recipient's queued copy holds a clone, and the writer drops it once
-/// the copy is handed to QUIC (a copy that is dropped instead lets go of it then). When the
-/// last clone goes, the time since the fan-out began is recorded.
-pub(crate) struct FanoutProbe {
-    start: Instant,
-    /// `None` once discarded: nothing is recorded.
-    histogram: Option<Histogram>,
-}
-
-impl FanoutProbe {
-    /// Records nothing for a fan-out that queued no copy (a room with only its sender, say):
-    /// a zero would pull the histogram towards fan-outs that never happened. Only the dispatcher
-    /// may still hold the probe then, since every clone went into a queue or was dropped.
-    pub(crate) fn discard(probe: Arc<FanoutProbe>) {
-        if let Some(mut p) = Arc::into_inner(probe) {
-            p.histogram = None;
-        }
-    }
-}
-
-impl Drop for FanoutProbe {
-    fn drop(&mut self) {
-        if let Some(h) = &self.histogram {
-            h.observe(self.start.elapsed().as_secs_f64());
-        }
-    }
-}
 
 /// Why a connection was refused.
 #[derive(Clone, Copy, Debug)]
@@ -146,8 +120,8 @@ pub(crate) enum Refused {
 }
 
 impl Metrics {
-    /// The metrics of a server; `shared` is read at scrape time.
-    pub fn new(shared: Weak<Shared>) -> Metrics {
+    /// The metrics of a server; `source` is read at scrape time.
+    pub fn new(source: Weak<dyn ScrapeSource>) -> Metrics {
         let mut r = Registry::with_prefix("huddle");
         let connections_open = Gauge::default();
         r.register("connections_open", "QUIC connections being served", connections_open.clone());
@@ -212,7 +186,8 @@ impl Metrics {
             ),
             fanout.clone(),
         );
-        r.register_collector(Box::new(Scrape { shared }));
+        let ended_paths = Arc::new(EndedPaths::default());
+        r.register_collector(Box::new(Scrape { source, ended_paths: ended_paths.clone() }));
         // Series that a dashboard expects exist from the start, at zero.
         for reason in ["max_connections", "max_connections_per_ip"] {
             let _ = refused.get_or_create(&[("reason", reason)]);
@@ -239,7 +214,7 @@ impl Metrics {
             latency,
             fanout,
             fanouts: AtomicU64::new(0),
-            ended_paths: EndedPaths::default(),
+            ended_paths,
         }
     }
 
@@ -248,7 +223,7 @@ impl Metrics {
         if self.fanouts.fetch_add(1, Ordering::Relaxed) % FANOUT_SAMPLE != 0 {
             return None;
         }
-        Some(Arc::new(FanoutProbe { start: Instant::now(), histogram: Some(self.fanout.clone()) }))
+        Some(Arc::new(FanoutProbe::start(self.fanout.clone())))
     }
 
     /// Counts a refused connection.
@@ -292,9 +267,39 @@ impl Metrics {
     }
 }
 
+/// Rooms, members and sessions held by the core.
+pub(crate) struct CoreCounts {
+    pub rooms: usize,
+    pub members: usize,
+    pub sessions: usize,
+}
+
+/// One connection being served, as a scrape sees it.
+pub(crate) struct ConnSample {
+    /// Bytes and frames queued for it.
+    pub queued_bytes: usize,
+    pub queued_frames: usize,
+    /// Its QUIC statistics.
+    pub path: quinn::ConnectionStats,
+}
+
+/// What a scrape reads from the running server: state rather than events. The server's shared
+/// state implements it, so that the metrics need not know the server's types.
+pub(crate) trait ScrapeSource: Send + Sync {
+    /// What the core holds.
+    fn core_counts(&self) -> CoreCounts;
+    /// Every connection being served.
+    fn connections(&self) -> Vec<ConnSample>;
+    /// The defences' counters.
+    fn guard(&self) -> &GuardStats;
+    /// The outbound queues' counters.
+    fn outbox_stats(&self) -> &OutboxStats;
+}
+
 /// What is read at scrape time.
 struct Scrape {
-    shared: Weak<Shared>,
+    source: Weak<dyn ScrapeSource>,
+    ended_paths: Arc<EndedPaths>,
 }
 
 impl fmt::Debug for Scrape {
@@ -334,17 +339,9 @@ fn gauges(
 
 impl Collector for Scrape {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
-        let Some(shared) = self.shared.upgrade() else { return Ok(()) };
-        let (rooms, members, sessions, outboxes) = {
-            let state = shared.lock();
-            let outboxes: Vec<_> = state.outboxes.values().cloned().collect();
-            (
-                state.core.room_count(),
-                state.core.member_total(),
-                state.core.session_count(),
-                outboxes,
-            )
-        };
+        let Some(source) = self.source.upgrade() else { return Ok(()) };
+        let CoreCounts { rooms, members, sessions } = source.core_counts();
+        let connections = source.connections();
         gauge(
             &mut e,
             "rooms",
@@ -367,14 +364,14 @@ impl Collector for Scrape {
             (0usize, 0usize, 0usize, 0usize);
         let mut live = PathSums::default();
         let (mut rtt_sum, mut rtt_max) = (0.0f64, 0.0f64);
-        for o in &outboxes {
-            let (b, f) = o.queued();
+        for c in &connections {
+            let (b, f) = (c.queued_bytes, c.queued_frames);
             bytes += b;
             frames += f;
             max_bytes = max_bytes.max(b);
             max_frames = max_frames.max(f);
-            let stats = o.connection_stats();
-            live.add(&stats);
+            let stats = &c.path;
+            live.add(stats);
             let rtt = stats.path.rtt.as_secs_f64();
             rtt_sum += rtt;
             rtt_max = rtt_max.max(rtt);
@@ -394,7 +391,7 @@ impl Collector for Scrape {
             &stat,
             &[frames as f64, max_frames as f64],
         )?;
-        let mean = if outboxes.is_empty() { 0.0 } else { rtt_sum / outboxes.len() as f64 };
+        let mean = if connections.is_empty() { 0.0 } else { rtt_sum / connections.len() as f64 };
         gauges(
             &mut e,
             "quic_rtt_seconds",
@@ -402,7 +399,7 @@ impl Collector for Scrape {
             &[[("stat", "mean")], [("stat", "max")]],
             &[mean, rtt_max],
         )?;
-        let ended = shared.metrics.ended_paths.sums();
+        let ended = self.ended_paths.sums();
         counter(
             &mut e,
             "quic_lost_packets",
@@ -434,7 +431,7 @@ impl Collector for Scrape {
             ended.udp_rx_bytes + live.udp_rx_bytes,
         )?;
         let r = Ordering::Relaxed;
-        let g = &shared.guard;
+        let g = source.guard();
         counter(
             &mut e,
             "address_validation_retries",
@@ -448,7 +445,7 @@ impl Collector for Scrape {
             g.handshake_timeouts.load(r),
         )?;
         counter(&mut e, "misbehaving_clients", "Connections closed for what the client did (bad frames, failed logins, transport errors)", g.misbehaving.load(r))?;
-        let s = &shared.stats;
+        let s = source.outbox_stats();
         gauge(
             &mut e,
             "outbound_queue_peak_bytes",

@@ -16,12 +16,10 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::sync::Notify;
 
-use super::metrics::FanoutProbe;
-use crate::config::QueueLimits;
+use super::config::QueueLimits;
+use super::probe::FanoutProbe;
 use crate::core::RoomKey;
-use crate::wire::{
-    decode_body, encode_frame, ErrorCode, Priority, StreamHeader, LENGTH_PREFIX_LEN,
-};
+use crate::wire::{encode_frame, ErrorCode, Priority, StreamHeader};
 
 /// Frames written per write call at most (they coalesce into as few packets as possible).
 const WRITE_BATCH: usize = 64;
@@ -185,10 +183,6 @@ pub struct OutboxStats {
 /// low message goes to it as a datagram.
 const DATAGRAM_QUIET: Duration = Duration::from_millis(20);
 
-/// Bytes of datagrams quinn may hold per connection. Only one waits at a time (see
-/// [`Outbox::try_datagram`]); this is room for one of the largest.
-pub const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
-
 /// A room's streams on one connection: medium and high messages (and member and attribute
 /// events) in seq order on one stream; low-priority messages on a second stream of lower QUIC
 /// priority, opened on first use, so that they never delay the others.
@@ -276,16 +270,12 @@ impl Outbox {
         self.lock().session = Some(tx);
     }
 
-    /// Opens the stream of a room, writing `header` first.
-    pub fn open_room(self: &Arc<Self>, room: RoomKey, header: Bytes) {
+    /// Opens the stream of a room, writing `header` first; `low_header` starts the room's
+    /// low-priority stream when that is opened.
+    pub fn open_room(self: &Arc<Self>, room: RoomKey, header: Bytes, low_header: Bytes) {
         if self.lock().close.is_some() {
             return;
         }
-        // The low lane's header names the same room: derived from this (server-made) header.
-        let low_header = match decode_body::<StreamHeader>(&header[LENGTH_PREFIX_LEN..]) {
-            Ok(StreamHeader::Room { room_id }) => encode_frame(&StreamHeader::RoomLow { room_id }),
-            _ => return,
-        };
         let shared = if self.single_stream {
             let inner = self.lock();
             inner.rooms.first().map(|l| l.main.clone())

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use huddle::auth::KeySet;
 use huddle::client::{client_endpoint, quic_client_config, Client, ClientConfig, ClientEvent};
-use huddle::config::ServerConfig;
 use huddle::framed::read_frame;
+use huddle::server::config::ServerConfig;
 use huddle::server::{GuardStats, OutboxStats};
 use huddle::wire::{
     decode_body, encode_frame, ErrorCode, Event, Login, Priority, Reply, Request, RequestFrame,

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use huddle::auth::KeySet;
 use huddle::certs::generate_in_memory;
 use huddle::client::{Client, ClientConfig, ClientEvent};
-use huddle::config::ServerConfig;
+use huddle::server::config::ServerConfig;
 use huddle::server::Server;
 use huddle::wire::{Event, RoomConfig, RoomInfo};
 use rustls::pki_types::CertificateDer;

@@ -1,7 +1,7 @@
 //! Server configuration: command-line flags over a TOML file over defaults.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -223,6 +223,10 @@ impl Default for QueueLimits {
     }
 }
 
+/// Bytes of datagrams quinn may hold per connection. Only one waits at a time (the outbox sends
+/// one only when none is waiting); this is room for one of the largest.
+pub const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
+
 /// What one connection's QUIC and session state costs the server at most, beyond the byte
 /// budgets below (measured at 30-50 KB per idle connection, BENCHMARKS.md; rounded up).
 pub const CONNECTION_FIXED_BYTES: u64 = 64 * 1024;
@@ -239,18 +243,83 @@ impl ServerConfig {
             + self.transport.send_window
             + u64::from(self.transport.receive_window)
             + crate::wire::MAX_CLIENT_FRAME_LEN as u64
-            + if self.transport.low_datagrams {
-                crate::server::DATAGRAM_SEND_BUFFER as u64
-            } else {
-                0
-            }
+            + if self.transport.low_datagrams { DATAGRAM_SEND_BUFFER as u64 } else { 0 }
             + CONNECTION_FIXED_BYTES
     }
 
     /// Reads a TOML file; unknown keys are an error.
-    pub fn from_file(path: &std::path::Path) -> anyhow::Result<ServerConfig> {
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
     }
+}
+
+/// A configuration that cannot be read or that the server cannot run with. The file's own
+/// errors are found when it is read ([`ServerConfig::from_file`]); the settings' values are
+/// checked when a server is bound with them.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("reading {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML or has an unknown key or a bad value.
+    #[error("{}: not a valid configuration", .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where in the file.
+        source: toml::de::Error,
+    },
+    /// `cert` without `key`, or `key` without `cert`.
+    #[error("--cert and --key go together")]
+    CertWithoutKey,
+    /// A token key's secret is not hex.
+    #[error("token key {id}: secret_hex is not hex")]
+    TokenKeyNotHex {
+        /// The key id.
+        id: String,
+        /// Why.
+        source: hex::FromHexError,
+    },
+    /// A token key's secret is shorter than 16 bytes.
+    #[error("token key {id}: a secret needs at least 16 bytes")]
+    TokenKeyTooShort {
+        /// The key id.
+        id: String,
+    },
+    /// A token key id is not 1-32 of `[A-Za-z0-9_-]`.
+    #[error("token key id {id:?} is not 1-32 of [A-Za-z0-9_-]")]
+    TokenKeyId {
+        /// The key id.
+        id: String,
+    },
+    /// `idle_timeout_s` is beyond what QUIC can carry.
+    #[error("idle_timeout_s {secs} is too large")]
+    IdleTimeout {
+        /// The value.
+        secs: u64,
+        /// Why.
+        source: quinn::VarIntBoundsExceeded,
+    },
+    /// `ack_max_delay_ms` is 2^14 ms or more (RFC 9000 18.2).
+    #[error("ack_max_delay_ms {0} is not below 16384")]
+    AckMaxDelay(u64),
+    /// `congestion` names no congestion controller.
+    #[error("unknown congestion controller {0:?}: cubic, bbr or newreno")]
+    Congestion(String),
+    /// The admin listener is configured without a good enough bearer token.
+    #[error(
+        "the admin listener needs a bearer token of at least {min_bytes} bytes: set [admin] \
+         token in the config file or HUDDLE_ADMIN_TOKEN"
+    )]
+    AdminToken {
+        /// The shortest token accepted.
+        min_bytes: usize,
+    },
 }

@@ -1,0 +1,235 @@
+//! The bound server: its QUIC endpoint and admin listener, the accept loop with its connection
+//! caps and address validation, the core's timers, and shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::admin;
+use super::config::ServerConfig;
+use super::conn;
+use super::error::ServerError;
+use super::guard::{client_address, GuardStats};
+use super::identity::{load_keys, load_tls};
+use super::metrics::Refused;
+use super::outbox::{Outbox, OutboxStats};
+use super::shared::Shared;
+use super::transport::server_config;
+use crate::auth::KeySet;
+use crate::core::Core;
+use crate::udp::set_socket_buffers;
+use crate::wire::ErrorCode;
+
+/// A bound server, ready to run.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    admin: Option<std::net::TcpListener>,
+}
+
+impl Server {
+    /// Binds a server with this configuration and TLS identity and token keys.
+    pub fn bind_with(
+        config: ServerConfig,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        keys: KeySet,
+    ) -> Result<Server, ServerError> {
+        let sc = server_config(&config, chain, key)?;
+        let socket = std::net::UdpSocket::bind(config.listen)
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        set_socket_buffers(&socket, config.transport.socket_buffer_bytes);
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(sc),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(ServerError::Endpoint)?;
+        // Ids start at the start time in microseconds-ish (ms x 1000): unique across restarts at
+        // any realistic rate, and below 2^53 so JSON readers keep them exact.
+        let start_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
+        let id_base = start_ms * 1000;
+        // A replay must fit in half the outbound queue, or resuming would end as a slow consumer.
+        let mut limits = config.limits.clone();
+        limits.max_replay_bytes = limits.max_replay_bytes.min(config.queue.max_bytes / 2);
+        limits.max_replay_messages = limits.max_replay_messages.min(config.queue.max_frames / 2);
+        let core = Core::new(limits, keys, id_base);
+        let admin = admin::bind(&config.admin)?;
+        let shared = Shared::new(core, config);
+        Ok(Server { endpoint, shared, admin })
+    }
+
+    /// Binds a server, loading or creating certificates and token keys as configured.
+    pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let (chain, key) = load_tls(&config)?;
+        let keys = load_keys(&config)?;
+        Server::bind_with(config, chain, key, keys)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The address of the admin HTTP listener, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Counters of the outbound queues.
+    pub fn stats(&self) -> Arc<OutboxStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Counters of the defences (Retry, refused connections, misbehaving clients).
+    pub fn guard_stats(&self) -> Arc<GuardStats> {
+        self.shared.guard.clone()
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection with `server_shutdown`
+    /// and waits (bounded) for the endpoint to drain.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server { endpoint, shared, admin } = self;
+        let admin = match admin {
+            Some(listener) => Some(admin::serve(shared.clone(), listener)?),
+            None => None,
+        };
+        let timers = tokio::spawn(run_timers(shared.clone()));
+        shared.accepting.store(true, Ordering::SeqCst);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    accept(&shared, incoming);
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!("shutting down");
+        shared.accepting.store(false, Ordering::SeqCst);
+        // Refuse new connections, tell every connection (after what is queued for it has been
+        // written, bounded per connection), then close what is left.
+        endpoint.set_server_config(None);
+        let code = ErrorCode::ServerShutdown;
+        let outboxes: Vec<Arc<Outbox>> = shared.lock().outboxes.values().cloned().collect();
+        for o in &outboxes {
+            o.close(Some(code));
+        }
+        let drained = async {
+            while !shared.lock().outboxes.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
+        endpoint.close(quinn::VarInt::from_u32(u32::from(code.as_u16())), code.name().as_bytes());
+        timers.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
+        Ok(())
+    }
+}
+
+/// Validates addresses under a handshake flood, applies the connection caps and starts a
+/// connection task.
+fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
+    let t = &shared.config.transport;
+    let attempts = shared
+        .handshakes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .tick(tokio::time::Instant::now());
+    if attempts > t.retry_above_handshakes_per_s
+        && !incoming.remote_address_validated()
+        && incoming.may_retry()
+    {
+        // A Retry is stateless and no larger than the packet it answers: a flood from spoofed
+        // addresses costs the server no connection state and reflects nothing bigger.
+        shared.guard.retries.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = incoming.retry() {
+            e.into_incoming().refuse();
+        }
+        return;
+    }
+    let ip = client_address(incoming.remote_address().ip());
+    let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+    let from_ip = conns.per_address.get(&ip).copied().unwrap_or(0);
+    if conns.total >= t.max_connections
+        || (t.max_connections_per_ip > 0 && from_ip >= t.max_connections_per_ip)
+    {
+        let total = conns.total;
+        drop(conns);
+        shared.guard.refused.fetch_add(1, Ordering::Relaxed);
+        let why = if total >= t.max_connections { Refused::Total } else { Refused::PerIp };
+        shared.metrics.refused(why);
+        tracing::debug!(%ip, total, from_ip, "connection refused: over the cap");
+        incoming.refuse();
+        return;
+    }
+    conns.total += 1;
+    *conns.per_address.entry(ip).or_default() += 1;
+    drop(conns);
+    shared.metrics.connections_accepted.inc();
+    shared.metrics.connections_open.inc();
+    let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let shared = shared.clone();
+    // Boxed: a future keeps room for what it captured for as long as it lives, and this task
+    // lives as long as the connection.
+    let incoming = Box::new(incoming);
+    tokio::spawn(async move {
+        conn::run(shared.clone(), conn_id, incoming).await;
+        shared.metrics.connections_open.dec();
+        let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.total = conns.total.saturating_sub(1);
+        if let Some(n) = conns.per_address.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                conns.per_address.remove(&ip);
+            }
+        }
+    });
+}
+
+/// Fires the core's timers (presence flushes, delayed destroys) when they are due.
+async fn run_timers(shared: Arc<Shared>) {
+    loop {
+        let next = shared.lock().core.poll_timeout();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(shared.clock.instant(at)) => {
+                        shared.with_core(|core, now| core.handle_timeout(now));
+                    }
+                    _ = shared.timer_changed.notified() => {}
+                }
+            }
+            None => shared.timer_changed.notified().await,
+        }
+    }
+}
+
+/// Runs a server with `config` until `shutdown` completes.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let ceiling = config.connection_memory_ceiling();
+    let max = config.transport.max_connections as u64;
+    let server = Server::bind(config)?;
+    let addr = server.local_addr().map_err(ServerError::LocalAddr)?;
+    tracing::info!(%addr, "huddle listening");
+    tracing::info!(
+        per_connection_bytes = ceiling,
+        at_max_connections_bytes = ceiling.saturating_mul(max),
+        "memory ceiling (SECURITY.md)"
+    );
+    server.run(shutdown).await
+}

@@ -1,0 +1,110 @@
+//! TLS and QUIC settings: the rustls and quinn server configurations built from a
+//! [`ServerConfig`], chosen deliberately (see ARCHITECTURE.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
+use super::error::ServerError;
+use crate::wire::ALPN;
+
+/// Bytes quinn buffers for one connection attempt before the server has accepted it (0-RTT is
+/// off, so little more than the client's Initial packets arrive in that time).
+pub const INCOMING_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// Bytes quinn buffers for all connection attempts not yet accepted, together.
+pub const INCOMING_BUFFER_TOTAL_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The QUIC transport settings the server uses, chosen deliberately (see ARCHITECTURE.md).
+pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig, ConfigError> {
+    let t = &config.transport;
+    let mut tc = quinn::TransportConfig::default();
+    // Clients open exactly one bidirectional stream and no unidirectional ones; quinn allocates
+    // state for every stream a peer may open, so these stay as small as the protocol allows.
+    tc.max_concurrent_bidi_streams(1u32.into());
+    tc.max_concurrent_uni_streams(0u32.into());
+    tc.stream_receive_window(t.stream_receive_window.into());
+    tc.receive_window(t.receive_window.into());
+    tc.send_window(t.send_window);
+    let idle = Duration::from_secs(t.idle_timeout_s.max(1));
+    let idle_timeout = quinn::IdleTimeout::try_from(idle)
+        .map_err(|source| ConfigError::IdleTimeout { secs: t.idle_timeout_s, source })?;
+    tc.max_idle_timeout(Some(idle_timeout));
+    if t.keep_alive_s > 0 {
+        // A keep-alive at or past the idle timeout would not keep anything alive: clamp it to
+        // a third of the idle timeout. The server's pings keep both ends' idle timers running.
+        let keep = Duration::from_secs(t.keep_alive_s).min(idle / 3);
+        tc.keep_alive_interval(Some(keep));
+    }
+    if t.low_datagrams {
+        // quinn sends DATAGRAM frames only while it also accepts them. One byte advertises a
+        // maximum DATAGRAM frame size no datagram fits: a client that sends one anyway has its
+        // connection closed with PROTOCOL_VIOLATION, as with datagrams off.
+        tc.datagram_receive_buffer_size(Some(1));
+        tc.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+    } else {
+        tc.datagram_receive_buffer_size(None);
+    }
+    if t.ack_max_delay_ms >= 1 << 14 {
+        // RFC 9000 18.2: an ACK delay of 2^14 ms or more is invalid. Refused even while the
+        // threshold is off, so that a bad value does not wait to surface until it is turned on.
+        return Err(ConfigError::AckMaxDelay(t.ack_max_delay_ms));
+    }
+    if t.ack_eliciting_threshold > 0 {
+        let mut ack = quinn::AckFrequencyConfig::default();
+        ack.ack_eliciting_threshold(t.ack_eliciting_threshold.into());
+        if t.ack_loss_fallback_ms > 0 {
+            ack.loss_fallback(Some(Duration::from_millis(t.ack_loss_fallback_ms)));
+        }
+        if t.ack_max_delay_ms > 0 {
+            ack.max_ack_delay(Some(Duration::from_millis(t.ack_max_delay_ms)));
+            ack.max_ack_delay_above_rtt_after(Some(t.ack_max_delay_after_packets));
+        }
+        tc.ack_frequency_config(Some(ack));
+    }
+    match t.congestion.as_str() {
+        "cubic" => {}
+        "bbr" => {
+            tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        }
+        "newreno" => {
+            tc.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()));
+        }
+        other => return Err(ConfigError::Congestion(other.to_string())),
+    }
+    Ok(tc)
+}
+
+/// The quinn server configuration: TLS 1.3 with this identity, the huddle ALPN, 0-RTT as
+/// configured, the transport settings and the limits on connection attempts.
+pub(super) fn server_config(
+    config: &ServerConfig,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<quinn::ServerConfig, ServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(ServerError::Tls)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(ServerError::Tls)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    // QUIC allows only 0 or u32::MAX here; the amount of 0-RTT data is bounded by the
+    // transport's flow-control windows. Tickets live in a bounded server-side cache and each
+    // is taken out on use, so a replayed first flight cannot have its early data accepted.
+    tls.max_early_data_size = if config.transport.zero_rtt { u32::MAX } else { 0 };
+    tls.session_storage =
+        rustls::server::ServerSessionMemoryCache::new(config.transport.tls_session_cache.max(1));
+    let crypto = QuicServerConfig::try_from(tls).map_err(ServerError::Quic)?;
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    sc.transport_config(Arc::new(transport_config(config)?));
+    sc.max_incoming(config.transport.max_incoming.max(1));
+    sc.incoming_buffer_size(INCOMING_BUFFER_BYTES);
+    sc.incoming_buffer_size_total(INCOMING_BUFFER_TOTAL_BYTES);
+    sc.migration(true);
+    Ok(sc)
+}
