@@ -1,18 +1,32 @@
 //! Huddle: a QUIC transport server for multi-person chat rooms, with its client library.
 //!
-//! See README.md for a tour and ARCHITECTURE.md for the code map.
+//! See README.md for a tour and ARCHITECTURE.md for the code map. The wire format is always
+//! built; the rest is behind cargo features (`client`, `server`, `cli`, `load`, `netsim`,
+//! `fuzzing`), all on by default except `fuzzing`. An application that only connects to a server
+//! needs `default-features = false, features = ["client"]`.
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "server")]
 pub mod certs;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
 pub mod core;
+#[cfg(any(feature = "client", feature = "server"))]
 pub mod framed;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "load")]
 pub mod load;
+#[cfg(feature = "netsim")]
 pub mod netsim;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(any(feature = "server", feature = "netsim"))]
 pub mod udp;
 pub mod wire;
