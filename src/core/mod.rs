@@ -6,6 +6,11 @@
 //! to open or finish, connections to close) is queued as [`Output`]s for the caller to drain with
 //! [`Core::poll_output`]. [`Core::poll_timeout`] says when [`Core::handle_timeout`] is next due.
 //! Broadcast frames are encoded once here and shared as [`Bytes`] by every recipient.
+//!
+//! This file holds the core's state, its inputs and outputs, logins and the dispatch of
+//! requests; each concern's work is in its own file (`membership.rs`, `messages.rs`,
+//! `presence.rs`, `attributes.rs`, `resume.rs`, `admin.rs` ...), and a room's own state in
+//! `room.rs`.
 
 mod admin;
 mod attributes;
