@@ -1,5 +1,6 @@
 //! Room and member attributes (SPEC section 7) against a real server, through the real client
-//! library; the default member-attribute member limit (500) is checked on the sans-IO core.
+//! library; the default member-attribute member limit (500) is checked on the sans-IO core
+//! (through `huddle::fuzzing::harness`).
 
 mod common;
 
@@ -9,12 +10,12 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use common::*;
-use huddle::auth::KeySet;
 use huddle::client::{Client, ClientError};
-use huddle::core::{ConnId, Core, Limits, Now, Output};
+use huddle::core::{ConnId, Limits};
+use huddle::fuzzing::harness::{Got, Harness};
 use huddle::wire::{
-    decode_body, AttributeFailure, ErrorCode, Event, LeaveReason, Login, MemberAttributes, Reply,
-    Request, Response, ResponseFrame, RoomConfig, PROTOCOL_VERSION,
+    AttributeFailure, ErrorBody, ErrorCode, Event, LeaveReason, MemberAttributes, Request,
+    Response, RoomConfig,
 };
 
 type Pairs = Vec<(String, String)>;
@@ -880,66 +881,21 @@ async fn attribute_requests_need_membership() {
     server.stop().await;
 }
 
-/// The sans-IO core with default limits: requests in, replies out (events are not decoded).
-struct Bare {
-    core: Core,
-    keys: KeySet,
-    next_request: u32,
-}
-
-const NOW: Now = Now { mono_ms: 1_000, unix_ms: 1_700_000_000_000 };
-
-impl Bare {
-    fn new(limits: Limits) -> Bare {
-        let mut keys = KeySet::new();
-        assert!(keys.insert("k1", b"attributes-test-secret-0123456789"));
-        Bare { core: Core::new(limits, keys.clone(), 1 << 16), keys, next_request: 1 }
-    }
-
-    /// Runs the request; returns its reply and the room_member_attributes_updated events sent.
-    fn call(&mut self, conn: ConnId, request: Request) -> (Reply, Vec<Event>) {
-        let id = self.next_request;
-        self.next_request += 1;
-        self.core.handle_request(NOW, conn, id, request);
-        self.drain(conn, id)
-    }
-
-    fn drain(&mut self, conn: ConnId, id: u32) -> (Reply, Vec<Event>) {
-        let mut reply = None;
-        let mut events = Vec::new();
-        while let Some(out) = self.core.poll_output() {
-            match out {
-                Output::Reply { conn: c, frame } if c == conn => {
-                    let r: ResponseFrame = decode_body(&frame[4..]).unwrap();
-                    if r.request_id == id {
-                        reply = Some(r.reply);
-                    }
-                }
-                Output::Broadcast { frame, .. } => {
-                    let e: Event = decode_body(&frame[4..]).unwrap();
-                    if matches!(e, Event::RoomMemberAttributesUpdated { .. }) {
-                        events.push(e);
-                    }
-                }
-                _ => {}
-            }
-        }
-        (reply.expect("a reply"), events)
-    }
-
-    fn login(&mut self, conn: ConnId, user: &str) {
-        let now_s = NOW.unix_ms / 1000;
-        let login = Login {
-            protocol_version: PROTOCOL_VERSION,
-            user_id: user.into(),
-            user_name: String::new(),
-            token: self.keys.mint("k1", user, now_s, now_s + 3600).unwrap(),
-        };
-        let id = self.next_request;
-        self.next_request += 1;
-        assert!(self.core.handle_login(NOW, conn, id, login, [1; 16]).logged_in());
-        self.drain(conn, id);
-    }
+/// Sends a request to the sans-IO core; returns its answer and the number of
+/// room_member_attributes_updated events the caller got with it.
+fn call_core(
+    h: &mut Harness,
+    conn: ConnId,
+    request: Request,
+) -> (Result<Response, ErrorBody>, usize) {
+    h.take(conn);
+    let answer = h.call(conn, request);
+    let updates = h
+        .take(conn)
+        .iter()
+        .filter(|g| matches!(g, Got::Event(_, Event::RoomMemberAttributesUpdated { .. })))
+        .count();
+    (answer, updates)
 }
 
 #[test]
@@ -963,18 +919,18 @@ fn five_hundred_members_with_attributes_and_not_one_more_by_default() {
         ),
         (20, 16, 1024, 5120)
     );
-    let mut core = Bare::new(limits);
+    let mut h = Harness::new(limits);
     let users: Vec<String> = (0..502).map(|i| format!("u{i}")).collect();
     for (i, u) in users.iter().enumerate() {
         let conn = i as ConnId;
-        core.login(conn, u);
+        h.login(conn, u);
         let request = if i == 0 {
             Request::CreateRoom { info: info("big"), config: cfg() }
         } else {
             Request::JoinRoom { room_id: "big".into() }
         };
-        let (reply, _) = core.call(conn, request);
-        assert!(matches!(reply, Reply::Ok(Response::RoomEntered(_))), "{reply:?}");
+        let (answer, _) = call_core(&mut h, conn, request);
+        assert!(matches!(answer, Ok(Response::RoomEntered(_))), "{answer:?}");
     }
     // 500 members get attributes, 100 per request (the most ids one request takes).
     for chunk in users[..500].chunks(100) {
@@ -983,15 +939,15 @@ fn five_hundred_members_with_attributes_and_not_one_more_by_default() {
             user_ids: chunk.to_vec(),
             attributes: kv(&[("k", "v")]),
         };
-        let (reply, events) = core.call(0, request);
-        match reply {
-            Reply::Ok(Response::RoomMembersAttributesSet { members, failed_user_ids, .. }) => {
+        let (answer, updates) = call_core(&mut h, 0, request);
+        match answer {
+            Ok(Response::RoomMembersAttributesSet { members, failed_user_ids, .. }) => {
                 assert_eq!(members.len(), 100);
                 assert!(failed_user_ids.is_empty());
             }
             r => panic!("{r:?}"),
         }
-        assert_eq!(events.len(), 1);
+        assert_eq!(updates, 1);
     }
     // The 501st does not fit, alone or with a member that already has attributes.
     for user_ids in [vec![users[500].clone()], vec![users[0].clone(), users[501].clone()]] {
@@ -1000,14 +956,14 @@ fn five_hundred_members_with_attributes_and_not_one_more_by_default() {
             user_ids,
             attributes: kv(&[("k", "w")]),
         };
-        let (reply, events) = core.call(500, request);
-        match reply {
-            Reply::Err(e) => {
+        let (answer, updates) = call_core(&mut h, 500, request);
+        match answer {
+            Err(e) => {
                 assert_eq!(e.code, ErrorCode::MemberAttributesMembersExceeded.as_u16())
             }
             r => panic!("{r:?}"),
         }
-        assert!(events.is_empty());
+        assert_eq!(updates, 0);
     }
     // Nothing changed, and the 500 still may change theirs.
     let request = Request::QueryRoomMemberAttributesList {
@@ -1015,9 +971,9 @@ fn five_hundred_members_with_attributes_and_not_one_more_by_default() {
         next_flag: String::new(),
         count: 100,
     };
-    let (reply, _) = core.call(1, request);
-    match reply {
-        Reply::Ok(Response::RoomMemberAttributesList { members, next_flag, .. }) => {
+    let (answer, _) = call_core(&mut h, 1, request);
+    match answer {
+        Ok(Response::RoomMemberAttributesList { members, next_flag, .. }) => {
             assert_eq!(members.len(), 100);
             assert!(members.iter().all(|m| m.attributes == kv(&[("k", "v")])));
             assert!(!next_flag.is_empty());
@@ -1029,7 +985,7 @@ fn five_hundred_members_with_attributes_and_not_one_more_by_default() {
         user_ids: vec![users[499].clone()],
         attributes: kv(&[("k", "w")]),
     };
-    let (reply, events) = core.call(499, request);
-    assert!(matches!(reply, Reply::Ok(_)), "{reply:?}");
-    assert_eq!(events.len(), 1);
+    let (answer, updates) = call_core(&mut h, 499, request);
+    assert!(answer.is_ok(), "{answer:?}");
+    assert_eq!(updates, 1);
 }

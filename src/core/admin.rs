@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{err, page_start, valid_user_id, Core, Now, Output, Post, RoomKey, SessionId};
+use super::membership::page_start;
+use super::messages::Post;
+use super::{err, valid_user_id, Core, Now, Output, RoomKey, SessionId};
 use crate::wire::{
     encode_frame, AttributeOp, ErrorBody, ErrorCode, Event, LeaveReason, Member, MessageBody,
     Priority, Response, RoomConfig, RoomInfo, RoomSummary,
@@ -220,7 +222,7 @@ impl Core {
             created_at_ms: r.created_at_ms,
             destroy_delay_s: (r.destroy_delay_ms / 1000) as u32,
             destroy_pending: r.destroy_at.is_some(),
-            attributes: attribute_map(r.attributes.snapshot()),
+            attributes: attribute_map(r.attributes().snapshot()),
         })
     }
 
@@ -310,7 +312,7 @@ impl Core {
         let room = self.rooms.get(&key).ok_or_else(|| err(ErrorCode::Internal))?;
         Ok(AdminAttributes {
             room_id: room.id.to_string(),
-            attributes: attribute_map(room.attributes.snapshot()),
+            attributes: attribute_map(room.attributes().snapshot()),
         })
     }
 
@@ -323,9 +325,8 @@ impl Core {
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
         let room_id = room.id.to_string();
         let members = room.member_count() as u32;
-        let sessions: Vec<SessionId> =
-            room.members.values().flat_map(|e| e.sessions.iter().copied()).collect();
-        room.pending.clear();
+        let sessions: Vec<SessionId> = room.sessions().collect();
+        room.clear_presence();
         let event = Event::RoomDestroyed { room_id: room_id.clone() };
         self.broadcast_event(key, to, &event);
         for sid in sessions {

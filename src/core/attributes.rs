@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::membership::page_start;
 use super::room::RoomKey;
 use super::{err, Core, Now, OpResult, SessionId};
 use crate::wire::{
@@ -249,7 +250,7 @@ impl Core {
             }
             Request::QueryRoomAttributes { room_id } => {
                 let room = self.member_room(sid, &room_id)?;
-                Ok(Response::RoomAttributes { room_id, attributes: room.attributes.snapshot() })
+                Ok(Response::RoomAttributes { room_id, attributes: room.attributes().snapshot() })
             }
             Request::SetRoomMembersAttributes { room_id, user_ids, attributes } => {
                 self.set_member_attributes(sid, &room_id, user_ids, attributes)
@@ -263,17 +264,16 @@ impl Core {
                 let members = user_ids
                     .iter()
                     .filter(|u| room.entry(u).is_some())
-                    .map(|u| member_attrs(u, room.member_attrs.get(u.as_str()).unwrap_or(&empty)))
+                    .map(|u| member_attrs(u, room.member_attributes(u).unwrap_or(&empty)))
                     .collect();
                 Ok(Response::RoomMembersAttributes { room_id, members })
             }
             Request::QueryRoomMemberAttributesList { room_id, next_flag, count } => {
                 let room = self.member_room(sid, &room_id)?;
-                let start = super::page_start(&next_flag, count)?;
-                let mut with_attrs = room.members.range(start..).filter_map(|(pos, e)| {
-                    room.member_attrs
-                        .get(e.member.user_id.as_str())
-                        .map(|a| (*pos, member_attrs(&e.member.user_id, a)))
+                let start = page_start(&next_flag, count)?;
+                let mut with_attrs = room.entries_from(start).filter_map(|(pos, e)| {
+                    room.member_attributes(&e.member.user_id)
+                        .map(|a| (pos, member_attrs(&e.member.user_id, a)))
                 });
                 let members: Vec<MemberAttributes> =
                     with_attrs.by_ref().take(count as usize).map(|(_, m)| m).collect();
@@ -310,9 +310,7 @@ impl Core {
     ) -> Result<Vec<AttributeFailure>, ErrorBody> {
         let limits = self.room_attr_limits();
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
-        let positions = &room.positions;
-        let change =
-            room.attributes.apply(ops, caller, |u| positions.contains_key(u), limits, atomic)?;
+        let change = room.apply_attributes(ops, caller, limits, atomic)?;
         self.announce_attributes(key, change.set, change.deleted);
         Ok(change.failed)
     }
@@ -373,14 +371,15 @@ impl Core {
             if attributes.is_empty() {
                 continue;
             }
-            let mut map = room.member_attrs.get(u.as_str()).cloned().unwrap_or_default();
-            if !room.member_attrs.contains_key(u.as_str()) {
-                if room.member_attrs.len() + new_members >= l.member_attributes_max_members {
+            let current = room.member_attributes(u);
+            let mut map = current.cloned().unwrap_or_default();
+            if current.is_none() {
+                if room.members_with_attributes() + new_members >= l.member_attributes_max_members {
                     return Err(ErrorBody::with_message(
                         ErrorCode::MemberAttributesMembersExceeded,
                         format!(
                             "the room already has {} members with attributes",
-                            room.member_attrs.len()
+                            room.members_with_attributes()
                         ),
                     ));
                 }
@@ -401,7 +400,7 @@ impl Core {
         for u in &user_ids {
             if let Some(map) = staged.remove(u) {
                 members.push(member_attrs(u, &map));
-                room.member_attrs.insert(Arc::from(u.as_str()), map);
+                room.set_member_attributes(u, map);
             }
         }
         if !members.is_empty() {

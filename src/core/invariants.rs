@@ -77,22 +77,8 @@ impl Core {
         }
         for (key, room) in &self.rooms {
             let id = &room.id;
-            if room.positions.len() != room.members.len() {
-                return Err(format!("room {id}: positions and members differ in size"));
-            }
-            for (user, pos) in &room.positions {
-                let e = room.members.get(pos).ok_or(format!("room {id}: {user} has no entry"))?;
-                if e.member.user_id != **user {
-                    return Err(format!(
-                        "room {id}: position of {user} holds {}",
-                        e.member.user_id
-                    ));
-                }
-                if *pos >= room.next_position {
-                    return Err(format!("room {id}: position {pos} not yet given out"));
-                }
-            }
-            for e in room.members.values() {
+            room.check_indexes()?;
+            for e in room.entries() {
                 if e.sessions.is_empty() {
                     return Err(format!("room {id}: {} has no session", e.member.user_id));
                 }
@@ -106,24 +92,19 @@ impl Core {
             if room.member_count() > self.limits.members_per_room {
                 return Err(format!("room {id} holds {} members", room.member_count()));
             }
-            if room.members.is_empty() {
-                if room.destroy_at.is_none() {
-                    return Err(format!("empty room {id} is neither destroyed nor waiting"));
-                }
-                if !room.pending.is_empty() {
-                    return Err(format!("empty room {id} has presence changes pending"));
-                }
+            if room.is_empty() && room.destroy_at.is_none() {
+                return Err(format!("empty room {id} is neither destroyed nor waiting"));
             }
             if let Some(at) = room.destroy_at {
                 if !self.timers.contains(&(at, Timer::Destroy(*key))) {
                     return Err(format!("room {id}: destroy at {at} has no timer"));
                 }
             }
-            match room.flush_at {
+            match room.flush_at() {
                 Some(at) if !self.timers.contains(&(at, Timer::PresenceFlush(*key))) => {
                     return Err(format!("room {id}: presence flush at {at} has no timer"));
                 }
-                None if !room.pending.is_empty() => {
+                None if room.has_pending_presence() => {
                     return Err(format!("room {id}: presence changes pending, no flush armed"));
                 }
                 _ => {}
@@ -131,10 +112,8 @@ impl Core {
             if let Some(cached) = &room.recipients {
                 let mut cached: Vec<ConnId> = cached.to_vec();
                 let mut fresh: Vec<ConnId> = room
-                    .members
-                    .values()
-                    .flat_map(|e| e.sessions.iter())
-                    .filter_map(|sid| self.sessions.get(sid).and_then(|s| s.conn))
+                    .sessions()
+                    .filter_map(|sid| self.sessions.get(&sid).and_then(|s| s.conn))
                     .collect();
                 cached.sort_unstable();
                 fresh.sort_unstable();
@@ -142,15 +121,8 @@ impl Core {
                     return Err(format!("room {id}: recipients {cached:?}, members on {fresh:?}"));
                 }
             }
-            let mut expect = room.history.first_seq();
-            for m in room.history.after(0) {
-                if Some(m.seq) != expect || m.seq > room.last_seq {
-                    return Err(format!("room {id}: history seq {} out of order", m.seq));
-                }
-                expect = Some(m.seq + 1);
-            }
-            if room.history.len() > self.limits.history_max_messages {
-                return Err(format!("room {id}: {} messages in history", room.history.len()));
+            if room.history().len() > self.limits.history_max_messages {
+                return Err(format!("room {id}: {} messages in history", room.history().len()));
             }
         }
         Ok(())

@@ -6,13 +6,21 @@
 //! to open or finish, connections to close) is queued as [`Output`]s for the caller to drain with
 //! [`Core::poll_output`]. [`Core::poll_timeout`] says when [`Core::handle_timeout`] is next due.
 //! Broadcast frames are encoded once here and shared as [`Bytes`] by every recipient.
+//!
+//! This file holds the core's state, its inputs and outputs, logins and the dispatch of
+//! requests; each concern's work is in its own file (`membership.rs`, `messages.rs`,
+//! `presence.rs`, `attributes.rs`, `resume.rs`, `admin.rs` ...), and a room's own state in
+//! `room.rs`.
 
 mod admin;
 mod attributes;
 mod history;
 mod invariants;
 mod limits;
+mod membership;
+mod messages;
 mod oplimit;
+mod presence;
 mod ratelimit;
 mod resume;
 mod room;
@@ -25,16 +33,14 @@ use bytes::Bytes;
 
 use crate::auth::KeySet;
 use crate::wire::{
-    encode_frame, ErrorBody, ErrorCode, Event, LeaveReason, Login, Member, MessageBody, Priority,
-    Reply, Request, Response, ResponseFrame, RoomConfig, RoomInfo, RoomMessage, RoomState,
-    RoomSummary, StreamHeader, PROTOCOL_VERSION,
+    encode_frame, ErrorBody, ErrorCode, Event, LeaveReason, Login, Member, Priority, Reply,
+    Request, Response, ResponseFrame, RoomState, StreamHeader, PROTOCOL_VERSION,
 };
 pub use admin::{
     AdminAttributes, AdminCreateRoom, AdminCustomBody, AdminDestroyed, AdminDisconnected,
     AdminMemberPage, AdminMessage, AdminMessageSent, AdminRemoved, AdminRoom, AdminRoomPage,
     SYSTEM_SENDER,
 };
-use attributes::Attrs;
 pub use history::History;
 pub use limits::{
     valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES,
@@ -42,7 +48,7 @@ pub use limits::{
 };
 pub use ratelimit::TokenBucket;
 pub use room::RoomKey;
-use room::{Ack, PresenceChange, Room};
+use room::{PresenceChange, Room};
 
 /// A connection, as numbered by the caller.
 pub type ConnId = u64;
@@ -224,16 +230,6 @@ pub struct Core {
 }
 
 type OpResult = Result<Response, ErrorBody>;
-
-/// Who posts a message and how it is treated.
-struct Post {
-    /// The sender's user id (a member's, or [`SYSTEM_SENDER`]).
-    sender: Arc<str>,
-    /// The sending connection, which gets no copy.
-    except: Option<ConnId>,
-    /// Whether the per-user rate limit applies (not to the operator).
-    rate_limited: bool,
-}
 
 fn err(code: ErrorCode) -> ErrorBody {
     ErrorBody::new(code)
@@ -531,126 +527,6 @@ impl Core {
         self.sessions.get(&sid).ok_or_else(|| err(ErrorCode::NotLoggedIn))
     }
 
-    fn existing_room(&self, room_id: &str) -> Result<&Room, ErrorBody> {
-        if !valid_room_id(room_id) {
-            return Err(err(ErrorCode::InvalidRoomId));
-        }
-        self.room_ids
-            .get(room_id)
-            .and_then(|k| self.rooms.get(k))
-            .ok_or_else(|| err(ErrorCode::RoomDoesNotExist))
-    }
-
-    /// The room, if the session is in it.
-    fn member_room(&self, sid: SessionId, room_id: &str) -> Result<&Room, ErrorBody> {
-        let room = self.existing_room(room_id)?;
-        let s = self.session(sid)?;
-        if !room.has_session(&s.user_id, sid) {
-            return Err(err(ErrorCode::NotInRoom));
-        }
-        Ok(room)
-    }
-
-    /// Checks a room about to be created; returns its initial attributes, owned by `owner`.
-    fn check_new_room(
-        &self,
-        info: &RoomInfo,
-        config: &RoomConfig,
-        owner: &Arc<str>,
-    ) -> Result<Attrs, ErrorBody> {
-        if !valid_room_id(&info.room_id) {
-            return Err(err(ErrorCode::InvalidRoomId));
-        }
-        if info.room_name.len() > self.limits.max_room_name_bytes {
-            return Err(err(ErrorCode::RoomNameTooLong));
-        }
-        if config.destroy_delay_s > self.limits.max_destroy_delay_s {
-            return Err(err(ErrorCode::InvalidDestroyDelay));
-        }
-        if self.rooms.len() >= self.limits.rooms_per_server {
-            return Err(err(ErrorCode::ServerRoomLimit));
-        }
-        Attrs::initial(&config.attributes, owner, self.room_attr_limits())
-    }
-
-    fn check_can_join(&self, sid: SessionId, room: Option<&Room>) -> Result<(), ErrorBody> {
-        let s = self.session(sid)?;
-        if let Some(room) = room {
-            if room.has_session(&s.user_id, sid) {
-                return Ok(());
-            }
-            if room.entry(&s.user_id).is_none()
-                && room.member_count() >= self.limits.members_per_room
-            {
-                return Err(err(ErrorCode::RoomFull));
-            }
-        }
-        if s.rooms.len() >= self.limits.rooms_per_user {
-            return Err(err(ErrorCode::RoomLimitReached));
-        }
-        Ok(())
-    }
-
-    fn create_room(
-        &mut self,
-        now: Now,
-        sid: SessionId,
-        info: RoomInfo,
-        config: RoomConfig,
-    ) -> Result<RoomState, ErrorBody> {
-        let owner = self.session(sid)?.user_id.clone();
-        if self.room_ids.contains_key(info.room_id.as_str()) {
-            return Err(err(ErrorCode::RoomAlreadyExists));
-        }
-        let attrs = self.check_new_room(&info, &config, &owner)?;
-        self.check_can_join(sid, None)?;
-        let key = self.insert_room(now, info, config, attrs);
-        Ok(self.add_member(now, sid, key, true))
-    }
-
-    fn insert_room(
-        &mut self,
-        now: Now,
-        info: RoomInfo,
-        config: RoomConfig,
-        attrs: Attrs,
-    ) -> RoomKey {
-        let key = RoomKey(self.next_room);
-        self.next_room += 1;
-        let id: Arc<str> = Arc::from(info.room_id.as_str());
-        let delay_ms = u64::from(config.destroy_delay_s) * 1000;
-        let room = Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, attrs);
-        self.rooms.insert(key, room);
-        self.room_ids.insert(id, key);
-        self.room_order.insert(key);
-        key
-    }
-
-    fn join_room(
-        &mut self,
-        now: Now,
-        sid: SessionId,
-        room_id: &str,
-    ) -> Result<RoomState, ErrorBody> {
-        let room = self.existing_room(room_id)?;
-        self.check_can_join(sid, Some(room))?;
-        let key = room.key;
-        Ok(self.add_member(now, sid, key, false))
-    }
-
-    fn enter_room(
-        &mut self,
-        now: Now,
-        sid: SessionId,
-        info: RoomInfo,
-        config: RoomConfig,
-    ) -> Result<RoomState, ErrorBody> {
-        if self.room_ids.contains_key(info.room_id.as_str()) {
-            return self.join_room(now, sid, &info.room_id);
-        }
-        self.create_room(now, sid, info, config)
-    }
-
     /// Adds the session to the room (which passed the checks) and says what the caller sees.
     fn add_member(&mut self, now: Now, sid: SessionId, key: RoomKey, created: bool) -> RoomState {
         let (user, name, conn) = match self.sessions.get(&sid) {
@@ -683,414 +559,6 @@ impl Core {
         self.room_state(key, created, false)
     }
 
-    fn room_state(&self, key: RoomKey, created: bool, already_member: bool) -> RoomState {
-        match self.rooms.get(&key) {
-            Some(r) => RoomState {
-                room_id: r.id.to_string(),
-                room_name: r.name.clone(),
-                created,
-                already_member,
-                member_count: r.member_count() as u32,
-                last_seq: r.last_seq,
-                created_at_ms: r.created_at_ms,
-                attributes: r.attributes.snapshot(),
-            },
-            None => RoomState {
-                room_id: String::new(),
-                room_name: String::new(),
-                created,
-                already_member,
-                member_count: 0,
-                last_seq: 0,
-                created_at_ms: 0,
-                attributes: Vec::new(),
-            },
-        }
-    }
-
-    fn leave_room(&mut self, now: Now, sid: SessionId, room_id: &str) -> OpResult {
-        let key = self.member_room(sid, room_id)?.key;
-        self.leave(now, sid, key, LeaveReason::Left);
-        Ok(Response::RoomLeft { room_id: room_id.to_string() })
-    }
-
-    /// Removes the session from the room: its stream is finished, the others are told (batched),
-    /// and an empty room is destroyed at once or scheduled for its delayed destroy.
-    fn leave(&mut self, now: Now, sid: SessionId, key: RoomKey, reason: LeaveReason) {
-        let Some(s) = self.sessions.get_mut(&sid) else { return };
-        s.rooms.retain(|k| *k != key);
-        let (user, conn) = (s.user_id.clone(), s.conn);
-        let Some(room) = self.rooms.get_mut(&key) else { return };
-        if let Some(conn) = conn {
-            self.outputs.push_back(Output::CloseRoomStream { conn, room: key });
-        }
-        let mut announce = false;
-        let mut owned_deleted = Vec::new();
-        if let Some(member) = room.remove_session(&user, sid) {
-            // A member's attributes go with it, and so do room keys it owned with
-            // is_delete_after_owner_left.
-            room.member_attrs.remove(&*user);
-            owned_deleted = room.attributes.remove_owned_by(&user);
-            if !room.members.is_empty() {
-                room.pending.push(PresenceChange::Left(member, reason));
-                announce = true;
-            }
-        }
-        if announce {
-            self.arm_presence_flush(now, key);
-            // Announced after the leave (flushing it first), like any other attribute change.
-            self.announce_attributes(key, Vec::new(), owned_deleted);
-            return;
-        }
-        let Some(room) = self.rooms.get_mut(&key) else { return };
-        if room.members.is_empty() {
-            room.pending.clear();
-            if room.destroy_delay_ms == 0 {
-                self.destroy(key);
-            } else {
-                let at = now.mono_ms + room.destroy_delay_ms;
-                room.destroy_at = Some(at);
-                self.timers.insert((at, Timer::Destroy(key)));
-            }
-        }
-    }
-
-    fn destroy(&mut self, key: RoomKey) {
-        if let Some(room) = self.rooms.remove(&key) {
-            self.room_ids.remove(&room.id);
-            self.room_order.remove(&key);
-        }
-    }
-
-    fn switch_room(
-        &mut self,
-        now: Now,
-        sid: SessionId,
-        from: &str,
-        to: RoomInfo,
-        create_if_missing: bool,
-        config: RoomConfig,
-    ) -> OpResult {
-        let from_key = self.member_room(sid, from)?.key;
-        let existing = self.room_ids.get(to.room_id.as_str()).copied();
-        let room = match existing {
-            Some(to_key) => {
-                if to_key == from_key {
-                    let state = self.room_state(to_key, false, true);
-                    return Ok(Response::RoomSwitched {
-                        left_room_id: from.to_string(),
-                        room: state,
-                    });
-                }
-                let room = self.rooms.get(&to_key).ok_or_else(|| err(ErrorCode::Internal))?;
-                let s = self.session(sid)?;
-                if room.entry(&s.user_id).is_none()
-                    && room.member_count() >= self.limits.members_per_room
-                {
-                    return Err(err(ErrorCode::RoomFull));
-                }
-                self.leave(now, sid, from_key, LeaveReason::Left);
-                self.add_member(now, sid, to_key, false)
-            }
-            None if create_if_missing => {
-                let owner = self.session(sid)?.user_id.clone();
-                let attrs = self.check_new_room(&to, &config, &owner)?;
-                self.leave(now, sid, from_key, LeaveReason::Left);
-                let key = self.insert_room(now, to, config, attrs);
-                self.add_member(now, sid, key, true)
-            }
-            None if !valid_room_id(&to.room_id) => return Err(err(ErrorCode::InvalidRoomId)),
-            None => return Err(err(ErrorCode::RoomDoesNotExist)),
-        };
-        Ok(Response::RoomSwitched { left_room_id: from.to_string(), room })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn send_message(
-        &mut self,
-        now: Now,
-        sid: SessionId,
-        conn: ConnId,
-        room_id: &str,
-        body: MessageBody,
-        priority: Priority,
-        client_msg_id: Option<String>,
-    ) -> OpResult {
-        let key = self.member_room(sid, room_id)?.key;
-        let user = self.session(sid)?.user_id.clone();
-        let post = Post { sender: user, except: Some(conn), rate_limited: true };
-        self.post_message(now, key, post, body, priority, client_msg_id)
-    }
-
-    /// Sends a message to a room whose sender the caller has checked (a member, or the admin
-    /// API): size and client_msg_id checks, the idempotent-retry lookup, the rate limit when
-    /// asked, then the seq, history and one broadcast to every member connection but `except`.
-    fn post_message(
-        &mut self,
-        now: Now,
-        key: RoomKey,
-        post: Post,
-        body: MessageBody,
-        priority: Priority,
-        client_msg_id: Option<String>,
-    ) -> OpResult {
-        let Post { sender: user, except, rate_limited } = post;
-        if body.len() > self.limits.max_message_bytes {
-            return Err(ErrorBody::with_message(
-                ErrorCode::MessageTooLarge,
-                format!("body of {} bytes is over {}", body.len(), self.limits.max_message_bytes),
-            ));
-        }
-        if let Some(id) = &client_msg_id {
-            if id.is_empty() || id.len() > self.limits.max_client_msg_id_bytes {
-                return Err(err(ErrorCode::InvalidClientMsgId));
-            }
-        }
-        let limits = &self.limits;
-        let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
-        let room_id = room.id.to_string();
-        room.expire_dedup(now.mono_ms, limits.dedup_window_s * 1000);
-        if let Some(id) = &client_msg_id {
-            if let Some(ack) = room.dedup.get(&(user.clone(), id.clone())) {
-                return Ok(Response::MessageSent {
-                    room_id,
-                    message_id: ack.message_id,
-                    seq: ack.seq,
-                    timestamp_ms: ack.timestamp_ms,
-                    duplicate: true,
-                });
-            }
-        }
-        if rate_limited && limits.rate_limit_per_s > 0 {
-            let (rate, burst) = (limits.rate_limit_per_s, limits.rate_limit_burst);
-            let bucket = room
-                .rate
-                .entry(user.clone())
-                .or_insert_with(|| TokenBucket::new(burst, now.mono_ms));
-            if !bucket.try_take(rate, burst, now.mono_ms) {
-                return Err(err(ErrorCode::RateLimited));
-            }
-        }
-        // Members must hear about joins and leaves before messages that follow them.
-        self.flush_presence(key);
-        let message_id = self.next_message_id;
-        self.next_message_id += 1;
-        let to = self.recipients(key);
-        let limits = &self.limits;
-        let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
-        room.last_seq += 1;
-        let msg = RoomMessage {
-            room_id: room_id.clone(),
-            seq: room.last_seq,
-            message_id,
-            sender: user.to_string(),
-            timestamp_ms: now.unix_ms,
-            priority,
-            body,
-        };
-        let ack = Ack { message_id, seq: msg.seq, timestamp_ms: now.unix_ms };
-        let frame = encode_frame(&Event::RoomMessage(msg.clone()));
-        room.history.push(
-            now.mono_ms,
-            msg,
-            limits.history_max_messages,
-            limits.history_max_age_s * 1000,
-        );
-        if let Some(id) = client_msg_id {
-            let k = (user, id);
-            room.dedup.insert(k.clone(), ack);
-            room.dedup_order.push_back((now.mono_ms, k));
-        }
-        self.outputs.push_back(Output::Broadcast {
-            to,
-            except,
-            room: key,
-            frame,
-            priority,
-            message: true,
-        });
-        Ok(Response::MessageSent {
-            room_id,
-            message_id,
-            seq: ack.seq,
-            timestamp_ms: ack.timestamp_ms,
-            duplicate: false,
-        })
-    }
-
-    /// The current connections of the room's member sessions (cached until membership changes).
-    fn recipients(&mut self, key: RoomKey) -> Arc<[ConnId]> {
-        let Some(room) = self.rooms.get(&key) else { return Arc::from(Vec::new()) };
-        if let Some(r) = &room.recipients {
-            return r.clone();
-        }
-        let list: Arc<[ConnId]> = room
-            .members
-            .values()
-            .flat_map(|e| e.sessions.iter())
-            .filter_map(|sid| self.sessions.get(sid).and_then(|s| s.conn))
-            .collect();
-        if let Some(room) = self.rooms.get_mut(&key) {
-            room.recipients = Some(list.clone());
-        }
-        list
-    }
-
-    fn query_members(
-        &self,
-        sid: SessionId,
-        room_id: &str,
-        next_flag: &str,
-        count: u32,
-    ) -> OpResult {
-        let room = self.member_room(sid, room_id)?;
-        let (members, next_flag) = room.members_page(page_start(next_flag, count)?, count);
-        Ok(Response::RoomMembers { room_id: room_id.to_string(), members, next_flag })
-    }
-
-    fn query_members_by_id(
-        &self,
-        sid: SessionId,
-        room_id: &str,
-        user_ids: Vec<String>,
-    ) -> OpResult {
-        let room = self.member_room(sid, room_id)?;
-        if user_ids.len() > MAX_QUERY_USER_IDS {
-            return Err(err(ErrorCode::TooManyUserIds));
-        }
-        let mut members = Vec::new();
-        let mut not_found = Vec::new();
-        for id in user_ids {
-            match room.entry(&id) {
-                Some(e) => members.push(e.member.clone()),
-                None => not_found.push(id),
-            }
-        }
-        Ok(Response::RoomMembersById { room_id: room_id.to_string(), members, not_found })
-    }
-
-    fn joined_rooms(&self, sid: SessionId) -> Response {
-        let rooms = self
-            .sessions
-            .get(&sid)
-            .map(|s| {
-                s.rooms
-                    .iter()
-                    .filter_map(|k| self.rooms.get(k))
-                    .map(|r| RoomSummary {
-                        room_id: r.id.to_string(),
-                        room_name: r.name.clone(),
-                        member_count: r.member_count() as u32,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Response::JoinedRooms { rooms }
-    }
-
-    fn query_history(
-        &mut self,
-        now: Now,
-        sid: SessionId,
-        room_id: &str,
-        anchor: crate::wire::HistoryAnchor,
-        count: u32,
-    ) -> OpResult {
-        let key = self.member_room(sid, room_id)?.key;
-        if count == 0 || count > MAX_QUERY_COUNT {
-            return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
-        }
-        let max_age = self.limits.history_max_age_s * 1000;
-        let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
-        room.history.expire(now.mono_ms, max_age);
-        let (messages, has_more) = room.history.page(anchor, count as usize);
-        Ok(Response::History { room_id: room_id.to_string(), messages, has_more })
-    }
-
-    fn arm_presence_flush(&mut self, now: Now, key: RoomKey) {
-        let Some(room) = self.rooms.get_mut(&key) else { return };
-        if room.flush_at.is_none() {
-            let at = now.mono_ms + self.limits.presence_batch_ms;
-            room.flush_at = Some(at);
-            self.timers.insert((at, Timer::PresenceFlush(key)));
-        }
-    }
-
-    /// Announces the room's pending joins and leaves. Members present before the batch get the
-    /// whole batch; a member who joined during the batch gets only what happened after it joined.
-    fn flush_presence(&mut self, key: RoomKey) {
-        let to = self.recipients(key);
-        let Some(room) = self.rooms.get_mut(&key) else { return };
-        // Disarm the timer too: left armed after an early flush (a message), it would cut the
-        // next batch's window short.
-        if let Some(at) = room.flush_at.take() {
-            self.timers.remove(&(at, Timer::PresenceFlush(key)));
-        }
-        if room.pending.is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut room.pending);
-        if room.member_count() > self.limits.presence_count_threshold {
-            let count = room.member_count() as u32;
-            if count != room.announced_count {
-                room.announced_count = count;
-                let event = Event::MemberCountUpdated { room_id: room.id.to_string(), count };
-                self.broadcast_event(key, to, &event);
-            }
-            return;
-        }
-        room.announced_count = room.member_count() as u32;
-        // For each joiner in the batch, the index of its latest join.
-        let mut joined_at: HashMap<&str, usize> = HashMap::new();
-        for (i, change) in pending.iter().enumerate() {
-            if let PresenceChange::Joined(m) = change {
-                joined_at.insert(m.user_id.as_str(), i);
-            }
-        }
-        let room_id = room.id.to_string();
-        let max = self.limits.presence_batch_max.max(1);
-        // Members from before the batch: one shared encoding of the whole batch.
-        let before: Vec<ConnId> = room
-            .members
-            .values()
-            .filter(|e| !joined_at.contains_key(e.member.user_id.as_str()))
-            .flat_map(|e| e.sessions.iter())
-            .filter_map(|sid| self.sessions.get(sid).and_then(|s| s.conn))
-            .collect();
-        let mut outputs = Vec::new();
-        let frames = presence_frames(&room_id, &pending, max);
-        if !before.is_empty() {
-            let before: Arc<[ConnId]> = if before.len() == to.len() { to } else { before.into() };
-            for frame in frames {
-                outputs.push(Output::Broadcast {
-                    to: before.clone(),
-                    except: None,
-                    room: key,
-                    frame,
-                    priority: Priority::High,
-                    message: false,
-                });
-            }
-        }
-        // Joiners of this batch that are still members: what happened after each one joined.
-        for entry in room.members.values() {
-            let Some(&i) = joined_at.get(entry.member.user_id.as_str()) else { continue };
-            let after = &pending[i + 1..];
-            if after.is_empty() {
-                continue;
-            }
-            let frames = presence_frames(&room_id, after, max);
-            for sid in &entry.sessions {
-                if let Some(conn) = self.sessions.get(sid).and_then(|s| s.conn) {
-                    for frame in &frames {
-                        outputs.push(Output::Push { conn, room: Some(key), frame: frame.clone() });
-                    }
-                }
-            }
-        }
-        self.outputs.extend(outputs);
-    }
-
     /// Encodes a room event once and queues it for every listed connection of the room.
     fn broadcast_event(&mut self, key: RoomKey, to: Arc<[ConnId]>, event: &Event) {
         let frame = encode_frame(event);
@@ -1119,10 +587,7 @@ impl Core {
                 Timer::TokenExpiry(sid, exp) => self.token_expired(now, sid, exp),
                 Timer::OriginIdle(origin) => self.origin_idle(now, origin),
                 Timer::Destroy(key) => {
-                    let due = self.rooms.get(&key).is_some_and(|r| {
-                        r.members.is_empty() && r.destroy_at.is_some_and(|d| d <= now.mono_ms)
-                    });
-                    if due {
+                    if self.rooms.get(&key).is_some_and(|r| r.destroy_due(now.mono_ms)) {
                         self.destroy(key);
                     }
                 }
@@ -1140,59 +605,4 @@ impl Core {
     pub fn session_of(&self, conn: ConnId) -> Option<SessionId> {
         self.by_conn.get(&conn).copied()
     }
-}
-
-/// Checks a page size (1-100) and turns a `next_flag` (empty for the first page) into the join
-/// position the page starts at.
-fn page_start(next_flag: &str, count: u32) -> Result<u64, ErrorBody> {
-    if count == 0 || count > MAX_QUERY_COUNT {
-        return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
-    }
-    if next_flag.is_empty() {
-        return Ok(0);
-    }
-    next_flag
-        .parse()
-        .map_err(|_| ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag"))
-}
-
-/// Encodes a run of presence changes as events: consecutive changes of one kind (and reason)
-/// share an event, at most `max` members each.
-fn presence_frames(room_id: &str, changes: &[PresenceChange], max: usize) -> Vec<Bytes> {
-    let mut frames = Vec::new();
-    let mut i = 0;
-    while i < changes.len() {
-        let mut members = Vec::new();
-        match &changes[i] {
-            PresenceChange::Joined(_) => {
-                while let Some(PresenceChange::Joined(m)) = changes.get(i) {
-                    if members.len() == max {
-                        break;
-                    }
-                    members.push(m.clone());
-                    i += 1;
-                }
-                frames.push(encode_frame(&Event::MembersJoined {
-                    room_id: room_id.to_string(),
-                    members,
-                }));
-            }
-            PresenceChange::Left(_, reason) => {
-                let reason = *reason;
-                while let Some(PresenceChange::Left(m, r)) = changes.get(i) {
-                    if members.len() == max || *r != reason {
-                        break;
-                    }
-                    members.push(m.clone());
-                    i += 1;
-                }
-                frames.push(encode_frame(&Event::MembersLeft {
-                    room_id: room_id.to_string(),
-                    members,
-                    reason,
-                }));
-            }
-        }
-    }
-    frames
 }

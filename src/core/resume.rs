@@ -254,11 +254,11 @@ impl Core {
             };
         };
         let mut recovered = last_seen >= room.last_seq
-            || room.history.first_seq().is_some_and(|first| first <= last_seen.saturating_add(1));
+            || room.history().first_seq().is_some_and(|first| first <= last_seen.saturating_add(1));
         // The session's own messages never reach it live either.
         let me = self.by_conn.get(&conn).and_then(|sid| self.sessions.get(sid)).map(|s| &s.user_id);
         let mut frames: Vec<_> = room
-            .history
+            .history()
             .after(last_seen)
             // Low priority is best effort: only medium and high messages are replayed.
             .filter(|m| m.priority != Priority::Low)

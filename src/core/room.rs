@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::attributes::Attrs;
+use super::attributes::{AttrLimits, Attrs, Change};
 use super::history::History;
 use super::ratelimit::TokenBucket;
 use super::{ConnId, SessionId};
-use crate::wire::{LeaveReason, Member};
+use crate::wire::{AttributeOp, ErrorBody, HistoryAnchor, LeaveReason, Member, RoomMessage};
 
 /// A room's identity inside one server run (never reused, unlike room ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +35,9 @@ pub(crate) struct Ack {
     pub timestamp_ms: u64,
 }
 
+/// One room. Its identity fields never change after creation; its state changes through the
+/// methods below, except `pending` and `destroy_at` (written by `Core::add_member`) and
+/// `recipients` (reset when a member session changes connection, in `resume.rs`).
 #[derive(Debug)]
 pub(crate) struct Room {
     pub key: RoomKey,
@@ -42,28 +45,28 @@ pub(crate) struct Room {
     pub name: String,
     pub created_at_ms: u64,
     pub destroy_delay_ms: u64,
-    pub attributes: Attrs,
+    attributes: Attrs,
     /// user id -> that member's attributes (only members that have some).
-    pub member_attrs: HashMap<Arc<str>, BTreeMap<String, String>>,
+    member_attrs: HashMap<Arc<str>, BTreeMap<String, String>>,
     /// join position -> member; the position is the paging cursor.
-    pub members: BTreeMap<u64, MemberEntry>,
+    members: BTreeMap<u64, MemberEntry>,
     /// user id -> join position.
-    pub positions: HashMap<Arc<str>, u64>,
-    pub next_position: u64,
+    positions: HashMap<Arc<str>, u64>,
+    next_position: u64,
     pub last_seq: u64,
-    pub history: History,
+    history: History,
     /// Changes since the last presence flush, in order.
     pub pending: Vec<PresenceChange>,
     /// Deadline of the armed presence flush timer, if one is armed.
-    pub flush_at: Option<u64>,
+    flush_at: Option<u64>,
     /// Last count announced in large-room mode.
-    pub announced_count: u32,
+    announced_count: u32,
     /// Monotonic deadline of a delayed destroy, when the room is empty and waiting.
     pub destroy_at: Option<u64>,
     /// (user id, client_msg_id) -> first ack; with an expiry queue in insertion order.
-    pub dedup: HashMap<(Arc<str>, String), Ack>,
-    pub dedup_order: VecDeque<(u64, (Arc<str>, String))>,
-    pub rate: HashMap<Arc<str>, TokenBucket>,
+    dedup: HashMap<(Arc<str>, String), Ack>,
+    dedup_order: VecDeque<(u64, (Arc<str>, String))>,
+    rate: HashMap<Arc<str>, TokenBucket>,
     /// Current connections of every member session; rebuilt lazily after membership changes.
     pub recipients: Option<Arc<[ConnId]>>,
 }
@@ -132,8 +135,14 @@ impl Room {
         true
     }
 
-    /// Removes a session; returns the member when it was the user's last session here.
-    pub fn remove_session(&mut self, user: &str, session: SessionId) -> Option<Member> {
+    /// Removes a session. When it was the user's last session here the member leaves, with its
+    /// member attributes and the room keys it owned with is_delete_after_owner_left: returns the
+    /// member and those keys.
+    pub fn remove_session(
+        &mut self,
+        user: &str,
+        session: SessionId,
+    ) -> Option<(Member, Vec<String>)> {
         self.recipients = None;
         let pos = *self.positions.get(user)?;
         let entry = self.members.get_mut(&pos)?;
@@ -143,7 +152,9 @@ impl Room {
         }
         self.positions.remove(user);
         self.rate.remove(user);
-        self.members.remove(&pos).map(|e| e.member)
+        let member = self.members.remove(&pos)?.member;
+        self.member_attrs.remove(user);
+        Some((member, self.attributes.remove_owned_by(user)))
     }
 
     /// A page of members in join order from position `start`, and the next page's flag (empty
@@ -153,6 +164,179 @@ impl Room {
         let members = iter.by_ref().take(count as usize).map(|(_, e)| e.member.clone()).collect();
         let next_flag = iter.next().map(|(pos, _)| pos.to_string()).unwrap_or_default();
         (members, next_flag)
+    }
+
+    /// The members in join order.
+    pub fn entries(&self) -> impl Iterator<Item = &MemberEntry> {
+        self.members.values()
+    }
+
+    /// The members from join position `start` on, with their positions.
+    pub fn entries_from(&self, start: u64) -> impl Iterator<Item = (u64, &MemberEntry)> {
+        self.members.range(start..).map(|(pos, e)| (*pos, e))
+    }
+
+    /// Every member session in the room.
+    pub fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.members.values().flat_map(|e| e.sessions.iter().copied())
+    }
+
+    /// Whether the room has no member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The room's attributes.
+    pub fn attributes(&self) -> &Attrs {
+        &self.attributes
+    }
+
+    /// Applies attribute steps for `caller` (see [`Attrs::apply`]); the owners still present
+    /// are this room's members.
+    pub fn apply_attributes(
+        &mut self,
+        ops: &[AttributeOp],
+        caller: &Arc<str>,
+        limits: AttrLimits,
+        atomic: bool,
+    ) -> Result<Change, ErrorBody> {
+        let positions = &self.positions;
+        self.attributes.apply(ops, caller, |u| positions.contains_key(u), limits, atomic)
+    }
+
+    /// A member's attributes, if it has some.
+    pub fn member_attributes(&self, user: &str) -> Option<&BTreeMap<String, String>> {
+        self.member_attrs.get(user)
+    }
+
+    /// Number of members that have attributes.
+    pub fn members_with_attributes(&self) -> usize {
+        self.member_attrs.len()
+    }
+
+    /// Replaces a member's attributes.
+    pub fn set_member_attributes(&mut self, user: &str, attributes: BTreeMap<String, String>) {
+        self.member_attrs.insert(Arc::from(user), attributes);
+    }
+
+    /// Queues a join or leave for the next presence flush.
+    pub fn queue_presence(&mut self, change: PresenceChange) {
+        self.pending.push(change);
+    }
+
+    /// Drops the presence changes not yet announced (nobody is left to hear them).
+    pub fn clear_presence(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Takes the presence changes to announce now.
+    pub fn take_presence(&mut self) -> Vec<PresenceChange> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Whether presence changes wait for a flush.
+    pub fn has_pending_presence(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Deadline of the armed presence flush, if one is armed.
+    pub fn flush_at(&self) -> Option<u64> {
+        self.flush_at
+    }
+
+    /// Arms the presence flush for `at` unless one is armed; true when this armed it.
+    pub fn arm_flush(&mut self, at: u64) -> bool {
+        if self.flush_at.is_some() {
+            return false;
+        }
+        self.flush_at = Some(at);
+        true
+    }
+
+    /// Disarms the presence flush; returns the deadline it had.
+    pub fn disarm_flush(&mut self) -> Option<u64> {
+        self.flush_at.take()
+    }
+
+    /// Records the member count as announced; returns it when it differs from the last one.
+    pub fn update_announced_count(&mut self) -> Option<u32> {
+        let count = self.member_count() as u32;
+        let changed = count != self.announced_count;
+        self.announced_count = count;
+        changed.then_some(count)
+    }
+
+    /// The room is empty and waits for its delayed destroy at `at` (monotonic ms).
+    pub fn schedule_destroy(&mut self, at: u64) {
+        self.destroy_at = Some(at);
+    }
+
+    /// Whether the room is empty and its delayed destroy is due at `now_ms`.
+    pub fn destroy_due(&self, now_ms: u64) -> bool {
+        self.members.is_empty() && self.destroy_at.is_some_and(|d| d <= now_ms)
+    }
+
+    /// The cached connections of every member session, if still valid.
+    pub fn cached_recipients(&self) -> Option<Arc<[ConnId]>> {
+        self.recipients.clone()
+    }
+
+    /// Caches the connections of every member session until membership changes.
+    pub fn cache_recipients(&mut self, list: Arc<[ConnId]>) {
+        self.recipients = Some(list);
+    }
+
+    /// The room's recent messages.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Drops messages older than `max_age_ms` and answers a history page.
+    pub fn history_page(
+        &mut self,
+        now_ms: u64,
+        max_age_ms: u64,
+        anchor: HistoryAnchor,
+        count: usize,
+    ) -> (Vec<RoomMessage>, bool) {
+        self.history.expire(now_ms, max_age_ms);
+        self.history.page(anchor, count)
+    }
+
+    /// The first answer to a client_msg_id of `user` still in the dedup window.
+    pub fn duplicate(&self, user: &Arc<str>, client_msg_id: &str) -> Option<Ack> {
+        self.dedup.get(&(user.clone(), client_msg_id.to_string())).copied()
+    }
+
+    /// Takes a token from `user`'s message bucket; false when it is empty.
+    pub fn take_message_token(
+        &mut self,
+        user: &Arc<str>,
+        rate: u32,
+        burst: u32,
+        now_ms: u64,
+    ) -> bool {
+        let bucket =
+            self.rate.entry(user.clone()).or_insert_with(|| TokenBucket::new(burst, now_ms));
+        bucket.try_take(rate, burst, now_ms)
+    }
+
+    /// The seq the next message gets, taken.
+    pub fn next_seq(&mut self) -> u64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+
+    /// Keeps a sent message in history (bounded by count and age).
+    pub fn record(&mut self, now_ms: u64, msg: RoomMessage, max_len: usize, max_age_ms: u64) {
+        self.history.push(now_ms, msg, max_len, max_age_ms);
+    }
+
+    /// Remembers the answer to a client_msg_id for idempotent retries.
+    pub fn remember_ack(&mut self, now_ms: u64, user: Arc<str>, client_msg_id: String, ack: Ack) {
+        let key = (user, client_msg_id);
+        self.dedup.insert(key.clone(), ack);
+        self.dedup_order.push_back((now_ms, key));
     }
 
     /// Forgets client_msg_ids older than the window.
@@ -165,5 +349,35 @@ impl Room {
                 self.dedup.remove(&key);
             }
         }
+    }
+
+    /// Checks that the room's own indexes agree: positions and member entries, the positions
+    /// given out, the history's seqs, and no presence pending in an empty room. The first
+    /// disagreement found is returned as text.
+    pub fn check_indexes(&self) -> Result<(), String> {
+        let id = &self.id;
+        if self.positions.len() != self.members.len() {
+            return Err(format!("room {id}: positions and members differ in size"));
+        }
+        for (user, pos) in &self.positions {
+            let e = self.members.get(pos).ok_or(format!("room {id}: {user} has no entry"))?;
+            if e.member.user_id != **user {
+                return Err(format!("room {id}: position of {user} holds {}", e.member.user_id));
+            }
+            if *pos >= self.next_position {
+                return Err(format!("room {id}: position {pos} not yet given out"));
+            }
+        }
+        if self.members.is_empty() && !self.pending.is_empty() {
+            return Err(format!("empty room {id} has presence changes pending"));
+        }
+        let mut expect = self.history.first_seq();
+        for m in self.history.after(0) {
+            if Some(m.seq) != expect || m.seq > self.last_seq {
+                return Err(format!("room {id}: history seq {} out of order", m.seq));
+            }
+            expect = Some(m.seq + 1);
+        }
+        Ok(())
     }
 }

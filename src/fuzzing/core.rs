@@ -4,19 +4,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::auth::KeySet;
-use crate::core::{ConnId, Core, Limits, Now, Output, RoomKey};
+use super::harness::{Decoded, Harness};
+use crate::core::{ConnId, Limits, RoomKey};
 use crate::wire::{
-    decode_body, decode_request, AttributeOp, ErrorCode, Event, HistoryAnchor, Login, MessageBody,
-    Priority, Reply, Request, RequestFrame, Response, ResponseFrame, Resume, RoomConfig, RoomInfo,
-    StreamHeader, LENGTH_PREFIX_LEN, PROTOCOL_VERSION,
+    decode_request, AttributeOp, ErrorCode, Event, HistoryAnchor, Login, MessageBody, Priority,
+    Reply, Request, RequestFrame, Response, ResponseFrame, Resume, RoomConfig, RoomInfo,
+    StreamHeader, PROTOCOL_VERSION,
 };
 
 const KID: &str = "fuzz";
 const SLOTS: usize = 4;
 const USERS: [&str; 3] = ["ann", "bob", "cy"];
 const ROOMS: [&str; 4] = ["r0", "r1", "r2", "lobby"];
-const START_UNIX_MS: u64 = 1_700_000_000_000;
 /// Request ids the harness's own audit queries use (fuzzed requests may use any id).
 const AUDIT_ID: u32 = u32::MAX;
 
@@ -42,7 +41,7 @@ const AUDIT_ID: u32 = u32::MAX;
 /// its member pages and the joined-rooms list agree.
 pub fn request_handler(data: &[u8]) {
     let Some((&config, commands)) = data.split_first() else { return };
-    let mut h = Harness::new(config);
+    let mut h = Run::new(config);
     let mut input = Input(commands);
     while let Some(tag) = input.byte() {
         let slot = usize::from(tag >> 4) % SLOTS;
@@ -160,10 +159,9 @@ struct Step {
     broadcast: Vec<(u64, u64)>,
 }
 
-struct Harness {
-    core: Core,
-    keys: KeySet,
-    now: Now,
+/// A run: the shared core harness, the client slots and what the checks remember.
+struct Run {
+    h: Harness,
     slots: Vec<Slot>,
     next_conn: ConnId,
     next_request: u32,
@@ -175,17 +173,12 @@ struct Harness {
     known: Vec<Known>,
 }
 
-impl Harness {
-    fn new(config: u8) -> Harness {
-        let mut keys = KeySet::new();
-        let inserted = keys.insert(KID, b"fuzz-secret-0123456789abcdef");
-        assert!(inserted);
-        let core = Core::new(limits(config), keys.clone(), 1 << 20);
+impl Run {
+    fn new(config: u8) -> Run {
+        let h = Harness::with_key(limits(config), KID, b"fuzz-secret-0123456789abcdef", 1 << 20);
         let slots = (0..SLOTS as u64).map(|conn| Slot { conn, started: false }).collect();
-        let mut h = Harness {
-            core,
-            keys,
-            now: Now { mono_ms: 1_000, unix_ms: START_UNIX_MS },
+        let mut run = Run {
+            h,
             slots,
             next_conn: SLOTS as u64,
             next_request: 1,
@@ -196,16 +189,17 @@ impl Harness {
             known: Vec::new(),
         };
         for slot in 0..SLOTS {
-            h.connect(slot);
+            run.connect(slot);
         }
-        h
+        run
     }
 
     /// The slot's connection opened its control stream: the server tells the core its client
     /// address. Slots 0 and 2 share one address, 1 and 3 another.
     fn connect(&mut self, slot: usize) {
         let conn = self.slots[slot].conn;
-        self.core.handle_connect(self.now, conn, (slot % 2) as u64);
+        let now = self.h.now();
+        self.h.core.handle_connect(now, conn, (slot % 2) as u64);
     }
 
     fn next_request_id(&mut self) -> u32 {
@@ -219,7 +213,7 @@ impl Harness {
     }
 
     fn token(&self, user: &str, kind: u8) -> String {
-        let now_s = self.now.unix_ms / 1000;
+        let now_s = self.h.now().unix_ms / 1000;
         let (who, iat, exp) = match kind % 8 {
             0 => (user, now_s, now_s + 1),
             1 => (user, now_s, now_s + 40),
@@ -229,29 +223,24 @@ impl Harness {
             5 => return "hk1:fuzz:nope".into(),
             _ => (user, now_s, now_s + 3600),
         };
-        self.keys.mint(KID, who, iat, exp).unwrap_or_default()
+        self.h.mint(who, iat, exp).unwrap_or_default()
     }
 
     /// Runs one input through the core and checks what comes out, as the server would deliver
     /// it. Connections the core closes are then forgotten the way the server forgets them.
-    fn step(&mut self, f: impl FnOnce(&mut Core, Now)) -> Step {
+    fn step(&mut self, f: impl FnOnce(&mut Harness)) -> Step {
         let mut step = Step::default();
-        f(&mut self.core, self.now);
+        f(&mut self.h);
         let closed = self.drain(&mut step);
         for (conn, code) in closed {
             let Some(slot) = self.slots.iter().position(|s| s.conn == conn) else { continue };
-            // As Shared::unregister: a close for breaking the protocol ends the session; a
-            // normal close or a slow consumer leaves it waiting for resumption.
-            match code {
-                Some(code) if code != ErrorCode::SlowConsumer => {
-                    self.core.handle_protocol_close(self.now, conn)
-                }
-                _ => self.core.handle_disconnect(self.now, conn),
-            }
+            // As Shared::unregister: the core's close policy decides what the close means.
+            let now = self.h.now();
+            self.h.core.handle_closed(now, conn, code);
             self.drain(&mut step);
             self.forget(slot);
         }
-        if let Err(e) = self.core.check_invariants() {
+        if let Err(e) = self.h.core.check_invariants() {
             panic!("core invariant broken: {e}");
         }
         step
@@ -260,23 +249,17 @@ impl Harness {
     /// Takes every output; returns the connections told to close.
     fn drain(&mut self, step: &mut Step) -> Vec<(ConnId, Option<ErrorCode>)> {
         let mut closed = Vec::new();
-        while let Some(out) = self.core.poll_output() {
+        for out in self.h.drain() {
+            for conn in out.recipients() {
+                self.live(conn);
+            }
             match out {
-                Output::Reply { conn, frame } => {
-                    self.live(conn);
-                    step.replies.push((conn, decode_frame(&frame)));
-                }
-                Output::OpenRoomStream { conn, header, .. } => {
-                    self.live(conn);
-                    let header: StreamHeader = decode_frame(&header);
+                Decoded::Reply { conn, frame } => step.replies.push((conn, frame)),
+                Decoded::OpenRoomStream { header, .. } => {
                     assert!(matches!(header, StreamHeader::Room { .. }), "{header:?}");
                 }
-                Output::CloseRoomStream { conn, .. } => self.live(conn),
-                Output::Broadcast { to, except, room, frame, .. } => {
-                    for conn in to.iter().filter(|c| Some(**c) != except) {
-                        self.live(*conn);
-                    }
-                    let event: Event = decode_frame(&frame);
+                Decoded::CloseRoomStream { .. } => {}
+                Decoded::Broadcast { to, except, room, event } => {
                     if let Event::RoomMessage(m) = &event {
                         let last = self.last_seq.insert(room, m.seq).unwrap_or(0);
                         assert_eq!(m.seq, last + 1, "room {} seq after {last}", m.room_id);
@@ -288,16 +271,12 @@ impl Harness {
                         }
                     }
                 }
-                Output::Push { conn, frame, .. } => {
-                    self.live(conn);
-                    if let Event::RoomMessage(m) = decode_frame::<Event>(&frame) {
+                Decoded::Push { conn, event, .. } => {
+                    if let Event::RoomMessage(m) = event {
                         self.saw(conn, &m.room_id, m.seq);
                     }
                 }
-                Output::Close { conn, code } => {
-                    self.live(conn);
-                    closed.push((conn, code));
-                }
+                Decoded::Close { conn, code } => closed.push((conn, code)),
             }
         }
         closed
@@ -308,7 +287,7 @@ impl Harness {
     }
 
     fn saw(&mut self, conn: ConnId, room_id: &str, seq: u64) {
-        let Some(sid) = self.core.session_of(conn) else { return };
+        let Some(sid) = self.h.core.session_of(conn) else { return };
         if let Some(k) = self.known.iter_mut().find(|k| k.session_id == sid) {
             let last = k.seen.entry(room_id.to_string()).or_default();
             *last = (*last).max(seq);
@@ -336,17 +315,7 @@ impl Harness {
             }
             _ => String::new(),
         };
-        let step = self.step(|core, now| match request {
-            Request::Login(login) if first => {
-                core.handle_login(now, conn, request_id, login, secret);
-            }
-            Request::Resume(resume) if first => {
-                core.handle_resume(now, conn, request_id, resume, secret);
-            }
-            request => {
-                core.handle_request(now, conn, request_id, request);
-            }
-        });
+        let step = self.step(|h| h.route(conn, request_id, request, first, secret));
         if trace() {
             for (to, frame) in &step.replies {
                 eprintln!("slot {slot} conn {to}: {:?}", frame.reply);
@@ -387,7 +356,7 @@ impl Harness {
         secret: [u8; 16],
         seen: BTreeMap<String, u64>,
     ) {
-        assert_eq!(self.core.session_of(conn), Some(session_id), "answer names another session");
+        assert_eq!(self.h.core.session_of(conn), Some(session_id), "answer names another session");
         self.known.retain(|k| k.session_id != session_id);
         self.known.push(Known { user, session_id, secret, seen });
         if self.known.len() > 8 {
@@ -465,7 +434,7 @@ impl Harness {
     }
 
     fn user_of(&self, slot: usize) -> String {
-        let sid = self.core.session_of(self.slots[slot].conn);
+        let sid = self.h.core.session_of(self.slots[slot].conn);
         self.known
             .iter()
             .find(|k| Some(k.session_id) == sid)
@@ -474,20 +443,28 @@ impl Harness {
     }
 
     fn advance(&mut self, ms: u64) {
-        self.now.mono_ms += ms;
-        self.now.unix_ms += ms;
-        self.step(|core, now| core.handle_timeout(now));
+        self.h.advance(ms);
+        self.step(|h| {
+            let now = h.now();
+            h.core.handle_timeout(now);
+        });
     }
 
     fn connection_lost(&mut self, slot: usize) {
         let conn = self.slots[slot].conn;
-        self.step(|core, now| core.handle_disconnect(now, conn));
+        self.step(|h| {
+            let now = h.now();
+            h.core.handle_disconnect(now, conn);
+        });
         self.forget(slot);
     }
 
     fn protocol_close(&mut self, slot: usize) {
         let conn = self.slots[slot].conn;
-        self.step(|core, now| core.handle_protocol_close(now, conn));
+        self.step(|h| {
+            let now = h.now();
+            h.core.handle_protocol_close(now, conn);
+        });
         self.forget(slot);
     }
 
@@ -600,7 +577,7 @@ impl Harness {
     /// of members its pages list, and the caller is among them.
     fn audit(&mut self, slot: usize) {
         let conn = self.slots[slot].conn;
-        if !self.core.is_logged_in(conn) {
+        if !self.h.core.is_logged_in(conn) {
             return;
         }
         let me = self.user_of(slot);
@@ -646,13 +623,4 @@ impl Harness {
 fn trace() -> bool {
     static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *TRACE.get_or_init(|| std::env::var_os("HUDDLE_FUZZ_TRACE").is_some())
-}
-
-fn decode_frame<T: bincode::Decode<()>>(frame: &[u8]) -> T {
-    let prefix: [u8; LENGTH_PREFIX_LEN] = frame[..LENGTH_PREFIX_LEN].try_into().unwrap_or_default();
-    assert_eq!(u32::from_le_bytes(prefix) as usize, frame.len() - LENGTH_PREFIX_LEN);
-    match decode_body(&frame[LENGTH_PREFIX_LEN..]) {
-        Ok(msg) => msg,
-        Err(e) => panic!("the core produced a frame that does not decode: {e}"),
-    }
 }

@@ -4,9 +4,13 @@
 //! the committed corpus and regressions on stable Rust, call these same functions: there is one
 //! harness, not two. Each function takes arbitrary bytes and panics only when it finds a broken
 //! invariant (a bug); every other outcome, errors included, is a pass.
+//!
+//! [`harness`] is the one way to drive the sans-IO core in a test: `request_handler` runs on
+//! it, and so do the core's own tests (`tests/core/`, `tests/attributes.rs`).
 
 mod core;
 mod frames;
+pub mod harness;
 mod seeds;
 
 pub use self::core::request_handler;

@@ -1,15 +1,14 @@
 //! The adversarial suite (issue 6): every hostile input and fault of the list, each against a
 //! real server, each asserting the exact error or close code, that the honest members of the
 //! room keep hearing each other afterwards, and that memory stayed bounded
-//! (`adversarial/arena.rs`). Frame and stream attacks are here; logins and tokens in
-//! `adversarial/login.rs`; floods, rate limits and slow readers in `adversarial/floods.rs`.
+//! (`arena.rs`). Frame and stream attacks are here; logins and tokens in `login.rs`; floods, rate
+//! limits and slow readers in `floods.rs`.
 
-#[path = "adversarial/arena.rs"]
 mod arena;
+// The integration tests' shared server helpers live beside the test targets, not in this folder.
+#[path = "../common/mod.rs"]
 mod common;
-#[path = "adversarial/floods.rs"]
 mod floods;
-#[path = "adversarial/login.rs"]
 mod login;
 
 use std::time::Duration;
@@ -282,7 +281,7 @@ fn security_md_names_every_limit_with_its_default() {
     use huddle::server::{INCOMING_BUFFER_BYTES, INCOMING_BUFFER_TOTAL_BYTES};
     use huddle::wire::{CLIENT_DECODE_LIMIT, MAX_FRAME_LEN};
 
-    let doc = include_str!("../SECURITY.md");
+    let doc = include_str!("../../SECURITY.md");
     let config = ServerConfig::default();
     let table = toml::Value::try_from(&config).unwrap();
     let mut missing = Vec::new();

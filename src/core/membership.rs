@@ -1,0 +1,356 @@
+//! Membership: creating, joining, entering, leaving and switching rooms, the member queries,
+//! and the destroy of a room its last member left.
+
+use std::sync::Arc;
+
+use super::attributes::Attrs;
+use super::room::{PresenceChange, Room};
+use super::{
+    err, valid_room_id, ConnId, Core, Now, OpResult, Output, RoomKey, SessionId, Timer,
+    MAX_QUERY_COUNT, MAX_QUERY_USER_IDS,
+};
+use crate::wire::{
+    ErrorBody, ErrorCode, LeaveReason, Response, RoomConfig, RoomInfo, RoomState, RoomSummary,
+};
+
+impl Core {
+    /// The room with this id, if it exists.
+    pub(super) fn existing_room(&self, room_id: &str) -> Result<&Room, ErrorBody> {
+        if !valid_room_id(room_id) {
+            return Err(err(ErrorCode::InvalidRoomId));
+        }
+        self.room_ids
+            .get(room_id)
+            .and_then(|k| self.rooms.get(k))
+            .ok_or_else(|| err(ErrorCode::RoomDoesNotExist))
+    }
+
+    /// The room, if the session is in it.
+    pub(super) fn member_room(&self, sid: SessionId, room_id: &str) -> Result<&Room, ErrorBody> {
+        let room = self.existing_room(room_id)?;
+        let s = self.session(sid)?;
+        if !room.has_session(&s.user_id, sid) {
+            return Err(err(ErrorCode::NotInRoom));
+        }
+        Ok(room)
+    }
+
+    /// Checks a room about to be created; returns its initial attributes, owned by `owner`.
+    pub(super) fn check_new_room(
+        &self,
+        info: &RoomInfo,
+        config: &RoomConfig,
+        owner: &Arc<str>,
+    ) -> Result<Attrs, ErrorBody> {
+        if !valid_room_id(&info.room_id) {
+            return Err(err(ErrorCode::InvalidRoomId));
+        }
+        if info.room_name.len() > self.limits.max_room_name_bytes {
+            return Err(err(ErrorCode::RoomNameTooLong));
+        }
+        if config.destroy_delay_s > self.limits.max_destroy_delay_s {
+            return Err(err(ErrorCode::InvalidDestroyDelay));
+        }
+        if self.rooms.len() >= self.limits.rooms_per_server {
+            return Err(err(ErrorCode::ServerRoomLimit));
+        }
+        Attrs::initial(&config.attributes, owner, self.room_attr_limits())
+    }
+
+    /// Whether the session may join `room` (or a room it creates, `None`): the room's member
+    /// limit unless it is there already, and the session's room limit.
+    pub(super) fn check_can_join(
+        &self,
+        sid: SessionId,
+        room: Option<&Room>,
+    ) -> Result<(), ErrorBody> {
+        let s = self.session(sid)?;
+        if let Some(room) = room {
+            if room.has_session(&s.user_id, sid) {
+                return Ok(());
+            }
+            if room.entry(&s.user_id).is_none()
+                && room.member_count() >= self.limits.members_per_room
+            {
+                return Err(err(ErrorCode::RoomFull));
+            }
+        }
+        if s.rooms.len() >= self.limits.rooms_per_user {
+            return Err(err(ErrorCode::RoomLimitReached));
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_room(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        info: RoomInfo,
+        config: RoomConfig,
+    ) -> Result<RoomState, ErrorBody> {
+        let owner = self.session(sid)?.user_id.clone();
+        if self.room_ids.contains_key(info.room_id.as_str()) {
+            return Err(err(ErrorCode::RoomAlreadyExists));
+        }
+        let attrs = self.check_new_room(&info, &config, &owner)?;
+        self.check_can_join(sid, None)?;
+        let key = self.insert_room(now, info, config, attrs);
+        Ok(self.add_member(now, sid, key, true))
+    }
+
+    /// Adds a room with no members.
+    pub(super) fn insert_room(
+        &mut self,
+        now: Now,
+        info: RoomInfo,
+        config: RoomConfig,
+        attrs: Attrs,
+    ) -> RoomKey {
+        let key = RoomKey(self.next_room);
+        self.next_room += 1;
+        let id: Arc<str> = Arc::from(info.room_id.as_str());
+        let delay_ms = u64::from(config.destroy_delay_s) * 1000;
+        let room = Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, attrs);
+        self.rooms.insert(key, room);
+        self.room_ids.insert(id, key);
+        self.room_order.insert(key);
+        key
+    }
+
+    pub(super) fn join_room(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        room_id: &str,
+    ) -> Result<RoomState, ErrorBody> {
+        let room = self.existing_room(room_id)?;
+        self.check_can_join(sid, Some(room))?;
+        let key = room.key;
+        Ok(self.add_member(now, sid, key, false))
+    }
+
+    /// Joins the room, or creates it when it does not exist.
+    pub(super) fn enter_room(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        info: RoomInfo,
+        config: RoomConfig,
+    ) -> Result<RoomState, ErrorBody> {
+        if self.room_ids.contains_key(info.room_id.as_str()) {
+            return self.join_room(now, sid, &info.room_id);
+        }
+        self.create_room(now, sid, info, config)
+    }
+
+    /// What a session that entered the room sees of it.
+    pub(super) fn room_state(
+        &self,
+        key: RoomKey,
+        created: bool,
+        already_member: bool,
+    ) -> RoomState {
+        match self.rooms.get(&key) {
+            Some(r) => RoomState {
+                room_id: r.id.to_string(),
+                room_name: r.name.clone(),
+                created,
+                already_member,
+                member_count: r.member_count() as u32,
+                last_seq: r.last_seq,
+                created_at_ms: r.created_at_ms,
+                attributes: r.attributes().snapshot(),
+            },
+            None => RoomState {
+                room_id: String::new(),
+                room_name: String::new(),
+                created,
+                already_member,
+                member_count: 0,
+                last_seq: 0,
+                created_at_ms: 0,
+                attributes: Vec::new(),
+            },
+        }
+    }
+
+    pub(super) fn leave_room(&mut self, now: Now, sid: SessionId, room_id: &str) -> OpResult {
+        let key = self.member_room(sid, room_id)?.key;
+        self.leave(now, sid, key, LeaveReason::Left);
+        Ok(Response::RoomLeft { room_id: room_id.to_string() })
+    }
+
+    /// Removes the session from the room: its stream is finished, the others are told (batched),
+    /// and an empty room is destroyed at once or scheduled for its delayed destroy.
+    pub(super) fn leave(&mut self, now: Now, sid: SessionId, key: RoomKey, reason: LeaveReason) {
+        let Some(s) = self.sessions.get_mut(&sid) else { return };
+        s.rooms.retain(|k| *k != key);
+        let (user, conn) = (s.user_id.clone(), s.conn);
+        let Some(room) = self.rooms.get_mut(&key) else { return };
+        if let Some(conn) = conn {
+            self.outputs.push_back(Output::CloseRoomStream { conn, room: key });
+        }
+        let mut announce = false;
+        let mut owned_deleted = Vec::new();
+        // A member's attributes go with it, and so do room keys it owned with
+        // is_delete_after_owner_left.
+        if let Some((member, owned)) = room.remove_session(&user, sid) {
+            owned_deleted = owned;
+            if !room.is_empty() {
+                room.queue_presence(PresenceChange::Left(member, reason));
+                announce = true;
+            }
+        }
+        if announce {
+            self.arm_presence_flush(now, key);
+            // Announced after the leave (flushing it first), like any other attribute change.
+            self.announce_attributes(key, Vec::new(), owned_deleted);
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(&key) else { return };
+        if room.is_empty() {
+            room.clear_presence();
+            if room.destroy_delay_ms == 0 {
+                self.destroy(key);
+            } else {
+                let at = now.mono_ms + room.destroy_delay_ms;
+                room.schedule_destroy(at);
+                self.timers.insert((at, Timer::Destroy(key)));
+            }
+        }
+    }
+
+    /// Forgets the room and its id.
+    pub(super) fn destroy(&mut self, key: RoomKey) {
+        if let Some(room) = self.rooms.remove(&key) {
+            self.room_ids.remove(&room.id);
+            self.room_order.remove(&key);
+        }
+    }
+
+    /// Leaves `from` for `to` (created when missing and asked), checking `to` before leaving.
+    pub(super) fn switch_room(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        from: &str,
+        to: RoomInfo,
+        create_if_missing: bool,
+        config: RoomConfig,
+    ) -> OpResult {
+        let from_key = self.member_room(sid, from)?.key;
+        let existing = self.room_ids.get(to.room_id.as_str()).copied();
+        let room = match existing {
+            Some(to_key) => {
+                if to_key == from_key {
+                    let state = self.room_state(to_key, false, true);
+                    return Ok(Response::RoomSwitched {
+                        left_room_id: from.to_string(),
+                        room: state,
+                    });
+                }
+                let room = self.rooms.get(&to_key).ok_or_else(|| err(ErrorCode::Internal))?;
+                let s = self.session(sid)?;
+                if room.entry(&s.user_id).is_none()
+                    && room.member_count() >= self.limits.members_per_room
+                {
+                    return Err(err(ErrorCode::RoomFull));
+                }
+                self.leave(now, sid, from_key, LeaveReason::Left);
+                self.add_member(now, sid, to_key, false)
+            }
+            None if create_if_missing => {
+                let owner = self.session(sid)?.user_id.clone();
+                let attrs = self.check_new_room(&to, &config, &owner)?;
+                self.leave(now, sid, from_key, LeaveReason::Left);
+                let key = self.insert_room(now, to, config, attrs);
+                self.add_member(now, sid, key, true)
+            }
+            None if !valid_room_id(&to.room_id) => return Err(err(ErrorCode::InvalidRoomId)),
+            None => return Err(err(ErrorCode::RoomDoesNotExist)),
+        };
+        Ok(Response::RoomSwitched { left_room_id: from.to_string(), room })
+    }
+
+    /// The current connections of the room's member sessions (cached until membership changes).
+    pub(super) fn recipients(&mut self, key: RoomKey) -> Arc<[ConnId]> {
+        let Some(room) = self.rooms.get(&key) else { return Arc::from(Vec::new()) };
+        if let Some(r) = room.cached_recipients() {
+            return r;
+        }
+        let list: Arc<[ConnId]> = room
+            .sessions()
+            .filter_map(|sid| self.sessions.get(&sid).and_then(|s| s.conn))
+            .collect();
+        if let Some(room) = self.rooms.get_mut(&key) {
+            room.cache_recipients(list.clone());
+        }
+        list
+    }
+
+    pub(super) fn query_members(
+        &self,
+        sid: SessionId,
+        room_id: &str,
+        next_flag: &str,
+        count: u32,
+    ) -> OpResult {
+        let room = self.member_room(sid, room_id)?;
+        let (members, next_flag) = room.members_page(page_start(next_flag, count)?, count);
+        Ok(Response::RoomMembers { room_id: room_id.to_string(), members, next_flag })
+    }
+
+    pub(super) fn query_members_by_id(
+        &self,
+        sid: SessionId,
+        room_id: &str,
+        user_ids: Vec<String>,
+    ) -> OpResult {
+        let room = self.member_room(sid, room_id)?;
+        if user_ids.len() > MAX_QUERY_USER_IDS {
+            return Err(err(ErrorCode::TooManyUserIds));
+        }
+        let mut members = Vec::new();
+        let mut not_found = Vec::new();
+        for id in user_ids {
+            match room.entry(&id) {
+                Some(e) => members.push(e.member.clone()),
+                None => not_found.push(id),
+            }
+        }
+        Ok(Response::RoomMembersById { room_id: room_id.to_string(), members, not_found })
+    }
+
+    pub(super) fn joined_rooms(&self, sid: SessionId) -> Response {
+        let rooms = self
+            .sessions
+            .get(&sid)
+            .map(|s| {
+                s.rooms
+                    .iter()
+                    .filter_map(|k| self.rooms.get(k))
+                    .map(|r| RoomSummary {
+                        room_id: r.id.to_string(),
+                        room_name: r.name.clone(),
+                        member_count: r.member_count() as u32,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Response::JoinedRooms { rooms }
+    }
+}
+
+/// Checks a page size (1-100) and turns a `next_flag` (empty for the first page) into the join
+/// position the page starts at.
+pub(super) fn page_start(next_flag: &str, count: u32) -> Result<u64, ErrorBody> {
+    if count == 0 || count > MAX_QUERY_COUNT {
+        return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
+    }
+    if next_flag.is_empty() {
+        return Ok(0);
+    }
+    next_flag
+        .parse()
+        .map_err(|_| ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag"))
+}

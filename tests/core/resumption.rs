@@ -1,0 +1,324 @@
+//! Resumption (SPEC section 6), with explicit time; also token expiry and the operation rate
+//! limits.
+
+use super::*;
+
+fn replayed_seqs(got: &[Got]) -> Vec<u64> {
+    got.iter()
+        .filter_map(|g| match g {
+            Got::Event(Some(_), Event::RoomMessage(m)) => Some(m.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn resume_within_the_grace_replays_in_order_and_nobody_sees_a_flap() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+    h.send(1, "r", "seen");
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    for i in 0..3 {
+        h.send(1, "r", &format!("missed {i}"));
+    }
+    h.tick(20_000);
+    assert_eq!(h.events(1), vec![], "no leave during the grace");
+    let (ok, reply, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 1)]);
+    assert!(ok, "{reply:?}");
+    match reply {
+        Reply::Ok(Response::Resumed { session_id, session_resumed, rooms, .. }) => {
+            assert_eq!((session_id, session_resumed), (sid, true));
+            assert_eq!(rooms.len(), 1);
+            assert!(rooms[0].rejoined && rooms[0].recovered);
+            assert_eq!((rooms[0].replayed, rooms[0].last_seq), (3, 4));
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(got[0], Got::OpenStream(_, StreamHeader::Room { .. })), "{got:?}");
+    assert_eq!(replayed_seqs(&got), vec![2, 3, 4]);
+    // New messages follow the replay on the new connection; the grace timer no longer fires.
+    h.send(1, "r", "live");
+    assert_eq!(message_seqs(&h.events(3)), vec![5]);
+    h.tick(20_000);
+    assert_eq!(h.events(1), vec![]);
+    assert_eq!(h.core.session_count(), 2);
+}
+
+#[test]
+fn the_grace_ends_with_an_offline_leave_and_a_late_resume_is_a_new_session() {
+    let mut h = Harness::new(Limits { history_max_messages: 2, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    h.tick(29_999);
+    assert_eq!(h.events(1), vec![]);
+    h.tick(1);
+    h.tick(50);
+    assert_eq!(h.events(1), vec![left("r", &["bob"], LeaveReason::Offline)]);
+    for i in 0..5 {
+        h.send(1, "r", &format!("while away {i}"));
+    }
+    let (ok, reply, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0), ("gone", 0)]);
+    assert!(ok, "{reply:?}");
+    match reply {
+        Reply::Ok(Response::Resumed { session_id, session_resumed, rooms, .. }) => {
+            assert_ne!(session_id, sid);
+            assert!(!session_resumed);
+            assert!(rooms[0].rejoined && !rooms[0].recovered, "{rooms:?}");
+            assert_eq!(rooms[0].replayed, 2);
+            assert!(!rooms[1].rejoined);
+            assert_eq!(rooms[1].error_code, ErrorCode::RoomDoesNotExist.as_u16());
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(replayed_seqs(&got), vec![4, 5], "what the history still held");
+    h.tick(50);
+    assert!(matches!(&h.events(1)[..], [Event::MembersJoined { .. }]));
+}
+
+#[test]
+fn resume_with_a_wrong_secret_is_refused_and_closed() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    let sid = h.session_of(1);
+    let now = h.now();
+    h.core.handle_disconnect(now, 1);
+    h.pump();
+    let (ok, reply, got) = h.resume(2, "alice", sid, [8; 16], &[]);
+    assert!(!ok);
+    assert!(matches!(reply, Reply::Err(e) if e.code == ErrorCode::SessionNotFound.as_u16()));
+    assert_eq!(got, vec![Got::Close(Some(ErrorCode::SessionNotFound))]);
+    // Another user cannot take the session either, even with the right secret.
+    let (ok, _, _) = h.resume(3, "mallory", sid, [7; 16], &[]);
+    assert!(!ok);
+}
+
+#[test]
+fn resume_while_the_old_connection_lingers_closes_it() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    let sid = h.session_of(1);
+    let (ok, _, _) = h.resume(2, "alice", sid, [7; 16], &[]);
+    assert!(ok);
+    assert_eq!(h.take(1), vec![Got::Close(Some(ErrorCode::SessionResumed))]);
+    // The old connection's late disconnect changes nothing.
+    let now = h.now();
+    h.core.handle_disconnect(now, 1);
+    h.pump();
+    assert_eq!(h.session_of(2), sid);
+}
+
+#[test]
+fn a_replay_larger_than_its_budget_keeps_the_newest_and_says_so() {
+    let mut h =
+        Harness::new(Limits { max_replay_bytes: 1_000, rate_limit_per_s: 0, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    for _ in 0..10 {
+        h.send_with(1, "r", MessageBody::Text("x".repeat(300)), None);
+    }
+    let (ok, reply, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0)]);
+    assert!(ok);
+    let seqs = replayed_seqs(&got);
+    assert!(!seqs.is_empty() && seqs.len() < 10, "{seqs:?}");
+    assert_eq!(*seqs.last().unwrap(), 10, "the newest are kept");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gaps: {seqs:?}");
+    match reply {
+        Reply::Ok(Response::Resumed { rooms, .. }) => {
+            assert!(!rooms[0].recovered);
+            assert_eq!(rooms[0].replayed as usize, seqs.len());
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn resumption_replays_medium_and_high_but_not_low() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    for (i, prio) in
+        [Priority::Low, Priority::Medium, Priority::Low, Priority::High].into_iter().enumerate()
+    {
+        let req = Request::SendRoomMessage {
+            room_id: "r".into(),
+            body: MessageBody::Text(i.to_string()),
+            priority: prio,
+            client_msg_id: None,
+        };
+        h.ok(1, req);
+    }
+    let (ok, _, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0)]);
+    assert!(ok);
+    assert_eq!(replayed_seqs(&got), vec![2, 4], "low is best effort and is not replayed");
+}
+
+#[test]
+fn resumption_does_not_replay_the_sessions_own_messages() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.send(2, "r", "mine 1");
+    h.send(2, "r", "mine 2");
+    h.send(1, "r", "hers 3");
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    h.send(1, "r", "hers 4");
+    // Bob only ever received seq 3 live; from 0 he gets everything but his own.
+    let (ok, _, got) = h.resume(3, "bob", sid, [7; 16], &[("r", 0)]);
+    assert!(ok);
+    assert_eq!(replayed_seqs(&got), vec![3, 4], "his own messages are not sent back to him");
+}
+
+#[test]
+fn a_token_warns_before_expiry_and_renewal_extends_the_session() {
+    let mut h = Harness::plain();
+    let now_s = h.now().unix_ms / 1000;
+    let short = h.mint("alice", now_s, now_s + 60).unwrap();
+    let login = Login { token: short, ..h.login_request("alice") };
+    let (ok, _, _) = h.try_login(1, login);
+    assert!(ok);
+    h.tick(29_000);
+    assert_eq!(h.events(1), vec![]);
+    h.tick(2_000);
+    assert_eq!(h.events(1), vec![Event::TokenWillExpire { expires_at_s: now_s + 60 }]);
+    // Renewal: a token for another user is refused; a good one moves the expiry.
+    let other = h.mint("bob", now_s, now_s + 600).unwrap();
+    assert_eq!(h.fail(1, Request::RenewToken { token: other }), ErrorCode::TokenInvalid);
+    let fresh = h.mint("alice", now_s, now_s + 600).unwrap();
+    assert!(matches!(
+        h.ok(1, Request::RenewToken { token: fresh }),
+        Response::TokenRenewed { token_expires_at_s } if token_expires_at_s == now_s + 600
+    ));
+    h.tick(60_000);
+    assert_eq!(h.take(1), vec![], "the old expiry no longer ends the session");
+    assert_eq!(h.core.session_count(), 1);
+}
+
+#[test]
+fn a_session_whose_token_expires_is_closed_with_token_expired() {
+    let mut h = Harness::plain();
+    h.login(2, "bob");
+    let now_s = h.now().unix_ms / 1000;
+    let short = h.mint("alice", now_s, now_s + 40).unwrap();
+    let (ok, _, _) = h.try_login(1, Login { token: short, ..h.login_request("alice") });
+    assert!(ok);
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    h.take(1);
+    h.take(2);
+    h.tick(40_000);
+    let got = h.take(1);
+    assert!(
+        got.contains(&Got::Event(None, Event::TokenWillExpire { expires_at_s: now_s + 40 })),
+        "{got:?}"
+    );
+    assert!(got.contains(&Got::Close(Some(ErrorCode::TokenExpired))), "{got:?}");
+    h.tick(50);
+    assert_eq!(h.events(2), vec![left("r", &["alice"], LeaveReason::Kicked)]);
+    assert_eq!(h.core.session_count(), 1);
+}
+
+#[test]
+fn operations_are_rate_limited_per_user() {
+    let mut h = Harness::new(Limits { ops_rate_per_s: 10, ops_burst: 5, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    for _ in 0..4 {
+        h.ok(1, Request::QueryJoinedRooms);
+    }
+    assert_eq!(h.fail(1, Request::QueryJoinedRooms), ErrorCode::OperationRateLimited);
+    assert_eq!(
+        h.fail(1, Request::JoinRoom { room_id: "r".into() }),
+        ErrorCode::OperationRateLimited
+    );
+    // Messages have their own limit, and another user his own bucket.
+    h.send(1, "r", "still allowed");
+    h.ok(2, Request::QueryJoinedRooms);
+    // 100 ms refills one operation.
+    h.advance(100);
+    h.ok(1, Request::QueryJoinedRooms);
+    assert_eq!(h.fail(1, Request::QueryJoinedRooms), ErrorCode::OperationRateLimited);
+    // Logout is never refused.
+    assert!(matches!(h.ok(1, Request::Logout), Response::LoggedOut));
+}
+
+#[test]
+fn logins_and_operations_are_rate_limited_per_address_and_the_bucket_outlives_the_connections() {
+    let limits = Limits {
+        address_ops_rate_per_s: 1,
+        address_ops_burst: 3,
+        ops_rate_per_s: 0,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits);
+    let now = h.now();
+    // Connections 1-3 share an address, 4 has its own.
+    for conn in 1..=3 {
+        h.core.handle_connect(now, conn, 77);
+    }
+    h.core.handle_connect(now, 4, 88);
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.ok(1, Request::QueryJoinedRooms);
+    let (ok, reply, rest) = h.try_login(3, h.login_request("carol"));
+    assert!(!ok);
+    assert!(matches!(reply, Reply::Err(e) if e.code == ErrorCode::AddressRateLimited.as_u16()));
+    assert_eq!(rest, vec![Got::Close(Some(ErrorCode::AddressRateLimited))]);
+    assert_eq!(h.fail(2, Request::QueryJoinedRooms), ErrorCode::AddressRateLimited);
+    h.login(4, "dave");
+    // Hanging up and coming back does not refill the bucket...
+    for conn in 1..=3 {
+        let now = h.now();
+        h.core.handle_disconnect(now, conn);
+    }
+    h.pump();
+    h.take(1);
+    h.take(2);
+    assert_eq!(h.core.address_count(), 2);
+    let now = h.now();
+    h.core.handle_connect(now, 5, 77);
+    let (ok, _, _) = h.try_login(5, h.login_request("carol"));
+    assert!(!ok, "the address's bucket is still empty");
+    let now = h.now();
+    h.core.handle_protocol_close(now, 5);
+    // ...but once it has refilled, an address with no connection is forgotten.
+    h.tick(3_000);
+    assert_eq!(h.core.address_count(), 1);
+}
