@@ -466,7 +466,7 @@ impl From<&ClientError> for Failure {
                 name: ErrorCode::from_u16(*code).map_or("unknown", ErrorCode::name).into(),
                 message: message.clone(),
             },
-            ClientError::Connection(m) => Failure::local("connection", m.as_str()),
+            ClientError::Connection(c) => Failure::local("connection", c.to_string()),
             ClientError::Protocol(m) => Failure::local("protocol", m.as_str()),
         }
     }
