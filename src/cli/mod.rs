@@ -1,8 +1,8 @@
 //! The command-line client (`huddle client`): JSON lines on pipes, a chat prompt on a terminal.
 //!
 //! Both modes are thin drivers over [`crate::client::Client`]: [`json`] translates between JSON
-//! objects and wire types, [`lines`] runs the pipelined JSON-lines loop and [`chat`] the
-//! line-based chat for people.
+//! objects and wire types (input lines in `json/parse.rs`, output lines in `json/render.rs`),
+//! `lines` runs the pipelined JSON-lines loop and `chat` the line-based chat for people.
 
 mod chat;
 pub mod json;
