@@ -262,7 +262,12 @@ async fn a_second_login_kicks_the_first() {
     }
     // The old session is over: requests on it fail (promptly, not by hanging).
     let r = tokio::time::timeout(Duration::from_secs(2), old.join_room("r")).await;
-    assert!(matches!(r, Ok(Err(ClientError::Connection(_)))), "{r:?}");
+    match r {
+        Ok(Err(ClientError::Connection(closed))) => {
+            assert_eq!((closed.code, closed.name()), (Some(2004), Some("kicked_out")));
+        }
+        other => panic!("{other:?}"),
+    }
     let r = tokio::time::timeout(Duration::from_secs(2), old.query_joined_rooms()).await;
     assert!(matches!(r, Ok(Err(ClientError::Connection(_)))), "{r:?}");
 
@@ -311,5 +316,10 @@ async fn graceful_shutdown_tells_every_client() {
     assert_eq!(disconnect_code(&bob).await, Some(9000));
     // Requests after the end fail at once rather than wait forever.
     let r = tokio::time::timeout(Duration::from_secs(2), alice.query_joined_rooms()).await;
-    assert!(matches!(r, Ok(Err(ClientError::Connection(_)))), "{r:?}");
+    match r {
+        Ok(Err(ClientError::Connection(closed))) => {
+            assert_eq!(closed.error_code(), Some(huddle::wire::ErrorCode::ServerShutdown));
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -1,8 +1,8 @@
 //! The command-line client (`huddle client`): JSON lines on pipes, a chat prompt on a terminal.
 //!
 //! Both modes are thin drivers over [`crate::client::Client`]: [`json`] translates between JSON
-//! objects and wire types, [`lines`] runs the pipelined JSON-lines loop and [`chat`] the
-//! line-based chat for people.
+//! objects and wire types (input lines in `json/parse.rs`, output lines in `json/render.rs`),
+//! `lines` runs the pipelined JSON-lines loop and `chat` the line-based chat for people.
 
 mod chat;
 pub mod json;
@@ -128,7 +128,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
     let client = match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(config)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            report_setup_error(json, &Failure::from(&login_error(e, &args)));
+            report_setup_error(json, &login_failure(&e, &args));
             return Ok(1);
         }
         Err(_) => {
@@ -179,18 +179,20 @@ pub fn mint_token(certs_dir: &Path, user: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("the development key could not be loaded"))
 }
 
-/// Adds a hint to a connection failure when no CA was configured (the usual cause).
-fn login_error(e: ClientError, args: &ClientArgs) -> ClientError {
-    match e {
-        ClientError::Connection(m)
-            if args.ca.is_none() && !args.certs_dir.join(CA_FILE).exists() =>
-        {
-            ClientError::Connection(format!(
-                "{m} (no CA certificate: pass --ca or --certs-dir holding {CA_FILE})"
-            ))
-        }
-        other => other,
+/// What a failed login reports, with a hint on a connection failure when no CA was configured
+/// (the usual cause).
+fn login_failure(e: &ClientError, args: &ClientArgs) -> Failure {
+    let mut failure = Failure::from(e);
+    if matches!(e, ClientError::Connection(_))
+        && args.ca.is_none()
+        && !args.certs_dir.join(CA_FILE).exists()
+    {
+        failure.message = format!(
+            "{} (no CA certificate: pass --ca or --certs-dir holding {CA_FILE})",
+            failure.message
+        );
     }
+    failure
 }
 
 fn report_setup_error(json: bool, failure: &Failure) {

@@ -1,0 +1,594 @@
+//! [`Client`]: the application's handle, with one method per operation.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::config::{client_endpoint, quic_client_config, ClientConfig};
+use super::error::{unexpected, ClientError};
+use super::event::{ClientEvent, ConnectionState, EventListener, EventSink};
+use super::link::open_link;
+use super::lock::lock;
+use super::session::{Inner, Session};
+use super::streams::Rooms;
+use super::supervisor::supervise;
+use crate::wire::{
+    AttributeFailure, AttributeOp, HistoryAnchor, Login, Member, MemberAttributes, MessageBody,
+    Priority, Request, Response, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
+    PROTOCOL_VERSION,
+};
+
+/// The answer to a message send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendAck {
+    /// Server-wide message id.
+    pub message_id: u64,
+    /// The message's seq in the room.
+    pub seq: u64,
+    /// Server time of acceptance, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// True when this is the first ack of an earlier send with the same client_msg_id.
+    pub duplicate: bool,
+}
+
+/// A page of members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberPage {
+    /// Members, in join order.
+    pub members: Vec<Member>,
+    /// Pass to the next call; empty when this was the last page.
+    pub next_flag: String,
+}
+
+/// A page of history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Messages in ascending seq order.
+    pub messages: Vec<RoomMessage>,
+    /// Whether there are more in the direction asked.
+    pub has_more: bool,
+}
+
+/// A logged-in session. Cheap to share behind an `Arc`; every method takes `&self`.
+///
+/// When the connection is lost (network loss, idle timeout, a slow-consumer close), the client
+/// reconnects by itself with jittered backoff for [`ClientConfig::reconnect_for`], resumes its
+/// session and replays what it missed; it reports [`ClientEvent::Reconnecting`] and
+/// [`ClientEvent::Resumed`], or [`ClientEvent::Disconnected`] when it gives up or the server
+/// ended the session (kicked out, shutdown, bad token).
+pub struct Client {
+    inner: Arc<Inner>,
+    events: tokio::sync::Mutex<mpsc::Receiver<ClientEvent>>,
+}
+
+impl Client {
+    /// Connects and logs in on a new endpoint of its own.
+    pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
+        let endpoint = client_endpoint(cfg.server_addr)?;
+        Client::connect_on(endpoint, cfg).await
+    }
+
+    /// Connects and logs in using an existing endpoint (many clients may share one).
+    pub async fn connect_on(
+        endpoint: quinn::Endpoint,
+        cfg: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        let (events_tx, events_rx) = mpsc::channel(cfg.event_queue.max(1));
+        Client::start(endpoint, cfg, EventSink::Queue(events_tx), events_rx).await
+    }
+
+    /// Connects and logs in using an existing endpoint, and calls `listener` with every event
+    /// instead of queueing it for [`Client::next_event`] (which then returns `None`).
+    ///
+    /// The listener runs on the client's own tasks, as each event is read: it saves the hand-over
+    /// to the application's task, which is most of the library's cost per message on a busy
+    /// receiver (a load generator, a bridge). It must return quickly and never block: while it
+    /// runs, the stream it was called from is not read (QUIC flow control then pushes back on
+    /// the server, as a full [`ClientConfig::event_queue`] would). It may be called from several
+    /// tasks at once: events of one server stream come in order, one call at a time, as
+    /// [`Client::next_event`] would return them, but events of different streams (rooms,
+    /// priorities) and session events may be interleaved differently. The exactly-once,
+    /// in-order guarantees per room are the same.
+    pub async fn connect_with_listener(
+        endpoint: quinn::Endpoint,
+        cfg: ClientConfig,
+        listener: EventListener,
+    ) -> Result<Client, ClientError> {
+        // A queue nothing is ever sent to: `next_event` ends at once.
+        let (_, events_rx) = mpsc::channel(1);
+        Client::start(endpoint, cfg, EventSink::Listener(listener), events_rx).await
+    }
+
+    /// Connects, logs in and starts the supervisor; events go to `sink`, and `queue` is what
+    /// [`Client::next_event`] reads.
+    async fn start(
+        endpoint: quinn::Endpoint,
+        cfg: ClientConfig,
+        sink: EventSink,
+        queue: mpsc::Receiver<ClientEvent>,
+    ) -> Result<Client, ClientError> {
+        // The queue is empty: this cannot fail.
+        sink.try_send(ClientEvent::Connecting);
+        let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
+        let quic = quic_client_config(&cfg)?;
+        let (link, _) = open_link(&endpoint, &quic, &cfg, &sink, &rooms, false).await?;
+        let inner = Arc::new(Inner::new(cfg, endpoint, quic, link.clone(), rooms, sink));
+        let login = Login {
+            protocol_version: PROTOCOL_VERSION,
+            user_id: inner.cfg.user_id.clone(),
+            user_name: inner.cfg.user_name.clone(),
+            token: inner.cfg.token.clone(),
+        };
+        match inner.request_on(&link, Request::Login(login)).await {
+            Ok(Response::LoggedIn {
+                session_id,
+                resume_secret,
+                server_time_ms,
+                token_expires_at_s,
+            }) => {
+                *lock(&inner.session) =
+                    Session { session_id, resume_secret, server_time_ms, token_expires_at_s };
+                // Ahead of any server event: the server opens no stream before this answer.
+                inner.send(ClientEvent::Connected { session_id }).await;
+                inner.state.send_replace(ConnectionState::Connected);
+            }
+            Ok(other) => return Err(unexpected(other)),
+            Err(e) => {
+                link.conn.close(0u32.into(), b"login failed");
+                return Err(e);
+            }
+        }
+        tokio::spawn(supervise(inner.clone()));
+        Ok(Client { inner, events: tokio::sync::Mutex::new(queue) })
+    }
+
+    /// The connection state now.
+    pub fn state(&self) -> ConnectionState {
+        *self.inner.state.borrow()
+    }
+
+    /// Watches the connection state (the same changes the event stream reports, without the
+    /// server events in between).
+    pub fn state_changes(&self) -> tokio::sync::watch::Receiver<ConnectionState> {
+        self.inner.state.subscribe()
+    }
+
+    /// What the server said at login (or at the last resumption).
+    pub fn session(&self) -> Session {
+        lock(&self.inner.session).clone()
+    }
+
+    /// The logged-in user id.
+    pub fn user_id(&self) -> &str {
+        &self.inner.cfg.user_id
+    }
+
+    /// The current QUIC connection (for statistics; do not open streams on it).
+    pub fn connection(&self) -> quinn::Connection {
+        lock(&self.inner.link).conn.clone()
+    }
+
+    /// The endpoint this client uses.
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// Sends any request and waits for its answer.
+    ///
+    /// The request is queued for sending when the returned future is first polled, so requests
+    /// polled in order go out in order (pipelined: no request waits for an earlier answer).
+    ///
+    /// Across a lost connection: a request made while the client is reconnecting waits for the
+    /// resumed connection (at most [`ClientConfig::reconnect_for`] and a connection attempt)
+    /// and fails with [`ClientError::Connection`] if the session ends instead. Requests that
+    /// wait go out in the order they were made, from whatever tasks. A request that
+    /// was in flight when its connection was lost fails with [`ClientError::Connection`] (the
+    /// server may or may not have applied it), except reads and messages with a
+    /// `client_msg_id`: those are sent again on the resumed connection, where the server
+    /// answers a repeated `client_msg_id` with the first ack, so nothing arrives twice.
+    pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
+        let inner = &self.inner;
+        // Requests go out in the order they were made, also when they wait for a resumed
+        // connection: each holds this first-in, first-out turn until it is queued on a
+        // connection (uncontended while connected, so the first poll still queues it).
+        let mut turn = Some(inner.send_turn.lock().await);
+        let mut link = inner.usable_link(None).await;
+        let mut tries = 0;
+        let response = loop {
+            let (error, sent) = match inner.submit(&link, request.clone()) {
+                Ok(answer) => {
+                    turn = None;
+                    match link.answer(answer).await {
+                        Err(ClientError::Connection(e)) => (ClientError::Connection(e), true),
+                        other => break other?,
+                    }
+                }
+                Err(e) => (e, false),
+            };
+            // Not sent at all, or safe to repeat: once more on the next connection.
+            if tries == 3 || (sent && !repeatable(&request)) || !inner.resuming() {
+                return Err(error);
+            }
+            tries += 1;
+            // A repeat goes behind the requests already waiting for the resumed connection.
+            if turn.is_none() {
+                turn = Some(inner.send_turn.lock().await);
+            }
+            link = inner.usable_link(Some(&link)).await;
+        };
+        drop(turn);
+        inner.track(&response);
+        Ok(response)
+    }
+
+    /// The next event; `None` once the connection is over and every event has been read.
+    pub async fn next_event(&self) -> Option<ClientEvent> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Creates a room and joins it.
+    pub async fn create_room(
+        &self,
+        info: RoomInfo,
+        config: RoomConfig,
+    ) -> Result<RoomState, ClientError> {
+        room_state(self.request(Request::CreateRoom { info, config }).await?)
+    }
+
+    /// Joins an existing room.
+    pub async fn join_room(&self, room_id: &str) -> Result<RoomState, ClientError> {
+        room_state(self.request(Request::JoinRoom { room_id: room_id.into() }).await?)
+    }
+
+    /// Creates the room (with `config`) or joins it.
+    pub async fn enter_room(
+        &self,
+        info: RoomInfo,
+        config: RoomConfig,
+    ) -> Result<RoomState, ClientError> {
+        room_state(self.request(Request::EnterRoom { info, config }).await?)
+    }
+
+    /// Leaves a room.
+    pub async fn leave_room(&self, room_id: &str) -> Result<(), ClientError> {
+        match self.request(Request::LeaveRoom { room_id: room_id.into() }).await? {
+            Response::RoomLeft { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaves every room; returns their ids.
+    pub async fn leave_all_rooms(&self) -> Result<Vec<String>, ClientError> {
+        match self.request(Request::LeaveAllRooms).await? {
+            Response::RoomsLeft { room_ids } => Ok(room_ids),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaves `from` and enters `to` in one request.
+    pub async fn switch_room(
+        &self,
+        from_room_id: &str,
+        to: RoomInfo,
+        create_if_missing: bool,
+        config: RoomConfig,
+    ) -> Result<RoomState, ClientError> {
+        let req = Request::SwitchRoom {
+            from_room_id: from_room_id.into(),
+            to,
+            create_if_missing,
+            config,
+        };
+        match self.request(req).await? {
+            Response::RoomSwitched { room, .. } => Ok(room),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a message.
+    pub async fn send_message(
+        &self,
+        room_id: &str,
+        body: MessageBody,
+        priority: Priority,
+        client_msg_id: Option<String>,
+    ) -> Result<SendAck, ClientError> {
+        let req =
+            Request::SendRoomMessage { room_id: room_id.into(), body, priority, client_msg_id };
+        match self.request(req).await? {
+            Response::MessageSent { message_id, seq, timestamp_ms, duplicate, .. } => {
+                Ok(SendAck { message_id, seq, timestamp_ms, duplicate })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(
+        &self,
+        room_id: &str,
+        text: &str,
+        priority: Priority,
+    ) -> Result<SendAck, ClientError> {
+        self.send_message(room_id, MessageBody::Text(text.into()), priority, None).await
+    }
+
+    /// One page of a room's members.
+    pub async fn query_room_members(
+        &self,
+        room_id: &str,
+        next_flag: &str,
+        count: u32,
+    ) -> Result<MemberPage, ClientError> {
+        let req = Request::QueryRoomMembers {
+            room_id: room_id.into(),
+            next_flag: next_flag.into(),
+            count,
+        };
+        match self.request(req).await? {
+            Response::RoomMembers { members, next_flag, .. } => {
+                Ok(MemberPage { members, next_flag })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Members in a room.
+    pub async fn query_room_online_count(&self, room_id: &str) -> Result<u32, ClientError> {
+        match self.request(Request::QueryRoomOnlineCount { room_id: room_id.into() }).await? {
+            Response::RoomOnlineCount { count, .. } => Ok(count),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Those of `user_ids` (at most 10) that are members, and those that are not.
+    pub async fn query_room_members_by_id(
+        &self,
+        room_id: &str,
+        user_ids: Vec<String>,
+    ) -> Result<(Vec<Member>, Vec<String>), ClientError> {
+        match self
+            .request(Request::QueryRoomMembersById { room_id: room_id.into(), user_ids })
+            .await?
+        {
+            Response::RoomMembersById { members, not_found, .. } => Ok((members, not_found)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The rooms this session is in.
+    pub async fn query_joined_rooms(&self) -> Result<Vec<RoomSummary>, ClientError> {
+        match self.request(Request::QueryJoinedRooms).await? {
+            Response::JoinedRooms { rooms } => Ok(rooms),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of a room's history.
+    pub async fn query_history(
+        &self,
+        room_id: &str,
+        anchor: HistoryAnchor,
+        count: u32,
+    ) -> Result<HistoryPage, ClientError> {
+        match self.request(Request::QueryHistory { room_id: room_id.into(), anchor, count }).await?
+        {
+            Response::History { messages, has_more, .. } => Ok(HistoryPage { messages, has_more }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets room attributes; returns the keys that failed (owned by other members still in
+    /// the room, unless `is_force`) while the others were applied.
+    pub async fn set_room_attributes(
+        &self,
+        room_id: &str,
+        attributes: Vec<(String, String)>,
+        is_force: bool,
+        is_update_owner: bool,
+        is_delete_after_owner_left: bool,
+    ) -> Result<Vec<AttributeFailure>, ClientError> {
+        let req = Request::SetRoomAttributes {
+            room_id: room_id.into(),
+            attributes,
+            is_force,
+            is_update_owner,
+            is_delete_after_owner_left,
+        };
+        attributes_changed(self.request(req).await?)
+    }
+
+    /// Deletes room attributes; returns the keys that failed.
+    pub async fn delete_room_attributes(
+        &self,
+        room_id: &str,
+        keys: Vec<String>,
+        is_force: bool,
+    ) -> Result<Vec<AttributeFailure>, ClientError> {
+        let req = Request::DeleteRoomAttributes { room_id: room_id.into(), keys, is_force };
+        attributes_changed(self.request(req).await?)
+    }
+
+    /// A room's attributes, sorted by key.
+    pub async fn query_room_attributes(
+        &self,
+        room_id: &str,
+    ) -> Result<Vec<(String, String)>, ClientError> {
+        match self.request(Request::QueryRoomAttributes { room_id: room_id.into() }).await? {
+            Response::RoomAttributes { attributes, .. } => Ok(attributes),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts a batch of room-attribute changes; nothing is sent until
+    /// [`AttributesBatch::end`], which applies them all or none and announces one event.
+    pub fn begin_room_attributes_batch(&self, room_id: &str) -> AttributesBatch<'_> {
+        AttributesBatch { client: self, room_id: room_id.into(), ops: Vec::new() }
+    }
+
+    /// Sets attributes of members (merged into theirs); returns the changed members and the
+    /// ids that are not members.
+    pub async fn set_room_members_attributes(
+        &self,
+        room_id: &str,
+        user_ids: Vec<String>,
+        attributes: Vec<(String, String)>,
+    ) -> Result<(Vec<MemberAttributes>, Vec<String>), ClientError> {
+        let req =
+            Request::SetRoomMembersAttributes { room_id: room_id.into(), user_ids, attributes };
+        match self.request(req).await? {
+            Response::RoomMembersAttributesSet { members, failed_user_ids, .. } => {
+                Ok((members, failed_user_ids))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Attributes of some members.
+    pub async fn query_room_members_attributes(
+        &self,
+        room_id: &str,
+        user_ids: Vec<String>,
+    ) -> Result<Vec<MemberAttributes>, ClientError> {
+        match self
+            .request(Request::QueryRoomMembersAttributes { room_id: room_id.into(), user_ids })
+            .await?
+        {
+            Response::RoomMembersAttributes { members, .. } => Ok(members),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of the members that have attributes; the string is the next flag.
+    pub async fn query_room_member_attributes_list(
+        &self,
+        room_id: &str,
+        next_flag: &str,
+        count: u32,
+    ) -> Result<(Vec<MemberAttributes>, String), ClientError> {
+        let req = Request::QueryRoomMemberAttributesList {
+            room_id: room_id.into(),
+            next_flag: next_flag.into(),
+            count,
+        };
+        match self.request(req).await? {
+            Response::RoomMemberAttributesList { members, next_flag, .. } => {
+                Ok((members, next_flag))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Replaces the session's token with a fresh one (answer to a `TokenWillExpire` event);
+    /// returns the new expiry. Later resumptions present the new token.
+    pub async fn renew_token(&self, token: &str) -> Result<u64, ClientError> {
+        match self.request(Request::RenewToken { token: token.into() }).await? {
+            Response::TokenRenewed { token_expires_at_s } => {
+                *lock(&self.inner.token) = token.to_string();
+                lock(&self.inner.session).token_expires_at_s = token_expires_at_s;
+                Ok(token_expires_at_s)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaves every room, ends the session and closes the connection.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        let r = self.request(Request::Logout).await;
+        self.connection().close(0u32.into(), b"logout");
+        match r? {
+            Response::LoggedOut => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Closes the connection without a logout. The server treats it as a lost connection and
+    /// holds the session for its offline grace period; this client does not reconnect.
+    pub fn close(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        self.connection().close(0u32.into(), b"close");
+    }
+
+    /// Closes the connection and waits (bounded) for the endpoint to finish.
+    pub async fn shutdown(&self) {
+        self.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+/// Room-attribute changes collected on the client and applied atomically by [`AttributesBatch::end`].
+pub struct AttributesBatch<'a> {
+    client: &'a Client,
+    room_id: String,
+    ops: Vec<AttributeOp>,
+}
+
+impl AttributesBatch<'_> {
+    /// Adds a set step.
+    pub fn set(
+        &mut self,
+        attributes: Vec<(String, String)>,
+        is_force: bool,
+        is_update_owner: bool,
+        is_delete_after_owner_left: bool,
+    ) -> &mut Self {
+        self.ops.push(AttributeOp::Set {
+            attributes,
+            is_force,
+            is_update_owner,
+            is_delete_after_owner_left,
+        });
+        self
+    }
+
+    /// Adds a delete step.
+    pub fn delete(&mut self, keys: Vec<String>, is_force: bool) -> &mut Self {
+        self.ops.push(AttributeOp::Delete { keys, is_force });
+        self
+    }
+
+    /// Sends the batch: every step applies, or (on any error) none does. The batch is empty
+    /// afterwards. Works at the end of a chain:
+    /// `client.begin_room_attributes_batch("r").set(..).delete(..).end().await`.
+    pub async fn end(&mut self) -> Result<(), ClientError> {
+        let ops = std::mem::take(&mut self.ops);
+        let req = Request::RoomAttributesBatch { room_id: self.room_id.clone(), ops };
+        attributes_changed(self.client.request(req).await?).map(|_| ())
+    }
+}
+
+fn attributes_changed(r: Response) -> Result<Vec<AttributeFailure>, ClientError> {
+    match r {
+        Response::RoomAttributesChanged { failed, .. } => Ok(failed),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn room_state(r: Response) -> Result<RoomState, ClientError> {
+    match r {
+        Response::RoomEntered(s) => Ok(s),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Requests that may be sent again after their connection was lost without an answer: reads,
+/// and messages with a `client_msg_id` (the server answers a repeat with the first ack).
+fn repeatable(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::SendRoomMessage { client_msg_id: Some(_), .. }
+            | Request::QueryRoomMembers { .. }
+            | Request::QueryRoomOnlineCount { .. }
+            | Request::QueryRoomMembersById { .. }
+            | Request::QueryJoinedRooms
+            | Request::QueryHistory { .. }
+            | Request::QueryRoomAttributes { .. }
+            | Request::QueryRoomMembersAttributes { .. }
+            | Request::QueryRoomMemberAttributesList { .. }
+            | Request::Ping
+    )
+}

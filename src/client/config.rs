@@ -1,0 +1,153 @@
+//! How to reach and log in to a server ([`ClientConfig`]), and the QUIC client configuration
+//! and endpoint built from it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::pki_types::CertificateDer;
+
+use super::error::ClientError;
+use crate::wire::ALPN;
+
+/// Events queued for the application at most by default ([`ClientConfig::event_queue`]); past
+/// this, the client stops reading from the server (QUIC flow control then pushes back, and a
+/// server may close a session that never reads).
+pub const EVENT_QUEUE: usize = 4096;
+
+/// Bytes the server may send ahead on one stream by default
+/// ([`ClientConfig::stream_receive_window`]).
+pub const STREAM_RECEIVE_WINDOW: u32 = 1024 * 1024;
+
+/// How to reach and log in to a server.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server's UDP address.
+    pub server_addr: SocketAddr,
+    /// The name the server certificate is checked against.
+    pub server_name: String,
+    /// Trusted CA certificates. Empty: the platform's are not used; add the server's CA.
+    pub roots: Vec<CertificateDer<'static>>,
+    /// User id.
+    pub user_id: String,
+    /// Display name.
+    pub user_name: String,
+    /// Login token.
+    pub token: String,
+    /// Keep-alive interval (keeps mobile NAT bindings open).
+    pub keep_alive: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// How long to keep trying to reconnect and resume after the connection is lost
+    /// (`Duration::ZERO`: never reconnect).
+    pub reconnect_for: Duration,
+    /// Use BBR congestion control instead of CUBIC (experimental in quinn; see BENCHMARKS.md).
+    pub bbr: bool,
+    /// Send the resumption request in 0-RTT when reconnecting to a server that issued a session
+    /// ticket, saving a round trip (the server acts on nothing else before the handshake
+    /// completes, so a replay of that flight cannot repeat anything).
+    pub zero_rtt: bool,
+    /// A connection that was receiving and then gets no data for a second is probed with a
+    /// Ping; when neither the answer nor any other data arrives within this long, the client
+    /// abandons it and resumes on a new connection (QUIC's own probe timer backs off to seconds
+    /// during an outage, so an old connection can stay silent long after the link is back).
+    /// Each wait is jittered by ±20%, and stalls within a minute of the last one double it (up
+    /// to 8x), so that the clients of an overloaded server do not all come back at once.
+    /// `Duration::ZERO` turns the watchdog off.
+    pub stall_timeout: Duration,
+    /// How long one reconnection attempt (handshake and Resume answer) may take before a fresh
+    /// one starts.
+    pub connect_timeout: Duration,
+    /// Accept low-priority messages as QUIC datagrams (the server then sends a low message that
+    /// fits one datagram that way while the connection is otherwise quiet). Either way low
+    /// messages reach the application at most once and in increasing seq order per room, with
+    /// gaps where one was dropped.
+    pub low_datagrams: bool,
+    /// Events queued for the application at most (at least 1). An application that stops
+    /// calling [`Client::next_event`] fills this queue, then the stream receive windows, and
+    /// then the server's queue for it, which closes the connection as a slow consumer. The
+    /// library reconnects once the application has taken the events queued before the close
+    /// (its `Reconnecting` event waits its turn in this queue), so an application that hangs
+    /// for longer than the server's offline grace comes back as a new session.
+    ///
+    /// [`Client::next_event`]: super::Client::next_event
+    pub event_queue: usize,
+    /// Bytes the server may send ahead on each stream it opens to this client (QUIC stream flow
+    /// control): with [`ClientConfig::event_queue`], what a client that stops reading holds
+    /// before the server's queue for it starts to grow.
+    pub stream_receive_window: u32,
+}
+
+impl ClientConfig {
+    /// A configuration with defaults: server name `localhost`, no roots yet.
+    pub fn new(server_addr: SocketAddr, user_id: &str, token: &str) -> ClientConfig {
+        ClientConfig {
+            server_addr,
+            server_name: "localhost".into(),
+            roots: Vec::new(),
+            user_id: user_id.into(),
+            user_name: String::new(),
+            token: token.into(),
+            // Short enough that a member who only listens tells the server its new address soon
+            // after a NAT rebinding, and well under the ~30 s UDP NAT timeouts of mobile networks.
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            reconnect_for: Duration::from_secs(60),
+            bbr: false,
+            zero_rtt: true,
+            stall_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(3),
+            low_datagrams: true,
+            event_queue: EVENT_QUEUE,
+            stream_receive_window: STREAM_RECEIVE_WINDOW,
+        }
+    }
+}
+
+/// The QUIC client configuration Huddle clients use.
+pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in &cfg.roots {
+        roots.add(ca.clone()).map_err(|e| ClientError::connection(format!("bad CA: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::connection(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.enable_early_data = cfg.zero_rtt;
+    let crypto =
+        QuicClientConfig::try_from(tls).map_err(|e| ClientError::connection(e.to_string()))?;
+    let mut qc = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut tc = quinn::TransportConfig::default();
+    // The server opens one stream per room plus a session stream; allow a few spares for
+    // streams that are finishing. The client never accepts bidirectional streams.
+    tc.max_concurrent_uni_streams(32u32.into());
+    tc.max_concurrent_bidi_streams(0u32.into());
+    tc.stream_receive_window(cfg.stream_receive_window.into());
+    tc.receive_window((8u32 * 1024 * 1024).into());
+    tc.send_window(1024 * 1024);
+    tc.keep_alive_interval(Some(cfg.keep_alive));
+    tc.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(cfg.idle_timeout)
+            .map_err(|e| ClientError::connection(e.to_string()))?,
+    ));
+    // Datagrams waiting for the application at most (older ones are dropped first).
+    tc.datagram_receive_buffer_size(cfg.low_datagrams.then_some(256 * 1024));
+    if cfg.bbr {
+        tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
+    qc.transport_config(Arc::new(tc));
+    Ok(qc)
+}
+
+/// A client endpoint bound to an ephemeral port of the right address family.
+pub fn client_endpoint(server: SocketAddr) -> Result<quinn::Endpoint, ClientError> {
+    let bind: SocketAddr = if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+        .parse()
+        .map_err(|_| ClientError::connection("bad bind address"))?;
+    quinn::Endpoint::client(bind).map_err(|e| ClientError::connection(e.to_string()))
+}

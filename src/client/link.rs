@@ -1,0 +1,162 @@
+//! One QUIC connection carrying the session ([`Link`]): opening it, its control stream (a
+//! writer task and a reader that resolves pending requests by id), and the tasks reading its
+//! server streams.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::ClientConfig;
+use super::error::{closed_error, ClientError};
+use super::event::EventSink;
+use super::lock::lock;
+use super::streams::{accept_streams, Activity, Rooms};
+use crate::framed::FrameReader;
+use crate::wire::{
+    decode_body, encode_frame, Reply, Request, RequestFrame, Response, ResponseFrame, MAX_FRAME_LEN,
+};
+
+/// Requests waiting for their answer, by request id; `None` once the control stream has ended,
+/// so that a request made after that fails at once instead of waiting for an answer that can no
+/// longer come.
+type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>>;
+
+/// One QUIC connection carrying the session; replaced when the client resumes.
+#[derive(Clone)]
+pub(super) struct Link {
+    pub(super) conn: quinn::Connection,
+    control: mpsc::UnboundedSender<Bytes>,
+    pending: Pending,
+    /// The task reading this connection's server streams; done once all their events are queued.
+    pub(super) readers: Readers,
+    /// Wakes the stall watchdog out of its idle wait when the readers read stream data.
+    pub(super) activity: Arc<Activity>,
+}
+
+impl Link {
+    /// Queues a request with id `request_id` on the control stream; the receiver gets its
+    /// answer.
+    pub(super) fn submit(
+        &self,
+        request_id: u32,
+        request: Request,
+    ) -> Result<oneshot::Receiver<Reply>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            let Some(pending) = pending.as_mut() else { return Err(closed_error(&self.conn)) };
+            pending.insert(request_id, tx);
+        }
+        let frame = encode_frame(&RequestFrame { request_id, request });
+        if self.control.send(frame).is_err() {
+            return Err(closed_error(&self.conn));
+        }
+        Ok(rx)
+    }
+
+    /// Waits for the answer to a request submitted on this link.
+    pub(super) async fn answer(
+        &self,
+        rx: oneshot::Receiver<Reply>,
+    ) -> Result<Response, ClientError> {
+        match rx.await {
+            Ok(Reply::Ok(r)) => Ok(r),
+            Ok(Reply::Err(e)) => Err(ClientError::Server { code: e.code, message: e.message }),
+            Err(_) => Err(closed_error(&self.conn)),
+        }
+    }
+}
+
+/// The task reading a connection's server streams, until the supervisor takes it to wait for
+/// it.
+pub(super) type Readers = Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>;
+
+/// Opens a connection and its control stream, and starts its reader tasks. With `early` and a
+/// session ticket from an earlier connection, the connection is usable at once (0-RTT) and the
+/// second value resolves to whether the server took the early data.
+pub(super) async fn open_link(
+    endpoint: &quinn::Endpoint,
+    quic: &quinn::ClientConfig,
+    cfg: &ClientConfig,
+    events: &EventSink,
+    rooms: &Rooms,
+    early: bool,
+) -> Result<(Link, Option<quinn::ZeroRttAccepted>), ClientError> {
+    let connecting = endpoint
+        .connect_with(quic.clone(), cfg.server_addr, &cfg.server_name)
+        .map_err(|e| ClientError::connection(e.to_string()))?;
+    let attempt = if early { connecting.into_0rtt() } else { Err(connecting) };
+    let (conn, accepted) = match attempt {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => (connecting.await?, None),
+    };
+    let activity = Arc::new(Activity::default());
+    let readers =
+        tokio::spawn(accept_streams(conn.clone(), events.clone(), rooms.clone(), activity.clone()));
+    let readers = Arc::new(tokio::sync::Mutex::new(Some(readers)));
+    let link = open_control(&conn, readers, activity).await?;
+    Ok((link, accepted))
+}
+
+/// Opens the control stream of a connection whose stream readers already run.
+pub(super) async fn open_control(
+    conn: &quinn::Connection,
+    readers: Readers,
+    activity: Arc<Activity>,
+) -> Result<Link, ClientError> {
+    let (send, recv) = conn.open_bi().await?;
+    let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+    let (control, control_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_control(send, control_rx));
+    tokio::spawn(read_control(recv, pending.clone(), activity.clone()));
+    Ok(Link { conn: conn.clone(), control, pending, readers, activity })
+}
+
+async fn write_control(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    let mut batch = Vec::with_capacity(32);
+    while rx.recv_many(&mut batch, 32).await > 0 {
+        if send.write_all_chunks(&mut batch).await.is_err() {
+            return;
+        }
+        batch.clear();
+    }
+    // A control stream opened in refused 0-RTT shares its id with the one that replaced it, and
+    // quinn's `finish` does not check for that: finishing it would end the new control stream.
+    if matches!(send.write(&[]).await, Err(quinn::WriteError::ZeroRttRejected)) {
+        return;
+    }
+    let _ = send.finish();
+}
+
+async fn read_control(recv: quinn::RecvStream, pending: Pending, activity: Arc<Activity>) {
+    // Server frames may be large (a page of history) but always arrive promptly once started.
+    let mut frames = FrameReader::new(recv, MAX_FRAME_LEN, Duration::from_secs(30));
+    loop {
+        let body = match frames.next().await {
+            Ok(Some(body)) => body,
+            Ok(None) => break,
+            Err(e) => {
+                activity.stream_broke("control stream", &e);
+                break;
+            }
+        };
+        activity.data();
+        let frame = match decode_body::<ResponseFrame>(&body) {
+            Ok(frame) => frame,
+            Err(e) => {
+                activity.stream_broke("control stream", &e.into());
+                break;
+            }
+        };
+        let tx = lock(&pending).as_mut().and_then(|p| p.remove(&frame.request_id));
+        if let Some(tx) = tx {
+            let _ = tx.send(frame.reply);
+        }
+    }
+    // Dropping the senders fails every waiting request with a connection error, and later
+    // requests fail at once.
+    *lock(&pending) = None;
+}

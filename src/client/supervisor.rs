@@ -1,0 +1,306 @@
+//! The supervisor task: watches a client's connection (close, stall watchdog, broken
+//! streams); when it is lost for a reason reconnecting can help with, reconnects with jittered
+//! backoff and resumes the session on a new link, or reports the end.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{closed_error, unexpected, ClientError};
+use super::event::{ClientEvent, ConnectionState};
+use super::link::{open_control, open_link, Link};
+use super::lock::lock;
+use super::session::Inner;
+use crate::wire::{ErrorCode, Request, Response, Resume, PROTOCOL_VERSION};
+
+/// Watches the connection; when it is lost, reconnects and resumes, or reports the end.
+pub(super) async fn supervise(inner: Arc<Inner>) {
+    // Stalls soon after one another double the watchdog's patience (up to 8x): when a busy
+    // server, not the network, is what stalls, its clients must not all come back at once.
+    let mut patience = 1u32;
+    let mut last_stall: Option<tokio::time::Instant> = None;
+    loop {
+        let link = lock(&inner.link).clone();
+        // Jittered, so that the clients of one outage do not all give up in the same tick.
+        let stall = inner
+            .cfg
+            .stall_timeout
+            .mul_f64(f64::from(patience) * (0.8 + 0.4 * rand::random::<f64>()));
+        let lost = tokio::select! {
+            error = link.conn.closed() => Lost::Closed(error),
+            why = watch_stall(&link, stall, &inner) => Lost::Stalled(why),
+            // A stream that broke because the connection closed is the connection's story.
+            why = link.activity.broken() => match link.conn.close_reason() {
+                Some(error) => Lost::Closed(error),
+                None => Lost::Broke(why),
+            },
+        };
+        if let Lost::Stalled(_) = lost {
+            let now = tokio::time::Instant::now();
+            let recent = last_stall.is_some_and(|t| now - t < Duration::from_secs(60));
+            patience = if recent { (patience * 2).min(8) } else { 1 };
+            last_stall = Some(now);
+        }
+        // The client abandons a stalled or broken connection itself, keeping the session.
+        let abandoned: Option<(&[u8], &str)> = match &lost {
+            Lost::Stalled(why) => Some((b"stalled", why)),
+            Lost::Broke(why) => Some((b"stream broke", why)),
+            Lost::Closed(_) => None,
+        };
+        if let Some((reason, why)) = abandoned {
+            link.conn.close(0u32.into(), reason);
+            tracing::debug!(user = %inner.cfg.user_id, "{why}");
+        }
+        // Let the readers queue what they had before reporting anything.
+        if let Some(readers) = link.readers.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), readers).await;
+        }
+        let (code, reason, locally_closed) = match &lost {
+            Lost::Stalled(why) | Lost::Broke(why) => (None, why.clone(), false),
+            Lost::Closed(quinn::ConnectionError::ApplicationClosed(c)) => (
+                Some(c.error_code.into_inner() as u16),
+                String::from_utf8_lossy(&c.reason).into_owned(),
+                false,
+            ),
+            Lost::Closed(other) => {
+                (None, other.to_string(), matches!(other, quinn::ConnectionError::LocallyClosed))
+            }
+        };
+        let give_up = inner.closing.load(Ordering::SeqCst)
+            || locally_closed
+            || code.is_some_and(|c| c == 0 || terminal(c))
+            || inner.cfg.reconnect_for.is_zero();
+        if give_up {
+            inner.state.send_replace(ConnectionState::Disconnected);
+            inner.send(ClientEvent::Disconnected { code, reason }).await;
+            lock(&inner.events).take();
+            return;
+        }
+        inner.state.send_replace(ConnectionState::Reconnecting);
+        inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
+        match reconnect(&inner).await {
+            Ok(event) => {
+                inner.state.send_replace(ConnectionState::Connected);
+                inner.send(event).await
+            }
+            Err(e) => {
+                let reason = format!("{reason}; {e}");
+                inner.state.send_replace(ConnectionState::Disconnected);
+                inner.send(ClientEvent::Disconnected { code, reason }).await;
+                lock(&inner.events).take();
+                return;
+            }
+        }
+    }
+}
+
+/// Close codes after which reconnecting cannot help.
+fn terminal(code: u16) -> bool {
+    let known = ErrorCode::from_u16(code);
+    matches!(
+        known,
+        Some(
+            ErrorCode::KickedOut
+                | ErrorCode::DisconnectedByAdmin
+                | ErrorCode::SessionResumed
+                | ErrorCode::ServerShutdown
+                | ErrorCode::TokenInvalid
+                | ErrorCode::TokenExpired
+                | ErrorCode::TokenTooLong
+                | ErrorCode::TokenNotYetValid
+                | ErrorCode::TokenMalformed
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::NotLoggedIn
+        )
+    ) || (1000..2000).contains(&code)
+}
+
+/// Why the supervisor stopped using a connection.
+enum Lost {
+    /// The connection closed (by either side, or timed out).
+    Closed(quinn::ConnectionError),
+    /// The stall watchdog gave up on it.
+    Stalled(String),
+    /// One of its streams broke while it lived on.
+    Broke(String),
+}
+
+/// Resolves (with a description) once `link` looks stalled: stream data was arriving, then
+/// none for a second, a Ping went out, and no stream data at all (not even the Pong) came back
+/// within the stall timeout. Stream data, not packets: after an outage the server's ACKs flow at
+/// once while its data can stay stuck behind QUIC's backed-off probe timer for seconds. A Pong
+/// that came back slowly keeps the watch on for the next quiet second; a prompt one ends it
+/// until data flows again, so a quiet room is never probed and a dead link there is found by
+/// the idle timeout as before. Never resolves when the watchdog is off. Between bursts it does
+/// not tick at all: it sleeps until a reader reports data ([`Activity`]).
+async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
+    if stall.is_zero() {
+        return std::future::pending().await;
+    }
+    let quiet = Duration::from_secs(1).min(stall);
+    let tick = (stall / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
+    let data = || link.conn.stats().frame_rx.stream;
+    let mut received = data();
+    let mut heard = tokio::time::Instant::now();
+    // Data was arriving less than `quiet` apart, or the last Pong was slow: worth watching.
+    let mut watching = false;
+    let mut probe: Option<tokio::time::Instant> = None;
+    loop {
+        if !watching && probe.is_none() && heard.elapsed() >= quiet {
+            // Nothing to watch until data flows again, and whenever it comes it will not be
+            // watched (it follows a quiet second): wait for the readers instead of ticking.
+            link.activity.idle.store(true, Ordering::SeqCst);
+            if data() == received {
+                link.activity.wake.notified().await;
+            }
+            link.activity.idle.store(false, Ordering::SeqCst);
+            (received, heard) = (data(), tokio::time::Instant::now());
+            continue;
+        }
+        tokio::time::sleep(tick).await;
+        let now = tokio::time::Instant::now();
+        let rx = data();
+        if rx != received {
+            watching = match probe.take() {
+                Some(sent) => now - sent >= quiet,
+                None => now - heard < quiet,
+            };
+            (received, heard) = (rx, now);
+            continue;
+        }
+        match probe {
+            Some(sent) if now - sent >= stall => {
+                return format!("stalled: no data for {} ms", (now - heard).as_millis());
+            }
+            Some(_) => {}
+            None if watching && now - heard >= quiet => {
+                if inner.submit(link, Request::Ping).is_err() {
+                    return std::future::pending().await;
+                }
+                probe = Some(now);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Reconnects with jittered exponential backoff and resumes the session.
+async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
+    let deadline = tokio::time::Instant::now() + inner.cfg.reconnect_for;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        if inner.closing.load(Ordering::SeqCst) {
+            return Err(ClientError::connection("closed"));
+        }
+        let attempt = try_resume(inner).await;
+        match attempt {
+            Ok(event) => return Ok(event),
+            // The server refused the session for good: no point in trying again.
+            Err(e @ ClientError::Server { .. }) => return Err(e),
+            Err(e) => {
+                tracing::debug!(user = %inner.cfg.user_id, error = %e, "reconnection attempt failed");
+                let jitter = 0.5 + rand::random::<f64>();
+                let wait = delay.mul_f64(jitter);
+                if tokio::time::Instant::now() + wait >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
+    let events = lock(&inner.events).clone().ok_or_else(|| ClientError::connection("closed"))?;
+    // Bounded as a whole by `connect_timeout`; an attempt that runs out is closed, not just
+    // dropped: its tasks would keep it alive, and a Resume it delivered after the outage would
+    // take the session from the attempt that replaced it (closing that one with 2008).
+    let deadline = tokio::time::Instant::now() + inner.cfg.connect_timeout;
+    let opened = tokio::time::timeout_at(
+        deadline,
+        open_link(
+            &inner.endpoint,
+            &inner.quic,
+            &inner.cfg,
+            &events,
+            &inner.rooms,
+            inner.cfg.zero_rtt,
+        ),
+    )
+    .await;
+    let (mut link, early) = match opened {
+        Ok(r) => r?,
+        Err(_) => return Err(ClientError::connection("reconnection attempt timed out")),
+    };
+    let session = lock(&inner.session).clone();
+    let rooms: Vec<(String, u64)> =
+        lock(&inner.rooms).iter().filter_map(|(id, seen)| seen.map(|s| (id.clone(), s))).collect();
+    let resume = Resume {
+        protocol_version: PROTOCOL_VERSION,
+        user_id: inner.cfg.user_id.clone(),
+        user_name: inner.cfg.user_name.clone(),
+        token: lock(&inner.token).clone(),
+        session_id: session.session_id,
+        resume_secret: session.resume_secret,
+        rooms,
+    };
+    let mut early_data = false;
+    let answer = tokio::time::timeout_at(deadline, async {
+        let Some(accepted) = early else {
+            return inner.request_on(&link, Request::Resume(resume)).await;
+        };
+        // Written now, the Resume leaves in the first flight (0-RTT).
+        let first = inner.submit(&link, Request::Resume(resume.clone()))?;
+        if accepted.await {
+            early_data = true;
+            return link.answer(first).await;
+        }
+        // The server refused the early data (no ticket left, 0-RTT off, or the connection
+        // failed): the control stream and the Resume never reached it. Say it again, in 1-RTT.
+        if link.conn.close_reason().is_some() {
+            return Err(closed_error(&link.conn));
+        }
+        link = open_control(&link.conn, link.readers.clone(), link.activity.clone()).await?;
+        inner.request_on(&link, Request::Resume(resume)).await
+    })
+    .await;
+    match answer {
+        Ok(Ok(Response::Resumed {
+            session_id,
+            resume_secret,
+            session_resumed,
+            token_expires_at_s,
+            rooms,
+        })) => {
+            {
+                let mut s = lock(&inner.session);
+                s.session_id = session_id;
+                s.resume_secret = resume_secret;
+                s.token_expires_at_s = token_expires_at_s;
+            }
+            {
+                let mut table = lock(&inner.rooms);
+                for r in &rooms {
+                    if !r.rejoined {
+                        table.remove(&r.room_id);
+                    }
+                }
+            }
+            *lock(&inner.link) = link;
+            Ok(ClientEvent::Resumed { session_resumed, rooms, early_data })
+        }
+        Ok(Ok(other)) => {
+            link.conn.close(0u32.into(), b"resume failed");
+            Err(unexpected(other))
+        }
+        Ok(Err(e)) => {
+            link.conn.close(0u32.into(), b"resume failed");
+            Err(e)
+        }
+        Err(_) => {
+            link.conn.close(0u32.into(), b"resume timed out");
+            Err(ClientError::connection("resume timed out"))
+        }
+    }
+}
