@@ -221,7 +221,7 @@ impl Core {
             last_seq: r.last_seq,
             created_at_ms: r.created_at_ms,
             destroy_delay_s: (r.destroy_delay_ms / 1000) as u32,
-            destroy_pending: r.destroy_at.is_some(),
+            destroy_pending: r.destroy_deadline().is_some(),
             attributes: attribute_map(r.attributes().snapshot()),
         })
     }

@@ -92,10 +92,10 @@ impl Core {
             if room.member_count() > self.limits.members_per_room {
                 return Err(format!("room {id} holds {} members", room.member_count()));
             }
-            if room.is_empty() && room.destroy_at.is_none() {
+            if room.is_empty() && room.destroy_deadline().is_none() {
                 return Err(format!("empty room {id} is neither destroyed nor waiting"));
             }
-            if let Some(at) = room.destroy_at {
+            if let Some(at) = room.destroy_deadline() {
                 if !self.timers.contains(&(at, Timer::Destroy(*key))) {
                     return Err(format!("room {id}: destroy at {at} has no timer"));
                 }
@@ -109,7 +109,7 @@ impl Core {
                 }
                 _ => {}
             }
-            if let Some(cached) = &room.recipients {
+            if let Some(cached) = &room.cached_recipients() {
                 let mut cached: Vec<ConnId> = cached.to_vec();
                 let mut fresh: Vec<ConnId> = room
                     .sessions()

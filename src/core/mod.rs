@@ -540,11 +540,11 @@ impl Core {
             return self.room_state(key, created, true);
         }
         // A join during the destroy delay cancels the destroy; the stale timer is then ignored.
-        room.destroy_at = None;
+        room.cancel_destroy();
         let new_user = room.add_session(&user, &name, sid);
         let room_id = room.id.to_string();
         if new_user && !created {
-            room.pending.push(PresenceChange::Joined(Member {
+            room.queue_presence(PresenceChange::Joined(Member {
                 user_id: user.to_string(),
                 user_name: name,
             }));

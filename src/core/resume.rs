@@ -34,7 +34,7 @@ impl Core {
         self.timers.insert((until, Timer::Offline(sid)));
         for key in rooms {
             if let Some(r) = self.rooms.get_mut(&key) {
-                r.recipients = None;
+                r.forget_recipients();
             }
         }
     }
@@ -171,7 +171,7 @@ impl Core {
         let mut rooms = Vec::with_capacity(r.rooms.len());
         for key in keys {
             let Some(room) = self.rooms.get_mut(&key) else { continue };
-            room.recipients = None;
+            room.forget_recipients();
             let room_id = room.id.to_string();
             let last_seen = r.rooms.iter().find(|(id, _)| *id == room_id).map(|(_, seq)| *seq);
             self.outputs.push_back(Output::open_room_stream(conn, key, &room_id));

@@ -56,19 +56,19 @@ pub(crate) struct Room {
     pub last_seq: u64,
     history: History,
     /// Changes since the last presence flush, in order.
-    pub pending: Vec<PresenceChange>,
+    pending: Vec<PresenceChange>,
     /// Deadline of the armed presence flush timer, if one is armed.
     flush_at: Option<u64>,
     /// Last count announced in large-room mode.
     announced_count: u32,
     /// Monotonic deadline of a delayed destroy, when the room is empty and waiting.
-    pub destroy_at: Option<u64>,
+    destroy_at: Option<u64>,
     /// (user id, client_msg_id) -> first ack; with an expiry queue in insertion order.
     dedup: HashMap<(Arc<str>, String), Ack>,
     dedup_order: VecDeque<(u64, (Arc<str>, String))>,
     rate: HashMap<Arc<str>, TokenBucket>,
     /// Current connections of every member session; rebuilt lazily after membership changes.
-    pub recipients: Option<Arc<[ConnId]>>,
+    recipients: Option<Arc<[ConnId]>>,
 }
 
 impl Room {
@@ -269,6 +269,21 @@ impl Room {
     /// The room is empty and waits for its delayed destroy at `at` (monotonic ms).
     pub fn schedule_destroy(&mut self, at: u64) {
         self.destroy_at = Some(at);
+    }
+
+    /// Cancels a delayed destroy (a join during the delay); the stale timer is then ignored.
+    pub fn cancel_destroy(&mut self) {
+        self.destroy_at = None;
+    }
+
+    /// The monotonic deadline of the delayed destroy, while one is scheduled.
+    pub fn destroy_deadline(&self) -> Option<u64> {
+        self.destroy_at
+    }
+
+    /// Forgets the cached recipient list (a member's connection changed).
+    pub fn forget_recipients(&mut self) {
+        self.recipients = None;
     }
 
     /// Whether the room is empty and its delayed destroy is due at `now_ms`.
