@@ -1,5 +1,6 @@
 //! Architecture invariants, kept as tests.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -68,4 +69,210 @@ fn only_connection_modules_touch_streams() {
             }
         }
     }
+}
+
+/// A module of `src/` by its path (`server::conn`), with its file and its text.
+struct ModuleFile {
+    path: String,
+    file: PathBuf,
+    code: String,
+}
+
+/// Every library module file with its comment-free text (`main.rs` is the binary, not a module).
+fn module_files(root: &Path) -> Vec<ModuleFile> {
+    let src = root.join("src");
+    let mut out = Vec::new();
+    for file in rust_files(&src) {
+        let rel = file.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+        if rel == "main.rs" {
+            continue;
+        }
+        let rel = rel.trim_end_matches(".rs");
+        let rel = rel.strip_suffix("/mod").unwrap_or(rel);
+        let path = if rel == "lib" { String::new() } else { rel.replace('/', "::") };
+        let text = fs::read_to_string(&file).unwrap();
+        let code: String =
+            text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+        out.push(ModuleFile { path, file, code });
+    }
+    out
+}
+
+/// The module paths a file names: `crate::a::b`, `super::x`, and the names inside one level of
+/// braces (`crate::a::{b, c::D}`), made absolute.
+fn referenced_paths(module: &ModuleFile) -> Vec<String> {
+    let is_mod_rs = module.file.ends_with("mod.rs") || module.file.ends_with("lib.rs");
+    // `super` of a file `a/b.rs` (module a::b) is `a`; of `a/mod.rs` (module a) it is a's parent.
+    let parent = |p: &str| p.rsplit_once("::").map(|(a, _)| a.to_string()).unwrap_or_default();
+    let here = if is_mod_rs { module.path.clone() } else { parent(&module.path) };
+    let mut out = Vec::new();
+    let code = &module.code;
+    let bytes = code.as_bytes();
+    for (prefix, base) in [("crate::", String::new()), ("super::", parent(&here)), ("self::", here)]
+    {
+        // The base is the module the path starts from; for `super` it is `here`'s parent only for
+        // mod.rs files, for other files `super` is the directory module itself.
+        let base = if prefix == "super::" && !is_mod_rs { parent(&module.path) } else { base };
+        let mut from = 0;
+        while let Some(pos) = code[from..].find(prefix) {
+            let start = from + pos;
+            from = start + prefix.len();
+            if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+                continue;
+            }
+            let rest = &code[from..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            let head = rest[..end].trim_end_matches(':');
+            let join = |tail: &str| {
+                [base.as_str(), tail]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("::")
+            };
+            if rest[end..].starts_with('{') && rest[..end].ends_with("::") {
+                let close = rest[end..].find('}').map(|c| end + c).unwrap_or(rest.len());
+                for item in rest[end + 1..close].split(',') {
+                    let item = item.trim().split_whitespace().next().unwrap_or("");
+                    let item = item.trim_end_matches(|c: char| c == '{' || c == ':');
+                    if !item.is_empty() && item != "self" {
+                        out.push(join(&format!("{head}::{item}")));
+                    } else if item == "self" {
+                        out.push(join(head));
+                    }
+                }
+            } else {
+                out.push(join(head));
+            }
+        }
+    }
+    out
+}
+
+/// The top-level modules from the bottom layer up: a module may use only modules of a lower
+/// layer (its own submodules aside). Two modules of one layer know nothing of each other.
+const LAYERS: &[&[&str]] = &[
+    &["wire"],
+    &["framed", "auth", "udp"],
+    &["core", "certs"],
+    &["client", "netsim"],
+    &["server"],
+    &["cli", "fuzzing"],
+    &["load"],
+];
+
+/// Directory modules whose files must not reach back into their `mod.rs` for what it defines
+/// (`core/` is exempt: its files extend `Core` with `impl Core` blocks, as quinn-proto's
+/// `connection/` does).
+const NO_REACHING_BACK: &[&str] = &["server", "client", "load", "cli", "netsim", "wire"];
+
+/// Imports run downward: the top-level modules form the layers of `LAYERS`, no file imports a
+/// module that (through any chain) imports it back, and no file of a directory module uses what
+/// that directory's `mod.rs` defines.
+#[test]
+fn imports_run_downward() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = module_files(root);
+    let known: HashSet<&str> = modules.iter().map(|m| m.path.as_str()).collect();
+    let layer = |top: &str| LAYERS.iter().position(|l| l.contains(&top));
+    let resolve = |path: &str| -> Option<String> {
+        let mut p = path.to_string();
+        loop {
+            if known.contains(p.as_str()) {
+                return if p.is_empty() { None } else { Some(p) };
+            }
+            p = p.rsplit_once("::").map(|(a, _)| a.to_string())?;
+        }
+    };
+    let top = |p: &str| p.split("::").next().unwrap_or("").to_string();
+    let mut edges: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut problems = Vec::new();
+    for module in &modules {
+        if module.path.is_empty() {
+            continue;
+        }
+        let here_top = top(&module.path);
+        if layer(&here_top).is_none() {
+            problems.push(format!("top-level module `{here_top}` is in no layer of LAYERS"));
+        }
+        for path in referenced_paths(module) {
+            let Some(target) = resolve(&path) else { continue };
+            if target == module.path {
+                continue;
+            }
+            let target_top = top(&target);
+            if target_top != here_top {
+                if let (Some(a), Some(b)) = (layer(&here_top), layer(&target_top)) {
+                    if b >= a {
+                        problems.push(format!(
+                            "{}: `{}` uses `{path}`: `{target_top}` is not below `{here_top}`",
+                            module.file.display(),
+                            module.path
+                        ));
+                    }
+                }
+            }
+            // A file reaching back into an enclosing module's root.
+            if module.path.starts_with(&format!("{target}::")) {
+                let item = path.strip_prefix(&format!("{target}::")).unwrap_or("");
+                let item = item.split("::").next().unwrap_or("");
+                let parent = modules.iter().find(|m| m.path == target).unwrap();
+                let defines =
+                    ["struct", "enum", "fn", "trait", "type", "const", "static"].iter().any(|kw| {
+                        parent.code.contains(&format!("{kw} {item} "))
+                            || parent.code.contains(&format!("{kw} {item}("))
+                            || parent.code.contains(&format!("{kw} {item}<"))
+                            || parent.code.contains(&format!("{kw} {item}:"))
+                            || parent.code.contains(&format!("{kw} {item};"))
+                    });
+                if !item.is_empty() && defines && NO_REACHING_BACK.contains(&target.as_str()) {
+                    problems.push(format!(
+                        "{}: uses `{path}`, defined in its own module root `{target}`: move it to a file of its own",
+                        module.file.display()
+                    ));
+                }
+                continue;
+            }
+            edges.entry(module.path.clone()).or_default().insert(target);
+        }
+    }
+    // Circles among files (edges into an enclosing module's root were handled above).
+    fn visit(
+        node: &str,
+        edges: &HashMap<String, HashSet<String>>,
+        state: &mut HashMap<String, u8>,
+        stack: &mut Vec<String>,
+        problems: &mut Vec<String>,
+    ) {
+        match state.get(node) {
+            Some(1) => {
+                let at = stack.iter().position(|n| n == node).unwrap_or(0);
+                problems.push(format!("import circle: {} -> {node}", stack[at..].join(" -> ")));
+                return;
+            }
+            Some(2) => return,
+            _ => {}
+        }
+        state.insert(node.to_string(), 1);
+        stack.push(node.to_string());
+        let mut next: Vec<&String> =
+            edges.get(node).map(|s| s.iter().collect()).unwrap_or_default();
+        next.sort();
+        for n in next {
+            visit(n, edges, state, stack, problems);
+        }
+        stack.pop();
+        state.insert(node.to_string(), 2);
+    }
+    let mut state = HashMap::new();
+    let mut nodes: Vec<&String> = edges.keys().collect();
+    nodes.sort();
+    for node in nodes {
+        visit(node, &edges, &mut state, &mut Vec::new(), &mut problems);
+    }
+    assert!(modules.len() > 40, "expected the library's module files, found {}", modules.len());
+    assert!(problems.is_empty(), "imports that do not run downward:\n{}", problems.join("\n"));
 }

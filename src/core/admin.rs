@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::membership::page_start;
+use super::limits::page_start;
 use super::messages::Post;
 use super::{err, valid_user_id, Core, Now, Output, RoomKey, SessionId};
 use crate::wire::{

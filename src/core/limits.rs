@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::{ErrorBody, ErrorCode};
+
 /// Every limit of the room core. All are configurable (`[limits]` in the config file).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -143,4 +145,18 @@ pub fn valid_room_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b':' | b'-'))
+}
+
+/// Checks a page size (1-100) and turns a `next_flag` (empty for the first page) into the join
+/// position the page starts at.
+pub(crate) fn page_start(next_flag: &str, count: u32) -> Result<u64, ErrorBody> {
+    if count == 0 || count > MAX_QUERY_COUNT {
+        return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
+    }
+    if next_flag.is_empty() {
+        return Ok(0);
+    }
+    next_flag
+        .parse()
+        .map_err(|_| ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag"))
 }

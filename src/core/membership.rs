@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use super::attributes::Attrs;
+use super::attrs::Attrs;
+use super::limits::page_start;
 use super::room::{PresenceChange, Room};
 use super::{
     err, valid_room_id, ConnId, Core, Now, OpResult, Output, RoomKey, SessionId, Timer,
-    MAX_QUERY_COUNT, MAX_QUERY_USER_IDS,
+    MAX_QUERY_USER_IDS,
 };
 use crate::wire::{
     ErrorBody, ErrorCode, LeaveReason, Response, RoomConfig, RoomInfo, RoomState, RoomSummary,
@@ -339,18 +340,4 @@ impl Core {
             .unwrap_or_default();
         Response::JoinedRooms { rooms }
     }
-}
-
-/// Checks a page size (1-100) and turns a `next_flag` (empty for the first page) into the join
-/// position the page starts at.
-pub(super) fn page_start(next_flag: &str, count: u32) -> Result<u64, ErrorBody> {
-    if count == 0 || count > MAX_QUERY_COUNT {
-        return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "count must be 1-100"));
-    }
-    if next_flag.is_empty() {
-        return Ok(0);
-    }
-    next_flag
-        .parse()
-        .map_err(|_| ErrorBody::with_message(ErrorCode::InvalidRequest, "bad next_flag"))
 }

@@ -14,6 +14,7 @@
 
 mod admin;
 mod attributes;
+mod attrs;
 mod history;
 mod invariants;
 mod limits;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::attributes::{AttrLimits, Attrs, Change};
+use super::attrs::{AttrLimits, Attrs, Change};
 use super::history::History;
 use super::ratelimit::TokenBucket;
 use super::{ConnId, SessionId};

@@ -1,0 +1,212 @@
+//! Attribute storage: a room's attributes with their owners, their bounds and the checks of a
+//! key and value. The requests that change them are in `attributes.rs`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::wire::{AttributeFailure, AttributeOp, ErrorBody, ErrorCode};
+
+/// Bounds of room and member attributes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttrLimits {
+    pub max_keys: usize,
+    pub max_key: usize,
+    pub max_value: usize,
+    pub max_total: usize,
+}
+
+#[derive(Clone, Debug)]
+struct RoomAttr {
+    value: String,
+    owner: Arc<str>,
+    delete_with_owner: bool,
+}
+
+/// A room's attributes: key -> value with its owner.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Attrs {
+    map: BTreeMap<String, RoomAttr>,
+}
+
+/// What an applied change did, for the event.
+#[derive(Debug, Default)]
+pub(crate) struct Change {
+    pub set: Vec<(String, String)>,
+    pub deleted: Vec<String>,
+    pub failed: Vec<AttributeFailure>,
+}
+
+pub(crate) fn check_key_value(
+    key: &str,
+    value: Option<&str>,
+    l: AttrLimits,
+) -> Result<(), ErrorBody> {
+    if key.is_empty() {
+        return Err(ErrorBody::with_message(ErrorCode::InvalidRequest, "empty attribute key"));
+    }
+    if key.len() > l.max_key {
+        return Err(ErrorBody::with_message(
+            ErrorCode::AttributeKeyTooLong,
+            format!("key of {} bytes is over {}", key.len(), l.max_key),
+        ));
+    }
+    if let Some(v) = value {
+        if v.len() > l.max_value {
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributeValueTooLong,
+                format!("value of {key:?} has {} bytes, over {}", v.len(), l.max_value),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Attrs {
+    /// Initial attributes of a new room, owned by its creator.
+    pub fn initial(
+        pairs: &[(String, String)],
+        owner: &Arc<str>,
+        l: AttrLimits,
+    ) -> Result<Attrs, ErrorBody> {
+        let mut attrs = Attrs::default();
+        let op = AttributeOp::Set {
+            attributes: pairs.to_vec(),
+            is_force: true,
+            is_update_owner: true,
+            is_delete_after_owner_left: false,
+        };
+        attrs.apply(&[op], owner, |_| false, l, true)?;
+        Ok(attrs)
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        self.map.iter().map(|(k, a)| (k.clone(), a.value.clone())).collect()
+    }
+
+    fn total(map: &BTreeMap<String, RoomAttr>) -> usize {
+        map.iter().map(|(k, a)| k.len() + a.value.len()).sum()
+    }
+
+    /// Applies `ops` for `caller`. A key owned by another member still in the room
+    /// (`is_present`) is changed only with `is_force`; otherwise it fails: the whole request
+    /// when `atomic`, that key alone when not. Validation and size limits always fail the
+    /// whole request, which then changes nothing.
+    pub fn apply(
+        &mut self,
+        ops: &[AttributeOp],
+        caller: &Arc<str>,
+        is_present: impl Fn(&str) -> bool,
+        l: AttrLimits,
+        atomic: bool,
+    ) -> Result<Change, ErrorBody> {
+        let mut next = self.map.clone();
+        let mut failed = Vec::new();
+        let mut touched: Vec<String> = Vec::new();
+        let blocked = |map: &BTreeMap<String, RoomAttr>, key: &str, force: bool| {
+            !force && map.get(key).is_some_and(|a| a.owner != *caller && is_present(&a.owner))
+        };
+        for op in ops {
+            match op {
+                AttributeOp::Set {
+                    attributes,
+                    is_force,
+                    is_update_owner,
+                    is_delete_after_owner_left,
+                } => {
+                    for (k, v) in attributes {
+                        check_key_value(k, Some(v), l)?;
+                        if blocked(&next, k, *is_force) {
+                            failed.push(AttributeFailure {
+                                key: k.clone(),
+                                code: ErrorCode::AttributeNotOwned.as_u16(),
+                            });
+                            continue;
+                        }
+                        match next.get_mut(k) {
+                            Some(a) => {
+                                a.value = v.clone();
+                                // A key whose owner has left belongs to whoever writes it next.
+                                if *is_update_owner || a.owner == *caller || !is_present(&a.owner) {
+                                    a.owner = caller.clone();
+                                    a.delete_with_owner = *is_delete_after_owner_left;
+                                }
+                            }
+                            None => {
+                                next.insert(
+                                    k.clone(),
+                                    RoomAttr {
+                                        value: v.clone(),
+                                        owner: caller.clone(),
+                                        delete_with_owner: *is_delete_after_owner_left,
+                                    },
+                                );
+                            }
+                        }
+                        if !touched.contains(k) {
+                            touched.push(k.clone());
+                        }
+                    }
+                }
+                AttributeOp::Delete { keys, is_force } => {
+                    for k in keys {
+                        check_key_value(k, None, l)?;
+                        if blocked(&next, k, *is_force) {
+                            failed.push(AttributeFailure {
+                                key: k.clone(),
+                                code: ErrorCode::AttributeNotOwned.as_u16(),
+                            });
+                            continue;
+                        }
+                        if next.remove(k).is_some() && !touched.contains(k) {
+                            touched.push(k.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if atomic && !failed.is_empty() {
+            let keys: Vec<&str> = failed.iter().map(|f| f.key.as_str()).collect();
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributeNotOwned,
+                format!("owned by other members: {}", keys.join(", ")),
+            ));
+        }
+        if next.len() > l.max_keys {
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributeCountExceeded,
+                format!("{} keys is over {}", next.len(), l.max_keys),
+            ));
+        }
+        let total = Attrs::total(&next);
+        if total > l.max_total {
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributesTooLarge,
+                format!("{total} bytes of keys and values is over {}", l.max_total),
+            ));
+        }
+        let mut change = Change { failed, ..Change::default() };
+        for k in touched {
+            match next.get(&k) {
+                Some(a) => change.set.push((k, a.value.clone())),
+                None if self.map.contains_key(&k) => change.deleted.push(k),
+                None => {}
+            }
+        }
+        self.map = next;
+        Ok(change)
+    }
+
+    /// Removes the keys `user` owns that are marked delete-after-owner-left.
+    pub fn remove_owned_by(&mut self, user: &str) -> Vec<String> {
+        let keys: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, a)| a.delete_with_owner && &*a.owner == user)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &keys {
+            self.map.remove(k);
+        }
+        keys
+    }
+}
