@@ -1,5 +1,5 @@
-//! Room and member attributes (SPEC section 7) against a real server, through the real client
-//! library; the default member-attribute member limit (500) is checked on the sans-IO core
+//! Room and member attributes (docs/PROTOCOL.md, section 7.1) against a real server, through
+//! the real client library; the default member-attribute member limit (500) is checked on the sans-IO core
 //! (through `huddle::fuzzing::harness`).
 
 mod common;

@@ -33,7 +33,7 @@ impl Core {
         }
     }
 
-    /// Handles the attribute requests (SPEC section 7).
+    /// Handles the attribute requests (docs/PROTOCOL.md, section 7.1).
     pub(crate) fn handle_attributes(
         &mut self,
         now: Now,

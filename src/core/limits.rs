@@ -1,4 +1,4 @@
-//! Limits the core enforces, each with its SPEC default.
+//! Limits the core enforces, each with its default (docs/PROTOCOL.md, section 9).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
-//! Operation rate limits (SPEC section 8): per user and per client address, on every request
-//! but messages (which have their own per-room limit, section 5) and logout.
+//! Operation rate limits (docs/PROTOCOL.md, section 9): per user and per client address, on
+//! every request but messages (which have their own per-room limit) and logout.
 //!
 //! The address is an opaque key chosen by the caller (the server keys an IPv4 address, or an
 //! IPv6 /64); the core only counts. An address with no connection left is remembered until its

@@ -1,5 +1,5 @@
-//! Sessions that outlive their connection (SPEC section 6): the offline grace period and
-//! resumption with replay from history.
+//! Sessions that outlive their connection (docs/PROTOCOL.md, section 4.6): the offline grace
+//! period and resumption with replay from history.
 
 use super::{
     err, valid_user_id, ConnId, Core, LoginOutcome, Now, OpResult, Output, SessionId, Timer,

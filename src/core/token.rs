@@ -1,5 +1,5 @@
 //! Token lifetime within a session: a warning before expiry, in-band renewal, and the end of a
-//! session whose token expired (SPEC section 2).
+//! session whose token expired (docs/PROTOCOL.md, sections 5 and 8.4).
 
 use super::{err, Core, Now, OpResult, Output, SessionId, Timer};
 use crate::wire::{encode_frame, ErrorCode, Event, Response};

@@ -1,5 +1,5 @@
-//! Resumption (SPEC section 6), with explicit time; also token expiry and the operation rate
-//! limits.
+//! Resumption (docs/PROTOCOL.md, section 4.6), with explicit time; also token expiry and the
+//! operation rate limits.
 
 use super::*;
 
