@@ -97,10 +97,10 @@ pub struct ClientArgs {
     /// Display name.
     #[arg(long, default_value = "")]
     pub name: String,
-    /// Login token (default: minted from <certs-dir>/token.secret when readable).
+    /// Login token (default: minted from token.secret in --certs-dir when readable).
     #[arg(long)]
     pub token: Option<String>,
-    /// CA certificate to trust (default: <certs-dir>/ca.pem when present).
+    /// CA certificate to trust (default: ca.pem in --certs-dir when present).
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// Server name to check the certificate against.

@@ -6,7 +6,7 @@
 //! is decoded from exactly that slice: trailing bytes are an error.
 //!
 //! This module is pure: it never touches a socket. Only the connection modules read and write
-//! stream bytes, through [`FrameDecoder`]-style checks defined here.
+//! stream bytes, with the length checks defined here ([`split_frame`], [`whole_frame_len`]).
 
 mod codes;
 mod event;
