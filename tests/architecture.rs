@@ -276,3 +276,47 @@ fn imports_run_downward() {
     assert!(modules.len() > 40, "expected the library's module files, found {}", modules.len());
     assert!(problems.is_empty(), "imports that do not run downward:\n{}", problems.join("\n"));
 }
+
+/// The admin listener holds no state of its own and knows no room rule: each handler makes one
+/// `Core::admin_*` call through `Shared::timed_core`, and the file keeps no lock, static or cell.
+#[test]
+fn admin_listener_only_calls_the_core() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(root.join("src/server/admin.rs")).unwrap();
+    let code: String =
+        text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let calls = code.matches("timed_core(").count();
+    assert!(calls >= 10, "expected a timed_core call per operator route, found {calls}");
+    // The core is the closure's `c` in every handler (`|c, now| c.admin_create_room(..)`).
+    let mut core_calls = 0;
+    for (pos, _) in code.match_indices("c.") {
+        let before = code[..pos].chars().next_back().unwrap_or(' ');
+        if before.is_ascii_alphanumeric() || before == '_' || before == '.' {
+            continue;
+        }
+        let name: String = code[pos + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !code[pos + 2 + name.len()..].starts_with('(') {
+            continue;
+        }
+        assert!(
+            name.starts_with("admin_"),
+            "src/server/admin.rs calls Core::{name}: only admin_* operations"
+        );
+        core_calls += 1;
+    }
+    assert_eq!(core_calls, calls, "one core operation per timed_core call");
+    for word in [
+        "Mutex",
+        "RwLock",
+        "static mut",
+        "thread_local",
+        "OnceLock",
+        "RefCell",
+        "crate::core::room",
+    ] {
+        assert!(!code.contains(word), "src/server/admin.rs holds state or room rules: `{word}`");
+    }
+}
