@@ -30,6 +30,8 @@ mod cid_queue;
 pub mod coding;
 mod constant_time;
 mod range_set;
+#[cfg(all(test, any(feature = "rustls-aws-lc-rs", feature = "rustls-ring")))]
+mod tests;
 pub mod transport_parameters;
 mod varint;
 

@@ -17,12 +17,10 @@ use pin_project_lite::pin_project;
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 use tokio::sync::{Notify, futures::Notified, mpsc, oneshot};
-
-use crate::event_queue;
 use tracing::{Instrument, Span, debug_span};
 
 use crate::{
-    ConnectionEvent, Duration, Instant, VarInt,
+    ConnectionEvent, Duration, Instant, VarInt, event_queue,
     mutex::Mutex,
     recv_stream::RecvStream,
     runtime::{AsyncTimer, AsyncUdpSocket, Runtime, UdpPoller},
@@ -1014,7 +1012,7 @@ pub(crate) struct State {
     buffered_transmit: Option<proto::Transmit>,
 }
 
-/// Huddle patch: connection events handled per poll of the driver (see `process_conn_events`).
+/// Connection events handled per poll of the driver (see `process_conn_events`)
 const MAX_EVENTS_PER_POLL: usize = 128;
 
 impl State {
@@ -1046,10 +1044,9 @@ impl State {
                             t
                         }
                         None => {
-                            // Huddle patch: a batch of several datagrams (GSO) grew the buffer;
-                            // do not keep that much for the connection's life once the batch
-                            // is sent. One datagram's worth stays, so sparse sends do not
-                            // allocate.
+                            // A batch of several datagrams (GSO) grew the buffer: do not keep
+                            // that much for the connection's life once the batch is sent. One
+                            // datagram's worth stays, so that sparse sends do not allocate.
                             let mtu = self.inner.current_mtu() as usize;
                             if self.send_buffer.capacity() > 2 * mtu {
                                 self.send_buffer = Vec::with_capacity(mtu);
@@ -1109,10 +1106,9 @@ impl State {
         shared: &Shared,
         cx: &mut Context,
     ) -> Result<(), ConnectionError> {
-        // Huddle patch: tokio's channel, which this queue replaces, made the driver yield after
-        // tokio's cooperative budget (128 operations); `event_queue` has no budget, so the
-        // driver bounds its own loop, and a flood of packets to one connection cannot keep it
-        // from sending (ACKs) or hold its worker thread.
+        // The event queue has no cooperative budget (tokio's channel made the driver yield after
+        // 128 operations), so the driver bounds its own loop: a flood of packets to one
+        // connection cannot keep it from sending (ACKs) or hold its worker thread.
         for _ in 0..MAX_EVENTS_PER_POLL {
             match self.conn_events.poll_recv(cx) {
                 Poll::Ready(Some(ConnectionEvent::Rebind(socket))) => {

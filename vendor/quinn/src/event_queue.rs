@@ -1,6 +1,6 @@
-//! Huddle patch: the endpoint driver's channel to each connection's driver.
+//! The endpoint driver's channel to each connection's driver
 //!
-//! Upstream quinn 0.11 uses a tokio unbounded channel here, which allocates its first block of
+//! Quinn used a tokio unbounded channel here before, which allocates its first block of
 //! 32 slots when it is created and keeps it for the connection's life: about 7 KB per
 //! connection, most of an idle connection's cost. This queue holds nothing while empty beyond
 //! its shared state, keeps at most four slots once drained, and has the same interface as the
@@ -145,7 +145,11 @@ mod tests {
         assert!(rx.poll_recv(&mut cx).is_pending());
         tx.send(1).unwrap();
         tx.send(2).unwrap();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once for the first send");
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "woken once for the first send"
+        );
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(1)));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(2)));
         for i in 0..100 {
@@ -155,13 +159,24 @@ mod tests {
             assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(i)));
         }
         assert!(rx.poll_recv(&mut cx).is_pending());
-        assert!(rx.0.lock().unwrap().queue.capacity() <= KEEP, "a burst's buffer is freed");
+        assert!(
+            rx.0.lock().unwrap().queue.capacity() <= KEEP,
+            "a burst's buffer is freed"
+        );
         // The receiver was draining (no Pending in between): the burst woke nobody.
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         tx.send(7).unwrap();
         drop(tx);
-        assert_eq!(count.0.load(Ordering::SeqCst), 2, "one wake-up for the send and the end");
-        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(7)), "queued before the end");
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "one wake-up for the send and the end"
+        );
+        assert_eq!(
+            rx.poll_recv(&mut cx),
+            Poll::Ready(Some(7)),
+            "queued before the end"
+        );
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(None));
     }
 

@@ -44,8 +44,8 @@
 use std::sync::Arc;
 
 mod connection;
-mod event_queue;
 mod endpoint;
+mod event_queue;
 mod incoming;
 mod mutex;
 mod recv_stream;
@@ -91,8 +91,8 @@ pub use crate::runtime::TokioRuntime;
 pub use crate::runtime::{AsyncTimer, AsyncUdpSocket, Runtime, UdpPoller, default_runtime};
 pub use crate::send_stream::{SendStream, StoppedError, WriteError};
 
-// Huddle: upstream's tests (src/tests.rs) need dev-dependencies not vendored here; they are
-// left out. src/event_queue.rs has its own.
+#[cfg(test)]
+mod tests;
 
 #[derive(Debug)]
 enum ConnectionEvent {

@@ -1,8 +1,8 @@
-use crate::{Duration, Instant};
 use crate::connection::spaces::PendingAcks;
 use crate::frame::AckFrequency;
 use crate::transport_parameters::TransportParameters;
 use crate::{AckFrequencyConfig, TIMER_GRANULARITY, TransportError, VarInt};
+use crate::{Duration, Instant};
 
 /// State associated to ACK frequency
 pub(super) struct AckFrequencyState {

@@ -182,11 +182,11 @@ pub struct Connection {
     prev_crypto: Option<PrevCrypto>,
     /// 1-RTT keys to be used for the next key update
     ///
-    /// Huddle's patch: made when first needed (the first packet in the other key phase, or a key
-    /// update of ours) instead of at the end of the handshake and after each update, so an idle
-    /// connection does not hold a third and fourth AEAD key it may never use. Once made they are
-    /// kept, even if the packet that asked for them fails to decrypt, so spoofed key updates
-    /// cost one key derivation per key phase, not one per packet (RFC 9001, section 6.3).
+    /// Made when first needed (the first packet in the other key phase, or a key update of ours),
+    /// and after each key update at once, so that a connection that never updates its keys does
+    /// not hold a third and fourth AEAD key. Once made they are kept, even if the packet that
+    /// asked for them fails to decrypt, so spoofed key updates cost one key derivation per
+    /// key phase, not one per packet (RFC 9001, section 6.3).
     next_crypto: Option<KeyPair<Box<dyn PacketKey>>>,
     accepted_0rtt: bool,
     /// Whether the idle timer should be reset the next time an ack-eliciting packet is transmitted.
@@ -509,8 +509,8 @@ impl Connection {
             _ => false,
         };
 
-        // Check whether we need to send an ACK_FREQUENCY frame
-        // (`|=`: a lost ACK_FREQUENCY frame is retransmitted, with the values wanted now.)
+        // Check whether we need to send an ACK_FREQUENCY frame (`|=`: a lost one, whose
+        // retransmission sets the flag, is sent again, with the values wanted now)
         if let Some(config) = &self.config.ack_frequency_config {
             self.spaces[SpaceId::Data].pending.ack_frequency |= self
                 .ack_frequency
@@ -3636,6 +3636,14 @@ impl Connection {
     /// the Acknowledgement Frequency extension
     pub(crate) fn immediate_ack(&mut self) {
         self.spaces[self.highest_space].immediate_ack_pending = true;
+    }
+
+    /// The address of the next key phase's receive key, if it is made
+    #[cfg(test)]
+    pub(crate) fn next_remote_key(&self) -> Option<*const ()> {
+        self.next_crypto
+            .as_ref()
+            .map(|keys| &*keys.remote as *const dyn PacketKey as *const ())
     }
 
     /// Decodes a packet, returning its decrypted payload, so it can be inspected in tests

@@ -1,0 +1,1 @@
+//! Empty: this crate only pins the published quinn and quinn-proto.
