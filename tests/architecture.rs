@@ -136,8 +136,8 @@ fn referenced_paths(module: &ModuleFile) -> Vec<String> {
             if rest[end..].starts_with('{') && rest[..end].ends_with("::") {
                 let close = rest[end..].find('}').map(|c| end + c).unwrap_or(rest.len());
                 for item in rest[end + 1..close].split(',') {
-                    let item = item.trim().split_whitespace().next().unwrap_or("");
-                    let item = item.trim_end_matches(|c: char| c == '{' || c == ':');
+                    let item = item.split_whitespace().next().unwrap_or("");
+                    let item = item.trim_end_matches(['{', ':']);
                     if !item.is_empty() && item != "self" {
                         out.push(join(&format!("{head}::{item}")));
                     } else if item == "self" {
