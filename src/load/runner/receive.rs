@@ -183,7 +183,7 @@ pub(super) async fn count_stalled(cfg: &LoadConfig, stalled: Vec<StalledTask>) -
 
 /// A member's receiver: a task reading its inbox, or counts its connection's tasks update.
 pub(super) enum ReceiverTask {
-    Task(tokio::task::JoinHandle<Received>),
+    Task(JoinHandle<Received>),
     Direct(Arc<Mutex<Option<Receiving>>>),
 }
 
@@ -196,6 +196,19 @@ pub(super) struct Received {
     foreign: u64,
     echoes: u64,
     sessions: SessionTally,
+}
+
+impl Received {
+    /// Adds what it counted to `s`.
+    pub(super) fn add_to(self, s: &mut Summary) {
+        s.deliveries += self.deliveries;
+        s.measured_deliveries += self.measured;
+        s.duplicates += self.duplicates;
+        s.out_of_order += self.out_of_order;
+        s.foreign_messages += self.foreign;
+        s.own_echoes += self.echoes;
+        self.sessions.add_to(s);
+    }
 }
 
 /// One member's receiving side: checks and counts each delivery.
@@ -262,18 +275,6 @@ impl Receiving {
             r.measured += 1;
             t.latency.record(self.receiver, latency_us);
         }
-    }
-}
-
-impl Received {
-    pub(super) fn add_to(self, s: &mut Summary) {
-        s.deliveries += self.deliveries;
-        s.measured_deliveries += self.measured;
-        s.duplicates += self.duplicates;
-        s.out_of_order += self.out_of_order;
-        s.foreign_messages += self.foreign;
-        s.own_echoes += self.echoes;
-        self.sessions.add_to(s);
     }
 }
 
