@@ -320,3 +320,72 @@ fn admin_listener_only_calls_the_core() {
         assert!(!code.contains(word), "src/server/admin.rs holds state or room rules: `{word}`");
     }
 }
+
+/// The load runner knows nothing of a transport beyond `Link` and `Inbox`: the schedule,
+/// stamps, checks and CPU accounting are one code path for every backend. Connecting members
+/// (QUIC endpoints, Huddle's client, the network simulator, Redis, NATS) is the backends' part
+/// (`src/load/huddle/`, `src/load/compare.rs`).
+#[test]
+fn load_runner_is_transport_free() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let load = root.join("src/load");
+    let mut files = rust_files(&load.join("runner"));
+    for name in ["link.rs", "schedule.rs", "stats.rs"] {
+        files.push(load.join(name));
+    }
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(&load).unwrap().to_string_lossy().replace('\\', "/"))
+        .collect();
+    for want in
+        ["runner/mod.rs", "runner/publish.rs", "runner/receive.rs", "link.rs", "schedule.rs"]
+    {
+        assert!(names.iter().any(|n| n == want), "expected src/load/{want}, found {names:?}");
+    }
+    let forbidden = [
+        "quinn",
+        "crate::client",
+        "huddle::client",
+        "Client",
+        "crate::server",
+        "crate::netsim",
+        "Proxy",
+        "crate::certs",
+        "crate::auth",
+        "std::net",
+        "tokio::net",
+        "UdpSocket",
+        "redis",
+        "async_nats",
+    ];
+    let mut code = String::new();
+    for file in &files {
+        let text = fs::read_to_string(file).unwrap();
+        assert!(text.lines().count() > 20, "{} is (nearly) empty", file.display());
+        for (i, line) in text.lines().enumerate() {
+            let line_code = line.split("//").next().unwrap_or("");
+            for word in forbidden {
+                assert!(
+                    !line_code.contains(word),
+                    "{}:{}: the load runner must not know the transport (`{word}`): {line}",
+                    file.display(),
+                    i + 1
+                );
+            }
+            code.push_str(line_code);
+            code.push('\n');
+        }
+    }
+    // What it does know: the seam, and the workload's phases are its own.
+    for word in ["trait Link", "trait Inbox", "fn fanout<L: Link>", "fn hold_connections<L: Link>"]
+    {
+        assert!(code.contains(word), "the generic load files no longer hold `{word}`");
+    }
+    // The check sees what it forbids: the backends name these words in code.
+    let huddle = fs::read_to_string(load.join("huddle/mod.rs")).unwrap();
+    let compare = fs::read_to_string(load.join("compare.rs")).unwrap();
+    for (text, word) in [(&huddle, "quinn"), (&huddle, "Client"), (&compare, "redis")] {
+        assert!(text.contains(word), "expected the backend to use `{word}`");
+    }
+}

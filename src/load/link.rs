@@ -1,19 +1,16 @@
 //! A member's connection to the system under test, as the runner sees it: publish a body to a
-//! room, and receive room messages. Huddle's client implements it here; the Redis and NATS
-//! backends (`compare` feature) in [`super::compare`]. Everything else about a run (the
-//! schedule, stamps, checks, histograms, CPU readings and the summary) is the same for all.
+//! room, and receive room messages. Huddle's client implements it in [`super::huddle`]; the
+//! Redis and NATS backends (`compare` feature) in `super::compare`. Everything else about a run
+//! (the schedule, stamps, checks, histograms, CPU readings and the summary) is the same for all.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{watch, Notify};
-use tokio::time::Instant;
 
 use super::report::Summary;
-use super::stats::SUB_TYPE;
-use crate::client::{Client, ClientEvent, ConnectionState, EventListener};
-use crate::wire::{Event, MessageBody, Priority};
+use crate::wire::Priority;
 
 /// What a member's connection hands its receiver.
 #[derive(Debug)]
@@ -26,10 +23,34 @@ pub enum Delivery {
         /// The load body (stamp and padding).
         body: Option<Vec<u8>>,
     },
-    /// Anything else the Huddle client reports (lost connection, resumption, other events).
-    Session(ClientEvent),
+    /// What a backend that resumes sessions (Huddle) reports besides messages.
+    Session(Session),
     /// The connection is gone for good (Redis, NATS), with the reason.
     Lost(String),
+}
+
+/// A session event, for the runner to count: lost connections, resumptions, replayed messages.
+#[derive(Debug)]
+pub enum Session {
+    /// The connection was lost; the backend is reconnecting to resume the session.
+    Reconnecting {
+        /// Why the connection was lost.
+        reason: String,
+    },
+    /// The session is back on a new connection.
+    Resumed {
+        /// Messages missed meanwhile and replayed, over all its rooms.
+        replayed: u64,
+    },
+    /// The connection ended for good.
+    Disconnected {
+        /// The server's close code, when it closed the connection with one.
+        code: Option<u16>,
+        /// A description.
+        reason: String,
+    },
+    /// Anything else (presence and other events): not counted.
+    Other,
 }
 
 /// One member's connection: the runner publishes through it from one task and takes its
@@ -91,128 +112,9 @@ pub trait Inbox: Send + Sized + 'static {
     }
 }
 
-impl Link for Client {
-    type Inbox = HuddleInbox;
-
-    fn publish(
-        self: &Arc<Self>,
-        room: &str,
-        body: Vec<u8>,
-        priority: Priority,
-    ) -> impl Future<Output = Result<(), String>> + Send + 'static {
-        let (client, room) = (self.clone(), room.to_string());
-        let body = MessageBody::Custom { sub_type: SUB_TYPE, data: body };
-        async move {
-            client
-                .send_message(&room, body, priority, None)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    }
-
-    fn finish(&self, summary: &mut Summary) {
-        let s = self.connection().stats();
-        summary.client_lost_packets += s.path.lost_packets;
-        summary.client_sent_packets += s.path.sent_packets;
-        summary.client_max_rtt_us = summary.client_max_rtt_us.max(s.path.rtt.as_micros() as u64);
-        self.close();
-    }
-
-    fn watch_stalled(
-        self: &Arc<Self>,
-        mut stop: watch::Receiver<bool>,
-    ) -> impl Future<Output = StallOutcome> + Send + 'static {
-        let client = self.clone();
-        async move {
-            let since = Instant::now();
-            let mut out = StallOutcome::default();
-            let mut state = client.state_changes();
-            if *stop.borrow_and_update() {
-                return out;
-            }
-            loop {
-                let conn = client.connection();
-                let error = tokio::select! {
-                    e = conn.closed() => e,
-                    _ = stop.changed() => return out,
-                };
-                let (code, reason) = match error {
-                    quinn::ConnectionError::ApplicationClosed(c) => (
-                        Some(c.error_code.into_inner()),
-                        String::from_utf8_lossy(&c.reason).into_owned(),
-                    ),
-                    e => (None, e.to_string()),
-                };
-                out.closes.push((since.elapsed().as_secs_f64(), code, reason));
-                // Back on a new connection (the library resumes the session), or over.
-                loop {
-                    let now = *state.borrow_and_update();
-                    if now == ConnectionState::Disconnected {
-                        return out;
-                    }
-                    if now == ConnectionState::Connected
-                        && client.connection().stable_id() != conn.stable_id()
-                    {
-                        out.reconnected += 1;
-                        break;
-                    }
-                    tokio::select! {
-                        r = state.changed() => if r.is_err() { return out },
-                        _ = stop.changed() => return out,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// What a Huddle client event is to the runner.
-fn delivery(e: ClientEvent) -> Delivery {
-    match e {
-        ClientEvent::Event(Event::RoomMessage(m)) => Delivery::Message {
-            room: m.room_id,
-            body: match m.body {
-                MessageBody::Custom { sub_type, data } if sub_type == SUB_TYPE => Some(data),
-                _ => None,
-            },
-        },
-        e => Delivery::Session(e),
-    }
-}
-
-/// A Huddle member's receiving half: the client's event queue ([`Client::next_event`]), or a
-/// [`Tap`] its listener feeds ([`Client::connect_with_listener`]).
-pub enum HuddleInbox {
-    /// Read through [`Client::next_event`]: what members that stop reading need, so that the
-    /// queue fills and QUIC flow control pushes back.
-    Queue(Arc<Client>),
-    /// Fed by the client's listener; can go [`Inbox::direct`].
-    Tap(Arc<Tap>),
-}
-
-impl Inbox for HuddleInbox {
-    async fn next(&mut self) -> Option<Delivery> {
-        match self {
-            HuddleInbox::Queue(client) => client.next_event().await.map(delivery),
-            HuddleInbox::Tap(tap) => Some(tap.next().await),
-        }
-    }
-
-    fn direct(self, f: DirectFn) -> Result<(), Self> {
-        match self {
-            HuddleInbox::Tap(tap) => {
-                tap.direct(f);
-                Ok(())
-            }
-            queue => Err(queue),
-        }
-    }
-}
-
-/// Takes a Huddle client's events from its listener: queued until the runner goes
-/// [`Inbox::direct`], then handed straight to the runner's function from the client's reader
-/// tasks.
+/// Takes the deliveries a connection calls back with (Huddle's client listener): queued until
+/// the runner goes [`Inbox::direct`], then handed straight to the runner's function from the
+/// connection's own tasks.
 #[derive(Default)]
 pub struct Tap {
     state: Mutex<TapState>,
@@ -231,17 +133,12 @@ impl Default for TapState {
 }
 
 impl Tap {
-    /// The listener to connect the client with.
-    pub fn listener(self: &Arc<Self>) -> EventListener {
-        let tap = self.clone();
-        Arc::new(move |e| tap.push(delivery(e)))
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, TapState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, d: Delivery) {
+    /// Queues `d`, or hands it to the runner's function once there is one.
+    pub fn push(&self, d: Delivery) {
         let mut state = self.lock();
         match &mut *state {
             TapState::Queued(q) => {
@@ -253,7 +150,8 @@ impl Tap {
         }
     }
 
-    async fn next(&self) -> Delivery {
+    /// The next queued delivery (waiting for one), while not [`Tap::direct`].
+    pub async fn next(&self) -> Delivery {
         loop {
             if let TapState::Queued(q) = &mut *self.lock() {
                 if let Some(d) = q.pop_front() {
@@ -265,7 +163,8 @@ impl Tap {
         }
     }
 
-    fn direct(&self, mut f: DirectFn) {
+    /// Calls `f` with the deliveries queued so far, then with every later one as it is pushed.
+    pub fn direct(&self, mut f: DirectFn) {
         let mut state = self.lock();
         if let TapState::Queued(q) = &mut *state {
             q.drain(..).for_each(&mut f);

@@ -10,8 +10,11 @@
 //! between (`--netsim`).
 //!
 //! - [`args`]: flags and the resolved configuration, with the bounds every run stays within.
-//! - [`runner`]: connect, publish, receive, drain, count.
-//! - [`link`]: a member's connection as the runner sees it (publish, receive), for Huddle.
+//! - [`runner`]: the workload, the same for every backend: publish, receive, check, drain,
+//!   count.
+//! - [`link`]: a member's connection as the runner sees it (publish, receive).
+//! - [`huddle`]: the Huddle backend: connect the members (QUIC, the client library), enter the
+//!   rooms, close; its [`link::Link`].
 //! - `compare` (feature `compare`): the same for Redis pub/sub and NATS, to run the same
 //!   workload against them side by side (`--backend`).
 //! - [`schedule`]: the thread that wakes publishers at their intended send times.
@@ -25,6 +28,7 @@ pub mod args;
 #[cfg(feature = "compare")]
 pub mod compare;
 pub mod curve;
+pub mod huddle;
 pub mod link;
 pub mod plot;
 pub mod report;
@@ -33,9 +37,12 @@ pub mod schedule;
 pub mod server;
 pub mod stats;
 
+use anyhow::Result;
+
+use server::SpawnedServer;
+
 pub use args::{Backend, LoadArgs, LoadConfig, Trust};
 pub use report::Summary;
-pub use runner::run_with;
 
 /// Runs `huddle load`: prints the table on stdout and returns the process exit code (0 when
 /// nothing was lost, duplicated or reordered and every member connected; 1 otherwise).
@@ -43,4 +50,50 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
     let summary = run_with(LoadConfig::from(args)).await?;
     print!("{}", summary.table());
     Ok(summary.exit_code())
+}
+
+/// Runs the load described by `cfg` and returns its summary; writes the JSON summary and the
+/// plot when `cfg` asks for them.
+pub async fn run_with(cfg: LoadConfig) -> Result<Summary> {
+    cfg.validate()?;
+    let mut spawned = None;
+    let mut server_addr = cfg.server.unwrap_or_else(|| "127.0.0.1:0".parse().expect("constant"));
+    let mut server_pid = cfg.server_pid;
+    let mut certs_dir = cfg.certs_dir.clone();
+    if cfg.spawn_server {
+        let s = SpawnedServer::start(&cfg)?;
+        server_addr = s.addr;
+        server_pid = Some(s.pid);
+        certs_dir = s.certs_dir();
+        spawned = Some(s);
+    }
+    let result = match cfg.backend {
+        Backend::Huddle => huddle::drive(&cfg, server_addr, server_pid, &certs_dir).await,
+        #[cfg(feature = "compare")]
+        Backend::Redis | Backend::Nats => compare::drive(&cfg, server_addr, server_pid).await,
+        #[cfg(not(feature = "compare"))]
+        Backend::Redis | Backend::Nats => {
+            Err(anyhow::anyhow!("built without the `compare` feature"))
+        }
+    };
+    if let (Err(_), Some(s)) = (&result, spawned.as_mut()) {
+        if !s.is_running() {
+            eprintln!("the spawned server exited; its log:\n{}", s.log_tail());
+        }
+    }
+    // Kills the spawned server (if any) now that every connection is closed.
+    drop(spawned);
+    let mut summary = result?;
+    summary.judge();
+    if let Some(path) = &cfg.json {
+        summary.write_json(path)?;
+    }
+    if let Some(path) = &cfg.plot {
+        if cfg.connections_only {
+            eprintln!("--plot: a connections-only run has no timeline to draw");
+        } else {
+            plot::draw(&summary, path)?;
+        }
+    }
+    Ok(summary)
 }
