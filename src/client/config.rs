@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicClientConfig;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::CertificateDer;
 
 use super::error::ClientError;
@@ -102,6 +103,20 @@ impl ClientConfig {
             event_queue: EVENT_QUEUE,
             stream_receive_window: STREAM_RECEIVE_WINDOW,
         }
+    }
+
+    /// Trusts the CA certificates of a PEM document (for a development server, `certs/ca.pem`
+    /// as `huddle serve` or `huddle certs` made it) and returns how many were added. A document
+    /// without a certificate is `pem::Error::NoItemsFound`.
+    pub fn trust_pem(&mut self, pem: &[u8]) -> Result<usize, pem::Error> {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>()?;
+        if certs.is_empty() {
+            return Err(pem::Error::NoItemsFound);
+        }
+        let added = certs.len();
+        self.roots.extend(certs);
+        Ok(added)
     }
 }
 
