@@ -17,6 +17,33 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A source text without its `//` comments, line for line.
+fn without_comments(text: &str) -> String {
+    text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+}
+
+/// Fails at the first line of `files` whose code (comments aside) names one of `forbidden`;
+/// returns the files' code, joined.
+fn assert_none_named(files: &[PathBuf], forbidden: &[&str], rule: &str) -> String {
+    let mut all = String::new();
+    for file in files {
+        let code = without_comments(&fs::read_to_string(file).unwrap());
+        for (i, line) in code.lines().enumerate() {
+            for word in forbidden {
+                assert!(
+                    !line.contains(word),
+                    "{}:{}: {rule} (`{word}`): {line}",
+                    file.display(),
+                    i + 1
+                );
+            }
+        }
+        all.push_str(&code);
+        all.push('\n');
+    }
+    all
+}
+
 /// The room core is sans-IO: no tokio, no quinn, no sockets, no clock reads, no randomness.
 #[test]
 fn core_is_sans_io() {
@@ -27,20 +54,7 @@ fn core_is_sans_io() {
     assert!(files.len() >= 6, "expected the core, auth and wire files, found {files:?}");
     let forbidden =
         ["tokio", "quinn", "::now(", "std::net", "std::thread", "rand::", "SystemTime", "Instant"];
-    for file in files {
-        let text = fs::read_to_string(&file).unwrap();
-        for (i, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            for word in forbidden {
-                assert!(
-                    !code.contains(word),
-                    "{}:{}: the sans-IO core must not use `{word}`: {line}",
-                    file.display(),
-                    i + 1
-                );
-            }
-        }
-    }
+    assert_none_named(&files, &forbidden, "the sans-IO core must not use it");
 }
 
 /// Only the connection modules read or write stream bytes.
@@ -91,8 +105,7 @@ fn module_files(root: &Path) -> Vec<ModuleFile> {
         let rel = rel.strip_suffix("/mod").unwrap_or(rel);
         let path = if rel == "lib" { String::new() } else { rel.replace('/', "::") };
         let text = fs::read_to_string(&file).unwrap();
-        let code: String =
-            text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+        let code: String = without_comments(&text);
         out.push(ModuleFile { path, file, code });
     }
     out
@@ -283,8 +296,7 @@ fn imports_run_downward() {
 fn admin_listener_only_calls_the_core() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = fs::read_to_string(root.join("src/server/admin.rs")).unwrap();
-    let code: String =
-        text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let code: String = without_comments(&text);
     let calls = code.matches("timed_core(").count();
     assert!(calls >= 10, "expected a timed_core call per operator route, found {calls}");
     // The core is the closure's `c` in every handler (`|c, now| c.admin_create_room(..)`).
@@ -359,24 +371,11 @@ fn load_runner_is_transport_free() {
         "redis",
         "async_nats",
     ];
-    let mut code = String::new();
     for file in &files {
-        let text = fs::read_to_string(file).unwrap();
-        assert!(text.lines().count() > 20, "{} is (nearly) empty", file.display());
-        for (i, line) in text.lines().enumerate() {
-            let line_code = line.split("//").next().unwrap_or("");
-            for word in forbidden {
-                assert!(
-                    !line_code.contains(word),
-                    "{}:{}: the load runner must not know the transport (`{word}`): {line}",
-                    file.display(),
-                    i + 1
-                );
-            }
-            code.push_str(line_code);
-            code.push('\n');
-        }
+        let lines = fs::read_to_string(file).unwrap().lines().count();
+        assert!(lines > 20, "{} is (nearly) empty", file.display());
     }
+    let code = assert_none_named(&files, &forbidden, "the load runner must not know the transport");
     // What it does know: the seam, and the workload's phases are its own.
     for word in ["trait Link", "trait Inbox", "fn fanout<L: Link>", "fn hold_connections<L: Link>"]
     {
