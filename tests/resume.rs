@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use huddle::client::{Client, ClientConfig, ClientEvent, ConnectionState, EventListener};
+use huddle::client::{
+    Client, ClientConfig, ClientError, ClientEvent, ConnectionState, Ended, EventListener,
+};
 use huddle::netsim::{Impairment, Proxy};
 use huddle::wire::{Event, LeaveReason, MessageBody, Priority};
 
@@ -356,8 +358,8 @@ async fn connection_state_is_reported_as_events_and_as_a_watch() {
 }
 
 /// Across a reconnection: a send made while the client is reconnecting waits for the resumed
-/// connection; a send in flight on the lost connection is sent again when it has a
-/// client_msg_id (and arrives once), and fails when it has none (its outcome is unknown).
+/// connection; a send in flight on the lost connection is sent again (and arrives once), with
+/// the caller's client_msg_id or, when it gave none, with the one the library made.
 #[tokio::test]
 async fn sends_wait_out_a_reconnection_and_a_retried_send_arrives_once() {
     let seed = 606;
@@ -390,15 +392,13 @@ async fn sends_wait_out_a_reconnection_and_a_retried_send_arrives_once() {
     assert!(waited.is_ok(), "seed {seed}: {waited:?}");
     let retried = in_flight.await.unwrap();
     assert!(retried.is_ok(), "seed {seed}: {retried:?}");
-    match unmarked.await.unwrap() {
-        Err(huddle::client::ClientError::Connection(_)) => {}
-        other => panic!("seed {seed}: an unmarked send in flight fails, got {other:?}"),
-    }
+    let unmarked = unmarked.await.unwrap();
+    assert!(unmarked.is_ok(), "seed {seed}: {unmarked:?}");
     traffic.await.unwrap();
-    // Alice got each of bob's messages exactly once (the unmarked one never left the dark).
+    // Alice got each of bob's messages exactly once.
     let mut from_bob = texts_from(&alice, "bob").await;
     from_bob.sort();
-    assert_eq!(from_bob, ["in flight", "while reconnecting"], "seed {seed}");
+    assert_eq!(from_bob, ["in flight", "unmarked", "while reconnecting"], "seed {seed}");
 }
 
 #[tokio::test]
@@ -436,6 +436,130 @@ async fn sends_made_during_a_reconnection_go_out_in_the_order_they_were_made() {
     traffic.await.unwrap();
     let from_bob = texts_from(&alice, "bob").await;
     assert_eq!(from_bob, texts, "seed {seed}: in the order made, each once");
+}
+
+/// Issue 22: a member that keeps sending (pipelined, without client_msg_ids, as an application
+/// would) through a blackhole longer than its idle and stall timeouts, on a lossy link: every
+/// send is acked exactly once, and the other member gets every message once, in the order sent.
+#[tokio::test]
+async fn every_send_made_through_an_outage_is_acked_and_delivered_once_in_order() {
+    let seed = 2222;
+    let server = TestServer::start().await;
+    let imp = Impairment { loss: 0.05, blackholes: vec![(1_500, 3_000)], ..Default::default() };
+    let proxy = impaired_proxy(&server, seed, imp).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let mut bob_cfg = server.config_via("bob", &proxy);
+    bob_cfg.idle_timeout = Duration::from_millis(1_200);
+    bob_cfg.keep_alive = Duration::from_millis(300);
+    bob_cfg.stall_timeout = Duration::from_millis(500);
+    let bob = Arc::new(Client::connect(bob_cfg).await.unwrap());
+    bob.join_room("r").await.unwrap();
+    assert!(matches!(next_event(&alice, 2).await, Event::MembersJoined { .. }), "seed {seed}");
+    // 6 s at 20 msg/s: before, through and after the outage, none awaited before the next.
+    let texts: Vec<String> = (0..120).map(|i| format!("b{i:03}")).collect();
+    let mut sends = Vec::new();
+    for t in &texts {
+        let (b, t) = (bob.clone(), t.clone());
+        sends.push(tokio::spawn(async move { b.send_text("r", &t, Priority::Medium).await }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut seqs = Vec::new();
+    for (t, s) in texts.iter().zip(sends) {
+        match s.await.unwrap() {
+            Ok(ack) => seqs.push(ack.seq),
+            Err(e) => panic!("seed {seed}: {t} failed: {e}"),
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seed {seed}: acks {seqs:?}");
+    let from_bob = texts_from(&alice, "bob").await;
+    assert_eq!(from_bob, texts, "seed {seed}: each once, in the order sent");
+    let mut reconnected = false;
+    while let Ok(Some(e)) = client_event(&bob, Duration::from_millis(100)).await {
+        reconnected |= matches!(e, ClientEvent::Resumed { .. });
+    }
+    assert!(reconnected, "seed {seed}: the outage was not noticed");
+}
+
+/// A send waiting for a resumed connection fails, saying so, once the reconnect window runs
+/// out; so do sends made afterwards.
+#[tokio::test]
+async fn a_send_fails_when_the_reconnect_window_runs_out() {
+    let seed = 2223;
+    let server = TestServer::start().await;
+    // The server never comes back.
+    let proxy = proxy(&server, seed, (1_000, 600_000)).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    let mut bob_cfg = server.config_via("bob", &proxy);
+    bob_cfg.idle_timeout = Duration::from_millis(800);
+    bob_cfg.keep_alive = Duration::from_millis(200);
+    bob_cfg.reconnect_for = Duration::from_millis(1_500);
+    bob_cfg.connect_timeout = Duration::from_millis(500);
+    let bob = Client::connect(bob_cfg).await.unwrap();
+    bob.join_room("r").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let started = tokio::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), bob.send_text("r", "x", Priority::High))
+        .await
+        .expect("the send ends with the window");
+    let waited = started.elapsed();
+    match r {
+        Err(e @ ClientError::Connection(_)) => {
+            assert_eq!(e.ended(), Some(Ended::ReconnectWindow), "seed {seed}: {e}");
+            assert!(e.to_string().contains("reconnect window ran out"), "seed {seed}: {e}");
+        }
+        other => panic!("seed {seed}: {other:?}"),
+    }
+    assert!(waited >= Duration::from_millis(1_500), "seed {seed}: failed after {waited:?}");
+    assert_eq!(bob.state(), ConnectionState::Disconnected, "seed {seed}");
+    let after = bob.send_text("r", "y", Priority::High).await.unwrap_err();
+    assert_eq!(after.ended(), Some(Ended::ReconnectWindow), "seed {seed}: {after}");
+}
+
+/// A send after the session ended (kicked out by a second login, logged out, closed) fails at
+/// once, saying that the session ended.
+#[tokio::test]
+async fn a_send_fails_with_session_ended_after_a_kick_a_logout_or_a_close() {
+    let server = TestServer::start().await;
+    let old = server.client("alice").await;
+    old.create_room(info("r"), cfg()).await.unwrap();
+    let _new = server.client("alice").await;
+    let kicked = loop {
+        match next_client_event_within(&old).await {
+            ClientEvent::Disconnected { code, .. } => break code,
+            _ => continue,
+        }
+    };
+    assert_eq!(kicked, Some(2004));
+    let e = old.send_text("r", "x", Priority::High).await.unwrap_err();
+    assert_eq!(e.ended(), Some(Ended::Session), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "connection: session ended: closed by server with code 2004 (kicked_out)"
+    );
+
+    let bob = server.client("bob").await;
+    bob.logout().await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(2), bob.send_text("r", "x", Priority::High))
+        .await
+        .expect("at once")
+        .unwrap_err();
+    assert_eq!(e.ended(), Some(Ended::Session), "{e}");
+
+    let carol = server.client("carol").await;
+    carol.close();
+    let e = tokio::time::timeout(Duration::from_secs(2), carol.send_text("r", "x", Priority::High))
+        .await
+        .expect("at once")
+        .unwrap_err();
+    assert_eq!(e.ended(), Some(Ended::Session), "{e}");
+    server.stop().await;
+}
+
+/// The next client event within 5 s.
+async fn next_client_event_within(c: &Client) -> ClientEvent {
+    client_event(c, Duration::from_secs(5)).await.expect("in time").expect("an event")
 }
 
 /// A scripted server (plain quinn and the wire types, no Huddle server) whose first connection

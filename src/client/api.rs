@@ -1,7 +1,7 @@
 //! [`Client`]: the application's handle, with one method per operation.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +30,9 @@ pub struct SendAck {
     pub seq: u64,
     /// Server time of acceptance, ms since the Unix epoch.
     pub timestamp_ms: u64,
-    /// True when this is the first ack of an earlier send with the same client_msg_id.
+    /// True when this is the first ack of an earlier send with the same client_msg_id (also
+    /// when the library sent the message again after a lost connection and the server had
+    /// already taken it).
     pub duplicate: bool,
 }
 
@@ -59,9 +61,17 @@ pub struct HistoryPage {
 /// session and replays what it missed; it reports [`ClientEvent::Reconnecting`] and
 /// [`ClientEvent::Resumed`], or [`ClientEvent::Disconnected`] when it gives up or the server
 /// ended the session (kicked out, shutdown, bad token).
+///
+/// A send is never lost to an outage the client survives: every message carries a
+/// `client_msg_id` (the library makes one when the caller gives none), and one whose answer the
+/// lost connection did not bring is sent again on the resumed connection, where the server's
+/// deduplication makes it count once. It fails only when the session ends or cannot be resumed
+/// in time ([`ClientError::ended`] says which).
 pub struct Client {
     inner: Arc<Inner>,
     events: tokio::sync::Mutex<mpsc::Receiver<ClientEvent>>,
+    /// The `client_msg_id`s this client makes: a random prefix of its own and a counter.
+    msg_ids: (String, AtomicU64),
 }
 
 impl Client {
@@ -142,7 +152,9 @@ impl Client {
             }
         }
         tokio::spawn(supervise(inner.clone()));
-        Ok(Client { inner, events: tokio::sync::Mutex::new(queue) })
+        let prefix = format!("{:016x}", rand::random::<u64>());
+        let msg_ids = (prefix, AtomicU64::new(1));
+        Ok(Client { inner, events: tokio::sync::Mutex::new(queue), msg_ids })
     }
 
     /// The connection state now.
@@ -182,44 +194,36 @@ impl Client {
     /// polled in order go out in order (pipelined: no request waits for an earlier answer).
     ///
     /// Across a lost connection: a request made while the client is reconnecting waits for the
-    /// resumed connection (at most [`ClientConfig::reconnect_for`] and a connection attempt)
-    /// and fails with [`ClientError::Connection`] if the session ends instead. Requests that
-    /// wait go out in the order they were made, from whatever tasks. A request that
-    /// was in flight when its connection was lost fails with [`ClientError::Connection`] (the
-    /// server may or may not have applied it), except reads and messages with a
-    /// `client_msg_id`: those are sent again on the resumed connection, where the server
-    /// answers a repeated `client_msg_id` with the first ack, so nothing arrives twice.
+    /// resumed connection, and requests that wait go out in the order they were made, from
+    /// whatever tasks. Reads and messages with a `client_msg_id` whose answer the lost
+    /// connection did not bring are sent again on the resumed connection, in the order they
+    /// were made and ahead of the waiting ones (the server answers a repeated `client_msg_id`
+    /// with the first ack, so nothing arrives twice). These fail only when the session ends
+    /// ([`Ended::Session`]: logout, close, kicked out, server shutdown, resumption refused) or
+    /// is not resumed within [`ClientConfig::reconnect_for`] ([`Ended::ReconnectWindow`]), with
+    /// [`ClientError::Connection`]. Any other request that was in flight when its connection was
+    /// lost fails with [`Ended::Connection`]: the server may or may not have applied it.
+    ///
+    /// [`Ended::Session`]: super::Ended::Session
+    /// [`Ended::ReconnectWindow`]: super::Ended::ReconnectWindow
+    /// [`Ended::Connection`]: super::Ended::Connection
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
         let inner = &self.inner;
+        let again = repeatable(&request);
         // Requests go out in the order they were made, also when they wait for a resumed
         // connection: each holds this first-in, first-out turn until it is queued on a
         // connection (uncontended while connected, so the first poll still queues it).
-        let mut turn = Some(inner.send_turn.lock().await);
-        let mut link = inner.usable_link(None).await;
-        let mut tries = 0;
-        let response = loop {
-            let (error, sent) = match inner.submit(&link, request.clone()) {
-                Ok(answer) => {
-                    turn = None;
-                    match link.answer(answer).await {
-                        Err(ClientError::Connection(e)) => (ClientError::Connection(e), true),
-                        other => break other?,
-                    }
-                }
-                Err(e) => (e, false),
-            };
-            // Not sent at all, or safe to repeat: once more on the next connection.
-            if tries == 3 || (sent && !repeatable(&request)) || !inner.resuming() {
-                return Err(error);
+        let turn = inner.send_turn.lock().await;
+        let mut link = inner.usable_link(None).await?;
+        let answer = loop {
+            match inner.submit(&link, request.clone(), again) {
+                Ok(answer) => break answer,
+                // Not sent (the connection is gone): on the next one.
+                Err(_) => link = inner.usable_link(Some(&link)).await?,
             }
-            tries += 1;
-            // A repeat goes behind the requests already waiting for the resumed connection.
-            if turn.is_none() {
-                turn = Some(inner.send_turn.lock().await);
-            }
-            link = inner.usable_link(Some(&link)).await;
         };
         drop(turn);
+        let response = link.answer(answer).await?;
         inner.track(&response);
         Ok(response)
     }
@@ -288,7 +292,8 @@ impl Client {
         }
     }
 
-    /// Sends a message.
+    /// Sends a message. Without a `client_msg_id` the library makes one (unique to this client),
+    /// so that the message can be sent again after a lost connection and still count once.
     pub async fn send_message(
         &self,
         room_id: &str,
@@ -296,6 +301,7 @@ impl Client {
         priority: Priority,
         client_msg_id: Option<String>,
     ) -> Result<SendAck, ClientError> {
+        let client_msg_id = Some(client_msg_id.unwrap_or_else(|| self.next_client_msg_id()));
         let req =
             Request::SendRoomMessage { room_id: room_id.into(), body, priority, client_msg_id };
         match self.request(req).await? {
@@ -304,6 +310,13 @@ impl Client {
             }
             other => Err(unexpected(other)),
         }
+    }
+
+    /// A `client_msg_id` no other send of this client has: its random prefix and a counter
+    /// (at most 37 bytes).
+    pub fn next_client_msg_id(&self) -> String {
+        let (prefix, next) = &self.msg_ids;
+        format!("{prefix}-{}", next.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Sends a text message.

@@ -16,7 +16,11 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
-    /// The connection failed or was closed.
+    /// The connection failed or was closed; [`ConnectionClosed::ended`] says whether the session
+    /// goes on (a request in flight that could not be sent again), is over, or could not be
+    /// resumed within [`ClientConfig::reconnect_for`].
+    ///
+    /// [`ClientConfig::reconnect_for`]: super::config::ClientConfig::reconnect_for
     #[error("connection: {0}")]
     Connection(ConnectionClosed),
     /// The server answered with something this client did not expect.
@@ -39,6 +43,32 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// What ended, for a connection failure.
+    pub fn ended(&self) -> Option<Ended> {
+        match self {
+            ClientError::Connection(c) => Some(c.ended),
+            _ => None,
+        }
+    }
+}
+
+/// What a connection failure ended, and so why a request failed with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ended {
+    /// Only this connection: the client resumes the session on a new one. A request fails with
+    /// this only when it was in flight and is not safe to send again (the server may or may not
+    /// have applied it); sends and reads are sent again on the resumed connection instead.
+    #[default]
+    Connection,
+    /// The session is over: logged out, closed, kicked out, the server shut down or refused to
+    /// resume it. Nothing waiting for a resumed connection will be sent.
+    Session,
+    /// The connection was lost and the client could not resume the session within
+    /// [`ClientConfig::reconnect_for`] (or never tries: `reconnect_for` is zero).
+    ///
+    /// [`ClientConfig::reconnect_for`]: super::config::ClientConfig::reconnect_for
+    ReconnectWindow,
 }
 
 /// Why a connection could not be used: the server closed it with an application close code
@@ -50,12 +80,19 @@ pub struct ConnectionClosed {
     pub code: Option<u16>,
     /// The server's close reason when it closed with a code; otherwise what happened.
     pub reason: String,
+    /// Whether only the connection ended, or the session (see [`Ended`]).
+    pub ended: Ended,
 }
 
 impl ConnectionClosed {
     /// A failure without a close code.
     pub(crate) fn new(reason: impl Into<String>) -> ConnectionClosed {
-        ConnectionClosed { code: None, reason: reason.into() }
+        ConnectionClosed { code: None, reason: reason.into(), ended: Ended::Connection }
+    }
+
+    /// The same failure, as the end of `ended`.
+    pub(crate) fn ending(self, ended: Ended) -> ConnectionClosed {
+        ConnectionClosed { ended, ..self }
     }
 
     /// The close code, when it is one this library knows.
@@ -72,6 +109,11 @@ impl ConnectionClosed {
 
 impl fmt::Display for ConnectionClosed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ended {
+            Ended::Connection => {}
+            Ended::Session => f.write_str("session ended: ")?,
+            Ended::ReconnectWindow => f.write_str("reconnect window ran out: ")?,
+        }
         match self.code {
             Some(code) => write!(f, "closed by server with code {code} ({})", self.reason),
             None => f.write_str(&self.reason),
@@ -87,7 +129,7 @@ impl From<&quinn::ConnectionError> for ConnectionClosed {
         let reason = String::from_utf8_lossy(&close.reason).into_owned();
         let code = close.error_code.into_inner();
         match u16::try_from(code) {
-            Ok(code) => ConnectionClosed { code: Some(code), reason },
+            Ok(code) => ConnectionClosed { code: Some(code), reason, ended: Ended::Connection },
             // Not a Huddle server: no code of the table.
             Err(_) => {
                 ConnectionClosed::new(format!("closed by server with code {code} ({reason})"))
@@ -150,5 +192,19 @@ mod tests {
         assert_eq!(unknown.to_string(), "closed by server with code 1048576 (bye)");
         let local = ClientError::connection("resume timed out");
         assert_eq!(local.to_string(), "connection: resume timed out");
+        assert_eq!(local.ended(), Some(Ended::Connection));
+    }
+
+    #[test]
+    fn the_end_of_a_session_names_itself() {
+        let kicked = ConnectionClosed::from(&closed_by_server(2004, "kicked_out"));
+        let error = ClientError::Connection(kicked.ending(Ended::Session));
+        assert_eq!(
+            error.to_string(),
+            "connection: session ended: closed by server with code 2004 (kicked_out)"
+        );
+        let gave_up = ConnectionClosed::new("timed out").ending(Ended::ReconnectWindow);
+        assert_eq!(gave_up.to_string(), "reconnect window ran out: timed out");
+        assert_eq!(ClientError::Connection(gave_up).ended(), Some(Ended::ReconnectWindow));
     }
 }

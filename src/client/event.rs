@@ -22,7 +22,9 @@ pub enum ClientEvent {
     /// An event pushed by the server (room message, member change, kicked out).
     Event(Event),
     /// The connection was lost; the client is reconnecting (with jittered backoff) to resume.
-    /// Requests fail until [`ClientEvent::Resumed`].
+    /// Requests wait for [`ClientEvent::Resumed`] (see [`Client::request`]).
+    ///
+    /// [`Client::request`]: super::Client::request
     Reconnecting {
         /// Why the connection was lost.
         reason: String,

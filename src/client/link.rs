@@ -19,10 +19,36 @@ use crate::wire::{
     decode_body, encode_frame, Reply, Request, RequestFrame, Response, ResponseFrame, MAX_FRAME_LEN,
 };
 
-/// Requests waiting for their answer, by request id; `None` once the control stream has ended,
-/// so that a request made after that fails at once instead of waiting for an answer that can no
-/// longer come.
-type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>>;
+/// What a request's waiter gets: the server's reply, or why none will come.
+pub(super) type Answer = Result<Reply, ClientError>;
+
+/// A request waiting for its answer.
+pub(super) struct Waiter {
+    /// The order requests were made in (the request id is its low 32 bits).
+    order: u64,
+    tx: oneshot::Sender<Answer>,
+    /// The encoded request, kept when it may be sent again on the next connection.
+    frame: Option<Bytes>,
+}
+
+impl Waiter {
+    /// Answers the request with `error`.
+    pub(super) fn fail(self, error: ClientError) {
+        let _ = self.tx.send(Err(error));
+    }
+}
+
+/// The requests of a control stream waiting for their answer, by request id.
+#[derive(Default)]
+struct Requests {
+    /// False once the control stream has ended (or its connection was given up), so that a
+    /// request made after that fails at once instead of waiting for an answer that can no longer
+    /// come.
+    open: bool,
+    waiting: HashMap<u32, Waiter>,
+}
+
+type Pending = Arc<Mutex<Requests>>;
 
 /// One QUIC connection carrying the session; replaced when the client resumes.
 #[derive(Clone)]
@@ -37,35 +63,73 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// Queues a request with id `request_id` on the control stream; the receiver gets its
-    /// answer.
+    /// Queues a request (the `order`-th this client made; its low 32 bits are the request id)
+    /// on the control stream; the receiver gets its answer. A `repeatable` request is kept
+    /// until answered: if the connection is lost first, [`Link::take_unanswered`] hands it to
+    /// the next connection.
     pub(super) fn submit(
         &self,
-        request_id: u32,
+        order: u64,
         request: Request,
-    ) -> Result<oneshot::Receiver<Reply>, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = lock(&self.pending);
-            let Some(pending) = pending.as_mut() else { return Err(closed_error(&self.conn)) };
-            pending.insert(request_id, tx);
-        }
+        repeatable: bool,
+    ) -> Result<oneshot::Receiver<Answer>, ClientError> {
+        let request_id = order as u32;
         let frame = encode_frame(&RequestFrame { request_id, request });
-        if self.control.send(frame).is_err() {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = lock(&self.pending);
+        if !pending.open {
+            return Err(closed_error(&self.conn));
+        }
+        let kept = repeatable.then(|| frame.clone());
+        pending.waiting.insert(request_id, Waiter { order, tx, frame: kept });
+        // A repeatable request the writer can no longer take is sent on the next connection.
+        if self.control.send(frame).is_err() && !repeatable {
+            pending.waiting.remove(&request_id);
             return Err(closed_error(&self.conn));
         }
         Ok(rx)
     }
 
-    /// Waits for the answer to a request submitted on this link.
+    /// Waits for the answer to a request submitted on this link (or carried from it to a later
+    /// one).
     pub(super) async fn answer(
         &self,
-        rx: oneshot::Receiver<Reply>,
+        rx: oneshot::Receiver<Answer>,
     ) -> Result<Response, ClientError> {
         match rx.await {
-            Ok(Reply::Ok(r)) => Ok(r),
-            Ok(Reply::Err(e)) => Err(ClientError::Server { code: e.code, message: e.message }),
+            Ok(Ok(Reply::Ok(r))) => Ok(r),
+            Ok(Ok(Reply::Err(e))) => Err(ClientError::Server { code: e.code, message: e.message }),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(closed_error(&self.conn)),
+        }
+    }
+
+    /// Closes the request table of a connection that is given up: requests made on it from now
+    /// on fail at once, the unanswered ones that are not repeatable fail with its close reason,
+    /// and the repeatable ones are returned in the order they were made, for
+    /// [`Link::carry`] to send again on the next connection.
+    pub(super) fn take_unanswered(&self) -> Vec<Waiter> {
+        let waiting = {
+            let mut pending = lock(&self.pending);
+            pending.open = false;
+            std::mem::take(&mut pending.waiting)
+        };
+        let mut kept: Vec<Waiter> =
+            waiting.into_values().filter(|w| w.frame.is_some() && !w.tx.is_closed()).collect();
+        kept.sort_by_key(|w| w.order);
+        kept
+    }
+
+    /// Sends the requests a lost connection left unanswered again on this one, in their order,
+    /// ahead of anything else.
+    pub(super) fn carry(&self, waiters: Vec<Waiter>) {
+        let mut pending = lock(&self.pending);
+        for w in waiters {
+            if let Some(frame) = w.frame.clone() {
+                // A writer that is gone already leaves them to the next connection.
+                let _ = self.control.send(frame);
+            }
+            pending.waiting.insert(w.order as u32, w);
         }
     }
 }
@@ -108,7 +172,7 @@ pub(super) async fn open_control(
     activity: Arc<Activity>,
 ) -> Result<Link, ClientError> {
     let (send, recv) = conn.open_bi().await?;
-    let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+    let pending: Pending = Arc::new(Mutex::new(Requests { open: true, ..Requests::default() }));
     let (control, control_rx) = mpsc::unbounded_channel();
     tokio::spawn(write_control(send, control_rx));
     tokio::spawn(read_control(recv, pending.clone(), activity.clone()));
@@ -151,12 +215,15 @@ async fn read_control(recv: quinn::RecvStream, pending: Pending, activity: Arc<A
                 break;
             }
         };
-        let tx = lock(&pending).as_mut().and_then(|p| p.remove(&frame.request_id));
-        if let Some(tx) = tx {
-            let _ = tx.send(frame.reply);
+        let waiter = lock(&pending).waiting.remove(&frame.request_id);
+        if let Some(w) = waiter {
+            let _ = w.tx.send(Ok(frame.reply));
         }
     }
-    // Dropping the senders fails every waiting request with a connection error, and later
-    // requests fail at once.
-    *lock(&pending) = None;
+    // Later requests fail at once; dropping the senders fails the waiting requests that are not
+    // repeatable with a connection error. The repeatable ones wait for the supervisor, who
+    // sends them again on the resumed connection or fails them when the session ends.
+    let mut pending = lock(&pending);
+    pending.open = false;
+    pending.waiting.retain(|_, w| w.frame.is_some());
 }

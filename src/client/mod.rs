@@ -36,7 +36,7 @@ pub use api::{AttributesBatch, Client, HistoryPage, MemberPage, SendAck};
 pub use config::{
     client_endpoint, quic_client_config, ClientConfig, EVENT_QUEUE, STREAM_RECEIVE_WINDOW,
 };
-pub use error::{ClientError, ConnectionClosed};
+pub use error::{ClientError, ConnectionClosed, Ended};
 pub use event::{ClientEvent, ConnectionState, EventListener};
 pub use session::Session;
 

@@ -2,19 +2,19 @@
 //! the joined rooms, where events go and the connection state; and sending a request on a link
 //! that is usable, waiting for a resumed one while the client reconnects.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use super::config::ClientConfig;
-use super::error::ClientError;
+use super::error::{ClientError, ConnectionClosed, Ended};
 use super::event::{ClientEvent, ConnectionState, EventSink};
-use super::link::Link;
+use super::link::{Answer, Link};
 use super::lock::lock;
 use super::streams::Rooms;
-use crate::wire::{Reply, Request, Response};
+use crate::wire::{Request, Response};
 
 /// What the server said at login.
 #[derive(Clone, Debug)]
@@ -38,7 +38,8 @@ pub(super) struct Inner {
     /// 0-RTT possible.
     pub(super) quic: quinn::ClientConfig,
     pub(super) link: Mutex<Link>,
-    next_id: AtomicU32,
+    /// The order of the next request (its low 32 bits are its request id).
+    next_id: AtomicU64,
     pub(super) session: Mutex<Session>,
     pub(super) rooms: Rooms,
     /// Where events go; dropped after the final Disconnected so that `next_event` ends.
@@ -51,6 +52,9 @@ pub(super) struct Inner {
     pub(super) token: Mutex<String>,
     /// The connection state, for `Client::state_changes`.
     pub(super) state: tokio::sync::watch::Sender<ConnectionState>,
+    /// Why the session ended, set by the supervisor before the state turns `Disconnected`:
+    /// what requests fail with from then on.
+    ended: Mutex<Option<ConnectionClosed>>,
 }
 
 impl Inner {
@@ -69,7 +73,7 @@ impl Inner {
             endpoint,
             quic,
             link: Mutex::new(link),
-            next_id: AtomicU32::new(1),
+            next_id: AtomicU64::new(1),
             session: Mutex::new(Session {
                 session_id: 0,
                 resume_secret: [0; 16],
@@ -82,6 +86,7 @@ impl Inner {
             send_turn: tokio::sync::Mutex::new(()),
             token: Mutex::new(token),
             state: tokio::sync::watch::Sender::new(ConnectionState::Connecting),
+            ended: Mutex::new(None),
         }
     }
 
@@ -91,20 +96,39 @@ impl Inner {
             && *self.state.borrow() != ConnectionState::Disconnected
     }
 
+    /// Records why the session ended (the first reason wins).
+    pub(super) fn end(&self, why: ConnectionClosed) {
+        lock(&self.ended).get_or_insert(why);
+    }
+
+    /// What a request fails with once the session is over (or ending, with `link` dead).
+    pub(super) fn end_error(&self, link: &Link) -> ClientError {
+        let why = lock(&self.ended).clone().unwrap_or_else(|| {
+            let closed = link.conn.close_reason();
+            let why = closed.map_or_else(|| ConnectionClosed::new("closed"), |e| (&e).into());
+            why.ending(Ended::Session)
+        });
+        ClientError::Connection(why)
+    }
+
     /// The connection to send on: the current one while connected; while the client is
-    /// reconnecting, the resumed one. With `failed` (a connection that lost a request), waits
-    /// for a connection other than it. Bounded by the reconnection time; when the session is
-    /// over, or the bound passes, the current one (requests on it then fail).
-    pub(super) async fn usable_link(&self, failed: Option<&Link>) -> Link {
+    /// reconnecting, the resumed one. With `failed` (a connection a request could not be sent
+    /// on), waits for a connection other than it. Fails once the session is over (with why), or
+    /// when no connection was resumed within the reconnection time.
+    pub(super) async fn usable_link(&self, failed: Option<&Link>) -> Result<Link, ClientError> {
         let usable = |state: ConnectionState| {
             let current = lock(&self.link).clone();
             let replaced = failed.map_or(true, |f| f.conn.stable_id() != current.conn.stable_id());
-            let ok = match state {
-                ConnectionState::Connected => replaced && current.conn.close_reason().is_none(),
-                ConnectionState::Disconnected => true,
-                ConnectionState::Connecting | ConnectionState::Reconnecting => false,
-            };
-            (ok || !self.resuming()).then_some(current)
+            let live = replaced && current.conn.close_reason().is_none();
+            match state {
+                ConnectionState::Connected if live => Some(Ok(current)),
+                ConnectionState::Disconnected => Some(Err(self.end_error(&current))),
+                // Logging out or closed: the current connection while it lasts.
+                _ if !self.resuming() => {
+                    Some(if live { Ok(current) } else { Err(self.end_error(&current)) })
+                }
+                _ => None,
+            }
         };
         if let Some(link) = usable(*self.state.borrow()) {
             return link;
@@ -121,10 +145,18 @@ impl Inner {
                 let _ = tokio::time::timeout(Duration::from_millis(50), state.changed()).await;
             }
         };
-        let bound = self.cfg.reconnect_for + self.cfg.connect_timeout;
+        // The supervisor ends the wait first (resumed or given up); this bound is for a
+        // supervisor held up by an application that does not take its events.
+        let bound = self.cfg.reconnect_for + self.cfg.connect_timeout * 2;
         match tokio::time::timeout(bound, wait).await {
             Ok(link) => link,
-            Err(_) => lock(&self.link).clone(),
+            Err(_) => {
+                let why = ConnectionClosed::new(format!(
+                    "no connection resumed within {} ms",
+                    bound.as_millis()
+                ));
+                Err(ClientError::Connection(why.ending(Ended::ReconnectWindow)))
+            }
         }
     }
 
@@ -134,17 +166,19 @@ impl Inner {
         link: &Link,
         request: Request,
     ) -> Result<Response, ClientError> {
-        let answer = self.submit(link, request)?;
+        let answer = self.submit(link, request, false)?;
         link.answer(answer).await
     }
 
-    /// Queues a request on `link`'s control stream; the receiver gets its answer.
+    /// Queues a request on `link`'s control stream; the receiver gets its answer. A
+    /// `repeatable` one that the connection leaves unanswered is sent again on the next.
     pub(super) fn submit(
         &self,
         link: &Link,
         request: Request,
-    ) -> Result<oneshot::Receiver<Reply>, ClientError> {
-        link.submit(self.next_id.fetch_add(1, Ordering::Relaxed), request)
+        repeatable: bool,
+    ) -> Result<oneshot::Receiver<Answer>, ClientError> {
+        link.submit(self.next_id.fetch_add(1, Ordering::Relaxed), request, repeatable)
     }
 
     /// Keeps the joined-rooms table true from the answers that change membership.

@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::{closed_error, unexpected, ClientError};
+use super::error::{closed_error, unexpected, ClientError, ConnectionClosed, Ended};
 use super::event::{ClientEvent, ConnectionState};
-use super::link::{open_control, open_link, Link};
+use super::link::{open_control, open_link, Link, Waiter};
 use super::lock::lock;
 use super::session::Inner;
 use crate::wire::{ErrorCode, Request, Response, Resume, PROTOCOL_VERSION};
@@ -66,32 +66,51 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
                 (None, other.to_string(), matches!(other, quinn::ConnectionError::LocallyClosed))
             }
         };
-        let give_up = inner.closing.load(Ordering::SeqCst)
+        // Sends and reads left unanswered: sent again on the resumed connection, ahead of
+        // anything made meanwhile, or failed with why the session ended.
+        let mut unanswered = link.take_unanswered();
+        let session_over = inner.closing.load(Ordering::SeqCst)
             || locally_closed
-            || code.is_some_and(|c| c == 0 || terminal(c))
-            || inner.cfg.reconnect_for.is_zero();
-        if give_up {
-            inner.state.send_replace(ConnectionState::Disconnected);
-            inner.send(ClientEvent::Disconnected { code, reason }).await;
-            lock(&inner.events).take();
+            || code.is_some_and(|c| c == 0 || terminal(c));
+        if session_over || inner.cfg.reconnect_for.is_zero() {
+            let ended = if session_over { Ended::Session } else { Ended::ReconnectWindow };
+            finish(&inner, ConnectionClosed { code, reason, ended }, unanswered).await;
             return;
         }
         inner.state.send_replace(ConnectionState::Reconnecting);
         inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
-        match reconnect(&inner).await {
+        match reconnect(&inner, &mut unanswered).await {
             Ok(event) => {
                 inner.state.send_replace(ConnectionState::Connected);
                 inner.send(event).await
             }
             Err(e) => {
+                // Refused by the server, or closed meanwhile: over. Otherwise time ran out.
+                let refused = matches!(e, ClientError::Server { .. });
+                let ended = if refused || inner.closing.load(Ordering::SeqCst) {
+                    Ended::Session
+                } else {
+                    Ended::ReconnectWindow
+                };
                 let reason = format!("{reason}; {e}");
-                inner.state.send_replace(ConnectionState::Disconnected);
-                inner.send(ClientEvent::Disconnected { code, reason }).await;
-                lock(&inner.events).take();
+                finish(&inner, ConnectionClosed { code, reason, ended }, unanswered).await;
                 return;
             }
         }
     }
+}
+
+/// Ends the session: records why, fails the requests waiting for a resumed connection with it,
+/// and reports the end.
+async fn finish(inner: &Inner, why: ConnectionClosed, unanswered: Vec<Waiter>) {
+    inner.end(why.clone());
+    for w in unanswered {
+        w.fail(ClientError::Connection(why.clone()));
+    }
+    inner.state.send_replace(ConnectionState::Disconnected);
+    let ConnectionClosed { code, reason, .. } = why;
+    inner.send(ClientEvent::Disconnected { code, reason }).await;
+    lock(&inner.events).take();
 }
 
 /// Close codes after which reconnecting cannot help.
@@ -174,7 +193,7 @@ async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
             }
             Some(_) => {}
             None if watching && now - heard >= quiet => {
-                if inner.submit(link, Request::Ping).is_err() {
+                if inner.submit(link, Request::Ping, false).is_err() {
                     return std::future::pending().await;
                 }
                 probe = Some(now);
@@ -184,15 +203,19 @@ async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
     }
 }
 
-/// Reconnects with jittered exponential backoff and resumes the session.
-async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
+/// Reconnects with jittered exponential backoff and resumes the session; the resumed connection
+/// takes the `unanswered` requests.
+async fn reconnect(
+    inner: &Arc<Inner>,
+    unanswered: &mut Vec<Waiter>,
+) -> Result<ClientEvent, ClientError> {
     let deadline = tokio::time::Instant::now() + inner.cfg.reconnect_for;
     let mut delay = Duration::from_millis(100);
     loop {
         if inner.closing.load(Ordering::SeqCst) {
             return Err(ClientError::connection("closed"));
         }
-        let attempt = try_resume(inner).await;
+        let attempt = try_resume(inner, unanswered).await;
         match attempt {
             Ok(event) => return Ok(event),
             // The server refused the session for good: no point in trying again.
@@ -211,7 +234,12 @@ async fn reconnect(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
     }
 }
 
-async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
+/// One reconnection attempt; when it resumes the session, the new connection takes the
+/// `unanswered` requests before anything else can be sent on it.
+async fn try_resume(
+    inner: &Arc<Inner>,
+    unanswered: &mut Vec<Waiter>,
+) -> Result<ClientEvent, ClientError> {
     let events = lock(&inner.events).clone().ok_or_else(|| ClientError::connection("closed"))?;
     // Bounded as a whole by `connect_timeout`; an attempt that runs out is closed, not just
     // dropped: its tasks would keep it alive, and a Resume it delivered after the outage would
@@ -251,7 +279,7 @@ async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
             return inner.request_on(&link, Request::Resume(resume)).await;
         };
         // Written now, the Resume leaves in the first flight (0-RTT).
-        let first = inner.submit(&link, Request::Resume(resume.clone()))?;
+        let first = inner.submit(&link, Request::Resume(resume.clone()), false)?;
         if accepted.await {
             early_data = true;
             return link.answer(first).await;
@@ -287,6 +315,7 @@ async fn try_resume(inner: &Arc<Inner>) -> Result<ClientEvent, ClientError> {
                     }
                 }
             }
+            link.carry(std::mem::take(unanswered));
             *lock(&inner.link) = link;
             Ok(ClientEvent::Resumed { session_resumed, rooms, early_data })
         }
