@@ -227,6 +227,9 @@ impl Default for QueueLimits {
 /// one only when none is waiting); this is room for one of the largest.
 pub const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
 
+/// What [`ServerConfig::to_toml_redacted`] prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
 /// What one connection's QUIC and session state costs the server at most, beyond the byte
 /// budgets below (measured at 30-50 KB per idle connection, BENCHMARKS.md; rounded up).
 pub const CONNECTION_FIXED_BYTES: u64 = 64 * 1024;
@@ -245,6 +248,24 @@ impl ServerConfig {
             + crate::wire::MAX_CLIENT_FRAME_LEN as u64
             + if self.transport.low_datagrams { DATAGRAM_SEND_BUFFER as u64 } else { 0 }
             + CONNECTION_FIXED_BYTES
+    }
+
+    /// The configuration as TOML that [`ServerConfig::from_file`] reads back, with every secret
+    /// (token key secrets, the admin token) replaced by [`REDACTED`]: what `huddle serve
+    /// --print-config` prints. Fails only for a path that is not UTF-8.
+    pub fn to_toml_redacted(&self) -> Result<String, toml::ser::Error> {
+        let mut value = toml::Value::try_from(self)?;
+        if let Some(keys) = value.get_mut("token_keys").and_then(toml::Value::as_array_mut) {
+            for key in keys.iter_mut().filter_map(toml::Value::as_table_mut) {
+                key.insert("secret_hex".into(), REDACTED.into());
+            }
+        }
+        if self.admin.token.is_some() {
+            if let Some(admin) = value.get_mut("admin").and_then(toml::Value::as_table_mut) {
+                admin.insert("token".into(), REDACTED.into());
+            }
+        }
+        toml::to_string_pretty(&value)
     }
 
     /// Reads a TOML file; unknown keys are an error.
