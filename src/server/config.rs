@@ -272,7 +272,13 @@ impl ServerConfig {
     pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        toml::from_str(&text).map_err(|error: toml::de::Error| {
+            let at = error.span().map_or(0, |s| s.start).min(text.len());
+            let before = text.get(..at).unwrap_or(&text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            ConfigError::Parse { path: path.into(), line, column, error: Box::new(error) }
+        })
     }
 }
 
@@ -289,13 +295,18 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The configuration file is not valid TOML or has an unknown key or a bad value.
-    #[error("{}: not a valid configuration", .path.display())]
+    /// The configuration file is not valid TOML or has an unknown key or a bad value. The
+    /// message is one line: `FILE:LINE:COLUMN: not a valid configuration: WHAT`.
+    #[error("{}:{line}:{column}: not a valid configuration: {}", .path.display(), .error.message())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What is wrong, and where in the file.
-        source: toml::de::Error,
+        /// The line of the error in the file, from 1.
+        line: usize,
+        /// The column of the error in its line, from 1.
+        column: usize,
+        /// What is wrong (its `Display` adds the offending line of the file).
+        error: Box<toml::de::Error>,
     },
     /// `cert` without `key`, or `key` without `cert`.
     #[error("--cert and --key go together")]
