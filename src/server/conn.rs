@@ -313,7 +313,8 @@ async fn request_loop(
                 }
             },
             Ok(None) => {
-                // The client finished its control stream: treat as a logout without reply.
+                // The client finished its control stream: the connection closes with code 0
+                // (`bye`) and the session waits for resumption, as after a lost connection.
                 return;
             }
             // The connection is gone: a lost connection, not a protocol error.
