@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
@@ -101,7 +102,7 @@ struct NetsimArgs {
     /// Seed of the random decisions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Seconds to run before stopping by itself.
+    /// Seconds to run before stopping by itself; 0 runs until Ctrl-C (or SIGTERM).
     #[arg(long, default_value_t = 60.0)]
     duration: f64,
 }
@@ -139,9 +140,42 @@ struct ServeArgs {
     /// Log format: text (the default) or json (one object per line).
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// Check the configuration (file, flags, certificate and key, token keys) without starting,
+    /// then exit: 0 when the server would start with it, 1 with the reason otherwise.
+    #[arg(long, conflicts_with = "print_config")]
+    check_config: bool,
+    /// Print the effective configuration (defaults, file and flags) as TOML, secrets redacted,
+    /// then exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
-fn main() -> Result<()> {
+/// Errors end the program with one line on stderr and exit code 1, never a backtrace: they are
+/// the user's to fix (a port in use, a bad configuration), not the program's.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", user_message(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, with a hint where the cause is a common one.
+fn user_message(e: &anyhow::Error) -> String {
+    let mut line = format!("{e:#}");
+    let in_use = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    });
+    if in_use {
+        line.push_str(" (another process listens there: stop it or choose another address)");
+    }
+    line
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -209,8 +243,15 @@ fn netsim(a: NetsimArgs) -> Result<()> {
     rt.block_on(async move {
         let proxy = Proxy::start(cfg).await?;
         println!("netsim listening on {} -> {} (seed {})", proxy.local_addr(), a.upstream, a.seed);
+        let until = async {
+            if a.duration > 0.0 {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(a.duration)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs_f64(a.duration)) => {}
+            _ = until => {}
             _ = shutdown_signal() => {}
         }
         println!("{}", proxy.stop().await);
@@ -226,7 +267,6 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(f) = args.log_format {
         config.log.format = f;
     }
-    init_logs(&config.log)?;
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -252,6 +292,17 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Ok(token) = std::env::var("HUDDLE_ADMIN_TOKEN") {
         config.admin.token = Some(token);
     }
+    if args.print_config {
+        print!("{}", config.to_toml_redacted().context("printing the configuration")?);
+        return Ok(());
+    }
+    if args.check_config {
+        log_filter(&config.log)?;
+        huddle::server::Server::check(&config)?;
+        println!("configuration ok");
+        return Ok(());
+    }
+    init_logs(&config.log)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let server = huddle::server::Server::bind(config)?;
@@ -268,11 +319,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 
 /// Logs on stderr: the level from `RUST_LOG`, else the config; text or JSON lines.
 fn init_logs(log: &huddle::server::config::LogConfig) -> Result<()> {
-    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
-        Ok(f) => f,
-        Err(_) => tracing_subscriber::EnvFilter::try_new(&log.level)
-            .with_context(|| format!("log level {:?}", log.level))?,
-    };
+    let filter = log_filter(log)?;
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     match log.format.as_str() {
         "text" => {
@@ -282,6 +329,18 @@ fn init_logs(log: &huddle::server::config::LogConfig) -> Result<()> {
         other => return Err(anyhow!("unknown log format {other:?}: text or json")),
     }
     Ok(())
+}
+
+/// The log filter from `RUST_LOG`, else from the configuration; the configured format checked.
+fn log_filter(log: &huddle::server::config::LogConfig) -> Result<tracing_subscriber::EnvFilter> {
+    if !matches!(log.format.as_str(), "text" | "json") {
+        return Err(anyhow!("unknown log format {:?}: text or json", log.format));
+    }
+    match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => Ok(f),
+        Err(_) => tracing_subscriber::EnvFilter::try_new(&log.level)
+            .with_context(|| format!("log level {:?}", log.level)),
+    }
 }
 
 async fn shutdown_signal() {

@@ -374,6 +374,37 @@ async fn bad_requests_answer_with_the_wire_codes() {
 }
 
 #[tokio::test]
+async fn every_error_has_the_same_json_shape_405_and_404_included() {
+    let server = server().await;
+    let admin = Admin::new(&server);
+    let not_allowed = StatusCode::METHOD_NOT_ALLOWED;
+    let cases = [
+        (Method::POST, "/healthz", not_allowed),
+        (Method::DELETE, "/v1/rooms", not_allowed),
+        (Method::PUT, "/v1/users/bob/disconnect", not_allowed),
+        (Method::GET, "/v1/nothing-here", StatusCode::NOT_FOUND),
+    ];
+    for (m, path, status) in cases {
+        let response = admin
+            .http
+            .request(m.clone(), format!("{}{path}", admin.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{m} {path}");
+        if status == not_allowed {
+            assert!(response.headers().contains_key("allow"), "{m} {path}: the Allow header");
+        }
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"]["code"], 1000, "{m} {path}: {body}");
+        assert_eq!(body["error"]["name"], "invalid_request", "{m} {path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{m} {path}: {body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn kick_and_destroy_reach_the_clients() {
     let server = server().await;
     let admin = Admin::new(&server);
@@ -444,6 +475,13 @@ async fn disconnect_ends_the_session_without_a_reconnect() {
     assert!(kicked);
     // Idempotent: nobody left to disconnect.
     assert_eq!(admin.ok(Method::POST, "/v1/users/bob/disconnect", None).await["sessions"], 0);
+    // The operator's disconnect is not the client misbehaving (nor logged as such): the
+    // connection's task, which counts and logs its close right after the client saw it, must
+    // not count it.
+    for _ in 0..40 {
+        assert_eq!(server.guard.misbehaving.load(std::sync::atomic::Ordering::Relaxed), 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.stop().await;
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::limits::page_start;
+use super::limits::{invalid_user_id, page_start};
 use super::messages::Post;
 use super::{err, valid_user_id, Core, Now, Output, RoomKey, SessionId};
 use crate::wire::{
@@ -201,9 +201,6 @@ impl Core {
             destroy_delay_s: request.destroy_delay_s,
             attributes: request.attributes.into_iter().collect(),
         };
-        if self.room_ids.contains_key(info.room_id.as_str()) {
-            return Err(err(ErrorCode::RoomAlreadyExists));
-        }
         let owner: Arc<str> = Arc::from(SYSTEM_SENDER);
         let attrs = self.check_new_room(&info, &config, &owner)?;
         let room_id = info.room_id.clone();
@@ -374,7 +371,7 @@ impl Core {
         user_id: &str,
     ) -> Result<AdminDisconnected, ErrorBody> {
         if !valid_user_id(user_id) {
-            return Err(err(ErrorCode::InvalidUserId));
+            return Err(invalid_user_id());
         }
         let sessions = self.by_user.get(user_id).cloned().unwrap_or_default();
         for &sid in &sessions {

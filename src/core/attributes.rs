@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::attrs::{check_key_value, AttrLimits};
-use super::limits::page_start;
+use super::limits::{over_limit, page_start};
 use super::room::RoomKey;
 use super::{err, Core, Now, OpResult, SessionId};
 use crate::wire::{
@@ -59,7 +59,7 @@ impl Core {
             Request::QueryRoomMembersAttributes { room_id, user_ids } => {
                 let room = self.member_room(sid, &room_id)?;
                 if user_ids.len() > MAX_MEMBER_IDS {
-                    return Err(err(ErrorCode::TooManyUserIds));
+                    return Err(over_limit(ErrorCode::TooManyUserIds, MAX_MEMBER_IDS));
                 }
                 let empty = BTreeMap::new();
                 let members = user_ids
@@ -142,7 +142,7 @@ impl Core {
     ) -> OpResult {
         let key = self.member_room(sid, room_id)?.key;
         if user_ids.len() > MAX_MEMBER_IDS {
-            return Err(err(ErrorCode::TooManyUserIds));
+            return Err(over_limit(ErrorCode::TooManyUserIds, MAX_MEMBER_IDS));
         }
         let l = self.limits.clone();
         let lim = AttrLimits {

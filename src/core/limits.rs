@@ -131,6 +131,26 @@ pub const MAX_QUERY_COUNT: u32 = 100;
 /// Most user ids in one query_room_members_by_id.
 pub const MAX_QUERY_USER_IDS: usize = 10;
 
+/// The rule a user id follows, as error messages state it.
+pub const USER_ID_RULE: &str = "1-32 bytes of [A-Za-z0-9_.@-]";
+/// The rule a room id follows, as error messages state it.
+pub const ROOM_ID_RULE: &str = "1-128 bytes of [A-Za-z0-9_.@:-]";
+
+/// `invalid_user_id`, with the rule the id broke.
+pub(crate) fn invalid_user_id() -> ErrorBody {
+    ErrorBody::with_message(ErrorCode::InvalidUserId, format!("invalid user id: {USER_ID_RULE}"))
+}
+
+/// `invalid_room_id`, with the rule the id broke.
+pub(crate) fn invalid_room_id() -> ErrorBody {
+    ErrorBody::with_message(ErrorCode::InvalidRoomId, format!("invalid room id: {ROOM_ID_RULE}"))
+}
+
+/// An error about a limit, its message stating the limit: `"<the code's text>: <limit>"`.
+pub(crate) fn over_limit(code: ErrorCode, limit: impl std::fmt::Display) -> ErrorBody {
+    ErrorBody::with_message(code, format!("{}: {limit}", code.text()))
+}
+
 /// Whether `id` is a valid user id: 1-32 bytes of `[A-Za-z0-9_.@-]`.
 pub fn valid_user_id(id: &str) -> bool {
     !id.is_empty()

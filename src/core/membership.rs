@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::attrs::Attrs;
-use super::limits::page_start;
+use super::limits::{invalid_room_id, over_limit, page_start};
 use super::room::{PresenceChange, Room};
 use super::{
     err, valid_room_id, ConnId, Core, Now, OpResult, Output, RoomKey, SessionId, Timer,
@@ -18,7 +18,7 @@ impl Core {
     /// The room with this id, if it exists.
     pub(super) fn existing_room(&self, room_id: &str) -> Result<&Room, ErrorBody> {
         if !valid_room_id(room_id) {
-            return Err(err(ErrorCode::InvalidRoomId));
+            return Err(invalid_room_id());
         }
         self.room_ids
             .get(room_id)
@@ -36,26 +36,37 @@ impl Core {
         Ok(room)
     }
 
-    /// Checks a room about to be created; returns its initial attributes, owned by `owner`.
+    /// Checks a room about to be created, in the documented order (docs/PROTOCOL.md,
+    /// CreateRoom): the request's own fields, the server's room limit and the initial
+    /// attributes, and only then whether the id is taken, so that a malformed request does not
+    /// learn whether a room exists. Returns the initial attributes, owned by `owner`.
     pub(super) fn check_new_room(
         &self,
         info: &RoomInfo,
         config: &RoomConfig,
         owner: &Arc<str>,
     ) -> Result<Attrs, ErrorBody> {
+        let l = &self.limits;
         if !valid_room_id(&info.room_id) {
-            return Err(err(ErrorCode::InvalidRoomId));
+            return Err(invalid_room_id());
         }
-        if info.room_name.len() > self.limits.max_room_name_bytes {
-            return Err(err(ErrorCode::RoomNameTooLong));
+        if info.room_name.len() > l.max_room_name_bytes {
+            let max = l.max_room_name_bytes;
+            return Err(over_limit(ErrorCode::RoomNameTooLong, format!("at most {max} bytes")));
         }
-        if config.destroy_delay_s > self.limits.max_destroy_delay_s {
-            return Err(err(ErrorCode::InvalidDestroyDelay));
+        if config.destroy_delay_s > l.max_destroy_delay_s {
+            let max = l.max_destroy_delay_s;
+            return Err(over_limit(ErrorCode::InvalidDestroyDelay, format!("at most {max} s")));
         }
-        if self.rooms.len() >= self.limits.rooms_per_server {
-            return Err(err(ErrorCode::ServerRoomLimit));
+        if self.rooms.len() >= l.rooms_per_server {
+            let max = l.rooms_per_server;
+            return Err(over_limit(ErrorCode::ServerRoomLimit, format!("{max} rooms")));
         }
-        Attrs::initial(&config.attributes, owner, self.room_attr_limits())
+        let attrs = Attrs::initial(&config.attributes, owner, self.room_attr_limits())?;
+        if self.room_ids.contains_key(info.room_id.as_str()) {
+            return Err(err(ErrorCode::RoomAlreadyExists));
+        }
+        Ok(attrs)
     }
 
     /// Whether the session may join `room` (or a room it creates, `None`): the room's member
@@ -73,13 +84,19 @@ impl Core {
             if room.entry(&s.user_id).is_none()
                 && room.member_count() >= self.limits.members_per_room
             {
-                return Err(err(ErrorCode::RoomFull));
+                return Err(self.room_full());
             }
         }
         if s.rooms.len() >= self.limits.rooms_per_user {
-            return Err(err(ErrorCode::RoomLimitReached));
+            let max = self.limits.rooms_per_user;
+            return Err(over_limit(ErrorCode::RoomLimitReached, format!("at most {max}")));
         }
         Ok(())
+    }
+
+    /// `room_full`, with the room's member limit.
+    fn room_full(&self) -> ErrorBody {
+        over_limit(ErrorCode::RoomFull, format!("{} members", self.limits.members_per_room))
     }
 
     pub(super) fn create_room(
@@ -90,9 +107,6 @@ impl Core {
         config: RoomConfig,
     ) -> Result<RoomState, ErrorBody> {
         let owner = self.session(sid)?.user_id.clone();
-        if self.room_ids.contains_key(info.room_id.as_str()) {
-            return Err(err(ErrorCode::RoomAlreadyExists));
-        }
         let attrs = self.check_new_room(&info, &config, &owner)?;
         self.check_can_join(sid, None)?;
         let key = self.insert_room(now, info, config, attrs);
@@ -255,7 +269,7 @@ impl Core {
                 if room.entry(&s.user_id).is_none()
                     && room.member_count() >= self.limits.members_per_room
                 {
-                    return Err(err(ErrorCode::RoomFull));
+                    return Err(self.room_full());
                 }
                 self.leave(now, sid, from_key, LeaveReason::Left);
                 self.add_member(now, sid, to_key, false)
@@ -267,7 +281,7 @@ impl Core {
                 let key = self.insert_room(now, to, config, attrs);
                 self.add_member(now, sid, key, true)
             }
-            None if !valid_room_id(&to.room_id) => return Err(err(ErrorCode::InvalidRoomId)),
+            None if !valid_room_id(&to.room_id) => return Err(invalid_room_id()),
             None => return Err(err(ErrorCode::RoomDoesNotExist)),
         };
         Ok(Response::RoomSwitched { left_room_id: from.to_string(), room })
@@ -309,7 +323,7 @@ impl Core {
     ) -> OpResult {
         let room = self.member_room(sid, room_id)?;
         if user_ids.len() > MAX_QUERY_USER_IDS {
-            return Err(err(ErrorCode::TooManyUserIds));
+            return Err(over_limit(ErrorCode::TooManyUserIds, MAX_QUERY_USER_IDS));
         }
         let mut members = Vec::new();
         let mut not_found = Vec::new();

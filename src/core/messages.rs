@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::limits::over_limit;
 use super::room::{Ack, RoomKey};
 use super::{err, ConnId, Core, Now, OpResult, Output, SessionId, MAX_QUERY_COUNT};
 use crate::wire::{
@@ -59,7 +60,8 @@ impl Core {
         }
         if let Some(id) = &client_msg_id {
             if id.is_empty() || id.len() > self.limits.max_client_msg_id_bytes {
-                return Err(err(ErrorCode::InvalidClientMsgId));
+                let max = self.limits.max_client_msg_id_bytes;
+                return Err(over_limit(ErrorCode::InvalidClientMsgId, format!("1-{max} bytes")));
             }
         }
         let limits = &self.limits;

@@ -45,7 +45,7 @@ pub use admin::{
 pub use history::History;
 pub use limits::{
     valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES,
-    MAX_USER_ID_BYTES,
+    MAX_USER_ID_BYTES, ROOM_ID_RULE, USER_ID_RULE,
 };
 pub use ratelimit::TokenBucket;
 pub use room::RoomKey;
@@ -364,10 +364,14 @@ impl Core {
             ));
         }
         if !valid_user_id(&login.user_id) {
-            return Err(err(ErrorCode::InvalidUserId));
+            return Err(limits::invalid_user_id());
         }
         if login.user_name.len() > self.limits.max_user_name_bytes {
-            return Err(err(ErrorCode::UserNameTooLong));
+            let max = self.limits.max_user_name_bytes;
+            return Err(limits::over_limit(
+                ErrorCode::UserNameTooLong,
+                format!("at most {max} bytes"),
+            ));
         }
         let claims =
             self.keys.verify(&login.token, &login.user_id, now.unix_ms / 1000).map_err(err)?;

@@ -1,6 +1,7 @@
 //! Sessions that outlive their connection (docs/PROTOCOL.md, section 4.6): the offline grace
 //! period and resumption with replay from history.
 
+use super::limits::invalid_user_id;
 use super::{
     err, valid_user_id, ConnId, Core, LoginOutcome, Now, OpResult, Output, SessionId, Timer,
 };
@@ -103,7 +104,7 @@ impl Core {
             ));
         }
         if !valid_user_id(&r.user_id) {
-            return Err(err(ErrorCode::InvalidUserId));
+            return Err(invalid_user_id());
         }
         let claims = self.keys.verify(&r.token, &r.user_id, now.unix_ms / 1000).map_err(err)?;
         let held = self.sessions.get(&r.session_id).map(|s| {

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{from_fn_with_state, Next};
+use axum::middleware::{from_fn_with_state, map_response, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
@@ -106,20 +106,26 @@ fn router(shared: St) -> Router {
         };
         router = router.route(r.path, handler);
     }
-    router.fallback(not_found).with_state(shared)
+    router.fallback(not_found).layer(map_response(json_method_not_allowed)).with_state(shared)
 }
 
 /// Binds the listener when one is configured; refuses a listener without a good token.
 pub(crate) fn bind(config: &AdminConfig) -> Result<Option<std::net::TcpListener>, ServerError> {
     let Some(addr) = config.listen else { return Ok(None) };
-    match &config.token {
-        Some(t) if t.trim().len() >= MIN_TOKEN_BYTES => {}
-        _ => return Err(ConfigError::AdminToken { min_bytes: MIN_TOKEN_BYTES }.into()),
-    }
+    check_token(config)?;
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|source| ServerError::AdminBind { addr, source })?;
     listener.set_nonblocking(true).map_err(ServerError::AdminListener)?;
     Ok(Some(listener))
+}
+
+/// Refuses a configured listener without a good enough token.
+pub(crate) fn check_token(config: &AdminConfig) -> Result<(), ConfigError> {
+    match (&config.listen, &config.token) {
+        (None, _) => Ok(()),
+        (Some(_), Some(t)) if t.trim().len() >= MIN_TOKEN_BYTES => Ok(()),
+        (Some(_), _) => Err(ConfigError::AdminToken { min_bytes: MIN_TOKEN_BYTES }),
+    }
 }
 
 /// The running admin listener.
@@ -302,6 +308,25 @@ async fn auth(State(shared): State<St>, request: Request, next: Next) -> Respons
 async fn not_found() -> Response {
     let error = ApiError::new(ErrorCode::InvalidRequest, "no such route");
     (StatusCode::NOT_FOUND, error).into_response()
+}
+
+/// axum answers a served path asked with another method with an empty 405; this gives that
+/// answer the JSON error shape of every other error, keeping its `Allow` header.
+async fn json_method_not_allowed(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let message = match allow.as_ref().and_then(|a| a.to_str().ok()) {
+        Some(methods) => format!("method not allowed (allowed: {methods})"),
+        None => "method not allowed".to_string(),
+    };
+    let error = ApiError::new(ErrorCode::InvalidRequest, message);
+    let mut answer = (StatusCode::METHOD_NOT_ALLOWED, error).into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -227,6 +227,9 @@ impl Default for QueueLimits {
 /// one only when none is waiting); this is room for one of the largest.
 pub const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
 
+/// What [`ServerConfig::to_toml_redacted`] prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
 /// What one connection's QUIC and session state costs the server at most, beyond the byte
 /// budgets below (measured at 30-50 KB per idle connection, BENCHMARKS.md; rounded up).
 pub const CONNECTION_FIXED_BYTES: u64 = 64 * 1024;
@@ -247,11 +250,35 @@ impl ServerConfig {
             + CONNECTION_FIXED_BYTES
     }
 
+    /// The configuration as TOML that [`ServerConfig::from_file`] reads back, with every secret
+    /// (token key secrets, the admin token) replaced by [`REDACTED`]: what `huddle serve
+    /// --print-config` prints. Fails only for a path that is not UTF-8.
+    pub fn to_toml_redacted(&self) -> Result<String, toml::ser::Error> {
+        let mut value = toml::Value::try_from(self)?;
+        if let Some(keys) = value.get_mut("token_keys").and_then(toml::Value::as_array_mut) {
+            for key in keys.iter_mut().filter_map(toml::Value::as_table_mut) {
+                key.insert("secret_hex".into(), REDACTED.into());
+            }
+        }
+        if self.admin.token.is_some() {
+            if let Some(admin) = value.get_mut("admin").and_then(toml::Value::as_table_mut) {
+                admin.insert("token".into(), REDACTED.into());
+            }
+        }
+        toml::to_string_pretty(&value)
+    }
+
     /// Reads a TOML file; unknown keys are an error.
     pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        toml::from_str(&text).map_err(|error: toml::de::Error| {
+            let at = error.span().map_or(0, |s| s.start).min(text.len());
+            let before = text.get(..at).unwrap_or(&text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            ConfigError::Parse { path: path.into(), line, column, error: Box::new(error) }
+        })
     }
 }
 
@@ -268,13 +295,18 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The configuration file is not valid TOML or has an unknown key or a bad value.
-    #[error("{}: not a valid configuration", .path.display())]
+    /// The configuration file is not valid TOML or has an unknown key or a bad value. The
+    /// message is one line: `FILE:LINE:COLUMN: not a valid configuration: WHAT`.
+    #[error("{}:{line}:{column}: not a valid configuration: {}", .path.display(), .error.message())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What is wrong, and where in the file.
-        source: toml::de::Error,
+        /// The line of the error in the file, from 1.
+        line: usize,
+        /// The column of the error in its line, from 1.
+        column: usize,
+        /// What is wrong (its `Display` adds the offending line of the file).
+        error: Box<toml::de::Error>,
     },
     /// `cert` without `key`, or `key` without `cert`.
     #[error("--cert and --key go together")]

@@ -21,6 +21,8 @@ struct Established {
     remote: std::net::SocketAddr,
     frame_timeout: Duration,
     logged_in: bool,
+    /// The login or resumption was refused (and its one log line written).
+    refused: bool,
     /// The connection proved it is the client's own (a 0-RTT flight could be a replay).
     proven: bool,
     user: String,
@@ -38,6 +40,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
         remote,
         frame_timeout,
         logged_in,
+        refused,
         proven,
         user,
     }) = establishing.await
@@ -64,8 +67,10 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
         // Login-stage closes wait here too so that the error reply reaches the client.
         Box::pin(outbox.finish_close()).await;
     }
-    // One line per connection; those about misbehaving clients go through the log limiter.
+    // One line per connection; those about misbehaving clients go through the log limiter. A
+    // refused login has had its line.
     match (reason, conn.close_reason()) {
+        _ if refused => {}
         (Some(Some(code)), _) if client_fault(code) => {
             shared.log_misbehaviour(conn_id, remote, code.name())
         }
@@ -154,6 +159,7 @@ async fn establish(
         shared.metrics.bytes_in.inc_by((body.len() + LENGTH_PREFIX_LEN) as u64);
     }
     let mut user = String::new();
+    let mut refused = false;
     let logged_in = match first {
         Err(_) => {
             outbox.close(Some(ErrorCode::LoginTimeout));
@@ -207,8 +213,8 @@ async fn establish(
                     tracing::info!(conn = conn_id, %remote, user = %who, result, "{what}");
                     user = who;
                 } else {
-                    // Refusals of misbehaving clients are logged, rate limited, at the close.
-                    tracing::debug!(conn = conn_id, %remote, user = %who, result, "login refused");
+                    shared.log_refused_login(conn_id, remote, &who, result, resume);
+                    refused = true;
                 }
                 outcome.logged_in()
             }
@@ -233,7 +239,17 @@ async fn establish(
         }
         _ => true,
     };
-    Some(Established { conn, outbox, recv, remote, frame_timeout, logged_in, proven, user })
+    Some(Established {
+        conn,
+        outbox,
+        recv,
+        remote,
+        frame_timeout,
+        logged_in,
+        refused,
+        proven,
+        user,
+    })
 }
 
 /// Completes a handshake within `within`; a handshake that takes longer is abandoned.
@@ -297,7 +313,8 @@ async fn request_loop(
                 }
             },
             Ok(None) => {
-                // The client finished its control stream: treat as a logout without reply.
+                // The client finished its control stream: the connection closes with code 0
+                // (`bye`) and the session waits for resumption, as after a lost connection.
                 return;
             }
             // The connection is gone: a lost connection, not a protocol error.

@@ -14,11 +14,11 @@ use super::config::ServerConfig;
 use super::conn;
 use super::error::ServerError;
 use super::guard::{client_address, GuardStats};
-use super::identity::{load_keys, load_tls};
+use super::identity::{check_identity, load_keys, load_tls, name_identity_files};
 use super::metrics::Refused;
 use super::outbox::{Outbox, OutboxStats};
 use super::shared::Shared;
-use super::transport::server_config;
+use super::transport::{server_config, transport_config};
 use crate::auth::KeySet;
 use crate::core::Core;
 use crate::udp::set_socket_buffers;
@@ -39,7 +39,7 @@ impl Server {
         key: PrivateKeyDer<'static>,
         keys: KeySet,
     ) -> Result<Server, ServerError> {
-        let sc = server_config(&config, chain, key)?;
+        let sc = server_config(&config, chain, key).map_err(|e| name_identity_files(&config, e))?;
         let socket = std::net::UdpSocket::bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         set_socket_buffers(&socket, config.transport.socket_buffer_bytes);
@@ -63,6 +63,15 @@ impl Server {
         let admin = admin::bind(&config.admin)?;
         let shared = Shared::new(core, config);
         Ok(Server { endpoint, shared, admin })
+    }
+
+    /// Checks a configuration as [`Server::bind`] would (values, token keys, certificate and
+    /// key, the admin token) without binding a socket or writing a file: what `huddle serve
+    /// --check-config` runs.
+    pub fn check(config: &ServerConfig) -> Result<(), ServerError> {
+        transport_config(config)?;
+        admin::check_token(&config.admin)?;
+        check_identity(config)
     }
 
     /// Binds a server, loading or creating certificates and token keys as configured.
@@ -96,6 +105,14 @@ impl Server {
     /// and waits (bounded) for the endpoint to drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { endpoint, shared, admin } = self;
+        let ceiling = shared.config.connection_memory_ceiling();
+        let max = shared.config.transport.max_connections as u64;
+        tracing::info!(
+            per_connection_bytes = ceiling,
+            max_connections = max,
+            at_max_connections_bytes = ceiling.saturating_mul(max),
+            "memory ceiling (SECURITY.md)"
+        );
         let admin = match admin {
             Some(listener) => Some(admin::serve(shared.clone(), listener)?),
             None => None,
@@ -221,15 +238,8 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let ceiling = config.connection_memory_ceiling();
-    let max = config.transport.max_connections as u64;
     let server = Server::bind(config)?;
     let addr = server.local_addr().map_err(ServerError::LocalAddr)?;
     tracing::info!(%addr, "huddle listening");
-    tracing::info!(
-        per_connection_bytes = ceiling,
-        at_max_connections_bytes = ceiling.saturating_mul(max),
-        "memory ceiling (SECURITY.md)"
-    );
     server.run(shutdown).await
 }

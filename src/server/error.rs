@@ -1,6 +1,7 @@
 //! Why a server could not start or run.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use super::config::ConfigError;
 use crate::certs::CertError;
@@ -19,6 +20,17 @@ pub enum ServerError {
     /// certificate).
     #[error("setting up TLS")]
     Tls(#[source] rustls::Error),
+    /// The certificate and key files do not make a usable TLS identity (most often: the key
+    /// is not the certificate's).
+    #[error("{}", identity_message(.cert, .key, .reason))]
+    Identity {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+        /// What rustls found wrong (part of the message).
+        reason: rustls::Error,
+    },
     /// The TLS configuration has no cipher suite QUIC can start with.
     #[error("setting up QUIC's TLS")]
     Quic(#[source] quinn::crypto::rustls::NoInitialCipherSuite),
@@ -47,4 +59,14 @@ pub enum ServerError {
     /// The listening address could not be read.
     #[error("reading the listening address")]
     LocalAddr(#[source] std::io::Error),
+}
+
+fn identity_message(cert: &Path, key: &Path, reason: &rustls::Error) -> String {
+    let (cert, key) = (cert.display(), key.display());
+    match reason {
+        rustls::Error::InconsistentKeys(_) => {
+            format!("the private key {key} does not match the certificate {cert}")
+        }
+        _ => format!("the certificate {cert} and the private key {key}: {reason}"),
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::core::ConnId;
+use crate::core::{valid_user_id, ConnId};
 use crate::wire::ErrorCode;
 
 /// Lines about misbehaving clients written per [`LOG_WINDOW`] at most; the rest are counted
@@ -105,15 +105,54 @@ impl LogLimiter {
 }
 
 /// Whether the server closing a connection with `code` was the client's doing (as opposed to a
-/// replaced or resumed session, an expired token, or a shutdown).
+/// replaced or resumed session, an expired token, the operator's disconnect, or a shutdown).
 pub(crate) fn client_fault(code: ErrorCode) -> bool {
     !matches!(
         code,
         ErrorCode::KickedOut
             | ErrorCode::SessionResumed
             | ErrorCode::TokenExpired
+            | ErrorCode::DisconnectedByAdmin
             | ErrorCode::ServerShutdown
     )
+}
+
+/// The longest user id a log line repeats from a refused login (a valid one is at most 32
+/// bytes; an invalid one could be a whole frame).
+const LOGGED_USER_CHARS: usize = 40;
+
+/// Writes the one line about a refused login or resumption, at INFO (a wrong or expired token
+/// is an ordinary failure), with the user id it named; counted with the misbehaving clients
+/// and limited like their lines, since a flood of bad logins costs nothing to send.
+pub(crate) fn log_refused_login(
+    stats: &GuardStats,
+    limiter: &std::sync::Mutex<LogLimiter>,
+    conn: ConnId,
+    remote: SocketAddr,
+    user: &str,
+    result: &str,
+    resume: bool,
+) {
+    stats.misbehaving.fetch_add(1, Ordering::Relaxed);
+    let allowed = limiter.lock().unwrap_or_else(|e| e.into_inner()).allow(Instant::now());
+    let Some(suppressed) = allowed else { return };
+    stats.misbehaving_logged.fetch_add(1, Ordering::Relaxed);
+    let what = if resume { "resume refused" } else { "login refused" };
+    let user: String = if valid_user_id(user) {
+        user.to_string()
+    } else {
+        // Escaped, so that an invalid id cannot forge log lines.
+        let mut shown: String = user.chars().take(LOGGED_USER_CHARS).collect();
+        if shown.len() < user.len() {
+            shown.push_str("...");
+        }
+        format!("{shown:?}")
+    };
+    if suppressed > 0 {
+        tracing::info!(conn, %remote, %user, result, suppressed, "{what} (and {suppressed} more not logged)");
+    } else {
+        tracing::info!(conn, %remote, %user, result, "{what}");
+    }
 }
 
 /// Writes the one line about a misbehaving client, unless the log limiter says no.

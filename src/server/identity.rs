@@ -1,10 +1,13 @@
 //! What the server proves and what it trusts: its TLS certificate chain and key, and the
 //! token keys it verifies logins with; from the configuration, or the development ones.
 
+use std::path::PathBuf;
+
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::{ConfigError, ServerConfig};
 use super::error::ServerError;
+use super::transport::server_config;
 use crate::auth::KeySet;
 use crate::certs;
 
@@ -15,6 +18,39 @@ pub fn load_keys(config: &ServerConfig) -> Result<KeySet, ServerError> {
         let secret = certs::ensure_token_secret(&config.certs_dir)?;
         keys.insert(certs::DEV_KEY_ID, &secret);
     }
+    add_configured_keys(config, &mut keys)?;
+    Ok(keys)
+}
+
+/// Checks the identity and keys as [`load_tls`] and [`load_keys`] would load them, without
+/// writing a file: development files that do not exist yet are not an error (the server makes
+/// them on first start).
+pub fn check_identity(config: &ServerConfig) -> Result<(), ServerError> {
+    if config.token_keys.is_empty() {
+        let path = config.certs_dir.join(certs::TOKEN_SECRET_FILE);
+        if path.exists() {
+            certs::read_token_secret(&path)?;
+        }
+    }
+    add_configured_keys(config, &mut KeySet::new())?;
+    let (cert, key) = tls_paths(config)?;
+    if config.cert.is_some() || (cert.exists() && key.exists()) {
+        let chain = certs::load_certs(&cert)?;
+        let key_der = certs::load_key(&key)?;
+        server_config(config, chain, key_der).map_err(|e| name_identity_files(config, e))?;
+    }
+    Ok(())
+}
+
+/// A TLS error with the certificate and key files it came from ([`ServerError::Identity`]).
+pub(super) fn name_identity_files(config: &ServerConfig, e: ServerError) -> ServerError {
+    match (e, tls_paths(config)) {
+        (ServerError::Tls(reason), Ok((cert, key))) => ServerError::Identity { cert, key, reason },
+        (e, _) => e,
+    }
+}
+
+fn add_configured_keys(config: &ServerConfig, keys: &mut KeySet) -> Result<(), ServerError> {
     for k in &config.token_keys {
         let secret = hex::decode(&k.secret_hex)
             .map_err(|source| ConfigError::TokenKeyNotHex { id: k.id.clone(), source })?;
@@ -25,7 +61,17 @@ pub fn load_keys(config: &ServerConfig) -> Result<KeySet, ServerError> {
             return Err(ConfigError::TokenKeyId { id: k.id.clone() }.into());
         }
     }
-    Ok(keys)
+    Ok(())
+}
+
+/// The files of the certificate chain and key the server uses: the configured ones, or the
+/// development ones in `certs_dir`.
+pub fn tls_paths(config: &ServerConfig) -> Result<(PathBuf, PathBuf), ConfigError> {
+    match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => Ok((cert.clone(), key.clone())),
+        (None, None) => Ok(certs::dev_paths(&config.certs_dir)),
+        _ => Err(ConfigError::CertWithoutKey),
+    }
 }
 
 /// The certificate chain and key from the configuration, or the development ones (created on

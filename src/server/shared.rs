@@ -142,6 +142,26 @@ impl Shared {
         guard::log_misbehaviour(&self.guard, &self.log_limiter, conn, remote, why);
     }
 
+    /// The one log line about a refused login or resumption (rate-limited).
+    pub(super) fn log_refused_login(
+        &self,
+        conn: ConnId,
+        remote: SocketAddr,
+        user: &str,
+        result: &str,
+        resume: bool,
+    ) {
+        guard::log_refused_login(
+            &self.guard,
+            &self.log_limiter,
+            conn,
+            remote,
+            user,
+            result,
+            resume,
+        );
+    }
+
     /// Forgets a finished connection; `closed_for` is the code the server closed it with, if it
     /// did. What becomes of its session is the core's decision ([`Core::handle_closed`]).
     pub(super) fn unregister(&self, conn: ConnId, closed_for: Option<ErrorCode>) {

@@ -74,3 +74,40 @@ fn room_name_destroy_delay_and_room_id_limits() {
     h.create(1, "A-z_0.9@x:y", 0);
     assert_eq!(h.core.room_count(), 4);
 }
+
+#[test]
+fn create_room_checks_in_the_documented_order() {
+    // docs/PROTOCOL.md, CreateRoom: invalid_room_id, room_name_too_long, invalid_destroy_delay,
+    // server_room_limit, the initial attributes, room_already_exists, room_limit_reached. A
+    // request that breaks several rules gets the first; fixing it reveals the next.
+    let mut h =
+        Harness::new(Limits { rooms_per_user: 2, rooms_per_server: 3, ..Limits::default() });
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.create(1, "s", 0);
+    h.create(2, "t", 0);
+    let request = |id: &str, name_len: usize, delay_s: u32, key_len: usize| Request::CreateRoom {
+        info: RoomInfo { room_id: id.into(), room_name: "n".repeat(name_len) },
+        config: RoomConfig {
+            destroy_delay_s: delay_s,
+            attributes: vec![("k".repeat(key_len), "v".into())],
+        },
+    };
+    let code = |e: ErrorBody| ErrorCode::from_u16(e.code).unwrap();
+    let e = h.call(1, request("bad id", 257, 10_801, 17)).unwrap_err();
+    assert_eq!(code(e.clone()), ErrorCode::InvalidRoomId);
+    assert!(e.message.contains("1-128 bytes of [A-Za-z0-9_.@:-]"), "{e:?}");
+    assert_eq!(h.fail(1, request("r", 257, 10_801, 17)), ErrorCode::RoomNameTooLong);
+    assert_eq!(h.fail(1, request("r", 256, 10_801, 17)), ErrorCode::InvalidDestroyDelay);
+    let e = h.call(1, request("r", 256, 10_800, 17)).unwrap_err();
+    assert_eq!(code(e.clone()), ErrorCode::ServerRoomLimit);
+    assert!(e.message.contains("3 rooms"), "{e:?}");
+    h.ok(2, leave("t"));
+    assert_eq!(h.fail(1, request("r", 256, 10_800, 17)), ErrorCode::AttributeKeyTooLong);
+    assert_eq!(h.fail(1, request("r", 256, 10_800, 16)), ErrorCode::RoomAlreadyExists);
+    let e = h.call(1, request("u", 256, 10_800, 16)).unwrap_err();
+    assert_eq!(code(e.clone()), ErrorCode::RoomLimitReached);
+    assert!(e.message.contains("at most 2"), "{e:?}");
+    assert_eq!(h.core.room_count(), 2, "no refused create made a room");
+}

@@ -97,6 +97,7 @@ fn the_grace_ends_with_an_offline_leave_and_a_late_resume_is_a_new_session() {
 fn resume_with_a_wrong_secret_is_refused_and_closed() {
     let mut h = Harness::plain();
     h.login(1, "alice");
+    h.create(1, "r", 0);
     let sid = h.session_of(1);
     let now = h.now();
     h.core.handle_disconnect(now, 1);
@@ -108,6 +109,21 @@ fn resume_with_a_wrong_secret_is_refused_and_closed() {
     // Another user cannot take the session either, even with the right secret.
     let (ok, _, _) = h.resume(3, "mallory", sid, [7; 16], &[]);
     assert!(!ok);
+    // The held session is intact (docs/PROTOCOL.md 4.6): the right secret resumes it with its
+    // room, and a listed room that never existed gets not_in_room.
+    let (ok, reply, _) = h.resume(4, "alice", sid, [7; 16], &[("r", 0), ("never", 0)]);
+    assert!(ok);
+    match reply {
+        Reply::Ok(Response::Resumed { session_id, session_resumed, rooms, .. }) => {
+            assert_eq!((session_id, session_resumed), (sid, true));
+            assert_eq!(rooms.len(), 2, "{rooms:?}");
+            assert!(rooms[0].room_id == "r" && rooms[0].rejoined, "{rooms:?}");
+            assert_eq!(rooms[1].room_id, "never");
+            assert!(!rooms[1].rejoined);
+            assert_eq!((rooms[1].error_code, rooms[1].last_seq), (3003, 0));
+        }
+        r => panic!("{r:?}"),
+    }
 }
 
 #[test]
