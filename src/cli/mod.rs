@@ -18,10 +18,11 @@ use anyhow::{anyhow, Context};
 use crate::auth::KeySet;
 use crate::certs::{load_certs, read_token_secret, CA_FILE, DEV_KEY_ID, TOKEN_SECRET_FILE};
 use crate::client::{Client, ClientConfig, ClientError};
+use crate::core::valid_user_id;
 use json::{Failure, J};
 
-/// How long a connection and login may take before the client gives up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a connection that got no answer suggests.
+const NO_SERVER_HINT: &str = "is huddle serve running there?";
 
 /// Lifetime of a token the client mints for itself.
 const MINTED_TOKEN_TTL_S: u64 = 24 * 3600;
@@ -106,11 +107,14 @@ pub struct ClientArgs {
     /// Server name to check the certificate against.
     #[arg(long, default_value = "localhost")]
     pub server_name: String,
+    /// Seconds the connection and login may take before the client gives up.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout_s: u64,
     /// JSON-lines mode even on a terminal.
     #[arg(long)]
     pub json: bool,
-    /// Folder of the development CA and token secret.
-    #[arg(long, default_value = "certs")]
+    /// Folder of the development CA and token secret (the server's certs folder).
+    #[arg(long, env = "HUDDLE_CERTS_DIR", default_value = "certs")]
     pub certs_dir: PathBuf,
 }
 
@@ -125,14 +129,26 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    let client = match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(config)).await {
+    // At once, so that a wait for a server that is not there is never silent (stderr in
+    // JSON-lines mode, whose stdout carries only JSON).
+    let connecting = format!("connecting to {} ...", args.server);
+    if json {
+        eprintln!("{connecting}");
+    } else {
+        println!("{connecting}");
+    }
+    let timeout = Duration::from_secs(args.connect_timeout_s);
+    let client = match tokio::time::timeout(timeout, Client::connect(config)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             report_setup_error(json, &login_failure(&e, &args));
             return Ok(1);
         }
         Err(_) => {
-            let msg = format!("no answer from {} within {:?}", args.server, CONNECT_TIMEOUT);
+            let msg = format!(
+                "no answer from {} within {timeout:?} ({NO_SERVER_HINT})",
+                args.server
+            );
             report_setup_error(json, &Failure::local("connection", msg));
             return Ok(1);
         }
@@ -171,11 +187,33 @@ pub fn client_config(args: &ClientArgs) -> anyhow::Result<ClientConfig> {
 
 /// Mints a 24-hour token with the development key in `certs_dir`.
 pub fn mint_token(certs_dir: &Path, user: &str) -> anyhow::Result<String> {
+    mint(certs_dir, user, MINTED_TOKEN_TTL_S)
+}
+
+/// `huddle token`: a token for `user` valid for `ttl_s` seconds, minted with the token secret
+/// in `certs_dir`. It never makes a secret (only `huddle serve` and `huddle certs` do): a token
+/// minted from a secret the server does not have would only be refused at login.
+pub fn token(certs_dir: &Path, user: &str, ttl_s: u64) -> anyhow::Result<String> {
+    if !valid_user_id(user) {
+        return Err(anyhow!("invalid user id {user:?}: 1-32 of [A-Za-z0-9_.@-]"));
+    }
+    let path = certs_dir.join(TOKEN_SECRET_FILE);
+    if !path.exists() {
+        return Err(anyhow!(
+            "no token secret at {}: run huddle serve or huddle certs first, or pass --dir \
+             (or set HUDDLE_CERTS_DIR) to the server's certs folder",
+            path.display()
+        ));
+    }
+    mint(certs_dir, user, ttl_s)
+}
+
+fn mint(certs_dir: &Path, user: &str, ttl_s: u64) -> anyhow::Result<String> {
     let secret = read_token_secret(&certs_dir.join(TOKEN_SECRET_FILE))?;
     let mut keys = KeySet::new();
     keys.insert(DEV_KEY_ID, &secret);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    keys.mint(DEV_KEY_ID, user, now, now + MINTED_TOKEN_TTL_S)
+    keys.mint(DEV_KEY_ID, user, now, now + ttl_s)
         .ok_or_else(|| anyhow!("the development key could not be loaded"))
 }
 
@@ -183,14 +221,15 @@ pub fn mint_token(certs_dir: &Path, user: &str) -> anyhow::Result<String> {
 /// (the usual cause).
 fn login_failure(e: &ClientError, args: &ClientArgs) -> Failure {
     let mut failure = Failure::from(e);
-    if matches!(e, ClientError::Connection(_))
-        && args.ca.is_none()
-        && !args.certs_dir.join(CA_FILE).exists()
-    {
+    let ClientError::Connection(closed) = e else { return failure };
+    if args.ca.is_none() && !args.certs_dir.join(CA_FILE).exists() {
         failure.message = format!(
-            "{} (no CA certificate: pass --ca or --certs-dir holding {CA_FILE})",
+            "{} (no CA certificate: pass --ca or --certs-dir holding {CA_FILE}, or set \
+             HUDDLE_CERTS_DIR)",
             failure.message
         );
+    } else if closed.code.is_none() {
+        failure.message = format!("{} ({NO_SERVER_HINT})", failure.message);
     }
     failure
 }

@@ -16,9 +16,9 @@ use super::session::{Inner, Session};
 use super::streams::Rooms;
 use super::supervisor::supervise;
 use crate::wire::{
-    AttributeFailure, AttributeOp, HistoryAnchor, Login, Member, MemberAttributes, MessageBody,
+    AttributeFailure, AttributeOp, ErrorCode, HistoryAnchor, Login, Member, MemberAttributes, MessageBody,
     Priority, Request, Response, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
-    PROTOCOL_VERSION,
+    MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 /// The answer to a message send.
@@ -190,6 +190,9 @@ impl Client {
     /// `client_msg_id`: those are sent again on the resumed connection, where the server
     /// answers a repeated `client_msg_id` with the first ack, so nothing arrives twice.
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
+        if let Request::SendRoomMessage { room_id, body, client_msg_id, .. } = &request {
+            check_message_size(room_id, body, client_msg_id.as_deref())?;
+        }
         let inner = &self.inner;
         // Requests go out in the order they were made, also when they wait for a resumed
         // connection: each holds this first-in, first-out turn until it is queued on a
@@ -289,6 +292,11 @@ impl Client {
     }
 
     /// Sends a message.
+    ///
+    /// A body too large to fit a request frame is refused here with `message_too_large`
+    /// without being sent (the server would end the session for such a frame); a smaller one
+    /// over the server's `max_message_bytes` is refused by the server with the same code. The
+    /// session goes on either way.
     pub async fn send_message(
         &self,
         room_id: &str,
@@ -591,4 +599,29 @@ fn repeatable(request: &Request) -> bool {
             | Request::QueryRoomMemberAttributesList { .. }
             | Request::Ping
     )
+}
+
+/// Bytes of a message request frame besides the room id, the body and the client_msg_id (tags,
+/// length prefixes, the request id, the priority), rounded up.
+const SEND_FRAME_OVERHEAD: usize = 64;
+
+/// Refuses a message whose request frame would be over [`MAX_CLIENT_FRAME_LEN`]: the server
+/// closes the connection on such a frame (`frame_too_large`), ending the session, where it
+/// answers a smaller over-limit body with `message_too_large` and goes on.
+fn check_message_size(
+    room_id: &str,
+    body: &MessageBody,
+    client_msg_id: Option<&str>,
+) -> Result<(), ClientError> {
+    let frame = body.len() + room_id.len() + client_msg_id.map_or(0, str::len);
+    if frame + SEND_FRAME_OVERHEAD <= MAX_CLIENT_FRAME_LEN {
+        return Ok(());
+    }
+    Err(ClientError::Server {
+        code: ErrorCode::MessageTooLarge.as_u16(),
+        message: format!(
+            "body of {} bytes is over the message size limit; not sent",
+            body.len()
+        ),
+    })
 }

@@ -54,7 +54,14 @@ impl Link {
         if self.control.send(frame).is_err() {
             return Err(closed_error(&self.conn));
         }
+        // An answer is now owed: the stall watchdog watches the link until it comes.
+        self.activity.data();
         Ok(rx)
+    }
+
+    /// Whether a request on this link is waiting for its answer.
+    pub(super) fn awaiting(&self) -> bool {
+        lock(&self.pending).as_ref().is_some_and(|p| !p.is_empty())
     }
 
     /// Waits for the answer to a request submitted on this link.
