@@ -208,7 +208,7 @@ impl Chat {
                 let name = self.names.get(&room).cloned().unwrap_or_default();
                 let client = self.client.clone();
                 // Entered again, the room stays the current one or not, as it was.
-                let entered = async move { enter(&client, room, name, "").await };
+                let entered = async move { enter(&client, room, name, true).await };
                 return Some(Some(Box::pin(async move {
                     report(entered.await.map(|_| Done::Nothing))
                 })));
@@ -236,7 +236,7 @@ impl Chat {
                     }
                 };
                 self.names.insert(room.clone(), name.clone());
-                Box::pin(async move { report(enter(&client, room, name, "; now talking here").await) })
+                Box::pin(async move { report(enter(&client, room, name, false).await) })
             }
             "/rooms" => {
                 let current = self.room.clone();
@@ -337,12 +337,13 @@ fn parse_enter(args: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Enters a room and prints how, followed by `then`.
+/// Enters a room and prints how; `again` for a room the server lost, which says nothing when
+/// the room was entered again already.
 async fn enter(
     client: &Client,
     room_id: String,
     room_name: String,
-    then: &str,
+    again: bool,
 ) -> Result<Done, ClientError> {
     let info = RoomInfo { room_id, room_name };
     let st = client.enter_room(info, RoomConfig::default()).await?;
@@ -353,7 +354,12 @@ async fn enter(
     } else {
         "joined"
     };
-    println!("[{}] {how}; {}{then}", st.room_id, count(st.member_count));
+    let members = count(st.member_count);
+    match again {
+        false => println!("[{}] {how}; {members}; now talking here", st.room_id),
+        true if st.already_member => {}
+        true => println!("[{}] {how} again; {members}", st.room_id),
+    }
     Ok(Done::Entered(st.room_id))
 }
 
@@ -407,7 +413,7 @@ async fn send(
         Err(Some(ErrorCode::RoomDoesNotExist | ErrorCode::NotInRoom))
     );
     if lost_room && client.session().session_id != session {
-        enter(client, room.clone(), name, "; sending again").await?;
+        enter(client, room.clone(), name, true).await?;
         client.send_message(&room, body(), Priority::Medium, Some(msg_id)).await?;
     } else {
         sent?;

@@ -32,7 +32,8 @@ JSON-LINES MODE (default when stdin is not a terminal, or with --json)
 
 Each stdin line is one request object {\"op\": OP, ...parameters}; an optional \"id\" (any JSON
 value) is echoed in its response. Requests are sent in input order without waiting for earlier
-answers; each stdout line is one JSON object, written when it happens.
+answers; each stdout line is one JSON object, written when it happens (a request's response before the
+events the server sent after answering it).
 
   create_room        room_id, room_name?, destroy_delay_s?, attributes? {key: value}
   enter_room         room_id, room_name?, destroy_delay_s?, attributes?
@@ -41,8 +42,13 @@ answers; each stdout line is one JSON object, written when it happens.
   leave_all_rooms
   switch_room        from_room_id, to_room_id, to_room_name?, create_if_missing? (false),
                      destroy_delay_s?, attributes?
-  send_room_message  room_id, text | custom {sub_type, data}, priority? (low|medium|high,
-                     default low), client_msg_id?
+  send_room_message  room_id, text | custom {sub_type, data}, priority? (low|medium|high),
+                     client_msg_id?
+                     WITHOUT a priority a message is LOW: it may be dropped under load
+                     and is not replayed after a reconnection; pass \"priority\":\"medium\"
+                     for delivery (the interactive mode sends medium)
+                     a text whose request would not fit a frame (64 KiB) is refused here
+                     with message_too_large and the session goes on
                      custom data is HEX in both directions (\"data\":\"00ff\" is two bytes)
   query_room_members room_id, next_flag? (\"\"), count? (100)
   query_room_online_count   room_id
@@ -76,11 +82,14 @@ Output lines:
   [{key, code, name}] (for example attribute_not_owned: use is_force).
 
 A line that is not a valid request gets an error response with name \"invalid_request\".
-On end of input the client waits for every answer, logs out and exits 0; it exits 2 when the
-server ends the session (for example a kick) and 1 when login fails.
+On end of input the client waits for every answer, logs out and exits 0; it exits 2 whenever
+the session ended other than by its logout (a kick, a close by the server), also when the
+input ends after that, and 1 when connecting or login fails.
 
-INTERACTIVE MODE (stdin is a terminal): type text to send it to the current room;
-/enter ROOM, /leave, /members, /history, /rooms, /help, /quit.";
+INTERACTIVE MODE (stdin is a terminal): type text to send it to the current room at medium
+priority; /enter ROOM [\"NAME\"], /leave, /members, /history, /rooms, /help, /quit.
+
+The certs folder (CA and token secret) is --certs-dir, else $HUDDLE_CERTS_DIR, else ./certs.";
 
 /// Flags of `huddle client`.
 #[derive(clap::Args, Debug, Clone)]
@@ -113,15 +122,18 @@ pub struct ClientArgs {
     /// JSON-lines mode even on a terminal.
     #[arg(long)]
     pub json: bool,
+    /// Interactive mode even when stdin is not a terminal (behind rlwrap, in a test).
+    #[arg(long, conflicts_with = "json")]
+    pub interactive: bool,
     /// Folder of the development CA and token secret (the server's certs folder).
     #[arg(long, env = "HUDDLE_CERTS_DIR", default_value = "certs")]
     pub certs_dir: PathBuf,
 }
 
-/// Runs the client; returns the process exit code: 0 after a logout or end of input, 1 when
-/// setup or login fails, 2 when the server ends the session.
+/// Runs the client; returns the process exit code: 0 after a logout (asked for, or at the end
+/// of input), 1 when setup or login fails, 2 when the session ended otherwise.
 pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
-    let json = args.json || !std::io::stdin().is_terminal();
+    let json = args.json || !(args.interactive || std::io::stdin().is_terminal());
     let config = match client_config(&args) {
         Ok(c) => c,
         Err(e) => {
