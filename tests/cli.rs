@@ -592,7 +592,8 @@ fn responses_print_before_the_events_sent_after_them() {
     let lines: Vec<Value> = (0..20).map(|_| alice.recv()).collect();
     for i in 0..10 {
         let answer = lines.iter().position(|l| l["type"] == "response" && l["id"] == i).unwrap();
-        let event = lines.iter().position(|l| l["set"]["p"] == i.to_string()).unwrap();
+        let p = i.to_string();
+        let event = lines.iter().position(|l| l["set"]["p"] == p.as_str()).unwrap();
         assert!(answer < event, "{lines:#?}");
     }
 }
@@ -610,7 +611,10 @@ fn a_message_over_the_frame_limit_is_refused_locally_and_the_session_goes_on() {
     assert_eq!(v["error"]["code"], 5000, "{v}");
     // Between the server's limit (32 KiB) and the frame limit, the server says the same.
     let text = "x".repeat(40_000);
-    alice.fails(json!({"op": "send_room_message", "room_id": "big", "text": text}), "message_too_large");
+    alice.fails(
+        json!({"op": "send_room_message", "room_id": "big", "text": text}),
+        "message_too_large",
+    );
     alice.ok(json!({"op": "send_room_message", "room_id": "big", "text": "small"}));
     alice.close_stdin();
     let (rest, status) = alice.wait_exit();

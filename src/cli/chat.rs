@@ -240,7 +240,9 @@ impl Chat {
             }
             "/rooms" => {
                 let current = self.room.clone();
-                Box::pin(async move { report(rooms(&client, current).await.map(|()| Done::Nothing)) })
+                Box::pin(
+                    async move { report(rooms(&client, current).await.map(|()| Done::Nothing)) },
+                )
             }
             c if c.starts_with('/') => {
                 if !matches!(c, "/leave" | "/members" | "/history") {

@@ -157,10 +157,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
         Err(_) => {
-            let msg = format!(
-                "no answer from {} within {timeout:?} ({NO_SERVER_HINT})",
-                args.server
-            );
+            let msg =
+                format!("no answer from {} within {timeout:?} ({NO_SERVER_HINT})", args.server);
             report_setup_error(json, &Failure::local("connection", msg));
             return Ok(1);
         }

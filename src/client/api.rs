@@ -16,9 +16,9 @@ use super::session::{Inner, Session};
 use super::streams::Rooms;
 use super::supervisor::supervise;
 use crate::wire::{
-    AttributeFailure, AttributeOp, ErrorCode, HistoryAnchor, Login, Member, MemberAttributes, MessageBody,
-    Priority, Request, Response, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
-    MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
+    AttributeFailure, AttributeOp, ErrorCode, HistoryAnchor, Login, Member, MemberAttributes,
+    MessageBody, Priority, Request, Response, RoomConfig, RoomInfo, RoomMessage, RoomState,
+    RoomSummary, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 /// The answer to a message send.
@@ -619,9 +619,6 @@ fn check_message_size(
     }
     Err(ClientError::Server {
         code: ErrorCode::MessageTooLarge.as_u16(),
-        message: format!(
-            "body of {} bytes is over the message size limit; not sent",
-            body.len()
-        ),
+        message: format!("body of {} bytes is over the message size limit; not sent", body.len()),
     })
 }
