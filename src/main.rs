@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
@@ -30,10 +29,10 @@ enum Command {
     /// Make the development CA, server certificate and token secret if missing.
     Certs {
         /// Folder to write them to.
-        #[arg(long, default_value = "certs")]
+        #[arg(long, env = "HUDDLE_CERTS_DIR", default_value = "certs")]
         dir: PathBuf,
     },
-    /// Print a login token minted from the local token secret.
+    /// Print a login token minted from the token secret that `serve` or `certs` made.
     Token {
         /// User id the token is for.
         #[arg(long)]
@@ -41,8 +40,8 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl: u64,
-        /// Folder holding token.secret.
-        #[arg(long, default_value = "certs")]
+        /// Folder holding token.secret (the server's certs folder).
+        #[arg(long, env = "HUDDLE_CERTS_DIR", default_value = "certs")]
         dir: PathBuf,
     },
     /// Interactive or JSON-lines client.
@@ -121,8 +120,9 @@ struct ServeArgs {
     /// Server private key (PEM).
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
-    /// Folder of the development certificates and token secret [default: certs].
-    #[arg(long)]
+    /// Folder of the development certificates and token secret [default: certs, or the
+    /// config file's `certs_dir`].
+    #[arg(long, env = "HUDDLE_CERTS_DIR")]
     certs_dir: Option<PathBuf>,
     /// Idle timeout in seconds.
     #[arg(long)]
@@ -190,17 +190,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Token { user, ttl, dir } => {
-            let secret = huddle::certs::ensure_token_secret(&dir)?;
-            let mut keys = huddle::auth::KeySet::new();
-            keys.insert(huddle::certs::DEV_KEY_ID, &secret);
-            if !huddle::core::valid_user_id(&user) {
-                return Err(anyhow!("invalid user id {user:?}: 1-32 of [A-Za-z0-9_.@-]"));
-            }
-            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-            let token = keys
-                .mint(huddle::certs::DEV_KEY_ID, &user, now, now + ttl)
-                .context("minting token")?;
-            println!("{token}");
+            println!("{}", huddle::cli::token(&dir, &user, ttl)?);
             Ok(())
         }
         Command::Netsim(args) => netsim(args),

@@ -49,9 +49,24 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let (addr, child) = Server::spawn(dir.path(), "127.0.0.1:0");
+        Server { addr, dir, _child: child }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to its clients) and starts a new one, which knows
+    /// no session and no room, on the same address with the same certificates and secret.
+    fn kill_and_restart(&mut self) {
+        let _ = self._child.0.kill();
+        let _ = self._child.0.wait();
+        let (addr, child) = Server::spawn(self.dir.path(), &self.addr);
+        assert_eq!(addr, self.addr);
+        self._child = child;
+    }
+
+    fn spawn(dir: &Path, listen: &str) -> (String, Guard) {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--certs-dir"])
-            .arg(dir.path())
+            .args(["serve", "--listen", listen, "--certs-dir"])
+            .arg(dir)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -70,7 +85,7 @@ impl Server {
         };
         // Keep draining the server's stdout so that it never blocks on a full pipe.
         thread::spawn(move || for _ in lines {});
-        Server { addr, dir, _child: child }
+        (addr, child)
     }
 
     fn certs(&self) -> &Path {
@@ -91,6 +106,23 @@ impl Server {
         let stdin = child.stdin.take();
         let lines = line_reader(child.stdout.take().unwrap());
         Cli { user: user.into(), stdin, lines, child: Guard(child) }
+    }
+
+    /// An interactive client for `user`, its stdin a pipe (`--interactive`).
+    fn chat(&self, user: &str) -> Cli {
+        let mut child = Command::new(BIN)
+            .args(["client", "--server", &self.addr, "--user", user, "--interactive"])
+            .env("HUDDLE_CERTS_DIR", self.certs())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let lines = line_reader(child.stdout.take().unwrap());
+        let mut c = Cli { user: user.into(), stdin, lines, child: Guard(child) };
+        c.expect_line(&format!("as {user}"), LINE_TIMEOUT);
+        c
     }
 
     /// A client that has printed its ready line.
@@ -169,6 +201,20 @@ impl Cli {
     fn quiet(&mut self, ms: u64) {
         if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(ms)) {
             panic!("{}: expected no output, got {line}", self.user);
+        }
+    }
+
+    /// Skips lines until one contains `text`, within `within`; returns it.
+    fn expect_line(&mut self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("{}: no line with {text:?} ({e}); got {seen:#?}", self.user),
+            }
         }
     }
 
@@ -398,14 +444,17 @@ fn a_session_kicked_by_a_second_login_exits_two() {
 
 impl Cli {
     /// Sends a request that succeeds and also announces an event to this client: returns the
-    /// response and the event, which may be printed in either order (the answer travels on the
-    /// control stream, the event on the room's stream).
+    /// response and the event, which the client prints in that order although the answer
+    /// travels on the control stream and the event on the room's stream.
     fn ok_with_event(&mut self, request: Value, event: &str) -> (Value, Value) {
         let op = request["op"].as_str().unwrap().to_string();
         self.send(request);
-        let (a, b) = (self.recv(), self.recv());
-        let (response, ev) = if a["type"] == "response" { (a, b) } else { (b, a) };
-        assert_eq!((response["op"].as_str(), &response["ok"]), (Some(op.as_str()), &json!(true)));
+        let (response, ev) = (self.recv(), self.recv());
+        assert_eq!(
+            (response["type"].as_str(), response["op"].as_str(), &response["ok"]),
+            (Some("response"), Some(op.as_str()), &json!(true)),
+            "{response} {ev}"
+        );
         assert_eq!((ev["type"].as_str(), ev["event"].as_str()), (Some("event"), Some(event)));
         (response, ev)
     }
@@ -520,4 +569,189 @@ fn room_and_member_attributes_from_json_lines() {
     );
     alice.quiet(100);
     bob.quiet(100);
+}
+
+#[test]
+fn responses_print_before_the_events_sent_after_them() {
+    let server = Server::start();
+    let mut alice = server.ready("alice");
+    alice.ok(json!({"op": "create_room", "room_id": "o1"}));
+    for i in 0..30 {
+        let (r, e) = alice.ok_with_event(
+            json!({"op": "set_room_attributes", "room_id": "o1", "id": i,
+                "attributes": {"k": i.to_string()}}),
+            "room_attributes_updated",
+        );
+        assert_eq!((&r["id"], &e["set"]["k"]), (&json!(i), &json!(i.to_string())));
+    }
+    // Pipelined: every answer still comes before what the server sent after it.
+    for i in 0..10 {
+        alice.send(json!({"op": "set_room_attributes", "room_id": "o1", "id": i,
+            "attributes": {"p": i.to_string()}}));
+    }
+    let lines: Vec<Value> = (0..20).map(|_| alice.recv()).collect();
+    for i in 0..10 {
+        let answer = lines.iter().position(|l| l["type"] == "response" && l["id"] == i).unwrap();
+        let p = i.to_string();
+        let event = lines.iter().position(|l| l["set"]["p"] == p.as_str()).unwrap();
+        assert!(answer < event, "{lines:#?}");
+    }
+}
+
+#[test]
+fn a_message_over_the_frame_limit_is_refused_locally_and_the_session_goes_on() {
+    let server = Server::start();
+    let mut alice = server.ready("alice");
+    alice.ok(json!({"op": "create_room", "room_id": "big"}));
+    let text = "x".repeat(70_000);
+    let v = alice.fails(
+        json!({"op": "send_room_message", "room_id": "big", "text": text, "priority": "medium"}),
+        "message_too_large",
+    );
+    assert_eq!(v["error"]["code"], 5000, "{v}");
+    // Between the server's limit (32 KiB) and the frame limit, the server says the same.
+    let text = "x".repeat(40_000);
+    alice.fails(
+        json!({"op": "send_room_message", "room_id": "big", "text": text}),
+        "message_too_large",
+    );
+    alice.ok(json!({"op": "send_room_message", "room_id": "big", "text": "small"}));
+    alice.close_stdin();
+    let (rest, status) = alice.wait_exit();
+    assert_eq!(rest.last().unwrap()["event"], "disconnected", "{rest:?}");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn end_of_input_after_the_server_ended_the_session_exits_non_zero() {
+    let server = Server::start();
+    let mut first = server.ready("alice");
+    let _second = server.ready("alice");
+    // The end of input races the kick: whichever the client sees first, it exits 2.
+    first.close_stdin();
+    let (rest, status) = first.wait_exit();
+    assert!(rest.iter().any(|l| l["event"] == "disconnected"), "{rest:?}");
+    assert_eq!(status.code(), Some(2), "{rest:?}");
+}
+
+/// `huddle token` with its arguments and environment; the exit status, stdout and stderr.
+fn token(args: &[&str], certs_env: Option<&Path>) -> (bool, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("token").args(args).env_remove("HUDDLE_CERTS_DIR");
+    if let Some(dir) = certs_env {
+        cmd.env("HUDDLE_CERTS_DIR", dir);
+    }
+    let out = cmd.output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn token_never_makes_a_secret_and_finds_the_certs_through_the_environment() {
+    let empty = tempfile::tempdir().unwrap();
+    let certs = empty.path().join("certs");
+    let dir = certs.to_str().unwrap();
+    let (ok, out, err) = token(&["--user", "alice", "--dir", dir], None);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("run huddle serve or huddle certs first, or pass --dir"), "{err}");
+    // The user id is checked before anything else.
+    let (ok, _, err) = token(&["--user", "bad id", "--dir", dir], None);
+    assert!(!ok && err.contains("invalid user id"), "{err}");
+    assert!(!certs.exists(), "token wrote into {}", certs.display());
+
+    let server = Server::start();
+    let (ok, minted, err) = token(&["--user", "alice"], Some(server.certs()));
+    assert!(ok, "{err}");
+    // A client with the minted token and the CA found through HUDDLE_CERTS_DIR.
+    let mut child = Command::new(BIN)
+        .args(["client", "--server", &server.addr, "--user", "alice", "--json", "--token"])
+        .arg(minted.trim())
+        .env("HUDDLE_CERTS_DIR", server.certs())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(child.stdout.take().unwrap());
+    let mut alice = Cli { user: "alice".into(), stdin: None, lines, child: Guard(child) };
+    assert_eq!(alice.recv()["type"], "ready");
+    let (_, status) = alice.wait_exit();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_client_says_where_it_connects_and_what_to_check_when_nothing_answers() {
+    // A UDP port that was just free: nothing listens there.
+    let addr = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["client", "--json", "--user", "alice", "--token", "t", "--connect-timeout-s", "1"])
+        .args(["--server", &addr.to_string(), "--certs-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = line_reader(child.stderr.take().unwrap());
+    let first = err.recv_timeout(Duration::from_millis(500)).expect("nothing said at once");
+    assert_eq!(first, format!("connecting to {addr} ..."));
+    let lines = line_reader(child.stdout.take().unwrap());
+    let mut c = Cli { user: "alice".into(), stdin: None, lines, child: Guard(child) };
+    let (rest, status) = c.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    let message = rest[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("is huddle serve running there?"), "{message}");
+}
+
+#[test]
+fn the_interactive_client_refuses_an_unquoted_room_name_and_sends_at_medium() {
+    let server = Server::start();
+    let mut alice = server.chat("alice");
+    alice.send_raw("/help");
+    alice.expect_line("medium priority", LINE_TIMEOUT);
+    alice.send_raw("/enter has space");
+    alice.expect_line("usage: /enter ROOM [\"NAME\"]", LINE_TIMEOUT);
+    alice.send_raw("/rooms");
+    alice.expect_line("you are in no room", LINE_TIMEOUT);
+    alice.send_raw("/enter r1 \"Team room\"");
+    alice.expect_line("[r1] created; 1 member; now talking here", LINE_TIMEOUT);
+    alice.send_raw("hello");
+    alice.expect_line("[r1] alice: hello", LINE_TIMEOUT);
+    // Medium: kept in history (as low would be too) with its priority.
+    let mut bob = server.ready("bob");
+    bob.ok(json!({"op": "join_room", "room_id": "r1"}));
+    let h = bob.ok(json!({"op": "query_history", "room_id": "r1"}));
+    assert_eq!(h["messages"][0]["priority"], "medium", "{h}");
+    alice.send_raw("/quit");
+    let deadline = Instant::now() + LINE_TIMEOUT;
+    while alice.child.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not exit");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(alice.child.0.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn after_a_server_restart_a_typed_line_is_kept_and_the_room_entered_again() {
+    let mut server = Server::start();
+    let mut alice = server.chat("alice");
+    alice.send_raw("/enter lobby");
+    alice.expect_line("[lobby] created", LINE_TIMEOUT);
+    server.kill_and_restart();
+    let typed = Instant::now();
+    alice.send_raw("are you there?");
+    alice.send_raw("and again");
+    alice.expect_line("*** connection lost", Duration::from_secs(8));
+    assert!(typed.elapsed() < Duration::from_secs(8), "{:?}", typed.elapsed());
+    let why = alice.expect_line("[lobby] could not rejoin", LINE_TIMEOUT);
+    assert!(why.contains("the room no longer exists"), "{why}");
+    alice.expect_line("[lobby] alice: are you there?", LINE_TIMEOUT);
+    alice.expect_line("[lobby] alice: and again", LINE_TIMEOUT);
+    let mut bob = server.ready("bob");
+    let h = bob.ok(json!({"op": "enter_room", "room_id": "lobby"}));
+    assert_eq!(h["created"], false, "{h}");
+    let h = bob.ok(json!({"op": "query_history", "room_id": "lobby"}));
+    let texts: Vec<&Value> = h["messages"].as_array().unwrap().iter().map(|m| &m["text"]).collect();
+    assert_eq!(texts, [&json!("are you there?"), &json!("and again")], "{h}");
 }

@@ -35,6 +35,12 @@ use crate::wire::{AttributeOp, Request, Response};
 /// logout at end of input, and for the `disconnected` event after it.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a server event may be held back behind answers still owed (see [`Held`]).
+const HOLD_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How many server events may be held back at most; past it the loop stops reading events.
+const HOLD_CAP: usize = 256;
+
 type Answer = Pin<Box<dyn Future<Output = J> + Send>>;
 
 /// Requests sent and not yet answered, in the order they were sent.
@@ -57,6 +63,44 @@ impl InFlight {
 
     async fn next(&mut self) -> J {
         poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
+
+/// Server events read while answers are owed, printed once none is.
+///
+/// Why: an answer travels on the control stream and the events on the room's stream, read by
+/// different tasks, so an event the server sent after answering (`room_attributes_updated`
+/// after `create_room`'s answer, `members_joined` after `join_room`'s) can be read first.
+/// Holding events until every answer owed is printed puts each answer before what the server
+/// sent after it. Under a steady stream of pipelined requests the hold ends after
+/// [`HOLD_TIMEOUT`] or [`HOLD_CAP`] events anyway, so events are never starved.
+#[derive(Default)]
+struct Held {
+    lines: VecDeque<J>,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Held {
+    fn push(&mut self, line: J) {
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        self.lines.push_back(line);
+    }
+
+    fn is_full(&self) -> bool {
+        self.lines.len() >= HOLD_CAP
+    }
+
+    /// When the hold must end at the latest.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.since.map(|t| t + HOLD_TIMEOUT)
+    }
+
+    async fn flush(&mut self, out: &mut Out) -> std::io::Result<()> {
+        self.since = None;
+        while let Some(line) = self.lines.pop_front() {
+            out.line(&line).await?;
+        }
+        Ok(())
     }
 }
 
@@ -92,10 +136,14 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
     // Whether this side asked for the end (a logout request or end of input).
     let mut leaving = false;
 
+    let mut held = Held::default();
+
     let (code, reason) = loop {
         if !input_open && answers.is_empty() {
+            held.flush(&mut out).await?;
             return finish(&client, &mut out).await;
         }
+        let hold_until = held.deadline();
         tokio::select! {
             segment = input.next_segment(), if input_open => match segment {
                 Ok(Some(bytes)) => {
@@ -109,15 +157,24 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
                 // A read error on stdin ends the input like EOF does.
                 Ok(None) | Err(_) => input_open = false,
             },
-            line = answers.next(), if !answers.is_empty() => out.line(&line).await?,
-            event = client.next_event() => match event {
+            line = answers.next(), if !answers.is_empty() => {
+                out.line(&line).await?;
+                if answers.is_empty() {
+                    held.flush(&mut out).await?;
+                }
+            }
+            () = sleep_until(hold_until), if hold_until.is_some() => held.flush(&mut out).await?,
+            event = client.next_event(), if !held.is_full() => match event {
+                Some(ClientEvent::Event(e)) if !answers.is_empty() => held.push(json::event(&e)),
                 Some(ClientEvent::Event(e)) => out.line(&json::event(&e)).await?,
                 // The `ready` line stands for these.
                 Some(ClientEvent::Connecting | ClientEvent::Connected { .. }) => {}
                 Some(ClientEvent::Reconnecting { reason }) => {
+                    held.flush(&mut out).await?;
                     out.line(&json::reconnecting(&reason)).await?
                 }
                 Some(ClientEvent::Resumed { session_resumed, rooms, early_data }) => {
+                    held.flush(&mut out).await?;
                     out.line(&json::resumed(session_resumed, &rooms, early_data)).await?
                 }
                 Some(ClientEvent::Disconnected { code, reason }) => break (code, reason),
@@ -125,6 +182,7 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
             },
         }
     };
+    held.flush(&mut out).await?;
 
     // The connection is gone: the answers still owed fail fast; print them before the end.
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -140,9 +198,20 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
     Ok(if leaving { 0 } else { 2 })
 }
 
+/// Waits until `deadline`; forever when there is none.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// End of input with every answer printed: log out, print only the `disconnected` event.
+/// Exits 0 only when the logout was answered: a session the server had already ended (a kick,
+/// a close for a protocol error) exits 2 even though the input ended normally.
 async fn finish(client: &Client, out: &mut Out) -> anyhow::Result<i32> {
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, client.logout()).await;
+    let logged_out =
+        matches!(tokio::time::timeout(DRAIN_TIMEOUT, client.logout()).await, Ok(Ok(())));
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     while let Ok(Some(event)) = tokio::time::timeout_at(deadline, client.next_event()).await {
         if let ClientEvent::Disconnected { code, reason } = event {
@@ -151,7 +220,7 @@ async fn finish(client: &Client, out: &mut Out) -> anyhow::Result<i32> {
         }
     }
     client.shutdown().await;
-    Ok(0)
+    Ok(if logged_out { 0 } else { 2 })
 }
 
 /// Parses one input line and issues its request. Returns a line to print now (an invalid

@@ -18,10 +18,11 @@ use anyhow::{anyhow, Context};
 use crate::auth::KeySet;
 use crate::certs::{load_certs, read_token_secret, CA_FILE, DEV_KEY_ID, TOKEN_SECRET_FILE};
 use crate::client::{Client, ClientConfig, ClientError};
+use crate::core::valid_user_id;
 use json::{Failure, J};
 
-/// How long a connection and login may take before the client gives up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a connection that got no answer suggests.
+const NO_SERVER_HINT: &str = "is huddle serve running there?";
 
 /// Lifetime of a token the client mints for itself.
 const MINTED_TOKEN_TTL_S: u64 = 24 * 3600;
@@ -31,7 +32,8 @@ JSON-LINES MODE (default when stdin is not a terminal, or with --json)
 
 Each stdin line is one request object {\"op\": OP, ...parameters}; an optional \"id\" (any JSON
 value) is echoed in its response. Requests are sent in input order without waiting for earlier
-answers; each stdout line is one JSON object, written when it happens.
+answers; each stdout line is one JSON object, written when it happens (a request's response before the
+events the server sent after answering it).
 
   create_room        room_id, room_name?, destroy_delay_s?, attributes? {key: value}
   enter_room         room_id, room_name?, destroy_delay_s?, attributes?
@@ -40,8 +42,13 @@ answers; each stdout line is one JSON object, written when it happens.
   leave_all_rooms
   switch_room        from_room_id, to_room_id, to_room_name?, create_if_missing? (false),
                      destroy_delay_s?, attributes?
-  send_room_message  room_id, text | custom {sub_type, data}, priority? (low|medium|high,
-                     default low), client_msg_id?
+  send_room_message  room_id, text | custom {sub_type, data}, priority? (low|medium|high),
+                     client_msg_id?
+                     WITHOUT a priority a message is LOW: it may be dropped under load
+                     and is not replayed after a reconnection; pass \"priority\":\"medium\"
+                     for delivery (the interactive mode sends medium)
+                     a text whose request would not fit a frame (64 KiB) is refused here
+                     with message_too_large and the session goes on
                      custom data is HEX in both directions (\"data\":\"00ff\" is two bytes)
   query_room_members room_id, next_flag? (\"\"), count? (100)
   query_room_online_count   room_id
@@ -75,11 +82,14 @@ Output lines:
   [{key, code, name}] (for example attribute_not_owned: use is_force).
 
 A line that is not a valid request gets an error response with name \"invalid_request\".
-On end of input the client waits for every answer, logs out and exits 0; it exits 2 when the
-server ends the session (for example a kick) and 1 when login fails.
+On end of input the client waits for every answer, logs out and exits 0; it exits 2 whenever
+the session ended other than by its logout (a kick, a close by the server), also when the
+input ends after that, and 1 when connecting or login fails.
 
-INTERACTIVE MODE (stdin is a terminal): type text to send it to the current room;
-/enter ROOM, /leave, /members, /history, /rooms, /help, /quit.";
+INTERACTIVE MODE (stdin is a terminal): type text to send it to the current room at medium
+priority; /enter ROOM [\"NAME\"], /leave, /members, /history, /rooms, /help, /quit.
+
+The certs folder (CA and token secret) is --certs-dir, else $HUDDLE_CERTS_DIR, else ./certs.";
 
 /// Flags of `huddle client`.
 #[derive(clap::Args, Debug, Clone)]
@@ -106,18 +116,24 @@ pub struct ClientArgs {
     /// Server name to check the certificate against.
     #[arg(long, default_value = "localhost")]
     pub server_name: String,
+    /// Seconds the connection and login may take before the client gives up.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout_s: u64,
     /// JSON-lines mode even on a terminal.
     #[arg(long)]
     pub json: bool,
-    /// Folder of the development CA and token secret.
-    #[arg(long, default_value = "certs")]
+    /// Interactive mode even when stdin is not a terminal (behind rlwrap, in a test).
+    #[arg(long, conflicts_with = "json")]
+    pub interactive: bool,
+    /// Folder of the development CA and token secret (the server's certs folder).
+    #[arg(long, env = "HUDDLE_CERTS_DIR", default_value = "certs")]
     pub certs_dir: PathBuf,
 }
 
-/// Runs the client; returns the process exit code: 0 after a logout or end of input, 1 when
-/// setup or login fails, 2 when the server ends the session.
+/// Runs the client; returns the process exit code: 0 after a logout (asked for, or at the end
+/// of input), 1 when setup or login fails, 2 when the session ended otherwise.
 pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
-    let json = args.json || !std::io::stdin().is_terminal();
+    let json = args.json || !(args.interactive || std::io::stdin().is_terminal());
     let config = match client_config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -125,14 +141,24 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    let client = match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(config)).await {
+    // At once, so that a wait for a server that is not there is never silent (stderr in
+    // JSON-lines mode, whose stdout carries only JSON).
+    let connecting = format!("connecting to {} ...", args.server);
+    if json {
+        eprintln!("{connecting}");
+    } else {
+        println!("{connecting}");
+    }
+    let timeout = Duration::from_secs(args.connect_timeout_s);
+    let client = match tokio::time::timeout(timeout, Client::connect(config)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             report_setup_error(json, &login_failure(&e, &args));
             return Ok(1);
         }
         Err(_) => {
-            let msg = format!("no answer from {} within {:?}", args.server, CONNECT_TIMEOUT);
+            let msg =
+                format!("no answer from {} within {timeout:?} ({NO_SERVER_HINT})", args.server);
             report_setup_error(json, &Failure::local("connection", msg));
             return Ok(1);
         }
@@ -171,11 +197,33 @@ pub fn client_config(args: &ClientArgs) -> anyhow::Result<ClientConfig> {
 
 /// Mints a 24-hour token with the development key in `certs_dir`.
 pub fn mint_token(certs_dir: &Path, user: &str) -> anyhow::Result<String> {
+    mint(certs_dir, user, MINTED_TOKEN_TTL_S)
+}
+
+/// `huddle token`: a token for `user` valid for `ttl_s` seconds, minted with the token secret
+/// in `certs_dir`. It never makes a secret (only `huddle serve` and `huddle certs` do): a token
+/// minted from a secret the server does not have would only be refused at login.
+pub fn token(certs_dir: &Path, user: &str, ttl_s: u64) -> anyhow::Result<String> {
+    if !valid_user_id(user) {
+        return Err(anyhow!("invalid user id {user:?}: 1-32 of [A-Za-z0-9_.@-]"));
+    }
+    let path = certs_dir.join(TOKEN_SECRET_FILE);
+    if !path.exists() {
+        return Err(anyhow!(
+            "no token secret at {}: run huddle serve or huddle certs first, or pass --dir \
+             (or set HUDDLE_CERTS_DIR) to the server's certs folder",
+            path.display()
+        ));
+    }
+    mint(certs_dir, user, ttl_s)
+}
+
+fn mint(certs_dir: &Path, user: &str, ttl_s: u64) -> anyhow::Result<String> {
     let secret = read_token_secret(&certs_dir.join(TOKEN_SECRET_FILE))?;
     let mut keys = KeySet::new();
     keys.insert(DEV_KEY_ID, &secret);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    keys.mint(DEV_KEY_ID, user, now, now + MINTED_TOKEN_TTL_S)
+    keys.mint(DEV_KEY_ID, user, now, now + ttl_s)
         .ok_or_else(|| anyhow!("the development key could not be loaded"))
 }
 
@@ -183,14 +231,15 @@ pub fn mint_token(certs_dir: &Path, user: &str) -> anyhow::Result<String> {
 /// (the usual cause).
 fn login_failure(e: &ClientError, args: &ClientArgs) -> Failure {
     let mut failure = Failure::from(e);
-    if matches!(e, ClientError::Connection(_))
-        && args.ca.is_none()
-        && !args.certs_dir.join(CA_FILE).exists()
-    {
+    let ClientError::Connection(closed) = e else { return failure };
+    if args.ca.is_none() && !args.certs_dir.join(CA_FILE).exists() {
         failure.message = format!(
-            "{} (no CA certificate: pass --ca or --certs-dir holding {CA_FILE})",
+            "{} (no CA certificate: pass --ca or --certs-dir holding {CA_FILE}, or set \
+             HUDDLE_CERTS_DIR)",
             failure.message
         );
+    } else if closed.code.is_none() {
+        failure.message = format!("{} ({NO_SERVER_HINT})", failure.message);
     }
     failure
 }

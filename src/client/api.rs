@@ -16,9 +16,9 @@ use super::session::{Inner, Session};
 use super::streams::Rooms;
 use super::supervisor::supervise;
 use crate::wire::{
-    AttributeFailure, AttributeOp, HistoryAnchor, Login, Member, MemberAttributes, MessageBody,
-    Priority, Request, Response, RoomConfig, RoomInfo, RoomMessage, RoomState, RoomSummary,
-    PROTOCOL_VERSION,
+    AttributeFailure, AttributeOp, ErrorCode, HistoryAnchor, Login, Member, MemberAttributes,
+    MessageBody, Priority, Request, Response, RoomConfig, RoomInfo, RoomMessage, RoomState,
+    RoomSummary, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 /// The answer to a message send.
@@ -208,6 +208,9 @@ impl Client {
     /// [`Ended::ReconnectWindow`]: super::Ended::ReconnectWindow
     /// [`Ended::Connection`]: super::Ended::Connection
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
+        if let Request::SendRoomMessage { room_id, body, client_msg_id, .. } = &request {
+            check_message_size(room_id, body, client_msg_id.as_deref())?;
+        }
         let inner = &self.inner;
         let again = repeatable(&request);
         // Requests go out in the order they were made, also when they wait for a resumed
@@ -294,6 +297,11 @@ impl Client {
 
     /// Sends a message. Without a `client_msg_id` the library makes one (unique to this client),
     /// so that the message can be sent again after a lost connection and still count once.
+    ///
+    /// A body too large to fit a request frame is refused here with `message_too_large`
+    /// without being sent (the server would end the session for such a frame); a smaller one
+    /// over the server's `max_message_bytes` is refused by the server with the same code. The
+    /// session goes on either way.
     pub async fn send_message(
         &self,
         room_id: &str,
@@ -604,4 +612,26 @@ fn repeatable(request: &Request) -> bool {
             | Request::QueryRoomMemberAttributesList { .. }
             | Request::Ping
     )
+}
+
+/// Bytes of a message request frame besides the room id, the body and the client_msg_id (tags,
+/// length prefixes, the request id, the priority), rounded up.
+const SEND_FRAME_OVERHEAD: usize = 64;
+
+/// Refuses a message whose request frame would be over [`MAX_CLIENT_FRAME_LEN`]: the server
+/// closes the connection on such a frame (`frame_too_large`), ending the session, where it
+/// answers a smaller over-limit body with `message_too_large` and goes on.
+fn check_message_size(
+    room_id: &str,
+    body: &MessageBody,
+    client_msg_id: Option<&str>,
+) -> Result<(), ClientError> {
+    let frame = body.len() + room_id.len() + client_msg_id.map_or(0, str::len);
+    if frame + SEND_FRAME_OVERHEAD <= MAX_CLIENT_FRAME_LEN {
+        return Ok(());
+    }
+    Err(ClientError::Server {
+        code: ErrorCode::MessageTooLarge.as_u16(),
+        message: format!("body of {} bytes is over the message size limit; not sent", body.len()),
+    })
 }

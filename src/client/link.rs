@@ -87,7 +87,14 @@ impl Link {
             pending.waiting.remove(&request_id);
             return Err(closed_error(&self.conn));
         }
+        // An answer is now owed: the stall watchdog watches the link until it comes.
+        self.activity.data();
         Ok(rx)
+    }
+
+    /// Whether a request on this link is waiting for its answer.
+    pub(super) fn awaiting(&self) -> bool {
+        !lock(&self.pending).waiting.is_empty()
     }
 
     /// Waits for the answer to a request submitted on this link (or carried from it to a later

@@ -150,8 +150,11 @@ enum Lost {
 /// once while its data can stay stuck behind QUIC's backed-off probe timer for seconds. A Pong
 /// that came back slowly keeps the watch on for the next quiet second; a prompt one ends it
 /// until data flows again, so a quiet room is never probed and a dead link there is found by
-/// the idle timeout as before. Never resolves when the watchdog is off. Between bursts it does
-/// not tick at all: it sleeps until a reader reports data ([`Activity`]).
+/// the idle timeout as before, unless a request is waiting for its answer: then a quiet second
+/// is probed too, so that a server that died while the client was idle is found within a few
+/// seconds of the next request rather than by the idle timeout. Never resolves when the
+/// watchdog is off. Between bursts it does not tick at all: it sleeps until a reader reports
+/// data or a request is sent ([`Activity`]).
 async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
     if stall.is_zero() {
         return std::future::pending().await;
@@ -165,11 +168,12 @@ async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
     let mut watching = false;
     let mut probe: Option<tokio::time::Instant> = None;
     loop {
-        if !watching && probe.is_none() && heard.elapsed() >= quiet {
+        if !watching && probe.is_none() && heard.elapsed() >= quiet && !link.awaiting() {
             // Nothing to watch until data flows again, and whenever it comes it will not be
             // watched (it follows a quiet second): wait for the readers instead of ticking.
             link.activity.idle.store(true, Ordering::SeqCst);
-            if data() == received {
+            // A request sent before `idle` was set did not wake us: look at it here.
+            if data() == received && !link.awaiting() {
                 link.activity.wake.notified().await;
             }
             link.activity.idle.store(false, Ordering::SeqCst);
@@ -192,7 +196,7 @@ async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
                 return format!("stalled: no data for {} ms", (now - heard).as_millis());
             }
             Some(_) => {}
-            None if watching && now - heard >= quiet => {
+            None if (watching || link.awaiting()) && now - heard >= quiet => {
                 if inner.submit(link, Request::Ping, false).is_err() {
                     return std::future::pending().await;
                 }
