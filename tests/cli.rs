@@ -755,3 +755,24 @@ fn after_a_server_restart_a_typed_line_is_kept_and_the_room_entered_again() {
     let texts: Vec<&Value> = h["messages"].as_array().unwrap().iter().map(|m| &m["text"]).collect();
     assert_eq!(texts, [&json!("are you there?"), &json!("and again")], "{h}");
 }
+
+/// `huddle client --help` names every op the JSON-lines mode accepts and every event it can
+/// print; an op it names is one the parser knows.
+#[test]
+fn the_help_names_every_op_and_event() {
+    let out = Command::new(BIN).args(["client", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for op in huddle::cli::json::OPS {
+        assert!(help.contains(&format!("  {op}")), "--help does not list the op {op}");
+        let line = format!(r#"{{"op":"{op}"}}"#);
+        let parsed = huddle::cli::json::parse_line(&line);
+        if let Err(e) = &parsed.command {
+            assert!(!e.contains("unknown op"), "{op} is listed but not parsed: {e}");
+        }
+    }
+    for event in huddle::fuzzing::sample_events() {
+        let name = event.name();
+        assert!(help.contains(&format!("\"{name}\"")), "--help does not list the event {name}");
+    }
+}

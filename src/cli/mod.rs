@@ -67,6 +67,8 @@ events the server sent after answering it).
   set_room_members_attributes    room_id, user_ids [..], attributes {key: value}
   query_room_members_attributes  room_id, user_ids [..]
   query_room_member_attributes_list  room_id, next_flag? (\"\"), count? (100)
+  renew_token        token: a new token for this session before the old one expires
+  ping               answered with pong (the connection is alive)
   logout
 
 Output lines:
@@ -76,7 +78,8 @@ Output lines:
   {\"type\":\"response\",\"op\":..,\"ok\":false,\"error\":{\"code\":N,\"name\":..,\"message\":..}}
   {\"type\":\"event\",\"event\":\"members_joined\"|\"members_left\"|\"room_message\"|
     \"kicked_out\"|\"member_count_updated\"|\"room_attributes_updated\"|
-    \"room_member_attributes_updated\"|\"disconnected\",...}
+    \"room_member_attributes_updated\"|\"token_will_expire\"|\"room_destroyed\"|
+    \"removed_from_room\"|\"disconnected\",...}
   Attributes are JSON objects {key: value}; room_attributes_updated has \"set\" (an object) and
   \"deleted\" (a list of keys); attribute answers list keys not changed in \"failed_keys\"
   [{key, code, name}] (for example attribute_not_owned: use is_force).

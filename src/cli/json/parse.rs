@@ -221,6 +221,8 @@ pub const OPS: &[&str] = &[
     "set_room_members_attributes",
     "query_room_members_attributes",
     "query_room_member_attributes_list",
+    "renew_token",
+    "ping",
     "logout",
 ];
 
