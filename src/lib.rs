@@ -30,3 +30,14 @@ pub mod server;
 #[cfg(any(feature = "server", feature = "netsim"))]
 pub mod udp;
 pub mod wire;
+
+/// This build: the crate's version and the git commit it was built from ("unknown" outside a
+/// git checkout), as `huddle --version` prints them.
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HUDDLE_GIT_COMMIT"), ")");
+
+/// The labels of the `huddle_build_info` metric.
+#[cfg(feature = "server")]
+fn build_labels() -> Vec<(&'static str, &'static str)> {
+    vec![("version", env!("CARGO_PKG_VERSION")), ("commit", env!("HUDDLE_GIT_COMMIT"))]
+}

@@ -16,7 +16,11 @@ use huddle::server::config::ServerConfig;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "huddle", version, about = "QUIC transport server for multi-person chat rooms")]
+#[command(
+    name = "huddle",
+    version = huddle::VERSION,
+    about = "QUIC transport server for multi-person chat rooms"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,6 +56,11 @@ enum Command {
     Load(huddle::load::LoadArgs),
     /// Latency against load: p50/p99 against deliveries/s from `huddle load --json` summaries.
     LoadCurve(huddle::load::curve::CurveArgs),
+    /// Print a shell completion script (e.g. `huddle completions bash > /etc/bash_completion.d/huddle`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -205,6 +214,11 @@ fn run() -> Result<()> {
             std::process::exit(code);
         }
         Command::LoadCurve(args) => huddle::load::curve::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "huddle", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -716,3 +716,17 @@ fn the_config_file_sets_the_listener_and_logs() {
     let defaults = huddle::server::config::ServerConfig::default();
     assert_eq!((defaults.admin.listen, defaults.log.format.as_str()), (None, "text"));
 }
+
+#[tokio::test]
+async fn build_info_names_the_version_and_commit() {
+    let server = server().await;
+    let admin = Admin::new(&server);
+    let metrics = admin.metrics().await;
+    let series = format!(
+        "huddle_build_info{{version=\"{}\",commit=\"{}\"}}",
+        env!("CARGO_PKG_VERSION"),
+        huddle::VERSION.rsplit("commit ").next().unwrap().trim_end_matches(')')
+    );
+    assert_eq!(sample(&metrics, &series), 1.0, "{series} in:\n{metrics}");
+    server.stop().await;
+}

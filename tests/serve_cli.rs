@@ -305,3 +305,25 @@ fn netsim_with_duration_0_runs_until_interrupted() {
     }
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+#[test]
+fn version_names_the_commit_and_completions_cover_the_subcommands() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let version = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    let commit = version.trim().rsplit("commit ").next().unwrap().trim_end_matches(')');
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "huddle --version: {version}"
+    );
+    assert!(version.starts_with(&format!("huddle {}", env!("CARGO_PKG_VERSION"))), "{version}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "completions {shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for sub in ["serve", "client", "token", "netsim", "load"] {
+            assert!(script.contains(sub), "the {shell} completions lack {sub}");
+        }
+    }
+}

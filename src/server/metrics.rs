@@ -186,6 +186,13 @@ impl Metrics {
             ),
             fanout.clone(),
         );
+        let build: Family<Vec<(&'static str, &'static str)>, Gauge> = Family::default();
+        r.register(
+            "build_info",
+            "The running build: version and git commit (always 1)",
+            build.clone(),
+        );
+        build.get_or_create(&crate::build_labels()).set(1);
         let ended_paths = Arc::new(EndedPaths::default());
         r.register_collector(Box::new(Scrape { source, ended_paths: ended_paths.clone() }));
         // Series that a dashboard expects exist from the start, at zero.
