@@ -50,6 +50,10 @@ enum Command {
     },
     /// Interactive or JSON-lines client.
     Client(huddle::cli::ClientArgs),
+    /// Send one message to a room and exit (medium priority unless --priority says otherwise).
+    Pub(huddle::cli::pubsub::PubArgs),
+    /// Print a room's messages, one line each, until Ctrl-C or --count messages.
+    Sub(huddle::cli::pubsub::SubArgs),
     /// A UDP proxy that impairs traffic like a lossy mobile network (loss, delay, rebinding).
     Netsim(NetsimArgs),
     /// Open-loop load generator: rooms of members, latency, loss and server cost.
@@ -207,6 +211,14 @@ fn run() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             let code = rt.block_on(huddle::cli::run(args))?;
             std::process::exit(code);
+        }
+        Command::Pub(args) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            std::process::exit(rt.block_on(huddle::cli::pubsub::publish(args)));
+        }
+        Command::Sub(args) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            std::process::exit(rt.block_on(huddle::cli::pubsub::subscribe(args)));
         }
         Command::Load(args) => {
             let rt = tokio::runtime::Runtime::new()?;

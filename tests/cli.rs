@@ -776,3 +776,45 @@ fn the_help_names_every_op_and_event() {
         assert!(help.contains(&format!("\"{name}\"")), "--help does not list the event {name}");
     }
 }
+
+/// `huddle sub ROOM` prints a room's messages one line each; `huddle pub ROOM TEXT` sends one
+/// (medium by default) and says its seq; both exit 0.
+#[test]
+fn pub_and_sub_for_scripts() {
+    let server = Server::start();
+    let mut sub = Command::new(BIN)
+        .args(["sub", "news", "--count", "2", "--server", &server.addr, "--user", "reader"])
+        .arg("--certs-dir")
+        .arg(server.certs())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = line_reader(sub.stdout.take().unwrap());
+    let err = line_reader(sub.stderr.take().unwrap());
+    let sub = Guard(sub);
+    let line = err.recv_timeout(LINE_TIMEOUT).expect("sub says when it is subscribed");
+    let line = if line.starts_with("connecting") {
+        err.recv_timeout(LINE_TIMEOUT).expect("sub says when it is subscribed")
+    } else {
+        line
+    };
+    assert_eq!(line, "subscribed to news (Ctrl-C to stop)");
+    for (i, text) in ["first", "second"].into_iter().enumerate() {
+        let publish = Command::new(BIN)
+            .args(["pub", "news", text, "--server", &server.addr, "--user", "writer"])
+            .arg("--certs-dir")
+            .arg(server.certs())
+            .output()
+            .unwrap();
+        assert!(publish.status.success(), "{publish:?}");
+        let said = String::from_utf8(publish.stdout).unwrap();
+        assert_eq!(said.trim(), format!("published to news as seq {}", i + 1));
+        let got = out.recv_timeout(LINE_TIMEOUT).expect("sub prints the message");
+        assert_eq!(got, format!("[news] writer: {text}"));
+    }
+    let mut sub = sub;
+    let status = sub.0.wait().unwrap();
+    assert!(status.success(), "sub exits 0 after --count messages: {status:?}");
+}

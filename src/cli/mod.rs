@@ -7,6 +7,7 @@
 mod chat;
 pub mod json;
 mod lines;
+pub mod pubsub;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
