@@ -114,18 +114,17 @@ fn module_files(root: &Path) -> Vec<ModuleFile> {
 /// The module paths a file names: `crate::a::b`, `super::x`, and the names inside one level of
 /// braces (`crate::a::{b, c::D}`), made absolute.
 fn referenced_paths(module: &ModuleFile) -> Vec<String> {
-    let is_mod_rs = module.file.ends_with("mod.rs") || module.file.ends_with("lib.rs");
-    // `super` of a file `a/b.rs` (module a::b) is `a`; of `a/mod.rs` (module a) it is a's parent.
+    // `super` is the parent of the file's module (`a` for both `a/b.rs` and `a/b/mod.rs`, which
+    // are `a::b`); `self` is the module itself.
     let parent = |p: &str| p.rsplit_once("::").map(|(a, _)| a.to_string()).unwrap_or_default();
-    let here = if is_mod_rs { module.path.clone() } else { parent(&module.path) };
     let mut out = Vec::new();
     let code = &module.code;
     let bytes = code.as_bytes();
-    for (prefix, base) in [("crate::", String::new()), ("super::", parent(&here)), ("self::", here)]
-    {
-        // The base is the module the path starts from; for `super` it is `here`'s parent only for
-        // mod.rs files, for other files `super` is the directory module itself.
-        let base = if prefix == "super::" && !is_mod_rs { parent(&module.path) } else { base };
+    for (prefix, base) in [
+        ("crate::", String::new()),
+        ("super::", parent(&module.path)),
+        ("self::", module.path.clone()),
+    ] {
         let mut from = 0;
         while let Some(pos) = code[from..].find(prefix) {
             let start = from + pos;

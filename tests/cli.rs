@@ -94,33 +94,21 @@ impl Server {
 
     /// A JSON-lines client for `user` (plus extra flags).
     fn client(&self, user: &str, extra: &[&str]) -> Cli {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["client", "--server", &self.addr, "--user", user, "--json", "--certs-dir"])
             .arg(self.certs())
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let lines = line_reader(child.stdout.take().unwrap());
-        Cli { user: user.into(), stdin, lines, child: Guard(child) }
+            .args(extra);
+        Cli::spawn(command, user)
     }
 
     /// An interactive client for `user`, its stdin a pipe (`--interactive`).
     fn chat(&self, user: &str) -> Cli {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["client", "--server", &self.addr, "--user", user, "--interactive"])
-            .env("HUDDLE_CERTS_DIR", self.certs())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let lines = line_reader(child.stdout.take().unwrap());
-        let mut c = Cli { user: user.into(), stdin, lines, child: Guard(child) };
+            .env("HUDDLE_CERTS_DIR", self.certs());
+        let mut c = Cli::spawn(command, user);
         c.expect_line(&format!("as {user}"), LINE_TIMEOUT);
         c
     }
@@ -144,6 +132,19 @@ struct Cli {
 }
 
 impl Cli {
+    /// Starts `command` (a `huddle client` for `user`) with its stdin and stdout piped.
+    fn spawn(mut command: Command, user: &str) -> Cli {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let lines = line_reader(child.stdout.take().unwrap());
+        Cli { user: user.into(), stdin, lines, child: Guard(child) }
+    }
+
     fn send_raw(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin already closed");
         writeln!(stdin, "{line}").unwrap();

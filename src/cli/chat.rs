@@ -445,7 +445,8 @@ fn names(ms: &[Member]) -> String {
     ms.iter().map(who).collect::<Vec<_>>().join(", ")
 }
 
-fn message_line(m: &RoomMessage) -> String {
+/// One readable line for a room message (also `huddle sub`'s output).
+pub(super) fn message_line(m: &RoomMessage) -> String {
     match &m.body {
         MessageBody::Text(t) => format!("[{}] {}: {t}", m.room_id, m.sender),
         MessageBody::Custom { sub_type, data } => format!(

@@ -138,32 +138,20 @@ pub struct ClientArgs {
 /// of input), 1 when setup or login fails, 2 when the session ended otherwise.
 pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
     let json = args.json || !(args.interactive || std::io::stdin().is_terminal());
-    let config = match client_config(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            report_setup_error(json, &Failure::local("config", format!("{e:#}")));
-            return Ok(1);
-        }
-    };
     // At once, so that a wait for a server that is not there is never silent (stderr in
     // JSON-lines mode, whose stdout carries only JSON).
-    let connecting = format!("connecting to {} ...", args.server);
-    if json {
-        eprintln!("{connecting}");
-    } else {
-        println!("{connecting}");
-    }
-    let timeout = Duration::from_secs(args.connect_timeout_s);
-    let client = match tokio::time::timeout(timeout, Client::connect(config)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            report_setup_error(json, &login_failure(&e, &args));
-            return Ok(1);
+    let connecting = || {
+        let line = format!("connecting to {} ...", args.server);
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
         }
-        Err(_) => {
-            let msg =
-                format!("no answer from {} within {timeout:?} ({NO_SERVER_HINT})", args.server);
-            report_setup_error(json, &Failure::local("connection", msg));
+    };
+    let client = match connect(&args, connecting).await {
+        Ok(c) => c,
+        Err(failure) => {
+            report_setup_error(json, &failure);
             return Ok(1);
         }
     };
@@ -229,6 +217,27 @@ fn mint(certs_dir: &Path, user: &str, ttl_s: u64) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     keys.mint(DEV_KEY_ID, user, now, now + ttl_s)
         .ok_or_else(|| anyhow!("the development key could not be loaded"))
+}
+
+/// Builds the configuration, calls `connecting` and connects and logs in within
+/// `--connect-timeout-s`; the failure says what to check (the CA, whether a server listens
+/// there).
+pub(crate) async fn connect(
+    args: &ClientArgs,
+    connecting: impl FnOnce(),
+) -> Result<Client, Failure> {
+    let config = client_config(args).map_err(|e| Failure::local("config", format!("{e:#}")))?;
+    connecting();
+    let timeout = Duration::from_secs(args.connect_timeout_s);
+    match tokio::time::timeout(timeout, Client::connect(config)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(login_failure(&e, args)),
+        Err(_) => {
+            let msg =
+                format!("no answer from {} within {timeout:?} ({NO_SERVER_HINT})", args.server);
+            Err(Failure::local("connection", msg))
+        }
+    }
 }
 
 /// What a failed login reports, with a hint on a connection failure when no CA was configured

@@ -2,12 +2,11 @@
 //! a room, sends one message and logs out; `huddle sub ROOM` enters a room and prints its
 //! messages, one line each, until Ctrl-C or `--count` messages.
 
-use std::time::Duration;
-
+use super::chat::message_line;
 use super::json;
-use super::{client_config, login_failure, ClientArgs, NO_SERVER_HINT};
+use super::{connect, ClientArgs};
 use crate::client::{Client, ClientEvent};
-use crate::wire::{Event, MessageBody, Priority, RoomConfig, RoomInfo};
+use crate::wire::{Event, Priority, RoomConfig, RoomInfo};
 
 /// `huddle pub ROOM TEXT`.
 #[derive(clap::Args)]
@@ -17,8 +16,8 @@ pub struct PubArgs {
     /// The message text.
     pub text: String,
     /// low (may be dropped), medium or high.
-    #[arg(long, default_value = "medium", value_parser = ["low", "medium", "high"])]
-    pub priority: String,
+    #[arg(long, default_value = "medium", value_parser = parse_priority)]
+    pub priority: Priority,
     /// How to reach and log in to the server (as `huddle client`).
     #[command(flatten)]
     pub client: ClientArgs,
@@ -38,28 +37,13 @@ pub struct SubArgs {
     pub client: ClientArgs,
 }
 
-fn priority(name: &str) -> Priority {
-    match name {
-        "low" => Priority::Low,
-        "high" => Priority::High,
-        _ => Priority::Medium,
-    }
+fn parse_priority(name: &str) -> Result<Priority, String> {
+    Priority::from_name(name).ok_or_else(|| format!("{name:?}: expected low, medium or high"))
 }
 
 /// Connects and enters the room; the error is the one line to print.
 async fn enter(args: &ClientArgs, room: &str) -> Result<Client, String> {
-    let config = client_config(args).map_err(|e| format!("{e:#}"))?;
-    let timeout = Duration::from_secs(args.connect_timeout_s);
-    let client = match tokio::time::timeout(timeout, Client::connect(config)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(login_failure(&e, args).message),
-        Err(_) => {
-            return Err(format!(
-                "no answer from {} within {timeout:?} ({NO_SERVER_HINT})",
-                args.server
-            ))
-        }
-    };
+    let client = connect(args, || {}).await.map_err(|f| f.to_string())?;
     let info = RoomInfo { room_id: room.to_string(), room_name: String::new() };
     client.enter_room(info, RoomConfig::default()).await.map_err(|e| format!("{room}: {e}"))?;
     Ok(client)
@@ -74,7 +58,7 @@ pub async fn publish(args: PubArgs) -> i32 {
             return 1;
         }
     };
-    let sent = client.send_text(&args.room, &args.text, priority(&args.priority)).await;
+    let sent = client.send_text(&args.room, &args.text, args.priority).await;
     let _ = client.logout().await;
     match sent {
         Ok(ack) => {
@@ -118,13 +102,7 @@ pub async fn subscribe(args: SubArgs) -> i32 {
                 if args.client.json {
                     println!("{}", json::event(&Event::RoomMessage(m)).to_line());
                 } else {
-                    let body = match &m.body {
-                        MessageBody::Text(t) => t.clone(),
-                        MessageBody::Custom { sub_type, data } => {
-                            format!("(custom {sub_type}, {} bytes)", data.len())
-                        }
-                    };
-                    println!("[{}] {}: {body}", m.room_id, m.sender);
+                    println!("{}", message_line(&m));
                 }
                 seen += 1;
             }

@@ -15,6 +15,7 @@ use super::lock::lock;
 use super::session::{Inner, Session};
 use super::streams::Rooms;
 use super::supervisor::supervise;
+use crate::wire::{encode_frame, RequestFrame, LENGTH_PREFIX_LEN};
 use crate::wire::{
     AttributeFailure, AttributeOp, ErrorCode, HistoryAnchor, Login, Member, MemberAttributes,
     MessageBody, Priority, Request, Response, RoomConfig, RoomInfo, RoomMessage, RoomState,
@@ -208,9 +209,7 @@ impl Client {
     /// [`Ended::ReconnectWindow`]: super::Ended::ReconnectWindow
     /// [`Ended::Connection`]: super::Ended::Connection
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
-        if let Request::SendRoomMessage { room_id, body, client_msg_id, .. } = &request {
-            check_message_size(room_id, body, client_msg_id.as_deref())?;
-        }
+        check_message_size(&request)?;
         let inner = &self.inner;
         let again = repeatable(&request);
         // Requests go out in the order they were made, also when they wait for a resumed
@@ -614,20 +613,18 @@ fn repeatable(request: &Request) -> bool {
     )
 }
 
-/// Bytes of a message request frame besides the room id, the body and the client_msg_id (tags,
-/// length prefixes, the request id, the priority), rounded up.
-const SEND_FRAME_OVERHEAD: usize = 64;
-
 /// Refuses a message whose request frame would be over [`MAX_CLIENT_FRAME_LEN`]: the server
 /// closes the connection on such a frame (`frame_too_large`), ending the session, where it
-/// answers a smaller over-limit body with `message_too_large` and goes on.
-fn check_message_size(
-    room_id: &str,
-    body: &MessageBody,
-    client_msg_id: Option<&str>,
-) -> Result<(), ClientError> {
-    let frame = body.len() + room_id.len() + client_msg_id.map_or(0, str::len);
-    if frame + SEND_FRAME_OVERHEAD <= MAX_CLIENT_FRAME_LEN {
+/// answers a smaller over-limit body with `message_too_large` and goes on. Only a body of more
+/// than half the limit is measured, by encoding the frame as the link will (with the longest
+/// request id); smaller ones cannot be over it.
+fn check_message_size(request: &Request) -> Result<(), ClientError> {
+    let Request::SendRoomMessage { body, .. } = request else { return Ok(()) };
+    if body.len() <= MAX_CLIENT_FRAME_LEN / 2 {
+        return Ok(());
+    }
+    let frame = encode_frame(&RequestFrame { request_id: u32::MAX, request: request.clone() });
+    if frame.len() - LENGTH_PREFIX_LEN <= MAX_CLIENT_FRAME_LEN {
         return Ok(());
     }
     Err(ClientError::Server {
