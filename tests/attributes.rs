@@ -989,3 +989,43 @@ fn five_hundred_members_with_attributes_and_not_one_more_by_default() {
     assert!(answer.is_ok(), "{answer:?}");
     assert_eq!(updates, 1);
 }
+
+#[test]
+fn a_set_of_too_many_keys_changes_nothing_and_tells_nobody() {
+    let mut h = Harness::new(Limits::default());
+    h.login(0, "alice");
+    h.login(1, "bob");
+    let (answer, _) =
+        call_core(&mut h, 0, Request::CreateRoom { info: info("r"), config: cfg() });
+    assert!(answer.is_ok(), "{answer:?}");
+    let (answer, _) = call_core(&mut h, 1, Request::JoinRoom { room_id: "r".into() });
+    assert!(answer.is_ok(), "{answer:?}");
+    let request = Request::SetRoomAttributes {
+        room_id: "r".into(),
+        attributes: kv(&[("b", "1")]),
+        is_force: false,
+        is_update_owner: false,
+        is_delete_after_owner_left: false,
+    };
+    assert!(call_core(&mut h, 1, request).0.is_ok());
+    h.tick(1_000);
+    h.take(0);
+    // As many keys as a request frame holds: refused, and nothing of it applied.
+    let request = Request::SetRoomAttributes {
+        room_id: "r".into(),
+        attributes: (0..2_700).map(|i| (format!("key-{i:012}"), "value".to_string())).collect(),
+        is_force: true,
+        is_update_owner: true,
+        is_delete_after_owner_left: false,
+    };
+    match call_core(&mut h, 0, request).0 {
+        Err(e) => assert_eq!(e.code, ErrorCode::AttributeCountExceeded.as_u16(), "{e:?}"),
+        r => panic!("{r:?}"),
+    }
+    match call_core(&mut h, 0, Request::QueryRoomAttributes { room_id: "r".into() }).0 {
+        Ok(Response::RoomAttributes { attributes, .. }) => assert_eq!(attributes, kv(&[("b", "1")])),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(h.take(0), vec![]);
+    assert_eq!(h.take(1), vec![], "no attribute event");
+}

@@ -637,3 +637,58 @@ async fn an_event_stream_that_breaks_on_a_live_connection_is_resumed() {
     let closed = tokio::time::timeout(Duration::from_secs(5), first.closed()).await.unwrap();
     assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(_)), "{closed:?}");
 }
+
+#[tokio::test]
+async fn a_session_in_five_busy_rooms_resumes_and_gets_the_newest_messages() {
+    let seed = 808;
+    let server = TestServer::start_with(|c| c.transport.idle_timeout_s = 2).await;
+    // Blackhole from 1 s for 2.5 s; the client's idle timeout is 1 s, the server's 2 s.
+    let proxy = proxy(&server, seed, (1_000, 2_500)).await;
+    let alice = server.client("alice").await;
+    let bob = mobile(&server, &proxy, "bob", 1_000).await;
+    let rooms: Vec<String> = (0..5).map(|r| format!("r{r}")).collect();
+    for r in &rooms {
+        alice.create_room(info(r), cfg()).await.unwrap();
+        bob.join_room(r).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // 80 messages of 32,000 bytes to each room: 12.8 MB missed, over the 8 MiB outbound queue.
+    let body = "x".repeat(32_000);
+    for r in &rooms {
+        for _ in 0..80 {
+            alice.send_text(r, &body, Priority::Medium).await.unwrap();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut newest = std::collections::BTreeMap::new();
+    let mut resumed = None;
+    while resumed.is_none() || newest.len() < 5 || newest.values().any(|s| *s < 80) {
+        match client_event_at(&bob, deadline).await {
+            Ok(Some(ClientEvent::Event(Event::RoomMessage(m)))) => {
+                newest.insert(m.room_id, m.seq);
+            }
+            Ok(Some(ClientEvent::Resumed { session_resumed, rooms, .. })) => {
+                resumed = Some((session_resumed, rooms));
+            }
+            Ok(Some(_)) => {}
+            other => panic!(
+                "seed {seed}: resumed {resumed:?}, newest seqs {newest:?}, then {other:?}; \
+                 server closed {} slow consumers",
+                server.stats.slow_consumers.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+        }
+    }
+    let (same, recoveries) = resumed.unwrap();
+    assert!(same, "seed {seed}: the same session continues");
+    assert_eq!(recoveries.len(), 5, "seed {seed}");
+    assert!(recoveries.iter().all(|r| r.rejoined && !r.recovered), "seed {seed}: {recoveries:?}");
+    // The resumed connection stays up and carries new traffic.
+    alice.send_text("r0", "live", Priority::Medium).await.unwrap();
+    loop {
+        match client_event_at(&bob, deadline).await {
+            Ok(Some(ClientEvent::Event(Event::RoomMessage(m)))) if m.seq == 81 => break,
+            Ok(Some(_)) => {}
+            other => panic!("seed {seed}: no live message after the resumption: {other:?}"),
+        }
+    }
+}

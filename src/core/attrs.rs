@@ -210,3 +210,50 @@ impl Attrs {
         keys
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    const LIMITS: AttrLimits = AttrLimits { max_keys: 20, max_key: 16, max_value: 1024, max_total: 5120 };
+
+    fn set(pairs: impl Iterator<Item = (String, String)>) -> AttributeOp {
+        AttributeOp::Set {
+            attributes: pairs.collect(),
+            is_force: false,
+            is_update_owner: false,
+            is_delete_after_owner_left: false,
+        }
+    }
+
+    #[test]
+    fn too_many_keys_are_refused_before_any_key_is_looked_at() {
+        let (alice, bob): (Arc<str>, Arc<str>) = ("alice".into(), "bob".into());
+        let mut attrs = Attrs::initial(&[("b".into(), "1".into())], &bob, LIMITS).unwrap();
+        let asked = Cell::new(0);
+        let present = |_: &str| {
+            asked.set(asked.get() + 1);
+            true
+        };
+        // Bob's key first: applying the step would ask whether its owner is present.
+        let pairs = std::iter::once(("b".to_string(), "2".to_string()))
+            .chain((0..2_700).map(|i| (format!("k{i}"), "v".to_string())));
+        let e = attrs.apply(&[set(pairs)], &alice, present, LIMITS, false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::AttributeCountExceeded.as_u16(), "{e:?}");
+        assert_eq!(asked.get(), 0, "the count is checked before any key is applied");
+        assert_eq!(attrs.snapshot(), [("b".to_string(), "1".to_string())]);
+        // A batch may name twice the key limit (replace every key in one step): no more.
+        let replace = [
+            AttributeOp::Delete { keys: vec!["b".into()], is_force: true },
+            set((0..20).map(|i| (format!("k{i}"), "v".to_string()))),
+        ];
+        assert!(attrs.apply(&replace, &alice, |_| true, LIMITS, true).is_ok());
+        let over: Vec<AttributeOp> = (0..41)
+            .map(|i| AttributeOp::Delete { keys: vec![format!("x{i}")], is_force: true })
+            .collect();
+        let e = attrs.apply(&over, &alice, |_| true, LIMITS, true).unwrap_err();
+        assert_eq!(e.code, ErrorCode::AttributeCountExceeded.as_u16(), "{e:?}");
+    }
+}

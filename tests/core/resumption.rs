@@ -1,6 +1,10 @@
 //! Resumption (docs/PROTOCOL.md, section 4.6), with explicit time; also token expiry and the
 //! operation rate limits.
 
+use huddle::core::Output;
+use decode_frame;
+use huddle::wire::{ResponseFrame, RoomRecovery};
+
 use super::*;
 
 fn replayed_seqs(got: &[Got]) -> Vec<u64> {
@@ -337,4 +341,135 @@ fn logins_and_operations_are_rate_limited_per_address_and_the_bucket_outlives_th
     // ...but once it has refilled, an address with no connection is forgotten.
     h.tick(3_000);
     assert_eq!(h.core.address_count(), 1);
+}
+
+/// Alice and Bob in `rooms` rooms; Bob's connection is lost, then Alice sends each room
+/// `per_room[i]` messages of `body` bytes. Returns Bob's held session.
+fn missed_in_rooms(h: &mut Harness, per_room: &[usize], body: usize) -> u64 {
+    h.login(1, "alice");
+    h.login(2, "bob");
+    for r in 0..per_room.len() {
+        h.create(1, &format!("r{r}"), 0);
+        h.join(2, &format!("r{r}"));
+    }
+    let sid = h.session_of(2);
+    let now = h.now();
+    h.core.handle_disconnect(now, 2);
+    h.pump();
+    for (r, n) in per_room.iter().enumerate() {
+        for _ in 0..*n {
+            h.send_with(1, &format!("r{r}"), MessageBody::Text("x".repeat(body)), None);
+        }
+    }
+    h.take(1);
+    sid
+}
+
+/// Runs a Resume on connection 3 and adds up what it queued for that connection: (bytes of
+/// every frame, bytes of replayed messages, the answer's rooms, seqs replayed per room key).
+fn resume_sized(
+    h: &mut Harness,
+    sid: u64,
+    rooms: &[(&str, u64)],
+) -> (usize, usize, Vec<RoomRecovery>, BTreeMap<u64, Vec<u64>>) {
+    let now = h.now();
+    let resume = h.resume_request("bob", sid, [7; 16], rooms);
+    let ok = h.core.handle_resume(now, 3, 99, resume, [9; 16]).logged_in();
+    assert!(ok);
+    let (mut all, mut replay, mut answer, mut seqs) = (0, 0, None, BTreeMap::new());
+    while let Some(out) = h.core.poll_output() {
+        match out {
+            Output::Push { conn: 3, room: Some(key), frame } => {
+                all += frame.len();
+                replay += frame.len();
+                match decode_frame::<Event>(&frame) {
+                    Event::RoomMessage(m) => seqs.entry(key.0).or_insert_with(Vec::new).push(m.seq),
+                    e => panic!("{e:?}"),
+                }
+            }
+            Output::Reply { conn: 3, frame } => {
+                all += frame.len();
+                let r: ResponseFrame =
+                    decode_frame(&frame);
+                match r.reply {
+                    Reply::Ok(Response::Resumed { rooms, .. }) => answer = Some(rooms),
+                    r => panic!("{r:?}"),
+                }
+            }
+            Output::OpenRoomStream { conn: 3, header, low_header, .. } => {
+                all += header.len() + low_header.len()
+            }
+            _ => {}
+        }
+    }
+    (all, replay, answer.expect("a Resumed answer"), seqs)
+}
+
+#[test]
+fn five_busy_rooms_resume_with_one_replay_that_fits_the_queue() {
+    // Five rooms with 2.4 MiB missed each: 12 MiB in all, over the 8 MiB outbound queue.
+    let limits = Limits { rate_limit_per_s: 0, ..Limits::default() };
+    // The server's default `[queue] max_bytes`, which the core is told in its limits.
+    let (queue, budget) = (8 * 1024 * 1024, limits.max_replay_bytes);
+    let mut h = Harness::new(limits);
+    let sid = missed_in_rooms(&mut h, &[80; 5], 32_000);
+    let listed: Vec<(String, u64)> = (0..5).map(|r| (format!("r{r}"), 0)).collect();
+    let listed: Vec<(&str, u64)> = listed.iter().map(|(r, s)| (r.as_str(), *s)).collect();
+    let (all, replay, rooms, seqs) = resume_sized(&mut h, sid, &listed);
+    assert!(all <= queue / 2, "{all} bytes queued by one Resume, over half the {queue} queue");
+    assert!(replay <= budget, "a replay of {replay} bytes, over the session's {budget}");
+    assert_eq!(rooms.len(), 5);
+    for (room, seqs) in rooms.iter().zip(seqs.values()) {
+        assert!(room.rejoined && !room.recovered, "{room:?}");
+        assert_eq!(room.replayed as usize, seqs.len());
+        assert_eq!(*seqs.last().unwrap(), 80, "the newest are kept in {}", room.room_id);
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gaps: {seqs:?}");
+    }
+    // Shared evenly: every room gets a fifth of the budget, give or take one message.
+    let counts: Vec<usize> = seqs.values().map(Vec::len).collect();
+    assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{counts:?}");
+}
+
+#[test]
+fn quiet_rooms_recover_whole_and_the_busy_room_gets_the_rest_of_the_budget() {
+    let limits = Limits { rate_limit_per_s: 0, ..Limits::default() };
+    let budget = limits.max_replay_bytes;
+    let mut h = Harness::new(limits);
+    let sid = missed_in_rooms(&mut h, &[3, 3, 200, 3, 3], 16_000);
+    let listed = [("r0", 0), ("r1", 0), ("r2", 0), ("r3", 0), ("r4", 0)];
+    let (_, replay, rooms, seqs) = resume_sized(&mut h, sid, &listed);
+    let recovered: Vec<bool> = rooms.iter().map(|r| r.recovered).collect();
+    assert_eq!(recovered, [true, true, false, true, true]);
+    let counts: Vec<usize> = seqs.values().map(Vec::len).collect();
+    assert_eq!((counts[0], counts[1], counts[3], counts[4]), (3, 3, 3, 3));
+    // The busy room fills what the quiet ones left, up to one message short of the budget.
+    assert!(replay <= budget && replay + 16_100 > budget, "{replay} of {budget}");
+    assert_eq!(*seqs.values().nth(2).unwrap().last().unwrap(), 200);
+}
+
+#[test]
+fn a_resume_listing_too_many_rooms_is_refused_and_duplicates_are_answered_once() {
+    let mut h = Harness::plain();
+    let sid = missed_in_rooms(&mut h, &[2], 10);
+    let many: Vec<String> = (0..4_000).map(|i| format!("x{i:07}")).collect();
+    let listed: Vec<(&str, u64)> = many.iter().map(|r| (r.as_str(), 0)).collect();
+    let (ok, reply, _) = h.resume(3, "bob", sid, [7; 16], &listed);
+    assert!(!ok);
+    match reply {
+        Reply::Err(e) => assert_eq!(e.code, ErrorCode::InvalidRequest.as_u16(), "{e:?}"),
+        r => panic!("{r:?}"),
+    }
+    // The session is still held: a Resume within the bound, with duplicates, takes it over.
+    let listed = [("r0", 0), ("gone", 0), ("r0", 2), ("gone", 5)];
+    let (ok, reply, got) = h.resume(4, "bob", sid, [7; 16], &listed);
+    assert!(ok, "{reply:?}");
+    match reply {
+        Reply::Ok(Response::Resumed { rooms, session_resumed: true, .. }) => {
+            let ids: Vec<&str> = rooms.iter().map(|r| r.room_id.as_str()).collect();
+            assert_eq!(ids, ["r0", "gone"]);
+            assert_eq!(rooms[0].replayed, 2, "the first mention of a room counts");
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(replayed_seqs(&got), vec![1, 2]);
 }
