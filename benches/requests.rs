@@ -49,7 +49,12 @@ fn drain(core: &mut Core) -> usize {
 
 fn enter(core: &mut Core, conn: ConnId, room: &str) {
     let info = RoomInfo { room_id: room.into(), room_name: String::new() };
-    core.handle_request(now(0), conn, 1, Request::EnterRoom { info, config: RoomConfig::default() });
+    core.handle_request(
+        now(0),
+        conn,
+        1,
+        Request::EnterRoom { info, config: RoomConfig::default() },
+    );
 }
 
 /// Alice and Bob in five rooms, each with a full history of 32 KiB messages from Alice.

@@ -995,8 +995,7 @@ fn a_set_of_too_many_keys_changes_nothing_and_tells_nobody() {
     let mut h = Harness::new(Limits::default());
     h.login(0, "alice");
     h.login(1, "bob");
-    let (answer, _) =
-        call_core(&mut h, 0, Request::CreateRoom { info: info("r"), config: cfg() });
+    let (answer, _) = call_core(&mut h, 0, Request::CreateRoom { info: info("r"), config: cfg() });
     assert!(answer.is_ok(), "{answer:?}");
     let (answer, _) = call_core(&mut h, 1, Request::JoinRoom { room_id: "r".into() });
     assert!(answer.is_ok(), "{answer:?}");
@@ -1023,7 +1022,9 @@ fn a_set_of_too_many_keys_changes_nothing_and_tells_nobody() {
         r => panic!("{r:?}"),
     }
     match call_core(&mut h, 0, Request::QueryRoomAttributes { room_id: "r".into() }).0 {
-        Ok(Response::RoomAttributes { attributes, .. }) => assert_eq!(attributes, kv(&[("b", "1")])),
+        Ok(Response::RoomAttributes { attributes, .. }) => {
+            assert_eq!(attributes, kv(&[("b", "1")]))
+        }
         r => panic!("{r:?}"),
     }
     assert_eq!(h.take(0), vec![]);

@@ -151,6 +151,14 @@ impl Core {
             max_value: l.member_attribute_value_max_bytes,
             max_total: usize::MAX,
         };
+        // A member holds at most max_keys keys, so a request naming more can never fit: refused
+        // before any member is looked at.
+        if attributes.len() > lim.max_keys {
+            return Err(ErrorBody::with_message(
+                ErrorCode::AttributeCountExceeded,
+                format!("a request names {} keys, over {}", attributes.len(), lim.max_keys),
+            ));
+        }
         for (k, v) in &attributes {
             check_key_value(k, Some(v), lim)?;
         }

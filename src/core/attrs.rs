@@ -61,6 +61,45 @@ pub(crate) fn check_key_value(
     Ok(())
 }
 
+/// Keys one request may name over all its steps (a step naming none counts as one): twice the
+/// key limit, enough for a batch that deletes every key and sets as many new ones.
+pub(crate) fn max_names(l: AttrLimits) -> usize {
+    l.max_keys.saturating_mul(2)
+}
+
+/// The checks that need no state, made before any work: how many keys the request names, and
+/// the size of each key and value.
+fn check_request(ops: &[AttributeOp], l: AttrLimits) -> Result<(), ErrorBody> {
+    let names: usize = ops
+        .iter()
+        .map(|op| match op {
+            AttributeOp::Set { attributes, .. } => attributes.len().max(1),
+            AttributeOp::Delete { keys, .. } => keys.len().max(1),
+        })
+        .sum();
+    if names > max_names(l) {
+        return Err(ErrorBody::with_message(
+            ErrorCode::AttributeCountExceeded,
+            format!("a request names {names} keys, over {}", max_names(l)),
+        ));
+    }
+    for op in ops {
+        match op {
+            AttributeOp::Set { attributes, .. } => {
+                for (k, v) in attributes {
+                    check_key_value(k, Some(v), l)?;
+                }
+            }
+            AttributeOp::Delete { keys, .. } => {
+                for k in keys {
+                    check_key_value(k, None, l)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Attrs {
     /// Initial attributes of a new room, owned by its creator.
     pub fn initial(
@@ -99,6 +138,7 @@ impl Attrs {
         l: AttrLimits,
         atomic: bool,
     ) -> Result<Change, ErrorBody> {
+        check_request(ops, l)?;
         let mut next = self.map.clone();
         let mut failed = Vec::new();
         let mut touched: Vec<String> = Vec::new();
@@ -114,7 +154,6 @@ impl Attrs {
                     is_delete_after_owner_left,
                 } => {
                     for (k, v) in attributes {
-                        check_key_value(k, Some(v), l)?;
                         if blocked(&next, k, *is_force) {
                             failed.push(AttributeFailure {
                                 key: k.clone(),
@@ -149,7 +188,6 @@ impl Attrs {
                 }
                 AttributeOp::Delete { keys, is_force } => {
                     for k in keys {
-                        check_key_value(k, None, l)?;
                         if blocked(&next, k, *is_force) {
                             failed.push(AttributeFailure {
                                 key: k.clone(),
@@ -217,7 +255,8 @@ mod tests {
 
     use super::*;
 
-    const LIMITS: AttrLimits = AttrLimits { max_keys: 20, max_key: 16, max_value: 1024, max_total: 5120 };
+    const LIMITS: AttrLimits =
+        AttrLimits { max_keys: 20, max_key: 16, max_value: 1024, max_total: 5120 };
 
     fn set(pairs: impl Iterator<Item = (String, String)>) -> AttributeOp {
         AttributeOp::Set {

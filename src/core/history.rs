@@ -7,14 +7,31 @@ use crate::wire::{HistoryAnchor, RoomMessage};
 /// Messages in ascending, contiguous seq order.
 #[derive(Debug, Default)]
 pub struct History {
-    /// (monotonic ms when stored, message)
-    entries: VecDeque<(u64, RoomMessage)>,
+    entries: VecDeque<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Monotonic ms when stored.
+    at_ms: u64,
+    /// Bytes of the message's `RoomMessage` event frame, so that a replay is sized without
+    /// encoding anything.
+    frame_len: usize,
+    msg: RoomMessage,
 }
 
 impl History {
-    /// Appends a message and drops what is over the count or age bound.
-    pub fn push(&mut self, now_ms: u64, msg: RoomMessage, max_len: usize, max_age_ms: u64) {
-        self.entries.push_back((now_ms, msg));
+    /// Appends a message whose event frame is `frame_len` bytes and drops what is over the
+    /// count or age bound.
+    pub fn push(
+        &mut self,
+        now_ms: u64,
+        msg: RoomMessage,
+        frame_len: usize,
+        max_len: usize,
+        max_age_ms: u64,
+    ) {
+        self.entries.push_back(Entry { at_ms: now_ms, frame_len, msg });
         while self.entries.len() > max_len {
             self.entries.pop_front();
         }
@@ -23,8 +40,8 @@ impl History {
 
     /// Drops messages older than `max_age_ms`.
     pub fn expire(&mut self, now_ms: u64, max_age_ms: u64) {
-        while let Some((at, _)) = self.entries.front() {
-            if now_ms.saturating_sub(*at) > max_age_ms {
+        while let Some(e) = self.entries.front() {
+            if now_ms.saturating_sub(e.at_ms) > max_age_ms {
                 self.entries.pop_front();
             } else {
                 break;
@@ -34,16 +51,16 @@ impl History {
 
     /// The oldest seq still held.
     pub fn first_seq(&self) -> Option<u64> {
-        self.entries.front().map(|(_, m)| m.seq)
+        self.entries.front().map(|e| e.msg.seq)
     }
 
-    /// The messages with seq above `seq`, in order.
-    pub fn after(&self, seq: u64) -> impl Iterator<Item = &RoomMessage> {
+    /// The messages with seq above `seq`, in order, each with the length of its event frame.
+    pub fn after(&self, seq: u64) -> impl DoubleEndedIterator<Item = (&RoomMessage, usize)> {
         let skip = match self.first_seq() {
-            Some(first) if seq >= first => (seq - first + 1) as usize,
+            Some(first) if seq >= first => (seq - first + 1).min(self.entries.len() as u64),
             _ => 0,
         };
-        self.entries.iter().skip(skip).map(|(_, m)| m)
+        self.entries.range(skip as usize..).map(|e| (&e.msg, e.frame_len))
     }
 
     /// Number of messages held.
@@ -79,7 +96,7 @@ impl History {
             HistoryAnchor::Latest | HistoryAnchor::BeforeSeq(_) => start > 0,
             HistoryAnchor::AfterSeq(_) => end < len,
         };
-        let page = self.entries.range(start..end).map(|(_, m)| m.clone()).collect();
+        let page = self.entries.range(start..end).map(|e| e.msg.clone()).collect();
         (page, has_more)
     }
 }
@@ -109,7 +126,7 @@ mod tests {
     fn bounded_by_count_and_age_and_paged() {
         let mut h = History::default();
         for s in 1..=10 {
-            h.push(s * 10, msg(s), 5, 1_000);
+            h.push(s * 10, msg(s), 40, 5, 1_000);
         }
         assert_eq!(h.first_seq(), Some(6));
         assert_eq!(seqs(&h.page(HistoryAnchor::Latest, 2)), (vec![9, 10], true));

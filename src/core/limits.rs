@@ -59,10 +59,12 @@ pub struct Limits {
     pub offline_grace_s: u64,
     /// Seconds before its token expires that a session gets a `token_will_expire` event.
     pub token_expiry_warning_s: u64,
-    /// Bytes of missed messages replayed on resumption at most (the newest are kept; below the
-    /// outbound queue bound so that a replay never makes a slow consumer).
+    /// Bytes of missed messages one resumption replays at most, over all the session's rooms
+    /// (shared among them; the newest of each room are kept). Also at most half of
+    /// `outbound_queue_bytes`: see [`Limits::replay_budget`].
     pub max_replay_bytes: usize,
-    /// Missed messages replayed on resumption at most (the newest are kept).
+    /// Missed messages one resumption replays at most, over all the session's rooms. Also at
+    /// most half of `outbound_queue_frames`.
     pub max_replay_messages: usize,
     /// Room attribute keys per room.
     pub room_attributes_max_keys: usize,
@@ -80,6 +82,13 @@ pub struct Limits {
     pub member_attribute_key_max_bytes: usize,
     /// Longest member attribute value in bytes.
     pub member_attribute_value_max_bytes: usize,
+    /// Bytes a connection's outbound queue holds at most: the server's `[queue] max_bytes`,
+    /// which it copies here (not read from `[limits]`) so that a replay stays under it.
+    #[serde(skip)]
+    pub outbound_queue_bytes: usize,
+    /// Frames a connection's outbound queue holds at most: the server's `[queue] max_frames`.
+    #[serde(skip)]
+    pub outbound_queue_frames: usize,
 }
 
 impl Default for Limits {
@@ -118,7 +127,24 @@ impl Default for Limits {
             member_attributes_max_keys: 30,
             member_attribute_key_max_bytes: 8,
             member_attribute_value_max_bytes: 64,
+            outbound_queue_bytes: 8 * 1024 * 1024,
+            outbound_queue_frames: 16_384,
         }
+    }
+}
+
+impl Limits {
+    /// What one resumption may replay, over all the session's rooms: (bytes of event frames,
+    /// messages). At most half of the connection's outbound queue, so that the replay, the
+    /// Resumed answer (one entry of at most about 150 bytes per room, at most
+    /// [`MAX_RESUME_ROOMS`] listed plus `rooms_per_user` held: about 16 KiB by default,
+    /// whatever the frame limit), the stream headers and the live traffic that arrives while
+    /// the replay drains fit in the other half, and a resumption never ends as a slow consumer.
+    pub fn replay_budget(&self) -> (usize, usize) {
+        (
+            self.max_replay_bytes.min(self.outbound_queue_bytes / 2),
+            self.max_replay_messages.min(self.outbound_queue_frames / 2),
+        )
     }
 }
 
@@ -130,6 +156,9 @@ pub const MAX_ROOM_ID_BYTES: usize = 128;
 pub const MAX_QUERY_COUNT: u32 = 100;
 /// Most user ids in one query_room_members_by_id.
 pub const MAX_QUERY_USER_IDS: usize = 10;
+/// Most rooms one Resume may list (more is refused with `invalid_request`), unless
+/// `rooms_per_user` is higher: then that many.
+pub const MAX_RESUME_ROOMS: usize = 100;
 
 /// The rule a user id follows, as error messages state it.
 pub const USER_ID_RULE: &str = "1-32 bytes of [A-Za-z0-9_.@-]";

@@ -103,7 +103,8 @@ impl Core {
         };
         let ack = Ack { message_id, seq: msg.seq, timestamp_ms: now.unix_ms };
         let frame = encode_frame(&Event::RoomMessage(msg.clone()));
-        room.record(now.mono_ms, msg, limits.history_max_messages, limits.history_max_age_s * 1000);
+        let (max_len, max_age_ms) = (limits.history_max_messages, limits.history_max_age_s * 1000);
+        room.record(now.mono_ms, msg, frame.len(), max_len, max_age_ms);
         if let Some(id) = client_msg_id {
             room.remember_ack(now.mono_ms, user, id, ack);
         }

@@ -44,8 +44,8 @@ pub use admin::{
 };
 pub use history::History;
 pub use limits::{
-    valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES,
-    MAX_USER_ID_BYTES, ROOM_ID_RULE, USER_ID_RULE,
+    valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_RESUME_ROOMS,
+    MAX_ROOM_ID_BYTES, MAX_USER_ID_BYTES, ROOM_ID_RULE, USER_ID_RULE,
 };
 pub use ratelimit::TokenBucket;
 pub use room::RoomKey;

@@ -1,14 +1,89 @@
 //! Sessions that outlive their connection (docs/PROTOCOL.md, section 4.6): the offline grace
 //! period and resumption with replay from history.
 
-use super::limits::invalid_user_id;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use super::limits::{invalid_user_id, MAX_RESUME_ROOMS};
 use super::{
-    err, valid_user_id, ConnId, Core, LoginOutcome, Now, OpResult, Output, SessionId, Timer,
+    err, valid_user_id, ConnId, Core, LoginOutcome, Now, OpResult, Output, RoomKey, SessionId,
+    Timer,
 };
 use crate::wire::{
     encode_frame, ErrorBody, ErrorCode, Event, LeaveReason, Login, Priority, Reply, Response,
-    Resume, RoomRecovery, PROTOCOL_VERSION,
+    Resume, RoomMessage, RoomRecovery, PROTOCOL_VERSION,
 };
+
+/// A room to replay on resumption: its stream, the last seq the client saw there, and the
+/// place of its answer among the Resumed answer's rooms.
+struct Gap {
+    key: RoomKey,
+    room_id: String,
+    last_seen: u64,
+    slot: usize,
+}
+
+/// The rooms a Resume lists, each once (the first mention counts), in order, with a lookup.
+struct Listed<'a> {
+    order: Vec<(&'a str, u64)>,
+    last_seen: HashMap<&'a str, u64>,
+}
+
+impl<'a> Listed<'a> {
+    fn new(rooms: &'a [(String, u64)]) -> Listed<'a> {
+        let mut listed = Listed { order: Vec::new(), last_seen: HashMap::new() };
+        for (room_id, seq) in rooms {
+            if let Entry::Vacant(v) = listed.last_seen.entry(room_id.as_str()) {
+                v.insert(*seq);
+                listed.order.push((room_id, *seq));
+            }
+        }
+        listed
+    }
+}
+
+/// Splits a budget of (bytes, messages) among rooms that each ask for `demand`: a room that
+/// asks for no more than an equal share gets what it asks, and what it leaves is shared by the
+/// others, until the rest each get an equal share of what remains. Quadratic in the number of
+/// rooms, which is at most `rooms_per_user`.
+fn share(budget: (usize, usize), demand: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut quota = vec![(0, 0); demand.len()];
+    let mut open: Vec<usize> = (0..demand.len()).collect();
+    let (mut bytes, mut frames) = budget;
+    while !open.is_empty() {
+        let (n, before) = (open.len(), open.len());
+        let (per_bytes, per_frames) = (bytes / n, frames / n);
+        open.retain(|&i| {
+            let (b, f) = demand[i];
+            let fits = b <= per_bytes && f <= per_frames;
+            if fits {
+                quota[i] = (b, f);
+                bytes -= b;
+                frames -= f;
+            }
+            !fits
+        });
+        if open.len() == before {
+            for &i in &open {
+                quota[i] = (per_bytes, per_frames);
+            }
+            break;
+        }
+    }
+    quota
+}
+
+/// The missed messages a resumption replays, with their frame lengths, in seq order: those
+/// after `last_seen` but low ones (best effort) and the session's own (never sent it live).
+fn eligible<'a>(
+    room: &'a super::room::Room,
+    last_seen: u64,
+    me: Option<&'a str>,
+) -> impl DoubleEndedIterator<Item = (&'a RoomMessage, usize)> {
+    room.history()
+        .after(last_seen)
+        .filter(move |(m, _)| m.priority != Priority::Low && me.map_or(true, |me| me != m.sender))
+}
 
 fn same_secret(a: &[u8; 16], b: &[u8; 16]) -> bool {
     // Constant time: every byte is compared whatever the earlier ones were.
@@ -106,6 +181,13 @@ impl Core {
         if !valid_user_id(&r.user_id) {
             return Err(invalid_user_id());
         }
+        let max_rooms = self.limits.rooms_per_user.max(MAX_RESUME_ROOMS);
+        if r.rooms.len() > max_rooms {
+            return Err(ErrorBody::with_message(
+                ErrorCode::InvalidRequest,
+                format!("a Resume lists at most {max_rooms} rooms"),
+            ));
+        }
         let claims = self.keys.verify(&r.token, &r.user_id, now.unix_ms / 1000).map_err(err)?;
         let held = self.sessions.get(&r.session_id).map(|s| {
             (&*s.user_id == r.user_id.as_str(), same_secret(&s.resume_secret, &r.resume_secret))
@@ -128,12 +210,20 @@ impl Core {
                         }
                         _ => return Err(err(ErrorCode::Internal)),
                     };
-                let mut rooms: Vec<RoomRecovery> = Vec::with_capacity(r.rooms.len());
-                for (room_id, last_seq) in &r.rooms {
-                    if !rooms.iter().any(|x| &x.room_id == room_id) {
-                        rooms.push(self.rejoin(now, session_id, conn, room_id, *last_seq));
+                let listed = Listed::new(&r.rooms);
+                let mut rooms: Vec<RoomRecovery> = Vec::with_capacity(listed.order.len());
+                let mut gaps = Vec::new();
+                for &(room_id, last_seen) in &listed.order {
+                    match self.rejoin(now, session_id, room_id) {
+                        Ok(key) => {
+                            let slot = rooms.len();
+                            gaps.push(Gap { key, room_id: room_id.to_string(), last_seen, slot });
+                            rooms.push(not_in_room(room_id, 0));
+                        }
+                        Err(failed) => rooms.push(failed),
                     }
                 }
+                self.replay(conn, &gaps, &mut rooms);
                 Ok(Response::Resumed {
                     session_id,
                     resume_secret,
@@ -169,31 +259,32 @@ impl Core {
         if renewed {
             self.arm_token_timers(now, sid, token_exp_s);
         }
-        let mut rooms = Vec::with_capacity(r.rooms.len());
+        let listed = Listed::new(&r.rooms);
+        let mut rooms = Vec::with_capacity(keys.len() + listed.order.len());
+        let mut gaps = Vec::with_capacity(keys.len());
+        let mut in_session = HashSet::with_capacity(keys.len());
         for key in keys {
             let Some(room) = self.rooms.get_mut(&key) else { continue };
             room.forget_recipients();
             let room_id = room.id.to_string();
-            let last_seen = r.rooms.iter().find(|(id, _)| *id == room_id).map(|(_, seq)| *seq);
+            // A room the client did not list gets its stream and no replay.
+            let last_seen =
+                listed.last_seen.get(room_id.as_str()).copied().unwrap_or(room.last_seq);
             self.outputs.push_back(Output::open_room_stream(conn, key, &room_id));
-            let from = last_seen.unwrap_or(room.last_seq);
-            rooms.push(self.replay(conn, key, &room_id, from));
+            in_session.insert(room_id.clone());
+            gaps.push(Gap { key, room_id: room_id.clone(), last_seen, slot: rooms.len() });
+            rooms.push(not_in_room(&room_id, 0));
         }
+        self.replay(conn, &gaps, &mut rooms);
         // Rooms the client named that the session is no longer in.
-        for (room_id, _) in &r.rooms {
-            if !rooms.iter().any(|x: &RoomRecovery| &x.room_id == room_id) {
-                rooms.push(RoomRecovery {
-                    room_id: room_id.clone(),
-                    rejoined: false,
-                    recovered: false,
-                    replayed: 0,
-                    last_seq: self
-                        .room_ids
-                        .get(room_id.as_str())
-                        .and_then(|k| self.rooms.get(k))
-                        .map_or(0, |r| r.last_seq),
-                    error_code: ErrorCode::NotInRoom.as_u16(),
-                });
+        for &(room_id, _) in &listed.order {
+            if !in_session.contains(room_id) {
+                let last_seq = self
+                    .room_ids
+                    .get(room_id)
+                    .and_then(|k| self.rooms.get(k))
+                    .map_or(0, |r| r.last_seq);
+                rooms.push(not_in_room(room_id, last_seq));
             }
         }
         Ok(Response::Resumed {
@@ -205,15 +296,9 @@ impl Core {
         })
     }
 
-    /// A new session of a returning user joins a room it was in and gets what it missed.
-    fn rejoin(
-        &mut self,
-        now: Now,
-        sid: SessionId,
-        conn: ConnId,
-        room_id: &str,
-        last_seq: u64,
-    ) -> RoomRecovery {
+    /// A new session of a returning user joins a room it was in; the room's key, or the answer
+    /// for a room it could not join.
+    fn rejoin(&mut self, now: Now, sid: SessionId, room_id: &str) -> Result<RoomKey, RoomRecovery> {
         let failed = |code: ErrorCode, last_seq: u64| RoomRecovery {
             room_id: room_id.to_string(),
             rejoined: false,
@@ -224,77 +309,95 @@ impl Core {
         };
         let key = match self.existing_room(room_id) {
             Ok(room) => room.key,
-            Err(e) => return failed(ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal), 0),
+            Err(e) => {
+                return Err(failed(ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal), 0))
+            }
         };
         let check = self.check_can_join(sid, self.rooms.get(&key));
         if let Err(e) = check {
             let last = self.rooms.get(&key).map_or(0, |r| r.last_seq);
-            return failed(ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal), last);
+            return Err(failed(ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal), last));
         }
         self.add_member(now, sid, key, false);
-        self.replay(conn, key, room_id, last_seq)
+        Ok(key)
     }
 
-    /// Pushes the room's messages after `last_seen` onto the connection's room stream (ahead of
-    /// anything broadcast later) and says whether that covered the whole gap.
-    fn replay(
-        &mut self,
-        conn: ConnId,
-        key: super::RoomKey,
-        room_id: &str,
-        last_seen: u64,
-    ) -> RoomRecovery {
-        let Some(room) = self.rooms.get(&key) else {
-            return RoomRecovery {
-                room_id: room_id.to_string(),
-                rejoined: false,
-                recovered: false,
-                replayed: 0,
-                last_seq: 0,
-                error_code: ErrorCode::RoomDoesNotExist.as_u16(),
-            };
-        };
-        let mut recovered = last_seen >= room.last_seq
-            || room.history().first_seq().is_some_and(|first| first <= last_seen.saturating_add(1));
-        // The session's own messages never reach it live either.
-        let me = self.by_conn.get(&conn).and_then(|sid| self.sessions.get(sid)).map(|s| &s.user_id);
-        let mut frames: Vec<_> = room
-            .history()
-            .after(last_seen)
-            // Low priority is best effort: only medium and high messages are replayed.
-            .filter(|m| m.priority != Priority::Low)
-            .filter(|m| me.map_or(true, |me| **me != *m.sender))
-            .map(|m| encode_frame(&Event::RoomMessage(m.clone())))
-            .collect();
-        // A replay must fit the connection's queue, or it would be cut off as a slow consumer
-        // and replay the same again on its next resumption: keep the newest that fit, and say
-        // the recovery is incomplete (the rest is in history).
-        let budget = self.limits.max_replay_bytes;
-        let mut total = 0;
-        let keep_from = frames
+    /// Pushes each room's messages after its `last_seen` onto the connection's room stream
+    /// (ahead of anything broadcast later) and writes each room's answer into its slot of
+    /// `answers`. All the rooms share one budget ([`super::Limits::replay_budget`]): each room
+    /// asks for its missed messages, sized from the lengths history keeps, without encoding
+    /// anything; [`share`] splits the budget; a room gets the newest of its messages that fit
+    /// its share, and is `recovered` only when that is every message it missed. Only what is
+    /// kept is encoded. Work: two passes over each room's history, plus encoding at most the
+    /// budget.
+    fn replay(&mut self, conn: ConnId, gaps: &[Gap], answers: &mut [RoomRecovery]) {
+        let budget = self.limits.replay_budget();
+        let me = self.by_conn.get(&conn).and_then(|sid| self.sessions.get(sid));
+        let me = me.map(|s| &*s.user_id);
+        let demand: Vec<(usize, usize)> = gaps
             .iter()
-            .rposition(|f| {
-                total += f.len();
-                total > budget
+            .map(|g| {
+                let Some(room) = self.rooms.get(&g.key) else { return (0, 0) };
+                let mut asked = (0, 0);
+                for (_, len) in eligible(room, g.last_seen, me).rev() {
+                    asked = (asked.0 + len, asked.1 + 1);
+                    if asked.0 > budget.0 || asked.1 > budget.1 {
+                        // More than the whole budget: never satisfied, so no need to go on.
+                        return (usize::MAX, usize::MAX);
+                    }
+                }
+                asked
             })
-            .map_or(0, |i| i + 1)
-            .max(frames.len().saturating_sub(self.limits.max_replay_messages));
-        if keep_from > 0 {
-            frames.drain(..keep_from);
-            recovered = false;
+            .collect();
+        let quota = share(budget, &demand);
+        for ((g, asked), quota) in gaps.iter().zip(&demand).zip(&quota) {
+            let Some(room) = self.rooms.get(&g.key) else {
+                answers[g.slot] = RoomRecovery {
+                    error_code: ErrorCode::RoomDoesNotExist.as_u16(),
+                    ..not_in_room(&g.room_id, 0)
+                };
+                continue;
+            };
+            let mut used = (0, 0);
+            let kept = eligible(room, g.last_seen, me)
+                .rev()
+                .take_while(|(_, len)| {
+                    used = (used.0 + len, used.1 + 1);
+                    used.0 <= quota.0 && used.1 <= quota.1
+                })
+                .count();
+            let mut frames: Vec<_> = eligible(room, g.last_seen, me)
+                .rev()
+                .take(kept)
+                .map(|(m, _)| encode_frame(&Event::RoomMessage(m.clone())))
+                .collect();
+            frames.reverse();
+            let covered = g.last_seen >= room.last_seq
+                || room.history().first_seq().is_some_and(|f| f <= g.last_seen.saturating_add(1));
+            let whole = asked.0 <= quota.0 && asked.1 <= quota.1;
+            answers[g.slot] = RoomRecovery {
+                room_id: g.room_id.clone(),
+                rejoined: true,
+                recovered: covered && whole,
+                replayed: kept as u32,
+                last_seq: room.last_seq,
+                error_code: 0,
+            };
+            for frame in frames {
+                self.outputs.push_back(Output::Push { conn, room: Some(g.key), frame });
+            }
         }
-        let replayed = frames.len() as u32;
-        let last_seq = room.last_seq;
-        for frame in frames {
-            self.outputs.push_back(Output::Push { conn, room: Some(key), frame });
-        }
-        RoomRecovery {
-            room_id: room_id.to_string(),
-            rejoined: true,
-            recovered,
-            replayed,
-            last_seq,
-            error_code: 0,
-        }
+    }
+}
+
+/// The answer for a listed room the session is not in.
+fn not_in_room(room_id: &str, last_seq: u64) -> RoomRecovery {
+    RoomRecovery {
+        room_id: room_id.to_string(),
+        rejoined: false,
+        recovered: false,
+        replayed: 0,
+        last_seq,
+        error_code: ErrorCode::NotInRoom.as_u16(),
     }
 }

@@ -342,9 +342,17 @@ impl Room {
         self.last_seq
     }
 
-    /// Keeps a sent message in history (bounded by count and age).
-    pub fn record(&mut self, now_ms: u64, msg: RoomMessage, max_len: usize, max_age_ms: u64) {
-        self.history.push(now_ms, msg, max_len, max_age_ms);
+    /// Keeps a sent message, whose event frame is `frame_len` bytes, in history (bounded by
+    /// count and age).
+    pub fn record(
+        &mut self,
+        now_ms: u64,
+        msg: RoomMessage,
+        frame_len: usize,
+        max_len: usize,
+        max_age_ms: u64,
+    ) {
+        self.history.push(now_ms, msg, frame_len, max_len, max_age_ms);
     }
 
     /// Remembers the answer to a client_msg_id for idempotent retries.
@@ -387,7 +395,7 @@ impl Room {
             return Err(format!("empty room {id} has presence changes pending"));
         }
         let mut expect = self.history.first_seq();
-        for m in self.history.after(0) {
+        for (m, _) in self.history.after(0) {
             if Some(m.seq) != expect || m.seq > self.last_seq {
                 return Err(format!("room {id}: history seq {} out of order", m.seq));
             }

@@ -55,10 +55,11 @@ impl Server {
         let start_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
         let id_base = start_ms * 1000;
-        // A replay must fit in half the outbound queue, or resuming would end as a slow consumer.
+        // The core keeps a resumption's replay under the outbound queue bound
+        // (`Limits::replay_budget`), or resuming would end as a slow consumer.
         let mut limits = config.limits.clone();
-        limits.max_replay_bytes = limits.max_replay_bytes.min(config.queue.max_bytes / 2);
-        limits.max_replay_messages = limits.max_replay_messages.min(config.queue.max_frames / 2);
+        limits.outbound_queue_bytes = config.queue.max_bytes;
+        limits.outbound_queue_frames = config.queue.max_frames;
         let core = Core::new(limits, keys, id_base);
         let admin = admin::bind(&config.admin)?;
         let shared = Shared::new(core, config);

@@ -1,8 +1,8 @@
 //! Resumption (docs/PROTOCOL.md, section 4.6), with explicit time; also token expiry and the
 //! operation rate limits.
 
-use huddle::core::Output;
 use decode_frame;
+use huddle::core::Output;
 use huddle::wire::{ResponseFrame, RoomRecovery};
 
 use super::*;
@@ -389,8 +389,7 @@ fn resume_sized(
             }
             Output::Reply { conn: 3, frame } => {
                 all += frame.len();
-                let r: ResponseFrame =
-                    decode_frame(&frame);
+                let r: ResponseFrame = decode_frame(&frame);
                 match r.reply {
                     Reply::Ok(Response::Resumed { rooms, .. }) => answer = Some(rooms),
                     r => panic!("{r:?}"),
