@@ -238,6 +238,9 @@ impl Core {
     /// Forgets the room and its id.
     pub(super) fn destroy(&mut self, key: RoomKey) {
         if let Some(room) = self.rooms.remove(&key) {
+            if let Some(at) = room.dedup_sweep_at() {
+                self.timers.remove(&(at, Timer::DedupSweep(key)));
+            }
             self.room_ids.remove(&room.id);
             self.room_order.remove(&key);
         }

@@ -190,6 +190,9 @@ struct Session {
     rooms: Vec<RoomKey>,
     resume_secret: [u8; 16],
     token_exp_s: u64,
+    /// The warning and expiry timers armed for `token_exp_s`: a renewal replaces them and the
+    /// session's end removes them, so that a session holds at most two token timers.
+    token_timers: [(u64, Timer); 2],
     /// While the connection is lost: when the offline grace ends (monotonic ms).
     offline_until: Option<u64>,
 }
@@ -204,6 +207,8 @@ enum Timer {
     TokenExpiry(SessionId, u64),
     /// A client address with no connection left may be forgotten (its bucket has refilled).
     OriginIdle(u64),
+    /// A room's client_msg_ids out of the dedup window are forgotten.
+    DedupSweep(RoomKey),
 }
 
 /// The room server's state machine. See the module documentation.
@@ -393,6 +398,7 @@ impl Core {
                 rooms: Vec::new(),
                 resume_secret: secret,
                 token_exp_s: claims.exp,
+                token_timers: [(0, Timer::TokenWarning(id, 0)), (0, Timer::TokenExpiry(id, 0))],
                 offline_until: None,
             },
         );
@@ -426,6 +432,12 @@ impl Core {
             self.leave(now, sid, room, reason);
         }
         if let Some(s) = self.sessions.remove(&sid) {
+            for timer in s.token_timers {
+                self.timers.remove(&timer);
+            }
+            if let Some(at) = s.offline_until {
+                self.timers.remove(&(at, Timer::Offline(sid)));
+            }
             if let Some(conn) = s.conn {
                 self.by_conn.remove(&conn);
             }
@@ -591,6 +603,7 @@ impl Core {
                 Timer::TokenWarning(sid, exp) => self.token_warning(sid, exp),
                 Timer::TokenExpiry(sid, exp) => self.token_expired(now, sid, exp),
                 Timer::OriginIdle(origin) => self.origin_idle(now, origin),
+                Timer::DedupSweep(key) => self.sweep_dedup(now, key),
                 Timer::Destroy(key) => {
                     if self.rooms.get(&key).is_some_and(|r| r.destroy_due(now.mono_ms)) {
                         self.destroy(key);

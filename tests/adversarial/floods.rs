@@ -241,3 +241,45 @@ async fn a_crowd_of_misbehaving_clients_is_closed_and_logged_a_bounded_number_of
     drop(raws);
     arena.finish().await;
 }
+
+/// A client that allows the server a single unidirectional stream (its session stream) and
+/// joins and leaves a room over and over: each join starts a writer that waits for a stream the
+/// client never grants. Once the room is left, that writer gives up: the cycles leave nothing
+/// behind (before: one stuck writer per cycle, 2.4 KB each, without bound).
+#[tokio::test]
+async fn join_leave_cycles_without_stream_credit_leave_no_writers_behind() {
+    let arena = Arena::start().await;
+    let waiting = || arena.stats.waiting_for_stream.load(Ordering::Relaxed);
+    let before = waiting();
+    let raw = arena
+        .raw_with(|tc| {
+            tc.max_concurrent_uni_streams(1u32.into());
+        })
+        .await;
+    let mut ctl = raw.control().await;
+    ctl.request(1, Request::Login(arena.login("mallory"))).await;
+    assert!(matches!(ctl.response().await.reply, Reply::Ok(Response::LoggedIn { .. })));
+    const CYCLES: u32 = 60;
+    for i in 0..CYCLES {
+        ctl.request(10 + 2 * i, Request::JoinRoom { room_id: "r".into() }).await;
+        assert!(matches!(ctl.response().await.reply, Reply::Ok(Response::RoomEntered(_))));
+        ctl.request(11 + 2 * i, Request::LeaveRoom { room_id: "r".into() }).await;
+        assert!(matches!(ctl.response().await.reply, Reply::Ok(Response::RoomLeft { .. })));
+    }
+    // The last leave's writer gives up as soon as it is scheduled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while waiting() > before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = waiting() - before;
+    eprintln!("writers still waiting for a stream after {CYCLES} join/leave cycles: {left}");
+    assert_eq!(left, 0, "writers left waiting after {CYCLES} join/leave cycles");
+    // Joined again, the room's writer waits (the client still grants no stream), and only it.
+    ctl.request(500, Request::JoinRoom { room_id: "r".into() }).await;
+    assert!(matches!(ctl.response().await.reply, Reply::Ok(Response::RoomEntered(_))));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(waiting() - before, 1);
+    drop(ctl);
+    raw.conn.close(0u32.into(), b"");
+    arena.finish().await;
+}
