@@ -13,7 +13,8 @@ impl Core {
     pub fn check_invariants(&self) -> Result<(), String> {
         self.check_sessions()?;
         self.check_rooms()?;
-        self.check_origins()
+        self.check_origins()?;
+        self.check_resting()
     }
 
     fn check_sessions(&self) -> Result<(), String> {
