@@ -181,7 +181,9 @@ impl Core {
     pub(crate) fn check_resting(&self) -> Result<(), String> {
         self.resting_ops.check()?;
         self.resting_messages.check()?;
-        if let Some((user, _)) = self.resting_ops.iter().find(|(u, _)| self.user_ops.contains_key(*u)) {
+        if let Some((user, _)) =
+            self.resting_ops.iter().find(|(u, _)| self.user_ops.contains_key(*u))
+        {
             return Err(format!("user {user} has an operation bucket in use and one resting"));
         }
         for ((room_id, user), _) in self.resting_messages.iter() {

@@ -120,7 +120,11 @@ impl<K: Clone + Eq + Hash + Ord> Resting<K> {
     /// Whether the two indexes agree (for `Core::check_invariants`).
     pub fn check(&self) -> Result<(), String> {
         if self.due.len() != self.buckets.len() {
-            return Err(format!("{} resting buckets, {} due times", self.buckets.len(), self.due.len()));
+            return Err(format!(
+                "{} resting buckets, {} due times",
+                self.buckets.len(),
+                self.due.len()
+            ));
         }
         for (at, key) in &self.due {
             if self.buckets.get(key).map(|(_, a)| *a) != Some(*at) {

@@ -104,7 +104,9 @@ fn logging_out_and_in_does_not_refill_the_operation_bucket() {
         h.core.check_invariants().unwrap();
     }
     let bound = u64::from(l.ops_burst) + u64::from(l.ops_rate_per_s) * ATTACK_MS / 1000;
-    eprintln!("logout+login flood: {accepted} operations accepted, {refused} refused (bound {bound})");
+    eprintln!(
+        "logout+login flood: {accepted} operations accepted, {refused} refused (bound {bound})"
+    );
     assert!(refused > 0, "the flood reached the limit");
     assert!(accepted <= bound, "{accepted} operations accepted in 3 s, the limit allows {bound}");
 }
