@@ -14,7 +14,8 @@ impl Core {
         self.check_sessions()?;
         self.check_session_timers()?;
         self.check_rooms()?;
-        self.check_origins()
+        self.check_origins()?;
+        self.check_resting()
     }
 
     /// How many client_msg_ids the rooms remember, for tests of their bounds.

@@ -47,6 +47,7 @@ pub use limits::{
     valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES,
     MAX_USER_ID_BYTES, ROOM_ID_RULE, USER_ID_RULE,
 };
+use ratelimit::Resting;
 pub use ratelimit::TokenBucket;
 pub use room::RoomKey;
 use room::{PresenceChange, Room};
@@ -209,6 +210,8 @@ enum Timer {
     OriginIdle(u64),
     /// A room's client_msg_ids out of the dedup window are forgotten.
     DedupSweep(RoomKey),
+    /// Resting rate buckets may be full again and forgotten.
+    RestingBuckets,
 }
 
 /// The room server's state machine. See the module documentation.
@@ -227,6 +230,10 @@ pub struct Core {
     outputs: VecDeque<Output>,
     /// Operation buckets per user (while it has a session).
     user_ops: HashMap<Arc<str>, TokenBucket>,
+    /// Operation buckets of users with no session left, until they have refilled.
+    resting_ops: Resting<Arc<str>>,
+    /// Message buckets per (room id, user) of users who left the room, until they have refilled.
+    resting_messages: Resting<(Arc<str>, Arc<str>)>,
     /// Client addresses (opaque keys from the caller) with their operation buckets.
     origins: HashMap<u64, oplimit::Origin>,
     conn_origin: HashMap<ConnId, u64>,
@@ -257,6 +264,8 @@ impl Core {
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             user_ops: HashMap::new(),
+            resting_ops: Resting::new(),
+            resting_messages: Resting::new(),
             origins: HashMap::new(),
             conn_origin: HashMap::new(),
             next_session: id_base.max(1),
@@ -445,7 +454,9 @@ impl Core {
                 list.retain(|x| *x != sid);
                 if list.is_empty() {
                     self.by_user.remove(&s.user_id);
-                    self.user_ops.remove(&s.user_id);
+                    if let Some(bucket) = self.user_ops.remove(&s.user_id) {
+                        self.rest_ops_bucket(s.user_id.clone(), bucket);
+                    }
                 }
             }
         }
@@ -559,6 +570,11 @@ impl Core {
         // A join during the destroy delay cancels the destroy; the stale timer is then ignored.
         room.cancel_destroy();
         let new_user = room.add_session(&user, &name, sid);
+        if new_user {
+            if let Some(bucket) = self.resting_messages.take(&(room.id.clone(), user.clone())) {
+                room.restore_message_bucket(&user, bucket);
+            }
+        }
         let room_id = room.id.to_string();
         if new_user && !created {
             room.queue_presence(PresenceChange::Joined(Member {
@@ -604,6 +620,7 @@ impl Core {
                 Timer::TokenExpiry(sid, exp) => self.token_expired(now, sid, exp),
                 Timer::OriginIdle(origin) => self.origin_idle(now, origin),
                 Timer::DedupSweep(key) => self.sweep_dedup(now, key),
+                Timer::RestingBuckets => self.sweep_resting(now),
                 Timer::Destroy(key) => {
                     if self.rooms.get(&key).is_some_and(|r| r.destroy_due(now.mono_ms)) {
                         self.destroy(key);

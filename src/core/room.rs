@@ -27,6 +27,15 @@ pub(crate) enum PresenceChange {
     Left(Member, LeaveReason),
 }
 
+/// A member that left the room: itself, the room keys it owned with
+/// is_delete_after_owner_left (now deleted), and its message bucket, if it had one.
+#[derive(Debug)]
+pub(crate) struct Departure {
+    pub member: Member,
+    pub owned: Vec<String>,
+    pub bucket: Option<TokenBucket>,
+}
+
 /// The first answer to a client_msg_id, kept for idempotent retries.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ack {
@@ -161,13 +170,9 @@ impl Room {
     }
 
     /// Removes a session. When it was the user's last session here the member leaves, with its
-    /// member attributes and the room keys it owned with is_delete_after_owner_left: returns the
-    /// member and those keys.
-    pub fn remove_session(
-        &mut self,
-        user: &str,
-        session: SessionId,
-    ) -> Option<(Member, Vec<String>)> {
+    /// member attributes and the room keys it owned with is_delete_after_owner_left; its
+    /// message bucket is handed back for the caller to keep while it refills.
+    pub fn remove_session(&mut self, user: &str, session: SessionId) -> Option<Departure> {
         self.recipients = None;
         let pos = *self.positions.get(user)?;
         let entry = self.members.get_mut(&pos)?;
@@ -176,12 +181,12 @@ impl Room {
             return None;
         }
         self.positions.remove(user);
-        self.rate.remove(user);
+        let bucket = self.rate.remove(user);
         // A non-member cannot send, so cannot retry: its client_msg_ids are of no more use.
         self.dedup.remove(user);
         let member = self.members.remove(&pos)?.member;
         self.member_attrs.remove(user);
-        Some((member, self.attributes.remove_owned_by(user)))
+        Some(Departure { member, owned: self.attributes.remove_owned_by(user), bucket })
     }
 
     /// A page of members in join order from position `start`, and the next page's flag (empty
@@ -370,6 +375,16 @@ impl Room {
         bucket.try_take(rate, burst, now_ms)
     }
 
+    /// Gives a member that rejoined the message bucket it left with.
+    pub fn restore_message_bucket(&mut self, user: &Arc<str>, bucket: TokenBucket) {
+        self.rate.insert(user.clone(), bucket);
+    }
+
+    /// Takes every member's message bucket (the room is going away).
+    pub fn take_message_buckets(&mut self) -> Vec<(Arc<str>, TokenBucket)> {
+        self.rate.drain().collect()
+    }
+
     /// The seq the next message gets, taken.
     pub fn next_seq(&mut self) -> u64 {
         self.last_seq += 1;
@@ -454,6 +469,9 @@ impl Room {
             if *pos >= self.next_position {
                 return Err(format!("room {id}: position {pos} not yet given out"));
             }
+        }
+        if let Some(user) = self.rate.keys().find(|u| !self.positions.contains_key(*u)) {
+            return Err(format!("room {id}: {user} has a message bucket but is not a member"));
         }
         if self.members.is_empty() && !self.pending.is_empty() {
             return Err(format!("empty room {id} has presence changes pending"));

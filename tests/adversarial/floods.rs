@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use huddle::client::{client_endpoint, quic_client_config};
+use huddle::client::{client_endpoint, quic_client_config, Client};
 use huddle::server::LOG_LINES_PER_WINDOW;
 use huddle::wire::{
     encode_frame, ErrorCode, Event, MessageBody, Priority, Reply, Request, RequestFrame, Response,
@@ -169,6 +169,58 @@ async fn operations_from_one_address_are_rate_limited_logins_included() {
     assert_eq!(late_ctl.error_code().await, ErrorCode::AddressRateLimited.as_u16());
     late.assert_closed_with(ErrorCode::AddressRateLimited).await;
     // Messages are not counted: the room carries on.
+    arena.finish().await;
+}
+
+#[tokio::test]
+async fn leaving_and_rejoining_does_not_refill_the_message_rate_limit() {
+    let (rate, burst) = (20u32, 40u32);
+    let arena = Arena::start_with(|c| {
+        c.limits.rate_limit_per_s = rate;
+        c.limits.rate_limit_burst = burst;
+    })
+    .await;
+    let mallory = Client::connect(arena.client_config("mallory")).await.unwrap();
+    mallory.join_room("r").await.unwrap();
+    let start = Instant::now();
+    let (mut accepted, mut refused, mut cycles) = (0u64, 0u64, 0u64);
+    let mut in_room = true;
+    while start.elapsed() < Duration::from_millis(1_500) {
+        if !in_room {
+            match mallory.join_room("r").await {
+                Ok(_) => in_room = true,
+                Err(e) if e.code() == Some(ErrorCode::OperationRateLimited) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        match mallory.send_text("r", "spam", Priority::Low).await {
+            Ok(_) => accepted += 1,
+            Err(e) if e.code() == Some(ErrorCode::RateLimited) => {
+                refused += 1;
+                match mallory.leave_room("r").await {
+                    Ok(()) => {
+                        in_room = false;
+                        cycles += 1;
+                    }
+                    Err(e) if e.code() == Some(ErrorCode::OperationRateLimited) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bound = f64::from(burst) + f64::from(rate) * secs;
+    eprintln!(
+        "leave+join cycling for {secs:.2} s: {accepted} messages accepted, {refused} rate_limited, \
+         {cycles} cycles (the limit allows {bound:.0})"
+    );
+    assert!(cycles > 0 && refused > 0, "the attack reached the limit");
+    assert!(accepted as f64 <= bound, "{accepted} messages accepted, the limit allows {bound:.0}");
+    mallory.shutdown().await;
     arena.finish().await;
 }
 

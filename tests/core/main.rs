@@ -13,6 +13,7 @@ mod messages;
 mod multi_device;
 mod presence;
 mod queries;
+mod ratelimits;
 mod resumption;
 mod room_ops;
 
