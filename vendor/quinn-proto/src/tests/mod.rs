@@ -1670,8 +1670,9 @@ fn close_sent_when_congestion_blocked() {
         pair.server_send(server_ch, s).write(&[7; 1024]).unwrap();
         pair.drive_server();
         pair.client.inbound.clear();
+        let mtu = pair.mtu as u64;
         let conn = pair.server_conn_mut(server_ch);
-        if conn.bytes_in_flight() + pair.mtu as u64 >= conn.congestion_window() {
+        if conn.bytes_in_flight() + mtu >= conn.congestion_window() {
             blocked = true;
             break;
         }
