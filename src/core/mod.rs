@@ -27,7 +27,7 @@ mod resume;
 mod room;
 mod token;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -42,6 +42,7 @@ pub use admin::{
     AdminMemberPage, AdminMessage, AdminMessageSent, AdminRemoved, AdminRoom, AdminRoomPage,
     SYSTEM_SENDER,
 };
+pub use admin::{AdminConnection, AdminConnectionPage};
 pub use history::History;
 pub use limits::{
     valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_ROOM_ID_BYTES,
@@ -236,7 +237,8 @@ pub struct Core {
     resting_messages: Resting<(Arc<str>, Arc<str>)>,
     /// Client addresses (opaque keys from the caller) with their operation buckets.
     origins: HashMap<u64, oplimit::Origin>,
-    conn_origin: HashMap<ConnId, u64>,
+    /// Open connections (from `handle_connect` to their close) in id order, with their address.
+    conn_origin: BTreeMap<ConnId, u64>,
     next_session: SessionId,
     next_room: u64,
     next_message_id: u64,
@@ -267,7 +269,7 @@ impl Core {
             resting_ops: Resting::new(),
             resting_messages: Resting::new(),
             origins: HashMap::new(),
-            conn_origin: HashMap::new(),
+            conn_origin: BTreeMap::new(),
             next_session: id_base.max(1),
             next_room: 1,
             next_message_id: id_base.max(1),

@@ -367,6 +367,11 @@ impl Outbox {
         self.conn.stats()
     }
 
+    /// The client's address now (it changes when the client migrates).
+    pub fn remote_address(&self) -> std::net::SocketAddr {
+        self.conn.remote_address()
+    }
+
     /// Sends a low-priority room message as a QUIC datagram, if the client accepts datagrams,
     /// it fits one, and the connection is quiet: nothing of ours queued for it, no stream data
     /// handed to quinn within the last two round trips (at least [`DATAGRAM_QUIET`]), and no
