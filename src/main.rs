@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
 
+use huddle::cli::TokenFormat;
 use huddle::server::config::ServerConfig;
 
 /// mimalloc, without transparent huge pages (which cost idle connections memory): about a tenth
@@ -47,6 +48,9 @@ enum Command {
         /// Folder holding token.secret (the server's certs folder).
         #[arg(long, env = "HUDDLE_CERTS_DIR", default_value = "certs")]
         dir: PathBuf,
+        /// Print an HS256 JWT (kid `dev`) instead of an `hd1:` token.
+        #[arg(long)]
+        jwt: bool,
     },
     /// Interactive or JSON-lines client.
     Client(huddle::cli::ClientArgs),
@@ -202,8 +206,9 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
-        Command::Token { user, ttl, dir } => {
-            println!("{}", huddle::cli::token(&dir, &user, ttl)?);
+        Command::Token { user, ttl, dir, jwt } => {
+            let format = if jwt { TokenFormat::Jwt } else { TokenFormat::Hd1 };
+            println!("{}", huddle::cli::token(&dir, &user, ttl, format)?);
             Ok(())
         }
         Command::Netsim(args) => netsim(args),
@@ -314,8 +319,21 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if args.check_config {
         log_filter(&config.log)?;
-        huddle::server::Server::check(&config)?;
+        let keys = huddle::server::Server::check(&config)?;
         println!("configuration ok");
+        let secrets = keys.describe().iter().filter(|(_, what)| *what == "hd1+HS256").count();
+        if config.token_keys.is_empty() && secrets == 0 {
+            println!("token key dev: hd1+HS256 (its secret is made on first start)");
+        }
+        for (kid, what) in keys.describe() {
+            println!("token key {kid}: {what}");
+        }
+        if let Some(aud) = &config.jwt_audience {
+            println!("jwt audience: {aud}");
+        }
+        if let Some(iss) = &config.jwt_issuer {
+            println!("jwt issuer: {iss}");
+        }
         return Ok(());
     }
     init_logs(&config.log)?;

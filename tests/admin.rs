@@ -730,3 +730,182 @@ async fn build_info_names_the_version_and_commit() {
     assert_eq!(sample(&metrics, &series), 1.0, "{series} in:\n{metrics}");
     server.stop().await;
 }
+
+/// A raw connection that reads nothing, kept open with its endpoint and control stream.
+struct Stalled {
+    conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+    _control: (quinn::SendStream, quinn::RecvStream),
+}
+
+/// Logs `user` in on a raw connection with small receive windows, joins `room`, and then reads
+/// nothing: what the server sends it backs up in its outbox.
+async fn stalled_member(server: &TestServer, user: &str, room: &str) -> Stalled {
+    use huddle::client::{client_endpoint, quic_client_config};
+    use huddle::wire::{encode_frame, Login, Request, RequestFrame, PROTOCOL_VERSION};
+
+    let mut qc = quic_client_config(&server.config(user)).unwrap();
+    let mut tc = quinn::TransportConfig::default();
+    tc.stream_receive_window(16_384u32.into());
+    tc.receive_window(32_768u32.into());
+    tc.max_concurrent_uni_streams(8u32.into());
+    qc.transport_config(std::sync::Arc::new(tc));
+    let endpoint = client_endpoint(server.addr).unwrap();
+    let conn = endpoint.connect_with(qc, server.addr, "localhost").unwrap().await.unwrap();
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    let login = Login {
+        protocol_version: PROTOCOL_VERSION,
+        user_id: user.into(),
+        user_name: String::new(),
+        token: server.token(user),
+    };
+    for (id, request) in
+        [(1, Request::Login(login)), (2, Request::JoinRoom { room_id: room.into() })]
+    {
+        send.write_all(&encode_frame(&RequestFrame { request_id: id, request })).await.unwrap();
+    }
+    Stalled { conn, _endpoint: endpoint, _control: (send, recv) }
+}
+
+/// The connection entry of `user` in a listing.
+fn entry_of<'a>(list: &'a Value, user: &str) -> &'a Value {
+    let all = list["connections"].as_array().expect("a connections array");
+    all.iter().find(|c| c["user_id"] == user).unwrap_or_else(|| panic!("no {user} in {list}"))
+}
+
+#[tokio::test]
+async fn connections_show_users_rooms_and_transport_figures() {
+    let before_ms = common::now_s() * 1000;
+    let server = server().await;
+    let admin = Admin::new(&server);
+    let alice = server.client("alice").await;
+    let bob = server.client("bob").await;
+    alice.create_room(info("r1"), cfg()).await.unwrap();
+    alice.create_room(info("r2"), cfg()).await.unwrap();
+    bob.join_room("r1").await.unwrap();
+
+    let list = admin.ok(Method::GET, "/v1/connections", None).await;
+    assert_eq!((list["total"].as_u64(), list["next_flag"].as_str()), (Some(2), Some("")), "{list}");
+    let ids: Vec<u64> = list["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conn_id"].as_u64().expect("a numeric conn_id"))
+        .collect();
+    assert!(ids.len() == 2 && ids[0] < ids[1], "sorted by connection id: {list}");
+    let now_ms = common::now_s() * 1000 + 1000;
+    for (client, rooms) in [(&alice, json!(["r1", "r2"])), (&bob, json!(["r1"]))] {
+        let c = entry_of(&list, client.user_id());
+        assert_eq!(c["rooms"], rooms, "{c}");
+        assert_eq!(c["session_id"], client.session().session_id, "{c}");
+        let addr: std::net::SocketAddr = c["remote_addr"].as_str().unwrap().parse().unwrap();
+        assert!(addr.ip().is_loopback() && addr.port() != server.addr.port(), "{c}");
+        let since = c["connected_at_ms"].as_u64().unwrap();
+        assert!((before_ms..=now_ms).contains(&since), "{c}");
+        assert!(c["rtt_ms"].as_f64().unwrap() > 0.0, "{c}");
+        for figure in ["bytes_sent", "bytes_received", "packets_sent", "packets_received"] {
+            assert!(c[figure].as_u64().unwrap() > 0, "{figure}: {c}");
+        }
+        assert!(c["bytes_sent"].as_u64() > c["packets_sent"].as_u64(), "{c}");
+        for figure in ["packets_lost", "queued_bytes", "queued_frames"] {
+            assert!(c[figure].is_u64(), "{figure}: {c}");
+        }
+        assert_eq!(c["zero_rtt"], false, "{c}");
+        // The same entry on its own, with figures that only grow.
+        let one = admin.ok(Method::GET, &format!("/v1/connections/{}", c["conn_id"]), None).await;
+        assert_eq!(
+            (&one["conn_id"], &one["user_id"], &one["rooms"]),
+            (&c["conn_id"], &c["user_id"], &c["rooms"])
+        );
+        assert!(one["bytes_received"].as_u64() >= c["bytes_received"].as_u64(), "{one}");
+    }
+
+    // Paging and the filters.
+    let first = admin.ok(Method::GET, "/v1/connections?count=1", None).await;
+    assert_eq!(first["connections"][0]["conn_id"], ids[0]);
+    assert_eq!(
+        (first["total"].as_u64(), first["next_flag"].as_str()),
+        (Some(2), Some(&*ids[1].to_string()))
+    );
+    let path =
+        format!("/v1/connections?count=1&next_flag={}", first["next_flag"].as_str().unwrap());
+    let second = admin.ok(Method::GET, &path, None).await;
+    assert_eq!(second["connections"][0]["conn_id"], ids[1]);
+    assert_eq!(second["next_flag"], "");
+    let bobs = admin.ok(Method::GET, "/v1/connections?user=bob", None).await;
+    assert_eq!(bobs["total"], 1);
+    assert_eq!(bobs["connections"][0]["user_id"], "bob");
+    let r2 = admin.ok(Method::GET, "/v1/connections?room=r2", None).await;
+    assert_eq!(
+        (r2["total"].as_u64(), &r2["connections"][0]["user_id"]),
+        (Some(1), &json!("alice"))
+    );
+    let none = admin.ok(Method::GET, "/v1/connections?user=carol", None).await;
+    assert_eq!(
+        (none["total"].as_u64(), none["connections"].as_array().map(Vec::len)),
+        (Some(0), Some(0))
+    );
+    let not_found = StatusCode::NOT_FOUND;
+    let bad = StatusCode::BAD_REQUEST;
+    admin.fails(Method::GET, "/v1/connections/999999", None, not_found, "invalid_request").await;
+    admin.fails(Method::GET, "/v1/connections/abc", None, bad, "invalid_request").await;
+    admin
+        .fails(Method::GET, "/v1/connections?room=nope", None, not_found, "room_does_not_exist")
+        .await;
+    admin.fails(Method::GET, "/v1/connections?user=a%20b", None, bad, "invalid_user_id").await;
+    admin.fails(Method::GET, "/v1/connections?count=0", None, bad, "invalid_request").await;
+    admin.fails(Method::GET, "/v1/connections?colour=red", None, bad, "invalid_request").await;
+    let (status, body) = admin.call_with(Method::GET, "/v1/connections", None, None).await;
+    assert_eq!(
+        (status, &body["error"]["name"]),
+        (StatusCode::UNAUTHORIZED, &json!("not_logged_in"))
+    );
+
+    // A member that reads nothing: what the room sends it waits in its outbox.
+    let mallory = stalled_member(&server, "mallory", "r1").await;
+    let mut joined = false;
+    for _ in 0..50 {
+        let list = admin.ok(Method::GET, "/v1/connections?room=r1&user=mallory", None).await;
+        if list["total"] == 1 {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined, "mallory is listed in r1");
+    let text = "x".repeat(2_000);
+    for _ in 0..100 {
+        let body = json!({"text": text, "priority": "medium"});
+        admin.ok(Method::POST, "/v1/rooms/r1/messages", Some(body)).await;
+    }
+    let mut stalled = Value::Null;
+    for _ in 0..50 {
+        let list = admin.ok(Method::GET, "/v1/connections?user=mallory", None).await;
+        stalled = list["connections"][0].clone();
+        if stalled["queued_frames"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stalled["rooms"], json!(["r1"]), "{stalled}");
+    let (bytes, frames) =
+        (stalled["queued_bytes"].as_u64().unwrap(), stalled["queued_frames"].as_u64().unwrap());
+    assert!(frames > 0 && bytes > frames * 2_000, "a backlog of 2 KB messages: {stalled}");
+
+    // A closed connection leaves the listing.
+    let mallory_id = stalled["conn_id"].as_u64().unwrap();
+    mallory.conn.close(0u32.into(), b"bye");
+    let mut left = false;
+    for _ in 0..50 {
+        let (status, _) =
+            admin.call(Method::GET, &format!("/v1/connections/{mallory_id}"), None).await;
+        if status == StatusCode::NOT_FOUND {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left, "connection {mallory_id} is still listed after it closed");
+    assert_eq!(admin.ok(Method::GET, "/v1/connections", None).await["total"], 2);
+    server.stop().await;
+}

@@ -290,7 +290,9 @@ fn imports_run_downward() {
 }
 
 /// The admin listener holds no state of its own and knows no room rule: each handler makes one
-/// `Core::admin_*` call through `Shared::timed_core`, and the file keeps no lock, static or cell.
+/// `Core::admin_*` call through `Shared::timed_core` (or, for the connection listing, through
+/// `Shared::timed_connections` / `timed_connection`, which give the core read-only and add the
+/// transport's figures), and the file keeps no lock, static or cell.
 #[test]
 fn admin_listener_only_calls_the_core() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -298,6 +300,20 @@ fn admin_listener_only_calls_the_core() {
     let code: String = without_comments(&text);
     let calls = code.matches("timed_core(").count();
     assert!(calls >= 10, "expected a timed_core call per operator route, found {calls}");
+    // The connection listing's two entry points: each a read-only core query.
+    let listings = code.matches("timed_connections(").count();
+    let single = code.matches("timed_connection(").count();
+    assert_eq!((listings, single), (1, 1), "one call each for GET /v1/connections[/{{id}}]");
+    let shared = without_comments(&fs::read_to_string(root.join("src/server/shared.rs")).unwrap());
+    for entry in ["fn timed_connections(", "fn timed_connection("] {
+        let at = shared.find(entry).unwrap_or_else(|| panic!("shared.rs lacks `{entry}`"));
+        let signature = &shared[at..at + shared[at..].find('{').unwrap()];
+        assert!(
+            signature.contains("FnOnce(&Core)"),
+            "`{entry}` must give its query the core read-only: {signature}"
+        );
+    }
+    let calls = calls + listings + single;
     // The core is the closure's `c` in every handler (`|c, now| c.admin_create_room(..)`).
     let mut core_calls = 0;
     for (pos, _) in code.match_indices("c.") {

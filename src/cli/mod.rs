@@ -189,13 +189,28 @@ pub fn client_config(args: &ClientArgs) -> anyhow::Result<ClientConfig> {
 
 /// Mints a 24-hour token with the development key in `certs_dir`.
 pub fn mint_token(certs_dir: &Path, user: &str) -> anyhow::Result<String> {
-    mint(certs_dir, user, MINTED_TOKEN_TTL_S)
+    mint(certs_dir, user, MINTED_TOKEN_TTL_S, TokenFormat::Hd1)
+}
+
+/// The format `huddle token` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// `hd1:{kid}:{user_id}:{iat}:{exp}:{sig}`.
+    Hd1,
+    /// An HS256 JWT with kid `dev` and the claims `sub`, `iat`, `exp`.
+    Jwt,
 }
 
 /// `huddle token`: a token for `user` valid for `ttl_s` seconds, minted with the token secret
-/// in `certs_dir`. It never makes a secret (only `huddle serve` and `huddle certs` do): a token
-/// minted from a secret the server does not have would only be refused at login.
-pub fn token(certs_dir: &Path, user: &str, ttl_s: u64) -> anyhow::Result<String> {
+/// in `certs_dir`, as an `hd1:` token or a JWT. It never makes a secret (only `huddle serve` and
+/// `huddle certs` do): a token minted from a secret the server does not have would only be
+/// refused at login.
+pub fn token(
+    certs_dir: &Path,
+    user: &str,
+    ttl_s: u64,
+    format: TokenFormat,
+) -> anyhow::Result<String> {
     if !valid_user_id(user) {
         return Err(anyhow!("invalid user id {user:?}: 1-32 of [A-Za-z0-9_.@-]"));
     }
@@ -207,16 +222,20 @@ pub fn token(certs_dir: &Path, user: &str, ttl_s: u64) -> anyhow::Result<String>
             path.display()
         ));
     }
-    mint(certs_dir, user, ttl_s)
+    mint(certs_dir, user, ttl_s, format)
 }
 
-fn mint(certs_dir: &Path, user: &str, ttl_s: u64) -> anyhow::Result<String> {
+fn mint(certs_dir: &Path, user: &str, ttl_s: u64, format: TokenFormat) -> anyhow::Result<String> {
     let secret = read_token_secret(&certs_dir.join(TOKEN_SECRET_FILE))?;
     let mut keys = KeySet::new();
     keys.insert(DEV_KEY_ID, &secret);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    keys.mint(DEV_KEY_ID, user, now, now + ttl_s)
-        .ok_or_else(|| anyhow!("the development key could not be loaded"))
+    let exp = now.saturating_add(ttl_s);
+    match format {
+        TokenFormat::Hd1 => keys.mint(DEV_KEY_ID, user, now, exp),
+        TokenFormat::Jwt => keys.mint_jwt(DEV_KEY_ID, user, now, exp),
+    }
+    .ok_or_else(|| anyhow!("the development key could not be loaded"))
 }
 
 /// Builds the configuration, calls `connecting` and connects and logs in within

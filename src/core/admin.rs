@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::{invalid_user_id, page_start};
 use super::messages::Post;
-use super::{err, valid_user_id, Core, Now, Output, RoomKey, SessionId};
+use super::{err, valid_user_id, ConnId, Core, Now, Output, RoomKey, SessionId};
 use crate::wire::{
     encode_frame, AttributeOp, ErrorBody, ErrorCode, Event, LeaveReason, Member, MessageBody,
     Priority, Response, RoomConfig, RoomInfo, RoomSummary,
@@ -181,6 +181,31 @@ pub struct AdminDisconnected {
     pub user_id: String,
     /// Sessions ended (0 when the user had none: disconnecting is idempotent).
     pub sessions: u32,
+}
+
+/// An open connection as the core knows it (one entry of `GET /v1/connections`; the server
+/// adds the transport's figures).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminConnection {
+    /// The connection, as numbered by the server.
+    pub conn_id: ConnId,
+    /// The user it is logged in as; `None` before its login (or once its session has ended).
+    pub user_id: Option<String>,
+    /// Its session; `None` when `user_id` is.
+    pub session_id: Option<SessionId>,
+    /// The rooms its session is in, in the order it joined them.
+    pub rooms: Vec<String>,
+}
+
+/// A page of open connections, in connection id order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminConnectionPage {
+    /// The connections of this page.
+    pub connections: Vec<AdminConnection>,
+    /// Connections that match the filter, on every page together.
+    pub total: u64,
+    /// The flag of the next page; empty after the last one.
+    pub next_flag: String,
 }
 
 fn attribute_map(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
@@ -378,5 +403,91 @@ impl Core {
             self.kick(now, sid, ErrorCode::DisconnectedByAdmin, "disconnected by the operator");
         }
         Ok(AdminDisconnected { user_id: user_id.to_string(), sessions: sessions.len() as u32 })
+    }
+
+    /// A page of at most `count` (1-100) open connections (from [`Core::handle_connect`] to
+    /// their close) in id order, from `next_flag` (empty for the first page): those of `user`
+    /// when given, and of sessions in `room` when given.
+    pub fn admin_connections(
+        &self,
+        user: Option<&str>,
+        room: Option<&str>,
+        next_flag: &str,
+        count: u32,
+    ) -> Result<AdminConnectionPage, ErrorBody> {
+        let start = page_start(next_flag, count)?;
+        let take = count as usize;
+        let (ids, total): (Vec<ConnId>, usize) = match (user, room) {
+            (None, None) => {
+                let ids = self.conn_origin.range(start..).map(|(c, _)| *c).take(take + 1);
+                (ids.collect(), self.conn_origin.len())
+            }
+            _ => {
+                let mut all = self.filtered_connections(user, room)?;
+                all.sort_unstable();
+                let total = all.len();
+                (all.into_iter().filter(|c| *c >= start).take(take + 1).collect(), total)
+            }
+        };
+        let next_flag = ids.get(take).map(|c| c.to_string()).unwrap_or_default();
+        Ok(AdminConnectionPage {
+            connections: ids.into_iter().take(take).map(|c| self.connection_view(c)).collect(),
+            total: total as u64,
+            next_flag,
+        })
+    }
+
+    /// One open connection; `None` when there is none with this id.
+    pub fn admin_connection(&self, conn: ConnId) -> Option<AdminConnection> {
+        self.conn_origin.contains_key(&conn).then(|| self.connection_view(conn))
+    }
+
+    /// The connections of `user`'s sessions and of the sessions in `room` (both when both are
+    /// given), unordered.
+    fn filtered_connections(
+        &self,
+        user: Option<&str>,
+        room: Option<&str>,
+    ) -> Result<Vec<ConnId>, ErrorBody> {
+        if user.is_some_and(|u| !valid_user_id(u)) {
+            return Err(invalid_user_id());
+        }
+        let key = room.map(|r| self.existing_room(r).map(|r| r.key)).transpose()?;
+        let sessions: Vec<SessionId> = match (user, key) {
+            (Some(u), _) => self.by_user.get(u).cloned().unwrap_or_default(),
+            (None, Some(k)) => {
+                self.rooms.get(&k).map(|r| r.sessions().collect()).unwrap_or_default()
+            }
+            (None, None) => Vec::new(),
+        };
+        Ok(sessions
+            .iter()
+            .filter_map(|sid| self.sessions.get(sid))
+            .filter(|s| key.map_or(true, |k| s.rooms.contains(&k)))
+            .filter_map(|s| s.conn)
+            .collect())
+    }
+
+    fn connection_view(&self, conn: ConnId) -> AdminConnection {
+        let session = self.by_conn.get(&conn).and_then(|sid| Some((*sid, self.sessions.get(sid)?)));
+        let Some((sid, s)) = session else {
+            return AdminConnection {
+                conn_id: conn,
+                user_id: None,
+                session_id: None,
+                rooms: vec![],
+            };
+        };
+        AdminConnection {
+            conn_id: conn,
+            user_id: Some(s.user_id.to_string()),
+            session_id: Some(sid),
+            rooms: s
+                .rooms
+                .iter()
+                .filter_map(|k| self.rooms.get(k))
+                .map(|r| r.id.to_string())
+                .collect(),
+        }
     }
 }

@@ -12,8 +12,44 @@ impl Core {
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         self.check_sessions()?;
+        self.check_session_timers()?;
         self.check_rooms()?;
-        self.check_origins()
+        self.check_origins()?;
+        self.check_resting()
+    }
+
+    /// How many client_msg_ids the rooms remember, for tests of their bounds.
+    #[doc(hidden)]
+    pub fn remembered_client_msg_ids(&self) -> usize {
+        self.rooms.values().map(|r| r.remembered_ids()).sum()
+    }
+
+    /// How many timers are armed, for tests of their bounds.
+    #[doc(hidden)]
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Every offline and token timer belongs to a live session, for the state it was armed for:
+    /// a session holds at most three timers, whatever its renewals and resumptions.
+    fn check_session_timers(&self) -> Result<(), String> {
+        for (at, timer) in &self.timers {
+            let live = match *timer {
+                Timer::Offline(sid) => {
+                    self.sessions.get(&sid).is_some_and(|s| s.offline_until == Some(*at))
+                }
+                Timer::TokenWarning(sid, exp) | Timer::TokenExpiry(sid, exp) => {
+                    self.sessions.get(&sid).is_some_and(|s| {
+                        s.token_exp_s == exp && s.token_timers.contains(&(*at, *timer))
+                    })
+                }
+                _ => true,
+            };
+            if !live {
+                return Err(format!("timer {timer:?} at {at} outlived its session state"));
+            }
+        }
+        Ok(())
     }
 
     fn check_sessions(&self) -> Result<(), String> {
@@ -99,6 +135,13 @@ impl Core {
                 if !self.timers.contains(&(at, Timer::Destroy(*key))) {
                     return Err(format!("room {id}: destroy at {at} has no timer"));
                 }
+            }
+            if let Some(at) = room.dedup_sweep_at() {
+                if !self.timers.contains(&(at, Timer::DedupSweep(*key))) {
+                    return Err(format!("room {id}: dedup sweep at {at} has no timer"));
+                }
+            } else if room.remembered_ids() > 0 {
+                return Err(format!("room {id}: client_msg_ids remembered, no sweep armed"));
             }
             match room.flush_at() {
                 Some(at) if !self.timers.contains(&(at, Timer::PresenceFlush(*key))) => {

@@ -26,6 +26,9 @@ pub struct Limits {
     pub max_client_msg_id_bytes: usize,
     /// How long a client_msg_id is remembered for idempotent retries.
     pub dedup_window_s: u64,
+    /// How many client_msg_ids of one member are remembered in one room at most (the oldest
+    /// are forgotten first).
+    pub dedup_max_per_member: usize,
     /// Messages a room's history keeps.
     pub history_max_messages: usize,
     /// Age after which history messages are dropped.
@@ -103,6 +106,7 @@ impl Default for Limits {
             max_message_bytes: 32 * 1024,
             max_client_msg_id_bytes: 64,
             dedup_window_s: 300,
+            dedup_max_per_member: 1024,
             history_max_messages: 1_000,
             history_max_age_s: 3 * 3600,
             rate_limit_per_s: 200,

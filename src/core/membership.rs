@@ -207,14 +207,19 @@ impl Core {
         }
         let mut announce = false;
         let mut owned_deleted = Vec::new();
+        let mut bucket = None;
         // A member's attributes go with it, and so do room keys it owned with
-        // is_delete_after_owner_left.
-        if let Some((member, owned)) = room.remove_session(&user, sid) {
-            owned_deleted = owned;
+        // is_delete_after_owner_left; its message bucket rests until it has refilled.
+        if let Some(gone) = room.remove_session(&user, sid) {
+            owned_deleted = gone.owned;
+            bucket = gone.bucket.map(|b| (room.id.clone(), b));
             if !room.is_empty() {
-                room.queue_presence(PresenceChange::Left(member, reason));
+                room.queue_presence(PresenceChange::Left(gone.member, reason));
                 announce = true;
             }
+        }
+        if let Some((room_id, b)) = bucket {
+            self.rest_message_bucket(room_id, user, b);
         }
         if announce {
             self.arm_presence_flush(now, key);
@@ -235,11 +240,18 @@ impl Core {
         }
     }
 
-    /// Forgets the room and its id.
+    /// Forgets the room and its id; the message buckets of members still in it (an operator's
+    /// destroy) rest until they have refilled, like those of members who leave.
     pub(super) fn destroy(&mut self, key: RoomKey) {
-        if let Some(room) = self.rooms.remove(&key) {
+        if let Some(mut room) = self.rooms.remove(&key) {
+            if let Some(at) = room.dedup_sweep_at() {
+                self.timers.remove(&(at, Timer::DedupSweep(key)));
+            }
             self.room_ids.remove(&room.id);
             self.room_order.remove(&key);
+            for (user, bucket) in room.take_message_buckets() {
+                self.rest_message_bucket(room.id.clone(), user, bucket);
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::limits::over_limit;
 use super::room::{Ack, RoomKey};
-use super::{err, ConnId, Core, Now, OpResult, Output, SessionId, MAX_QUERY_COUNT};
+use super::{err, ConnId, Core, Now, OpResult, Output, SessionId, Timer, MAX_QUERY_COUNT};
 use crate::wire::{
     encode_frame, ErrorBody, ErrorCode, Event, HistoryAnchor, MessageBody, Priority, Response,
     RoomMessage,
@@ -67,9 +67,9 @@ impl Core {
         let limits = &self.limits;
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
         let room_id = room.id.to_string();
-        room.expire_dedup(now.mono_ms, limits.dedup_window_s * 1000);
+        let window_ms = limits.dedup_window_s * 1000;
         if let Some(id) = &client_msg_id {
-            if let Some(ack) = room.duplicate(&user, id) {
+            if let Some(ack) = room.duplicate(&user, id, now.mono_ms, window_ms) {
                 return Ok(Response::MessageSent {
                     room_id,
                     message_id: ack.message_id,
@@ -106,7 +106,10 @@ impl Core {
         let (max_len, max_age_ms) = (limits.history_max_messages, limits.history_max_age_s * 1000);
         room.record(now.mono_ms, msg, frame.len(), max_len, max_age_ms);
         if let Some(id) = client_msg_id {
-            room.remember_ack(now.mono_ms, user, id, ack);
+            let max = limits.dedup_max_per_member;
+            if let Some(at) = room.remember_ack(now.mono_ms, window_ms, max, user, id, ack) {
+                self.timers.insert((at, Timer::DedupSweep(key)));
+            }
         }
         self.outputs.push_back(Output::Broadcast {
             to,
@@ -123,6 +126,16 @@ impl Core {
             timestamp_ms: ack.timestamp_ms,
             duplicate: false,
         })
+    }
+
+    /// A room's dedup sweep is due: ids out of the window are forgotten, and the next sweep is
+    /// armed while some are left.
+    pub(super) fn sweep_dedup(&mut self, now: Now, key: RoomKey) {
+        let window_ms = self.limits.dedup_window_s * 1000;
+        let Some(room) = self.rooms.get_mut(&key) else { return };
+        if let Some(at) = room.sweep_dedup(now.mono_ms, window_ms) {
+            self.timers.insert((at, Timer::DedupSweep(key)));
+        }
     }
 
     pub(super) fn query_history(

@@ -27,7 +27,7 @@ mod resume;
 mod room;
 mod token;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -42,11 +42,13 @@ pub use admin::{
     AdminMemberPage, AdminMessage, AdminMessageSent, AdminRemoved, AdminRoom, AdminRoomPage,
     SYSTEM_SENDER,
 };
+pub use admin::{AdminConnection, AdminConnectionPage};
 pub use history::History;
 pub use limits::{
     valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_RESUME_ROOMS,
     MAX_ROOM_ID_BYTES, MAX_USER_ID_BYTES, ROOM_ID_RULE, USER_ID_RULE,
 };
+use ratelimit::Resting;
 pub use ratelimit::TokenBucket;
 pub use room::RoomKey;
 use room::{PresenceChange, Room};
@@ -190,6 +192,9 @@ struct Session {
     rooms: Vec<RoomKey>,
     resume_secret: [u8; 16],
     token_exp_s: u64,
+    /// The warning and expiry timers armed for `token_exp_s`: a renewal replaces them and the
+    /// session's end removes them, so that a session holds at most two token timers.
+    token_timers: [(u64, Timer); 2],
     /// While the connection is lost: when the offline grace ends (monotonic ms).
     offline_until: Option<u64>,
 }
@@ -204,6 +209,10 @@ enum Timer {
     TokenExpiry(SessionId, u64),
     /// A client address with no connection left may be forgotten (its bucket has refilled).
     OriginIdle(u64),
+    /// A room's client_msg_ids out of the dedup window are forgotten.
+    DedupSweep(RoomKey),
+    /// Resting rate buckets may be full again and forgotten.
+    RestingBuckets,
 }
 
 /// The room server's state machine. See the module documentation.
@@ -222,9 +231,14 @@ pub struct Core {
     outputs: VecDeque<Output>,
     /// Operation buckets per user (while it has a session).
     user_ops: HashMap<Arc<str>, TokenBucket>,
+    /// Operation buckets of users with no session left, until they have refilled.
+    resting_ops: Resting<Arc<str>>,
+    /// Message buckets per (room id, user) of users who left the room, until they have refilled.
+    resting_messages: Resting<(Arc<str>, Arc<str>)>,
     /// Client addresses (opaque keys from the caller) with their operation buckets.
     origins: HashMap<u64, oplimit::Origin>,
-    conn_origin: HashMap<ConnId, u64>,
+    /// Open connections (from `handle_connect` to their close) in id order, with their address.
+    conn_origin: BTreeMap<ConnId, u64>,
     next_session: SessionId,
     next_room: u64,
     next_message_id: u64,
@@ -252,8 +266,10 @@ impl Core {
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             user_ops: HashMap::new(),
+            resting_ops: Resting::new(),
+            resting_messages: Resting::new(),
             origins: HashMap::new(),
-            conn_origin: HashMap::new(),
+            conn_origin: BTreeMap::new(),
             next_session: id_base.max(1),
             next_room: 1,
             next_message_id: id_base.max(1),
@@ -393,6 +409,7 @@ impl Core {
                 rooms: Vec::new(),
                 resume_secret: secret,
                 token_exp_s: claims.exp,
+                token_timers: [(0, Timer::TokenWarning(id, 0)), (0, Timer::TokenExpiry(id, 0))],
                 offline_until: None,
             },
         );
@@ -426,6 +443,12 @@ impl Core {
             self.leave(now, sid, room, reason);
         }
         if let Some(s) = self.sessions.remove(&sid) {
+            for timer in s.token_timers {
+                self.timers.remove(&timer);
+            }
+            if let Some(at) = s.offline_until {
+                self.timers.remove(&(at, Timer::Offline(sid)));
+            }
             if let Some(conn) = s.conn {
                 self.by_conn.remove(&conn);
             }
@@ -433,7 +456,9 @@ impl Core {
                 list.retain(|x| *x != sid);
                 if list.is_empty() {
                     self.by_user.remove(&s.user_id);
-                    self.user_ops.remove(&s.user_id);
+                    if let Some(bucket) = self.user_ops.remove(&s.user_id) {
+                        self.rest_ops_bucket(s.user_id.clone(), bucket);
+                    }
                 }
             }
         }
@@ -547,6 +572,11 @@ impl Core {
         // A join during the destroy delay cancels the destroy; the stale timer is then ignored.
         room.cancel_destroy();
         let new_user = room.add_session(&user, &name, sid);
+        if new_user {
+            if let Some(bucket) = self.resting_messages.take(&(room.id.clone(), user.clone())) {
+                room.restore_message_bucket(&user, bucket);
+            }
+        }
         let room_id = room.id.to_string();
         if new_user && !created {
             room.queue_presence(PresenceChange::Joined(Member {
@@ -591,6 +621,8 @@ impl Core {
                 Timer::TokenWarning(sid, exp) => self.token_warning(sid, exp),
                 Timer::TokenExpiry(sid, exp) => self.token_expired(now, sid, exp),
                 Timer::OriginIdle(origin) => self.origin_idle(now, origin),
+                Timer::DedupSweep(key) => self.sweep_dedup(now, key),
+                Timer::RestingBuckets => self.sweep_resting(now),
                 Timer::Destroy(key) => {
                     if self.rooms.get(&key).is_some_and(|r| r.destroy_due(now.mono_ms)) {
                         self.destroy(key);

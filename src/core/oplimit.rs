@@ -4,11 +4,20 @@
 //! The address is an opaque key chosen by the caller (the server keys an IPv4 address, or an
 //! IPv6 /64); the core only counts. An address with no connection left is remembered until its
 //! bucket has refilled, so that hanging up and reconnecting does not refill it.
+//!
+//! The same holds for users: a user's operation bucket outlives its last session, and a
+//! member's message bucket (per user per room, `messages.rs`) outlives its membership, resting
+//! until it has refilled, so that logging out and in, or leaving and rejoining, does not refill
+//! it either. Resting buckets are forgotten by a sweep when they are full again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{ConnId, Core, Now, SessionId, Timer, TokenBucket};
 use crate::wire::{ErrorCode, Request};
+
+/// Resting buckets forgotten per timer at most, so that one sweep holds the core briefly.
+const SWEEP_BATCH: usize = 4096;
 
 /// One client address: its live connections and its bucket.
 #[derive(Debug)]
@@ -114,10 +123,13 @@ impl Core {
             if let Some(s) = self.sessions.get(&sid) {
                 let bucket = match self.user_ops.get_mut(&*s.user_id) {
                     Some(b) => b,
-                    None => self
-                        .user_ops
-                        .entry(s.user_id.clone())
-                        .or_insert_with(|| TokenBucket::new(burst, now.mono_ms)),
+                    None => {
+                        let b = self
+                            .resting_ops
+                            .take(&s.user_id)
+                            .unwrap_or_else(|| TokenBucket::new(burst, now.mono_ms));
+                        self.user_ops.entry(s.user_id.clone()).or_insert(b)
+                    }
                 };
                 if !bucket.try_take(rate, burst, now.mono_ms) {
                     return Err(ErrorCode::OperationRateLimited);
@@ -125,5 +137,65 @@ impl Core {
             }
         }
         self.admit_address(now, conn)
+    }
+
+    /// Puts the operation bucket of a user with no session left to rest until it has refilled.
+    pub(crate) fn rest_ops_bucket(&mut self, user: Arc<str>, bucket: TokenBucket) {
+        let (rate, burst) = (self.limits.ops_rate_per_s, self.limits.ops_burst);
+        if let Some(at) = self.resting_ops.park(user, bucket, rate, burst) {
+            self.timers.insert((at, Timer::RestingBuckets));
+        }
+    }
+
+    /// Puts the message bucket of a user who left a room to rest until it has refilled.
+    pub(crate) fn rest_message_bucket(
+        &mut self,
+        room_id: Arc<str>,
+        user: Arc<str>,
+        bucket: TokenBucket,
+    ) {
+        let (rate, burst) = (self.limits.rate_limit_per_s, self.limits.rate_limit_burst);
+        if let Some(at) = self.resting_messages.park((room_id, user), bucket, rate, burst) {
+            self.timers.insert((at, Timer::RestingBuckets));
+        }
+    }
+
+    /// Forgets resting buckets that are full again, a batch at a time.
+    pub(crate) fn sweep_resting(&mut self, now: Now) {
+        let more_ops = self.resting_ops.sweep(now.mono_ms, SWEEP_BATCH);
+        let more_messages = self.resting_messages.sweep(now.mono_ms, SWEEP_BATCH);
+        if more_ops || more_messages {
+            self.timers.insert((now.mono_ms + 1, Timer::RestingBuckets));
+        }
+    }
+
+    /// Number of resting rate buckets (users' operation buckets and members' message buckets
+    /// kept after their session or membership ended, until they have refilled).
+    pub fn resting_bucket_count(&self) -> usize {
+        self.resting_ops.len() + self.resting_messages.len()
+    }
+
+    /// A resting bucket belongs to nobody who could use it (no session of its user, no
+    /// membership of its user in its room), and a sweep is armed while any rests (part of
+    /// [`Core::check_invariants`]).
+    pub(crate) fn check_resting(&self) -> Result<(), String> {
+        self.resting_ops.check()?;
+        self.resting_messages.check()?;
+        if let Some((user, _)) =
+            self.resting_ops.iter().find(|(u, _)| self.user_ops.contains_key(*u))
+        {
+            return Err(format!("user {user} has an operation bucket in use and one resting"));
+        }
+        for ((room_id, user), _) in self.resting_messages.iter() {
+            let room = self.room_ids.get(room_id).and_then(|k| self.rooms.get(k));
+            if room.is_some_and(|r| r.entry(user).is_some()) {
+                return Err(format!("{user} is in room {room_id} and its message bucket rests"));
+            }
+        }
+        let armed = self.timers.iter().any(|(_, t)| *t == Timer::RestingBuckets);
+        if self.resting_bucket_count() > 0 && !armed {
+            return Err("buckets rest and no sweep is armed".into());
+        }
+        Ok(())
     }
 }

@@ -251,7 +251,9 @@ impl Core {
             self.outputs
                 .push_back(Output::Close { conn: old, code: Some(ErrorCode::SessionResumed) });
         }
-        s.offline_until = None;
+        if let Some(at) = s.offline_until.take() {
+            self.timers.remove(&(at, Timer::Offline(sid)));
+        }
         let renewed = s.token_exp_s != token_exp_s;
         s.token_exp_s = token_exp_s;
         let (secret, keys) = (s.resume_secret, s.rooms.clone());

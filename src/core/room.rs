@@ -27,12 +27,44 @@ pub(crate) enum PresenceChange {
     Left(Member, LeaveReason),
 }
 
+/// A member that left the room: itself, the room keys it owned with
+/// is_delete_after_owner_left (now deleted), and its message bucket, if it had one.
+#[derive(Debug)]
+pub(crate) struct Departure {
+    pub member: Member,
+    pub owned: Vec<String>,
+    pub bucket: Option<TokenBucket>,
+}
+
 /// The first answer to a client_msg_id, kept for idempotent retries.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ack {
     pub message_id: u64,
     pub seq: u64,
     pub timestamp_ms: u64,
+}
+
+/// One sender's remembered client_msg_ids in a room, oldest first: at most
+/// `Limits::dedup_max_per_member`, each for at most the dedup window.
+#[derive(Debug, Default)]
+struct SentIds {
+    acks: HashMap<String, (u64, Ack)>,
+    order: VecDeque<(u64, String)>,
+}
+
+impl SentIds {
+    /// Forgets the ids remembered at or before `cutoff_ms`; returns the oldest one left's time.
+    fn expire(&mut self, cutoff_ms: u64) -> Option<u64> {
+        while let Some((at, _)) = self.order.front() {
+            if *at > cutoff_ms {
+                return Some(*at);
+            }
+            if let Some((_, id)) = self.order.pop_front() {
+                self.acks.remove(&id);
+            }
+        }
+        None
+    }
 }
 
 /// One room. Its identity fields never change after creation; its state changes through the
@@ -63,9 +95,11 @@ pub(crate) struct Room {
     announced_count: u32,
     /// Monotonic deadline of a delayed destroy, when the room is empty and waiting.
     destroy_at: Option<u64>,
-    /// (user id, client_msg_id) -> first ack; with an expiry queue in insertion order.
-    dedup: HashMap<(Arc<str>, String), Ack>,
-    dedup_order: VecDeque<(u64, (Arc<str>, String))>,
+    /// Each member's recent client_msg_ids and their first answers (members only: a member's
+    /// go when it leaves).
+    dedup: HashMap<Arc<str>, SentIds>,
+    /// Deadline of the armed dedup sweep timer, while some client_msg_id is remembered.
+    dedup_sweep_at: Option<u64>,
     rate: HashMap<Arc<str>, TokenBucket>,
     /// Current connections of every member session; rebuilt lazily after membership changes.
     recipients: Option<Arc<[ConnId]>>,
@@ -98,7 +132,7 @@ impl Room {
             announced_count: 0,
             destroy_at: None,
             dedup: HashMap::new(),
-            dedup_order: VecDeque::new(),
+            dedup_sweep_at: None,
             rate: HashMap::new(),
             recipients: None,
         }
@@ -136,13 +170,9 @@ impl Room {
     }
 
     /// Removes a session. When it was the user's last session here the member leaves, with its
-    /// member attributes and the room keys it owned with is_delete_after_owner_left: returns the
-    /// member and those keys.
-    pub fn remove_session(
-        &mut self,
-        user: &str,
-        session: SessionId,
-    ) -> Option<(Member, Vec<String>)> {
+    /// member attributes and the room keys it owned with is_delete_after_owner_left; its
+    /// message bucket is handed back for the caller to keep while it refills.
+    pub fn remove_session(&mut self, user: &str, session: SessionId) -> Option<Departure> {
         self.recipients = None;
         let pos = *self.positions.get(user)?;
         let entry = self.members.get_mut(&pos)?;
@@ -151,10 +181,12 @@ impl Room {
             return None;
         }
         self.positions.remove(user);
-        self.rate.remove(user);
+        let bucket = self.rate.remove(user);
+        // A non-member cannot send, so cannot retry: its client_msg_ids are of no more use.
+        self.dedup.remove(user);
         let member = self.members.remove(&pos)?.member;
         self.member_attrs.remove(user);
-        Some((member, self.attributes.remove_owned_by(user)))
+        Some(Departure { member, owned: self.attributes.remove_owned_by(user), bucket })
     }
 
     /// A page of members in join order from position `start`, and the next page's flag (empty
@@ -319,8 +351,15 @@ impl Room {
     }
 
     /// The first answer to a client_msg_id of `user` still in the dedup window.
-    pub fn duplicate(&self, user: &Arc<str>, client_msg_id: &str) -> Option<Ack> {
-        self.dedup.get(&(user.clone(), client_msg_id.to_string())).copied()
+    pub fn duplicate(
+        &self,
+        user: &Arc<str>,
+        client_msg_id: &str,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Option<Ack> {
+        let (at, ack) = self.dedup.get(user)?.acks.get(client_msg_id)?;
+        (now_ms.saturating_sub(*at) < window_ms).then_some(*ack)
     }
 
     /// Takes a token from `user`'s message bucket; false when it is empty.
@@ -334,6 +373,16 @@ impl Room {
         let bucket =
             self.rate.entry(user.clone()).or_insert_with(|| TokenBucket::new(burst, now_ms));
         bucket.try_take(rate, burst, now_ms)
+    }
+
+    /// Gives a member that rejoined the message bucket it left with.
+    pub fn restore_message_bucket(&mut self, user: &Arc<str>, bucket: TokenBucket) {
+        self.rate.insert(user.clone(), bucket);
+    }
+
+    /// Takes every member's message bucket (the room is going away).
+    pub fn take_message_buckets(&mut self) -> Vec<(Arc<str>, TokenBucket)> {
+        self.rate.drain().collect()
     }
 
     /// The seq the next message gets, taken.
@@ -355,23 +404,61 @@ impl Room {
         self.history.push(now_ms, msg, frame_len, max_len, max_age_ms);
     }
 
-    /// Remembers the answer to a client_msg_id for idempotent retries.
-    pub fn remember_ack(&mut self, now_ms: u64, user: Arc<str>, client_msg_id: String, ack: Ack) {
-        let key = (user, client_msg_id);
-        self.dedup.insert(key.clone(), ack);
-        self.dedup_order.push_back((now_ms, key));
-    }
-
-    /// Forgets client_msg_ids older than the window.
-    pub fn expire_dedup(&mut self, now_ms: u64, window_ms: u64) {
-        while let Some((at, _)) = self.dedup_order.front() {
-            if now_ms.saturating_sub(*at) < window_ms {
-                break;
-            }
-            if let Some((_, key)) = self.dedup_order.pop_front() {
-                self.dedup.remove(&key);
+    /// Remembers the answer to a client_msg_id for idempotent retries, forgetting the sender's
+    /// ids that left the window and, past `max_per_member`, its oldest. Returns when the room's
+    /// dedup sweep is due if none is armed yet (the caller arms the timer).
+    pub fn remember_ack(
+        &mut self,
+        now_ms: u64,
+        window_ms: u64,
+        max_per_member: usize,
+        user: Arc<str>,
+        client_msg_id: String,
+        ack: Ack,
+    ) -> Option<u64> {
+        let sent = self.dedup.entry(user).or_default();
+        sent.expire(now_ms.saturating_sub(window_ms));
+        while sent.order.len() >= max_per_member.max(1) {
+            if let Some((_, id)) = sent.order.pop_front() {
+                sent.acks.remove(&id);
             }
         }
+        if sent.acks.insert(client_msg_id.clone(), (now_ms, ack)).is_none() {
+            sent.order.push_back((now_ms, client_msg_id));
+        }
+        if self.dedup_sweep_at.is_some() {
+            return None;
+        }
+        let at = now_ms + window_ms;
+        self.dedup_sweep_at = Some(at);
+        Some(at)
+    }
+
+    /// The dedup sweep timer fired: forgets every id out of the window and returns when the next
+    /// sweep is due (none when nothing is left). Sweeps come at most every tenth of the window,
+    /// so an id is kept between one and 1.1 windows.
+    pub fn sweep_dedup(&mut self, now_ms: u64, window_ms: u64) -> Option<u64> {
+        let cutoff = now_ms.saturating_sub(window_ms);
+        let mut oldest = None::<u64>;
+        self.dedup.retain(|_, sent| match sent.expire(cutoff) {
+            Some(at) => {
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                true
+            }
+            None => false,
+        });
+        self.dedup_sweep_at = oldest.map(|at| (at + window_ms).max(now_ms + window_ms / 10 + 1));
+        self.dedup_sweep_at
+    }
+
+    /// Deadline of the armed dedup sweep timer.
+    pub fn dedup_sweep_at(&self) -> Option<u64> {
+        self.dedup_sweep_at
+    }
+
+    /// How many client_msg_ids the room remembers.
+    pub fn remembered_ids(&self) -> usize {
+        self.dedup.values().map(|sent| sent.order.len()).sum()
     }
 
     /// Checks that the room's own indexes agree: positions and member entries, the positions
@@ -390,6 +477,9 @@ impl Room {
             if *pos >= self.next_position {
                 return Err(format!("room {id}: position {pos} not yet given out"));
             }
+        }
+        if let Some(user) = self.rate.keys().find(|u| !self.positions.contains_key(*u)) {
+            return Err(format!("room {id}: {user} has a message bucket but is not a member"));
         }
         if self.members.is_empty() && !self.pending.is_empty() {
             return Err(format!("empty room {id} has presence changes pending"));

@@ -5,13 +5,21 @@ use super::{err, Core, Now, OpResult, Output, SessionId, Timer};
 use crate::wire::{encode_frame, ErrorCode, Event, Response};
 
 impl Core {
-    /// Arms the warning and expiry timers of a session whose token expires at `exp_s`.
+    /// Arms the warning and expiry timers of a session whose token expires at `exp_s`, in place
+    /// of those armed for its previous token.
     pub(crate) fn arm_token_timers(&mut self, now: Now, sid: SessionId, exp_s: u64) {
         let exp_ms = exp_s.saturating_mul(1000);
         let left_ms = exp_ms.saturating_sub(now.unix_ms);
         let warn_ms = left_ms.saturating_sub(self.limits.token_expiry_warning_s * 1000);
-        self.timers.insert((now.mono_ms + warn_ms, Timer::TokenWarning(sid, exp_s)));
-        self.timers.insert((now.mono_ms + left_ms, Timer::TokenExpiry(sid, exp_s)));
+        let armed = [
+            (now.mono_ms + warn_ms, Timer::TokenWarning(sid, exp_s)),
+            (now.mono_ms + left_ms, Timer::TokenExpiry(sid, exp_s)),
+        ];
+        let Some(s) = self.sessions.get_mut(&sid) else { return };
+        for old in std::mem::replace(&mut s.token_timers, armed) {
+            self.timers.remove(&old);
+        }
+        self.timers.extend(armed);
     }
 
     /// The warning time of a token came: tell the session (if its token was not renewed since).

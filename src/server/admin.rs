@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use super::config::{AdminConfig, ConfigError};
 use super::error::ServerError;
 use super::shared::Shared;
-use crate::core::{AdminCreateRoom, AdminMessage, Core, MAX_QUERY_COUNT};
+use crate::core::{AdminCreateRoom, AdminMessage, ConnId, Core, MAX_QUERY_COUNT};
 use crate::wire::{ErrorBody, ErrorCode};
 
 /// The OpenAPI document of the listener, served at `/v1/openapi.json`.
@@ -88,6 +88,8 @@ fn routes() -> Vec<(AdminRoute, MethodRouter<St>)> {
         route("DELETE", "/v1/rooms/{id}/attributes", false, delete_attributes),
         route("POST", "/v1/rooms/{id}/kick", false, kick),
         route("POST", "/v1/users/{id}/disconnect", false, disconnect),
+        route("GET", "/v1/connections", false, list_connections),
+        route("GET", "/v1/connections/{id}", false, get_connection),
     ]
 }
 
@@ -280,6 +282,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     }
 }
 
+/// The query of `GET /v1/connections`: paging as [`Page`], and the filters `user` and `room`.
+struct ConnectionsQuery {
+    page: Page,
+    user: Option<String>,
+    room: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ConnectionsQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            next_flag: String,
+            count: Option<u32>,
+            user: Option<String>,
+            room: Option<String>,
+        }
+        let Query(q) = Query::<Raw>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+        let page = Page { next_flag: q.next_flag, count: q.count.unwrap_or(MAX_QUERY_COUNT) };
+        Ok(ConnectionsQuery { page, user: q.user, room: q.room })
+    }
+}
+
 /// Compares two secrets in time that depends on neither's content: their SHA-256 digests are
 /// compared byte by byte without an early exit.
 fn same_token(given: &str, expected: &str) -> bool {
@@ -440,4 +470,23 @@ async fn disconnect(State(shared): State<St>, Id(id): Id) -> ApiResult {
         shared.timed_core("admin_disconnect_user", |c, now| c.admin_disconnect_user(now, &id))?;
     tracing::info!(user = %done.user_id, sessions = done.sessions, "admin: user disconnected");
     json(StatusCode::OK, done)
+}
+
+async fn list_connections(State(shared): State<St>, q: ConnectionsQuery) -> ApiResult {
+    let (user, room, p) = (q.user.as_deref(), q.room.as_deref(), &q.page);
+    let list = |c: &Core| c.admin_connections(user, room, &p.next_flag, p.count);
+    json(StatusCode::OK, shared.timed_connections("admin_list_connections", list)?)
+}
+
+async fn get_connection(State(shared): State<St>, Id(id): Id) -> ApiResult {
+    let conn: ConnId = id
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "a connection id is a number"))?;
+    match shared.timed_connection("admin_get_connection", |c| c.admin_connection(conn)) {
+        Some(info) => json(StatusCode::OK, info),
+        None => {
+            let error = ApiError::new(ErrorCode::InvalidRequest, format!("no connection {conn}"));
+            Ok((StatusCode::NOT_FOUND, error).into_response())
+        }
+    }
 }

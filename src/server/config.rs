@@ -25,6 +25,16 @@ pub struct ServerConfig {
     /// Token signing keys. When empty, the key `dev` from `certs_dir/token.secret` is used
     /// (created on first start).
     pub token_keys: Vec<TokenKey>,
+    /// Public keys for ES256 and RS256 login JWTs (docs/PROTOCOL.md section 5), each from a PEM
+    /// file read at start.
+    pub jwt_public_keys: Vec<JwtPublicKey>,
+    /// A JSON Web Key Set file (RSA and EC P-256 public keys, each with a `kid`) read at start,
+    /// for ES256 and RS256 login JWTs.
+    pub jwks_file: Option<PathBuf>,
+    /// When set, a login JWT must carry this `aud` (a string, or an array holding it).
+    pub jwt_audience: Option<String>,
+    /// When set, a login JWT must carry this `iss`.
+    pub jwt_issuer: Option<String>,
     /// Room core limits.
     pub limits: Limits,
     /// QUIC transport and connection limits.
@@ -81,6 +91,19 @@ pub struct TokenKey {
     pub id: String,
     /// The secret, hex-encoded (at least 16 bytes).
     pub secret_hex: String,
+}
+
+/// A public key for login JWTs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtPublicKey {
+    /// Key id: a JWT whose header names it is checked with this key only (1-128 printable
+    /// ASCII characters, unique among all the keys).
+    pub kid: String,
+    /// `ES256` (an EC P-256 key) or `RS256` (an RSA key of 2048 bits or more).
+    pub alg: String,
+    /// The public key, PEM (`PUBLIC KEY`, or for RSA also `RSA PUBLIC KEY`).
+    pub pem_file: PathBuf,
 }
 
 /// QUIC transport settings and connection caps.
@@ -179,6 +202,10 @@ impl Default for ServerConfig {
             cert: None,
             key: None,
             token_keys: Vec::new(),
+            jwt_public_keys: Vec::new(),
+            jwks_file: None,
+            jwt_audience: None,
+            jwt_issuer: None,
             limits: Limits::default(),
             transport: TransportLimits::default(),
             queue: QueueLimits::default(),
@@ -330,6 +357,22 @@ pub enum ConfigError {
     TokenKeyId {
         /// The key id.
         id: String,
+    },
+    /// A JWT public key's `alg` is not `ES256` or `RS256`.
+    #[error("jwt public key {kid}: alg {alg:?} is not ES256 or RS256")]
+    JwtAlg {
+        /// The key id.
+        kid: String,
+        /// The configured alg.
+        alg: String,
+    },
+    /// A JWT key file (a public key's PEM file or the JWKS file) cannot be read or used.
+    #[error("{}: {reason}", .path.display())]
+    JwtKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// `idle_timeout_s` is beyond what QUIC can carry.
     #[error("idle_timeout_s {secs} is too large")]

@@ -101,6 +101,7 @@ async fn establish(
     conn_id: ConnId,
     incoming: quinn::Incoming,
 ) -> Option<Established> {
+    let connected_at_ms = shared.clock.now().unix_ms;
     let t = &shared.config.transport;
     let handshake_deadline = Duration::from_secs(t.handshake_timeout_s.max(1));
     let connecting = match incoming.accept() {
@@ -149,7 +150,7 @@ async fn establish(
         t.single_event_stream,
         t.low_datagrams,
     );
-    shared.register(conn_id, outbox.clone(), remote);
+    shared.register(conn_id, outbox.clone(), remote, connected_at_ms);
     let first = tokio::time::timeout_at(
         deadline,
         read_frame(&mut recv, MAX_CLIENT_FRAME_LEN, frame_timeout),
@@ -231,12 +232,17 @@ async fn establish(
     // is applied until this connection has proved it is the client's own.
     // If it never does, the session is treated as on a lost connection (the offline grace).
     let proven = match confirmed {
-        // It resolves (to whether 0-RTT was used) once the handshake completes, or (false) when
+        // It resolves (to whether 0-RTT was accepted) once the handshake completes, or (false) when
         // the connection fails first.
-        Some(confirmed) if logged_in => {
-            tokio::time::timeout_at(deadline, confirmed).await.is_ok()
-                && conn.close_reason().is_none()
-        }
+        Some(confirmed) if logged_in => match tokio::time::timeout_at(deadline, confirmed).await {
+            Ok(zero_rtt) => {
+                if zero_rtt {
+                    shared.note_zero_rtt(conn_id);
+                }
+                conn.close_reason().is_none()
+            }
+            Err(_) => false,
+        },
         _ => true,
     };
     Some(Established {

@@ -68,8 +68,9 @@ impl Server {
 
     /// Checks a configuration as [`Server::bind`] would (values, token keys, certificate and
     /// key, the admin token) without binding a socket or writing a file: what `huddle serve
-    /// --check-config` runs.
-    pub fn check(config: &ServerConfig) -> Result<(), ServerError> {
+    /// --check-config` runs. Returns the token keys the server would verify logins with (the
+    /// development key only once its secret exists).
+    pub fn check(config: &ServerConfig) -> Result<KeySet, ServerError> {
         transport_config(config)?;
         admin::check_token(&config.admin)?;
         check_identity(config)

@@ -1,14 +1,14 @@
 //! What the server proves and what it trusts: its TLS certificate chain and key, and the
 //! token keys it verifies logins with; from the configuration, or the development ones.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::{ConfigError, ServerConfig};
 use super::error::ServerError;
 use super::transport::server_config;
-use crate::auth::KeySet;
+use crate::auth::{JwtAlg, KeySet};
 use crate::certs;
 
 /// Token keys from the configuration, or the development key (created on first start).
@@ -24,22 +24,24 @@ pub fn load_keys(config: &ServerConfig) -> Result<KeySet, ServerError> {
 
 /// Checks the identity and keys as [`load_tls`] and [`load_keys`] would load them, without
 /// writing a file: development files that do not exist yet are not an error (the server makes
-/// them on first start).
-pub fn check_identity(config: &ServerConfig) -> Result<(), ServerError> {
+/// them on first start). Returns the token keys (without the development key when its secret
+/// does not exist yet).
+pub fn check_identity(config: &ServerConfig) -> Result<KeySet, ServerError> {
+    let mut keys = KeySet::new();
     if config.token_keys.is_empty() {
         let path = config.certs_dir.join(certs::TOKEN_SECRET_FILE);
         if path.exists() {
-            certs::read_token_secret(&path)?;
+            keys.insert(certs::DEV_KEY_ID, &certs::read_token_secret(&path)?);
         }
     }
-    add_configured_keys(config, &mut KeySet::new())?;
+    add_configured_keys(config, &mut keys)?;
     let (cert, key) = tls_paths(config)?;
     if config.cert.is_some() || (cert.exists() && key.exists()) {
         let chain = certs::load_certs(&cert)?;
         let key_der = certs::load_key(&key)?;
         server_config(config, chain, key_der).map_err(|e| name_identity_files(config, e))?;
     }
-    Ok(())
+    Ok(keys)
 }
 
 /// A TLS error with the certificate and key files it came from ([`ServerError::Identity`]).
@@ -51,6 +53,14 @@ pub(super) fn name_identity_files(config: &ServerConfig, e: ServerError) -> Serv
 }
 
 fn add_configured_keys(config: &ServerConfig, keys: &mut KeySet) -> Result<(), ServerError> {
+    add_token_keys(config, keys)?;
+    add_jwt_keys(config, keys)?;
+    keys.set_audience(config.jwt_audience.clone());
+    keys.set_issuer(config.jwt_issuer.clone());
+    Ok(())
+}
+
+fn add_token_keys(config: &ServerConfig, keys: &mut KeySet) -> Result<(), ServerError> {
     for k in &config.token_keys {
         let secret = hex::decode(&k.secret_hex)
             .map_err(|source| ConfigError::TokenKeyNotHex { id: k.id.clone(), source })?;
@@ -59,6 +69,29 @@ fn add_configured_keys(config: &ServerConfig, keys: &mut KeySet) -> Result<(), S
         }
         if !keys.insert(&k.id, &secret) {
             return Err(ConfigError::TokenKeyId { id: k.id.clone() }.into());
+        }
+    }
+    Ok(())
+}
+
+/// The ES256 and RS256 public keys: each `jwt_public_keys` PEM file, then the JWKS file. A file
+/// that cannot be read or holds no usable key is an error naming it.
+fn add_jwt_keys(config: &ServerConfig, keys: &mut KeySet) -> Result<(), ConfigError> {
+    let file_error =
+        |path: &Path, reason: String| ConfigError::JwtKeyFile { path: path.to_path_buf(), reason };
+    for k in &config.jwt_public_keys {
+        let alg = JwtAlg::from_name(&k.alg)
+            .filter(|a| *a != JwtAlg::HS256)
+            .ok_or_else(|| ConfigError::JwtAlg { kid: k.kid.clone(), alg: k.alg.clone() })?;
+        let pem = std::fs::read(&k.pem_file).map_err(|e| file_error(&k.pem_file, e.to_string()))?;
+        keys.insert_public_pem(&k.kid, alg, &pem)
+            .map_err(|e| file_error(&k.pem_file, e.to_string()))?;
+    }
+    if let Some(path) = &config.jwks_file {
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+        let added = keys.insert_jwks(&text).map_err(|e| file_error(path, e.to_string()))?;
+        if added.is_empty() {
+            return Err(file_error(path, "the key set has no keys".into()));
         }
     }
     Ok(())

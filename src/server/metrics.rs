@@ -459,6 +459,12 @@ impl Collector for Scrape {
             "The most bytes one connection has had queued since the start",
             s.peak_queued_bytes.load(r) as i64,
         )?;
+        gauge(
+            &mut e,
+            "stream_opens_waiting",
+            "Stream writers waiting for a client to allow one more unidirectional stream",
+            s.waiting_for_stream.load(r) as i64,
+        )?;
         counter(
             &mut e,
             "sent_bytes",

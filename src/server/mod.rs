@@ -8,11 +8,13 @@
 //! - `transport` and `identity`: the TLS and QUIC settings, the certificate and the token
 //!   keys; [`config`]: everything `huddle serve` can be told; `error`: [`ServerError`].
 //! - `admin`, `metrics`, `guard`: the admin HTTP listener, Prometheus metrics, and the
-//!   defences against misbehaving clients.
+//!   defences against misbehaving clients; `connections`: the listener's connection listing
+//!   (the core's view of each connection with its transport's figures).
 
 mod admin;
 pub mod config;
 mod conn;
+mod connections;
 mod endpoint;
 mod error;
 mod guard;

@@ -104,6 +104,19 @@ impl Lane {
         }
     }
 
+    /// Returns once every [`Tx`] is gone: nobody will queue more, and no stream is needed for
+    /// what might still be queued (the room was left before its stream could be opened).
+    async fn abandoned(&self) {
+        loop {
+            if self.lock().senders == 0 {
+                return;
+            }
+            // Wakes for pushes too; `recv_many` looks at the queue before it waits, so a permit
+            // taken here is never missed there.
+            self.ready.notified().await;
+        }
+    }
+
     /// Refuses further frames and hands back those still queued.
     fn close(&self) -> VecDeque<Item> {
         let mut q = self.lock();
@@ -177,6 +190,9 @@ pub struct OutboxStats {
     pub bytes_sent: AtomicU64,
     /// Low-priority messages sent as QUIC datagrams (their bytes are not in `bytes_sent`).
     pub datagrams_sent: AtomicU64,
+    /// Writers waiting for the client to allow one more unidirectional stream, on every
+    /// connection (at most two per room and one for the session, per connection).
+    pub waiting_for_stream: AtomicUsize,
 }
 
 /// A connection's streams must have been idle at least this long (and two round trips) before a
@@ -351,6 +367,11 @@ impl Outbox {
         self.conn.stats()
     }
 
+    /// The client's address now (it changes when the client migrates).
+    pub fn remote_address(&self) -> std::net::SocketAddr {
+        self.conn.remote_address()
+    }
+
     /// Sends a low-priority room message as a QUIC datagram, if the client accepts datagrams,
     /// it fits one, and the connection is quiet: nothing of ours queued for it, no stream data
     /// handed to quinn within the last two round trips (at least [`DATAGRAM_QUIET`]), and no
@@ -516,8 +537,18 @@ impl Outbox {
         // futures for as long as it lives, and a writer lives as long as its stream (idle
         // connections, BENCHMARKS.md).
         let start = Box::pin(open_stream(target, self.conn.clone(), header, prio));
+        let waiting = WaitingForStream::new(self.counters.clone());
         let handle = tokio::spawn(async move {
-            let Some(mut stream) = start.await else {
+            // A client that grants few streams keeps a writer waiting here; once its room is
+            // left (every Tx dropped) the writer gives up, with what it held, instead of waiting
+            // for ever: a join/leave loop leaves no writers behind.
+            let opened = tokio::select! {
+                biased;
+                stream = start => stream,
+                () = w.lane.abandoned() => None,
+            };
+            drop(waiting);
+            let Some(mut stream) = opened else {
                 return;
             };
             let mut chunks = Chunks::new();
@@ -598,6 +629,23 @@ fn empty<A: smallvec::Array>(v: &mut SmallVec<A>) {
         *v = SmallVec::new();
     } else {
         v.clear();
+    }
+}
+
+/// Counts a writer in [`OutboxStats::waiting_for_stream`] until its stream is open or it gives
+/// up.
+struct WaitingForStream(Arc<Counters>);
+
+impl WaitingForStream {
+    fn new(counters: Arc<Counters>) -> WaitingForStream {
+        counters.stats.waiting_for_stream.fetch_add(1, Ordering::Relaxed);
+        WaitingForStream(counters)
+    }
+}
+
+impl Drop for WaitingForStream {
+    fn drop(&mut self) {
+        self.0.stats.waiting_for_stream.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 use super::config::ServerConfig;
+use super::connections::{ConnectionInfo, ConnectionPage, Handles, Link};
 use super::guard::{self, client_address, GuardStats, HandshakeMeter, LogLimiter};
 use super::metrics::{ConnSample, CoreCounts, Metrics, ScrapeSource};
 use super::outbox::{Outbox, OutboxStats};
 use super::probe::FanoutProbe;
-use crate::core::{ConnId, Core, Now, Output};
-use crate::wire::{ErrorCode, Priority};
+use crate::core::{AdminConnection, AdminConnectionPage, ConnId, Core, Now, Output};
+use crate::wire::{ErrorBody, ErrorCode, Priority};
 
 /// Monotonic and wall-clock time for the core.
 #[derive(Clone, Copy)]
@@ -50,6 +51,21 @@ impl Clock {
 pub(super) struct State {
     pub(super) core: Core,
     pub(super) outboxes: HashMap<ConnId, Arc<Outbox>>,
+    /// What the operator's connection listing shows of each registered connection beside its
+    /// outbox (the same keys).
+    links: HashMap<ConnId, Link>,
+}
+
+impl State {
+    /// A registered connection's transport, for the connection listing.
+    fn handles(&self, conn: ConnId) -> Option<Handles> {
+        let link = self.links.get(&conn)?;
+        Some(Handles {
+            outbox: self.outboxes.get(&conn)?.clone(),
+            connected_at_ms: link.connected_at_ms,
+            zero_rtt: link.zero_rtt,
+        })
+    }
 }
 
 /// What every connection task shares.
@@ -84,7 +100,7 @@ impl Shared {
     /// The shared state of a server around `core`.
     pub(super) fn new(core: Core, config: ServerConfig) -> Arc<Shared> {
         Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
-            state: Mutex::new(State { core, outboxes: HashMap::new() }),
+            state: Mutex::new(State { core, outboxes: HashMap::new(), links: HashMap::new() }),
             clock: Clock::new(),
             timer_changed: Notify::new(),
             config,
@@ -129,11 +145,59 @@ impl Shared {
         r
     }
 
+    /// The operator's connection listing: `query` reads a page from the core under the lock,
+    /// the transport handles of its connections are copied out with it, and their figures
+    /// (each read takes quinn's lock of that connection) are read once the core lock is
+    /// released. Timed into the latency histogram of `op`.
+    pub(crate) fn timed_connections(
+        &self,
+        op: &'static str,
+        query: impl FnOnce(&Core) -> Result<AdminConnectionPage, ErrorBody>,
+    ) -> Result<ConnectionPage, ErrorBody> {
+        let start = Instant::now();
+        let found = {
+            let state = self.lock();
+            query(&state.core).map(|page| {
+                let handles = page.connections.iter().map(|c| state.handles(c.conn_id)).collect();
+                (page, handles)
+            })
+        };
+        let page = found.map(|(page, handles)| ConnectionPage::read(page, handles));
+        self.metrics.observe(op, start.elapsed());
+        page
+    }
+
+    /// One connection of the listing, as [`Shared::timed_connections`] reads a page.
+    pub(crate) fn timed_connection(
+        &self,
+        op: &'static str,
+        query: impl FnOnce(&Core) -> Option<AdminConnection>,
+    ) -> Option<ConnectionInfo> {
+        let start = Instant::now();
+        let found = {
+            let state = self.lock();
+            query(&state.core).and_then(|c| Some((state.handles(c.conn_id)?, c)))
+        };
+        let info = found.map(|(handles, core)| ConnectionInfo::read(core, &handles));
+        self.metrics.observe(op, start.elapsed());
+        info
+    }
+
     /// Registers a connection's outbox; from now on the core counts its operations toward the
-    /// rate limit of its client address.
-    pub(super) fn register(&self, conn: ConnId, outbox: Arc<Outbox>, remote: SocketAddr) {
+    /// rate limit of its client address. `connected_at_ms`: when it was accepted (Unix ms).
+    pub(super) fn register(
+        &self,
+        conn: ConnId,
+        outbox: Arc<Outbox>,
+        remote: SocketAddr,
+        connected_at_ms: u64,
+    ) {
         let key = self.address_keys.hash_one(client_address(remote.ip()));
-        self.lock().outboxes.insert(conn, outbox);
+        {
+            let mut state = self.lock();
+            state.outboxes.insert(conn, outbox);
+            state.links.insert(conn, Link { connected_at_ms, zero_rtt: false });
+        }
         self.with_core(|core, now| core.handle_connect(now, conn, key));
     }
 
@@ -166,7 +230,16 @@ impl Shared {
     /// did. What becomes of its session is the core's decision ([`Core::handle_closed`]).
     pub(super) fn unregister(&self, conn: ConnId, closed_for: Option<ErrorCode>) {
         self.with_core(|core, now| core.handle_closed(now, conn, closed_for));
-        self.lock().outboxes.remove(&conn);
+        let mut state = self.lock();
+        state.outboxes.remove(&conn);
+        state.links.remove(&conn);
+    }
+
+    /// Notes that the connection's 0-RTT data was accepted (for the connection listing).
+    pub(super) fn note_zero_rtt(&self, conn: ConnId) {
+        if let Some(link) = self.lock().links.get_mut(&conn) {
+            link.zero_rtt = true;
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use huddle::client::{client_endpoint, quic_client_config};
+use huddle::client::{client_endpoint, quic_client_config, Client};
 use huddle::server::LOG_LINES_PER_WINDOW;
 use huddle::wire::{
     encode_frame, ErrorCode, Event, MessageBody, Priority, Reply, Request, RequestFrame, Response,
@@ -173,6 +173,58 @@ async fn operations_from_one_address_are_rate_limited_logins_included() {
 }
 
 #[tokio::test]
+async fn leaving_and_rejoining_does_not_refill_the_message_rate_limit() {
+    let (rate, burst) = (20u32, 40u32);
+    let arena = Arena::start_with(|c| {
+        c.limits.rate_limit_per_s = rate;
+        c.limits.rate_limit_burst = burst;
+    })
+    .await;
+    let mallory = Client::connect(arena.client_config("mallory")).await.unwrap();
+    mallory.join_room("r").await.unwrap();
+    let start = Instant::now();
+    let (mut accepted, mut refused, mut cycles) = (0u64, 0u64, 0u64);
+    let mut in_room = true;
+    while start.elapsed() < Duration::from_millis(1_500) {
+        if !in_room {
+            match mallory.join_room("r").await {
+                Ok(_) => in_room = true,
+                Err(e) if e.code() == Some(ErrorCode::OperationRateLimited) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        match mallory.send_text("r", "spam", Priority::Low).await {
+            Ok(_) => accepted += 1,
+            Err(e) if e.code() == Some(ErrorCode::RateLimited) => {
+                refused += 1;
+                match mallory.leave_room("r").await {
+                    Ok(()) => {
+                        in_room = false;
+                        cycles += 1;
+                    }
+                    Err(e) if e.code() == Some(ErrorCode::OperationRateLimited) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bound = f64::from(burst) + f64::from(rate) * secs;
+    eprintln!(
+        "leave+join cycling for {secs:.2} s: {accepted} messages accepted, {refused} rate_limited, \
+         {cycles} cycles (the limit allows {bound:.0})"
+    );
+    assert!(cycles > 0 && refused > 0, "the attack reached the limit");
+    assert!(accepted as f64 <= bound, "{accepted} messages accepted, the limit allows {bound:.0}");
+    mallory.shutdown().await;
+    arena.finish().await;
+}
+
+#[tokio::test]
 async fn a_subscriber_that_never_reads_is_cut_off_and_memory_stays_bounded() {
     let queue = 2 * 1024 * 1024;
     let arena = Arena::start_with(|c| {
@@ -239,5 +291,47 @@ async fn a_crowd_of_misbehaving_clients_is_closed_and_logged_a_bounded_number_of
     assert!(logged <= u64::from(LOG_LINES_PER_WINDOW) * windows, "{logged} lines");
     assert!(logged < n, "{logged} lines for {n} clients");
     drop(raws);
+    arena.finish().await;
+}
+
+/// A client that allows the server a single unidirectional stream (its session stream) and
+/// joins and leaves a room over and over: each join starts a writer that waits for a stream the
+/// client never grants. Once the room is left, that writer gives up: the cycles leave nothing
+/// behind (before: one stuck writer per cycle, 2.4 KB each, without bound).
+#[tokio::test]
+async fn join_leave_cycles_without_stream_credit_leave_no_writers_behind() {
+    let arena = Arena::start().await;
+    let waiting = || arena.stats.waiting_for_stream.load(Ordering::Relaxed);
+    let before = waiting();
+    let raw = arena
+        .raw_with(|tc| {
+            tc.max_concurrent_uni_streams(1u32.into());
+        })
+        .await;
+    let mut ctl = raw.control().await;
+    ctl.request(1, Request::Login(arena.login("mallory"))).await;
+    assert!(matches!(ctl.response().await.reply, Reply::Ok(Response::LoggedIn { .. })));
+    const CYCLES: u32 = 60;
+    for i in 0..CYCLES {
+        ctl.request(10 + 2 * i, Request::JoinRoom { room_id: "r".into() }).await;
+        assert!(matches!(ctl.response().await.reply, Reply::Ok(Response::RoomEntered(_))));
+        ctl.request(11 + 2 * i, Request::LeaveRoom { room_id: "r".into() }).await;
+        assert!(matches!(ctl.response().await.reply, Reply::Ok(Response::RoomLeft { .. })));
+    }
+    // The last leave's writer gives up as soon as it is scheduled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while waiting() > before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = waiting() - before;
+    eprintln!("writers still waiting for a stream after {CYCLES} join/leave cycles: {left}");
+    assert_eq!(left, 0, "writers left waiting after {CYCLES} join/leave cycles");
+    // Joined again, the room's writer waits (the client still grants no stream), and only it.
+    ctl.request(500, Request::JoinRoom { room_id: "r".into() }).await;
+    assert!(matches!(ctl.response().await.reply, Reply::Ok(Response::RoomEntered(_))));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(waiting() - before, 1);
+    drop(ctl);
+    raw.conn.close(0u32.into(), b"");
     arena.finish().await;
 }

@@ -116,7 +116,11 @@ async fn every_bad_token_has_its_code() {
         ),
         ("another user's", arena.token("alice"), ErrorCode::TokenInvalid),
         ("truncated", good[..good.len() - 10].to_string(), ErrorCode::TokenMalformed),
-        ("oversized", format!("{good}{}", "0".repeat(600)), ErrorCode::TokenTooLong),
+        (
+            "oversized",
+            format!("{good}{}", "0".repeat(huddle::auth::MAX_TOKEN_LEN)),
+            ErrorCode::TokenTooLong,
+        ),
         (
             "unknown key id",
             strangers.mint("k2027-01", "mallory", now, now + 3600).unwrap(),

@@ -259,3 +259,86 @@ fn admin_pages_through_rooms_and_members() {
     assert!(rest.next_flag.is_empty());
     assert_eq!(admin_code(h.core.admin_members("nope", "", 3)), ErrorCode::RoomDoesNotExist);
 }
+
+/// The ids, users and rooms of a connection page.
+fn listed(page: &AdminConnectionPage) -> Vec<(ConnId, Option<&str>, Vec<&str>)> {
+    page.connections
+        .iter()
+        .map(|c| {
+            let rooms = c.rooms.iter().map(String::as_str).collect();
+            (c.conn_id, c.user_id.as_deref(), rooms)
+        })
+        .collect()
+}
+
+#[test]
+fn admin_lists_open_connections_with_their_sessions_and_rooms() {
+    let mut h = Harness::new(Limits { allow_multi_device: true, ..Limits::default() });
+    let now = h.now();
+    // Connection 3 has not logged in (yet); 7 is Alice's second device.
+    for (conn, origin) in [(7, 1), (1, 1), (2, 2), (3, 3)] {
+        h.core.handle_connect(now, conn, origin);
+    }
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.login(7, "alice");
+    h.create(1, "r", 0);
+    h.create(1, "s", 0);
+    h.join(2, "r");
+    let all = h.core.admin_connections(None, None, "", 100).unwrap();
+    assert_eq!(
+        listed(&all),
+        [
+            (1, Some("alice"), vec!["r", "s"]),
+            (2, Some("bob"), vec!["r"]),
+            (3, None, vec![]),
+            (7, Some("alice"), vec![])
+        ]
+    );
+    assert_eq!((all.total, all.next_flag.as_str()), (4, ""));
+    assert_eq!(all.connections[0].session_id, Some(h.session_of(1)));
+    assert_eq!(all.connections[2].session_id, None);
+
+    // Pages in id order.
+    let first = h.core.admin_connections(None, None, "", 3).unwrap();
+    assert_eq!(first.connections.iter().map(|c| c.conn_id).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!((first.total, first.next_flag.as_str()), (4, "7"));
+    let rest = h.core.admin_connections(None, None, &first.next_flag, 3).unwrap();
+    assert_eq!(rest.connections.iter().map(|c| c.conn_id).collect::<Vec<_>>(), [7]);
+    assert_eq!((rest.total, rest.next_flag.as_str()), (4, ""));
+
+    // Filters: a user's connections, a room's, both.
+    let ids = |page: AdminConnectionPage| -> (Vec<ConnId>, u64) {
+        (page.connections.iter().map(|c| c.conn_id).collect(), page.total)
+    };
+    let alice = h.core.admin_connections(Some("alice"), None, "", 1).unwrap();
+    assert_eq!(alice.next_flag, "7");
+    assert_eq!(ids(alice), (vec![1], 2));
+    let more = h.core.admin_connections(Some("alice"), None, "7", 1).unwrap();
+    assert_eq!(ids(more), (vec![7], 2));
+    assert_eq!(ids(h.core.admin_connections(None, Some("r"), "", 100).unwrap()), (vec![1, 2], 2));
+    assert_eq!(ids(h.core.admin_connections(None, Some("s"), "", 100).unwrap()), (vec![1], 1));
+    let both = h.core.admin_connections(Some("bob"), Some("s"), "", 100).unwrap();
+    assert_eq!(ids(both), (vec![], 0));
+    let nobody = h.core.admin_connections(Some("carol"), None, "", 100).unwrap();
+    assert_eq!(ids(nobody), (vec![], 0));
+    let bad_user = h.core.admin_connections(Some("no spaces"), None, "", 100);
+    assert_eq!(admin_code(bad_user), ErrorCode::InvalidUserId);
+    let no_room = h.core.admin_connections(None, Some("nope"), "", 100);
+    assert_eq!(admin_code(no_room), ErrorCode::RoomDoesNotExist);
+    assert_eq!(admin_code(h.core.admin_connections(None, None, "", 0)), ErrorCode::InvalidRequest);
+    assert_eq!(admin_code(h.core.admin_connections(None, None, "x", 5)), ErrorCode::InvalidRequest);
+
+    // One connection; a closed one is gone (its session waits for resumption elsewhere).
+    let one = h.core.admin_connection(2).expect("connection 2 is open");
+    assert_eq!(
+        (one.user_id.as_deref(), one.rooms.as_slice()),
+        (Some("bob"), &["r".to_string()][..])
+    );
+    assert_eq!(h.core.admin_connection(3).map(|c| c.user_id), Some(None));
+    assert_eq!(h.core.admin_connection(9), None);
+    h.core.handle_closed(now, 2, None);
+    assert_eq!(h.core.admin_connection(2), None);
+    assert_eq!(ids(h.core.admin_connections(None, Some("r"), "", 100).unwrap()), (vec![1], 1));
+    assert_eq!(h.core.admin_connections(None, None, "", 100).unwrap().total, 3);
+}

@@ -13,12 +13,16 @@ mod messages;
 mod multi_device;
 mod presence;
 mod queries;
+mod ratelimits;
 mod resumption;
 mod room_ops;
 
 use std::collections::BTreeMap;
 
-use huddle::core::{AdminCreateRoom, AdminCustomBody, AdminMessage, ConnId, Limits, SYSTEM_SENDER};
+use huddle::core::{
+    AdminConnectionPage, AdminCreateRoom, AdminCustomBody, AdminMessage, ConnId, Limits,
+    SYSTEM_SENDER,
+};
 use huddle::fuzzing::harness::{Got, Harness, START_UNIX_MS};
 use huddle::wire::{
     ErrorBody, ErrorCode, Event, HistoryAnchor, LeaveReason, Login, Member, MessageBody, Priority,

@@ -224,3 +224,54 @@ fn message_size_limit_is_exact() {
     h.send_with(1, "r", custom(max), None);
     assert_eq!(h.fail(1, send_req("r", custom(max + 1), None)), ErrorCode::MessageTooLarge);
 }
+
+/// A sender's client_msg_ids are forgotten once out of the window even when nobody posts again
+/// (a timer sweeps them), at once when it leaves the room, and past the last
+/// `dedup_max_per_member` (before: kept until the next post in the room, without a count bound).
+#[test]
+fn remembered_client_msg_ids_are_bounded_swept_and_forgotten_on_leave() {
+    let limits = Limits { dedup_max_per_member: 10, ..Limits::default() };
+    let mut h = Harness::new(limits);
+    h.login(1, "alice");
+    h.login(2, "bob");
+    h.create(1, "r", 0);
+    h.join(2, "r");
+    h.tick(50);
+    let timers = h.core.timer_count();
+    for i in 0..25 {
+        h.send_with(1, "r", MessageBody::Text("a".into()), Some(&format!("a{i}")));
+    }
+    assert_eq!(h.core.remembered_client_msg_ids(), 10, "the last 10 of alice's");
+    let (_, _, dup) = h.send_with(1, "r", MessageBody::Text("a".into()), Some("a24"));
+    assert!(dup, "the newest is remembered");
+    let (_, _, dup) = h.send_with(1, "r", MessageBody::Text("a".into()), Some("a0"));
+    assert!(!dup, "the oldest was forgotten past the cap");
+    // Bob's ids go when he leaves the room.
+    for i in 0..5 {
+        h.send_with(2, "r", MessageBody::Text("b".into()), Some(&format!("b{i}")));
+    }
+    assert_eq!(h.core.remembered_client_msg_ids(), 15);
+    h.ok(2, leave("r"));
+    assert_eq!(h.core.remembered_client_msg_ids(), 10);
+    // Nobody posts again: the window's end forgets alice's too.
+    h.tick(300_000 + 30_001);
+    assert_eq!(h.core.remembered_client_msg_ids(), 0, "swept without another post");
+    assert_eq!(h.core.timer_count(), timers, "no sweep armed once nothing is remembered");
+}
+
+/// Renewing a token replaces the session's token timers instead of adding two per renewal, and
+/// a session's end takes its timers with it (before: 128 B per renewal until the old expiry).
+#[test]
+fn token_renewals_and_ended_sessions_leave_no_timers_behind() {
+    let mut h = Harness::plain();
+    h.login(1, "alice");
+    let base = h.core.timer_count();
+    let now_s = START_UNIX_MS / 1000;
+    for i in 0..50 {
+        let token = h.mint("alice", now_s, now_s + 3_600 + i).unwrap();
+        h.ok(1, Request::RenewToken { token });
+    }
+    assert_eq!(h.core.timer_count(), base, "50 renewals, the same two timers");
+    h.ok(1, Request::Logout);
+    assert_eq!(h.core.timer_count(), base - 2, "the session's timers went with it");
+}

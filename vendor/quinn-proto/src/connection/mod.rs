@@ -606,8 +606,12 @@ impl Connection {
                 }
 
                 // Congestion control and pacing checks
-                // Tail loss probes must not be blocked by congestion, or a deadlock could arise
-                if ack_eliciting && self.spaces[space_id].loss_probes == 0 {
+                // Tail loss probes must not be blocked by congestion, or a deadlock could arise.
+                // Nor may the close packet: it carries only ACKs and CONNECTION_CLOSE (whatever
+                // stream data is still pending), and a closed connection neither processes ACKs
+                // nor runs its loss timers, so a full window would never drain and the peer
+                // would learn of the close only at its idle timeout.
+                if ack_eliciting && !close && self.spaces[space_id].loss_probes == 0 {
                     // Assume the current packet will get padded to fill the segment
                     let untracked_bytes = if let Some(builder) = &builder_storage {
                         buf_capacity - builder.partial_encode.start

@@ -1653,6 +1653,58 @@ fn idle_timeout() {
     );
 }
 
+// A connection closed while its congestion window is full still sends CONNECTION_CLOSE: the
+// stream data it has pending is not part of the close packet, and once closed nothing would
+// ever free the window (no ACKs are processed, the loss timers are stopped).
+#[test]
+fn close_sent_when_congestion_blocked() {
+    let _guard = subscribe();
+    let mut pair = Pair::default();
+    let (client_ch, server_ch) = pair.connect();
+
+    // The server fills its window with stream data the client never receives, and has more
+    // pending.
+    let s = pair.server_streams(server_ch).open(Dir::Uni).unwrap();
+    let mut blocked = false;
+    for _ in 0..1000 {
+        pair.server_send(server_ch, s).write(&[7; 1024]).unwrap();
+        pair.drive_server();
+        blocked = pair.client.inbound.is_empty();
+        pair.client.inbound.clear();
+        if blocked {
+            break;
+        }
+    }
+    assert!(blocked, "the window never filled");
+    let mtu = pair.mtu as u64;
+    let conn = pair.server_conn_mut(server_ch);
+    assert!(
+        conn.bytes_in_flight() + mtu >= conn.congestion_window(),
+        "blocked by the congestion window, not by pacing"
+    );
+
+    let time = pair.time;
+    pair.server_conn_mut(server_ch)
+        .close(time, VarInt(42), Bytes::from_static(b"bye"));
+    pair.drive_server();
+    assert!(!pair.client.inbound.is_empty(), "CONNECTION_CLOSE went out");
+
+    let start = pair.time;
+    pair.drive();
+    let mut lost = None;
+    while let Some(event) = pair.client_conn_mut(client_ch).poll() {
+        if let Event::ConnectionLost { reason } = event {
+            lost = Some(reason);
+        }
+    }
+    assert_matches!(
+        lost,
+        Some(ConnectionError::ApplicationClosed(ApplicationClose { error_code: VarInt(42), ref reason }))
+            if reason == &b"bye"[..]
+    );
+    assert!(pair.time - start < Duration::from_secs(1));
+}
+
 #[test]
 fn connection_close_sends_acks() {
     let _guard = subscribe();
