@@ -229,7 +229,7 @@ impl Core {
         let owner: Arc<str> = Arc::from(SYSTEM_SENDER);
         let attrs = self.check_new_room(&info, &config, &owner)?;
         let room_id = info.room_id.clone();
-        self.insert_room(now, info, config, attrs);
+        self.insert_room(now, info, config, attrs, None);
         self.admin_room(&room_id)
     }
 

@@ -1,4 +1,5 @@
-//! A room's message history: the last N messages, none older than a maximum age.
+//! A room's message history: the last N messages, at most so many bytes, none older than a
+//! maximum age.
 
 use std::collections::VecDeque;
 
@@ -8,6 +9,19 @@ use crate::wire::{HistoryAnchor, RoomMessage};
 #[derive(Debug, Default)]
 pub struct History {
     entries: VecDeque<Entry>,
+    /// The sum of the entries' `frame_len`.
+    bytes: usize,
+}
+
+/// How much history a room keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// Messages.
+    pub max_len: usize,
+    /// Bytes of their event frames.
+    pub max_bytes: usize,
+    /// Age, monotonic ms.
+    pub max_age_ms: u64,
 }
 
 #[derive(Debug)]
@@ -21,32 +35,57 @@ struct Entry {
 }
 
 impl History {
-    /// Appends a message whose event frame is `frame_len` bytes and drops what is over the
-    /// count or age bound.
-    pub fn push(
-        &mut self,
-        now_ms: u64,
-        msg: RoomMessage,
-        frame_len: usize,
-        max_len: usize,
-        max_age_ms: u64,
-    ) {
+    /// Appends a message whose event frame is `frame_len` bytes and drops the oldest while over
+    /// the count or byte bound, and what is over the age bound. The newest message is always
+    /// kept (a frame is never over the byte bound by itself: see `Limits::history_max_bytes`).
+    pub fn push(&mut self, now_ms: u64, msg: RoomMessage, frame_len: usize, bounds: Bounds) {
         self.entries.push_back(Entry { at_ms: now_ms, frame_len, msg });
-        while self.entries.len() > max_len {
-            self.entries.pop_front();
+        self.bytes += frame_len;
+        while self.entries.len() > 1
+            && (self.entries.len() > bounds.max_len || self.bytes > bounds.max_bytes)
+        {
+            self.pop_oldest();
         }
-        self.expire(now_ms, max_age_ms);
+        self.expire(now_ms, bounds.max_age_ms);
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= e.frame_len;
+        }
     }
 
     /// Drops messages older than `max_age_ms`.
     pub fn expire(&mut self, now_ms: u64, max_age_ms: u64) {
-        while let Some(e) = self.entries.front() {
-            if now_ms.saturating_sub(e.at_ms) > max_age_ms {
-                self.entries.pop_front();
-            } else {
-                break;
+        self.drop_stored_before(now_ms.saturating_sub(max_age_ms));
+    }
+
+    /// Drops the messages stored before `cutoff_ms` (monotonic), oldest first, until at most
+    /// `keep_bytes` are held; returns whether it stopped because of the cutoff.
+    pub fn drop_oldest_until(&mut self, keep_bytes: usize, cutoff_ms: u64) -> bool {
+        while self.bytes > keep_bytes {
+            match self.entries.front() {
+                Some(e) if e.at_ms < cutoff_ms => self.pop_oldest(),
+                _ => return true,
             }
         }
+        false
+    }
+
+    fn drop_stored_before(&mut self, cutoff_ms: u64) {
+        while self.entries.front().is_some_and(|e| e.at_ms < cutoff_ms) {
+            self.pop_oldest();
+        }
+    }
+
+    /// Bytes held (the sum of the messages' event frames).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// When the oldest message held was stored (monotonic ms).
+    pub fn oldest_at(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.at_ms)
     }
 
     /// The oldest seq still held.
@@ -126,7 +165,7 @@ mod tests {
     fn bounded_by_count_and_age_and_paged() {
         let mut h = History::default();
         for s in 1..=10 {
-            h.push(s * 10, msg(s), 40, 5, 1_000);
+            h.push(s * 10, msg(s), 40, Bounds { max_len: 5, max_bytes: 1 << 20, max_age_ms: 1_000 });
         }
         assert_eq!(h.first_seq(), Some(6));
         assert_eq!(seqs(&h.page(HistoryAnchor::Latest, 2)), (vec![9, 10], true));
@@ -137,5 +176,25 @@ mod tests {
         assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(10), 10)), (vec![], false));
         h.expire(1_095, 1_000);
         assert_eq!(h.first_seq(), Some(10));
+    }
+
+    #[test]
+    fn bounded_by_bytes_keeping_the_newest() {
+        let mut h = History::default();
+        let bounds = Bounds { max_len: 1_000, max_bytes: 100, max_age_ms: 1_000 };
+        for s in 1..=10 {
+            h.push(s, msg(s), 30, bounds);
+        }
+        assert_eq!((h.len(), h.bytes(), h.first_seq()), (3, 90, Some(8)));
+        h.push(11, msg(11), 500, bounds);
+        assert_eq!((h.len(), h.bytes(), h.first_seq()), (1, 500, Some(11)), "the newest stays");
+        h.push(12, msg(12), 30, bounds);
+        assert_eq!((h.len(), h.bytes()), (1, 30));
+        assert!(!h.drop_oldest_until(0, 13), "dropped all, not stopped by the cutoff");
+        assert_eq!((h.len(), h.bytes()), (0, 0));
+        h.push(20, msg(13), 30, bounds);
+        h.push(30, msg(14), 30, bounds);
+        assert!(h.drop_oldest_until(0, 30), "the message stored at the cutoff stays");
+        assert_eq!((h.len(), h.oldest_at()), (1, Some(30)));
     }
 }

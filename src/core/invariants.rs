@@ -14,6 +14,7 @@ impl Core {
         self.check_sessions()?;
         self.check_session_timers()?;
         self.check_rooms()?;
+        self.check_retention()?;
         self.check_origins()?;
         self.check_resting()
     }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::history::Bounds;
 use crate::wire::{ErrorBody, ErrorCode};
 
 /// Every limit of the room core. All are configurable (`[limits]` in the config file).
@@ -33,6 +34,17 @@ pub struct Limits {
     pub history_max_messages: usize,
     /// Age after which history messages are dropped.
     pub history_max_age_s: u64,
+    /// Bytes (of their event frames) a room's history keeps; the oldest go first. The newest
+    /// message is always kept.
+    pub history_max_bytes: usize,
+    /// Bytes all rooms' histories together keep. Over it, the oldest history goes first: that
+    /// of empty rooms (awaiting a delayed destroy), then that of rooms with members, but never
+    /// a message stored within twice `offline_grace_s`, which a member that lost its
+    /// connection may still need to resume; the budget is exceeded only by those.
+    pub history_max_total_bytes: usize,
+    /// Empty rooms a user's CreateRoom (or SwitchRoom) made that may await their delayed
+    /// destroy at once; when one more empties, the one due first is destroyed at once.
+    pub delayed_rooms_per_user: usize,
     /// Sustained messages per second one user may send to one room (0 disables the limit).
     pub rate_limit_per_s: u32,
     /// Burst size of the per-user per-room message rate limit.
@@ -94,6 +106,17 @@ pub struct Limits {
     pub outbound_queue_frames: usize,
 }
 
+impl Limits {
+    /// How much history each room keeps.
+    pub(crate) fn history_bounds(&self) -> Bounds {
+        Bounds {
+            max_len: self.history_max_messages,
+            max_bytes: self.history_max_bytes,
+            max_age_ms: self.history_max_age_s.saturating_mul(1000),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -109,6 +132,9 @@ impl Default for Limits {
             dedup_max_per_member: 1024,
             history_max_messages: 1_000,
             history_max_age_s: 3 * 3600,
+            history_max_bytes: 4 << 20,
+            history_max_total_bytes: 1 << 30,
+            delayed_rooms_per_user: 10,
             rate_limit_per_s: 200,
             rate_limit_burst: 400,
             ops_rate_per_s: 50,

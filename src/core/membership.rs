@@ -7,6 +7,7 @@ use super::attrs::Attrs;
 use super::limits::{invalid_room_id, over_limit, page_start};
 use super::room::{PresenceChange, Room};
 use super::{
+    retention,
     err, valid_room_id, ConnId, Core, Now, OpResult, Output, RoomKey, SessionId, Timer,
     MAX_QUERY_USER_IDS,
 };
@@ -109,7 +110,7 @@ impl Core {
         let owner = self.session(sid)?.user_id.clone();
         let attrs = self.check_new_room(&info, &config, &owner)?;
         self.check_can_join(sid, None)?;
-        let key = self.insert_room(now, info, config, attrs);
+        let key = self.insert_room(now, info, config, attrs, Some(owner));
         Ok(self.add_member(now, sid, key, true))
     }
 
@@ -120,12 +121,14 @@ impl Core {
         info: RoomInfo,
         config: RoomConfig,
         attrs: Attrs,
+        creator: Option<Arc<str>>,
     ) -> RoomKey {
         let key = RoomKey(self.next_room);
         self.next_room += 1;
         let id: Arc<str> = Arc::from(info.room_id.as_str());
         let delay_ms = u64::from(config.destroy_delay_s) * 1000;
-        let room = Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, attrs);
+        let mut room = Room::new(key, id.clone(), info.room_name, now.unix_ms, delay_ms, attrs);
+        room.creator = creator;
         self.rooms.insert(key, room);
         self.room_ids.insert(id, key);
         self.room_order.insert(key);
@@ -236,6 +239,9 @@ impl Core {
                 let at = now.mono_ms + room.destroy_delay_ms;
                 room.schedule_destroy(at);
                 self.timers.insert((at, Timer::Destroy(key)));
+                if let Some(creator) = room.creator.clone() {
+                    self.count_delayed(creator, at, key);
+                }
             }
         }
     }
@@ -247,6 +253,13 @@ impl Core {
             if let Some(at) = room.dedup_sweep_at() {
                 self.timers.remove(&(at, Timer::DedupSweep(key)));
             }
+            if let Some(at) = room.destroy_deadline() {
+                self.timers.remove(&(at, Timer::Destroy(key)));
+                if let Some(creator) = &room.creator {
+                    retention::forget_delayed(&mut self.delayed_by_creator, creator, at, key);
+                }
+            }
+            self.history_bytes -= room.history().bytes();
             self.room_ids.remove(&room.id);
             self.room_order.remove(&key);
             for (user, bucket) in room.take_message_buckets() {
@@ -290,7 +303,7 @@ impl Core {
                 let owner = self.session(sid)?.user_id.clone();
                 let attrs = self.check_new_room(&to, &config, &owner)?;
                 self.leave(now, sid, from_key, LeaveReason::Left);
-                let key = self.insert_room(now, to, config, attrs);
+                let key = self.insert_room(now, to, config, attrs, Some(owner));
                 self.add_member(now, sid, key, true)
             }
             None if !valid_room_id(&to.room_id) => return Err(invalid_room_id()),

@@ -103,8 +103,9 @@ impl Core {
         };
         let ack = Ack { message_id, seq: msg.seq, timestamp_ms: now.unix_ms };
         let frame = encode_frame(&Event::RoomMessage(msg.clone()));
-        let (max_len, max_age_ms) = (limits.history_max_messages, limits.history_max_age_s * 1000);
-        room.record(now.mono_ms, msg, frame.len(), max_len, max_age_ms);
+        let held = room.history().bytes();
+        room.record(now.mono_ms, msg, frame.len(), limits.history_bounds());
+        let now_held = room.history().bytes();
         if let Some(id) = client_msg_id {
             let max = limits.dedup_max_per_member;
             if let Some(at) = room.remember_ack(now.mono_ms, window_ms, max, user, id, ack) {
@@ -119,6 +120,7 @@ impl Core {
             priority,
             message: true,
         });
+        self.history_changed(now, held, now_held);
         Ok(Response::MessageSent {
             room_id,
             message_id,
@@ -152,7 +154,10 @@ impl Core {
         }
         let max_age = self.limits.history_max_age_s * 1000;
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
+        let held = room.history().bytes();
         let (messages, has_more) = room.history_page(now.mono_ms, max_age, anchor, count as usize);
+        let now_held = room.history().bytes();
+        self.history_changed(now, held, now_held);
         Ok(Response::History { room_id: room_id.to_string(), messages, has_more })
     }
 }

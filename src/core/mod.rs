@@ -16,6 +16,7 @@ mod admin;
 mod attributes;
 mod attrs;
 mod history;
+mod retention;
 mod invariants;
 mod limits;
 mod membership;
@@ -239,6 +240,12 @@ pub struct Core {
     origins: HashMap<u64, oplimit::Origin>,
     /// Open connections (from `handle_connect` to their close) in id order, with their address.
     conn_origin: BTreeMap<ConnId, u64>,
+    /// Bytes held by every room's history (the sum of `History::bytes`).
+    history_bytes: usize,
+    /// The history total at which the next eviction runs (see `retention.rs`).
+    next_eviction_at: usize,
+    /// Per creator: its empty rooms awaiting a delayed destroy, by (deadline, room).
+    delayed_by_creator: HashMap<Arc<str>, BTreeSet<(u64, RoomKey)>>,
     next_session: SessionId,
     next_room: u64,
     next_message_id: u64,
@@ -270,6 +277,9 @@ impl Core {
             resting_messages: Resting::new(),
             origins: HashMap::new(),
             conn_origin: BTreeMap::new(),
+            history_bytes: 0,
+            next_eviction_at: 0,
+            delayed_by_creator: HashMap::new(),
             next_session: id_base.max(1),
             next_room: 1,
             next_message_id: id_base.max(1),
@@ -570,7 +580,12 @@ impl Core {
             return self.room_state(key, created, true);
         }
         // A join during the destroy delay cancels the destroy; the stale timer is then ignored.
-        room.cancel_destroy();
+        if let Some(at) = room.destroy_deadline() {
+            room.cancel_destroy();
+            if let Some(creator) = &room.creator {
+                retention::forget_delayed(&mut self.delayed_by_creator, creator, at, key);
+            }
+        }
         let new_user = room.add_session(&user, &name, sid);
         if new_user {
             if let Some(bucket) = self.resting_messages.take(&(room.id.clone(), user.clone())) {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::attrs::{AttrLimits, Attrs, Change};
-use super::history::History;
+use super::history::{Bounds, History};
 use super::ratelimit::TokenBucket;
 use super::{ConnId, SessionId};
 use crate::wire::{AttributeOp, ErrorBody, HistoryAnchor, LeaveReason, Member, RoomMessage};
@@ -77,6 +77,9 @@ pub(crate) struct Room {
     pub name: String,
     pub created_at_ms: u64,
     pub destroy_delay_ms: u64,
+    /// The user whose CreateRoom or SwitchRoom made it (none for the admin API's rooms): its
+    /// empty rooms awaiting a delayed destroy count against it (`delayed_rooms_per_user`).
+    pub creator: Option<Arc<str>>,
     attributes: Attrs,
     /// user id -> that member's attributes (only members that have some).
     member_attrs: HashMap<Arc<str>, BTreeMap<String, String>>,
@@ -120,6 +123,7 @@ impl Room {
             name,
             created_at_ms: now_unix_ms,
             destroy_delay_ms,
+            creator: None,
             attributes,
             member_attrs: HashMap::new(),
             members: BTreeMap::new(),
@@ -392,16 +396,15 @@ impl Room {
     }
 
     /// Keeps a sent message, whose event frame is `frame_len` bytes, in history (bounded by
-    /// count and age).
-    pub fn record(
-        &mut self,
-        now_ms: u64,
-        msg: RoomMessage,
-        frame_len: usize,
-        max_len: usize,
-        max_age_ms: u64,
-    ) {
-        self.history.push(now_ms, msg, frame_len, max_len, max_age_ms);
+    /// count, bytes and age).
+    pub fn record(&mut self, now_ms: u64, msg: RoomMessage, frame_len: usize, bounds: Bounds) {
+        self.history.push(now_ms, msg, frame_len, bounds);
+    }
+
+    /// Drops the oldest history stored before `cutoff_ms` until at most `keep_bytes` are held;
+    /// true when the cutoff stopped it.
+    pub fn drop_history_until(&mut self, keep_bytes: usize, cutoff_ms: u64) -> bool {
+        self.history.drop_oldest_until(keep_bytes, cutoff_ms)
     }
 
     /// Remembers the answer to a client_msg_id for idempotent retries, forgetting the sender's

@@ -279,6 +279,8 @@ pub(crate) struct CoreCounts {
     pub rooms: usize,
     pub members: usize,
     pub sessions: usize,
+    /// Bytes held by every room's history.
+    pub history_bytes: usize,
 }
 
 /// One connection being served, as a scrape sees it.
@@ -347,7 +349,13 @@ fn gauges(
 impl Collector for Scrape {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
         let Some(source) = self.source.upgrade() else { return Ok(()) };
-        let CoreCounts { rooms, members, sessions } = source.core_counts();
+        let CoreCounts { rooms, members, sessions, history_bytes } = source.core_counts();
+        gauge(
+            &mut e,
+            "history_bytes",
+            "Bytes held by every room's history (bounded by limits.history_max_total_bytes)",
+            history_bytes as i64,
+        )?;
         let connections = source.connections();
         gauge(
             &mut e,

@@ -250,6 +250,7 @@ impl ScrapeSource for Shared {
             rooms: state.core.room_count(),
             members: state.core.member_total(),
             sessions: state.core.session_count(),
+            history_bytes: state.core.history_bytes(),
         }
     }
 

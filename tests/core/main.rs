@@ -15,6 +15,7 @@ mod presence;
 mod queries;
 mod ratelimits;
 mod resumption;
+mod retention;
 mod room_ops;
 
 use std::collections::BTreeMap;
