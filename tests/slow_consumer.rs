@@ -174,11 +174,12 @@ async fn a_slow_reader_is_cut_off_then_resumes_and_is_told_what_it_missed() {
 async fn three_pipelined_history_pages_of_big_messages_do_not_make_a_slow_consumer() {
     // The default queue (8 MiB) and message limit (32 KiB): a page of 100 messages of 30,000
     // bytes would be about 3 MB, and three at once would pass the queue bound.
+    const SENT: u64 = 300;
     let server = TestServer::start_with(|c| c.limits.rate_limit_per_s = 0).await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
-    for i in 0..100u8 {
-        let body = MessageBody::Custom { sub_type: 1, data: vec![i; 30_000] };
+    for i in 0..SENT {
+        let body = MessageBody::Custom { sub_type: 1, data: vec![i as u8; 30_000] };
         alice.send_message("r", body, Priority::Medium, None).await.unwrap();
     }
 
@@ -197,8 +198,8 @@ async fn three_pipelined_history_pages_of_big_messages_do_not_make_a_slow_consum
     write_request(&mut send, 2, Request::JoinRoom { room_id: "r".into() }).await;
     for (id, anchor) in [
         (3, HistoryAnchor::Latest),
-        (4, HistoryAnchor::BeforeSeq(70)),
-        (5, HistoryAnchor::BeforeSeq(40)),
+        (4, HistoryAnchor::BeforeSeq(201)),
+        (5, HistoryAnchor::BeforeSeq(101)),
     ] {
         let request = Request::QueryHistory { room_id: "r".into(), anchor, count: 100 };
         write_request(&mut send, id, request).await;
@@ -207,7 +208,10 @@ async fn three_pipelined_history_pages_of_big_messages_do_not_make_a_slow_consum
 
     let mut pages = Vec::new();
     for id in 1..=5 {
-        let r = read_response(&mut recv).await;
+        let r = tokio::select! {
+            r = read_response(&mut recv) => r,
+            e = conn.closed() => panic!("closed before answer {id}: {e}"),
+        };
         assert_eq!(r.request_id, id, "{:?}", r.reply);
         if let Reply::Ok(Response::History { messages, has_more, .. }) = r.reply {
             pages.push((messages, has_more));
@@ -222,8 +226,9 @@ async fn three_pipelined_history_pages_of_big_messages_do_not_make_a_slow_consum
         assert!(!messages.is_empty() && messages.len() < 100 && *has_more, "{}", messages.len());
     }
     // The pages hold the messages nearest their anchors.
-    assert_eq!(pages[0].0.last().unwrap().seq, 100);
-    assert_eq!(pages[1].0.last().unwrap().seq, 69);
+    assert_eq!(pages[0].0.last().unwrap().seq, SENT);
+    assert_eq!(pages[1].0.last().unwrap().seq, 200);
+    assert_eq!(pages[2].0.last().unwrap().seq, 100);
     assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
     assert_eq!(server.stats.slow_consumers.load(std::sync::atomic::Ordering::Relaxed), 0);
     drop(alice);
