@@ -8,10 +8,9 @@
 //! [`admin_routes`] reads it, so the test that compares the routes with docs/openapi.json
 //! cannot drift from what is served.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -28,8 +27,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
+use super::admission::Admissions;
 use super::config::{AdminConfig, ConfigError};
 use super::error::ServerError;
 use super::shared::Shared;
@@ -160,49 +160,6 @@ impl ListenerLimits {
     }
 }
 
-/// The open connections, in all and per client address.
-struct Admissions {
-    all: Arc<Semaphore>,
-    per_address: Mutex<HashMap<IpAddr, usize>>,
-    max_per_address: usize,
-}
-
-/// One admitted connection's place under both caps, given back when it is dropped.
-struct Admission {
-    _place: OwnedSemaphorePermit,
-    admissions: Arc<Admissions>,
-    ip: IpAddr,
-}
-
-impl Admissions {
-    /// A place for a new connection from `ip`, or `None` when a cap is reached.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
-        let place = self.all.clone().try_acquire_owned().ok()?;
-        let mut counts = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(ip).or_insert(0);
-        if self.max_per_address > 0 && *count >= self.max_per_address {
-            if *count == 0 {
-                counts.remove(&ip);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(Admission { _place: place, admissions: self.clone(), ip })
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let mut counts = self.admissions.per_address.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Starts serving the admin listener.
 ///
 /// A connection over either cap (`max_connections`, `max_per_address`) is closed as soon as
@@ -236,11 +193,7 @@ async fn accept_loop(
     limits: ListenerLimits,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let admissions = Arc::new(Admissions {
-        all: Arc::new(Semaphore::new(limits.max_connections)),
-        per_address: Mutex::new(HashMap::new()),
-        max_per_address: limits.max_per_address,
-    });
+    let admissions = Admissions::new(limits.max_connections, limits.max_per_address);
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);

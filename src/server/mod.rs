@@ -11,6 +11,7 @@
 //!   defences against misbehaving clients.
 
 mod admin;
+mod admission;
 pub mod config;
 mod conn;
 mod endpoint;
