@@ -33,6 +33,10 @@ pub struct Limits {
     pub history_max_messages: usize,
     /// Age after which history messages are dropped.
     pub history_max_age_s: u64,
+    /// Bytes of encoded messages one history page holds at most (it holds at least one
+    /// message), well under the outbound queue bound so that a few pages asked at once do not
+    /// make a slow consumer.
+    pub history_page_max_bytes: usize,
     /// Sustained messages per second one user may send to one room (0 disables the limit).
     pub rate_limit_per_s: u32,
     /// Burst size of the per-user per-room message rate limit.
@@ -100,6 +104,7 @@ impl Default for Limits {
             dedup_max_per_member: 1024,
             history_max_messages: 1_000,
             history_max_age_s: 3 * 3600,
+            history_page_max_bytes: 1024 * 1024,
             rate_limit_per_s: 200,
             rate_limit_burst: 400,
             ops_rate_per_s: 50,

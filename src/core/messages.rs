@@ -151,7 +151,9 @@ impl Core {
         }
         let max_age = self.limits.history_max_age_s * 1000;
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
-        let (messages, has_more) = room.history_page(now.mono_ms, max_age, anchor, count as usize);
+        let max_bytes = self.limits.history_page_max_bytes;
+        let (messages, has_more) =
+            room.history_page(now.mono_ms, max_age, anchor, count as usize, max_bytes);
         Ok(Response::History { room_id: room_id.to_string(), messages, has_more })
     }
 }

@@ -59,6 +59,9 @@ impl Server {
         let mut limits = config.limits.clone();
         limits.max_replay_bytes = limits.max_replay_bytes.min(config.queue.max_bytes / 2);
         limits.max_replay_messages = limits.max_replay_messages.min(config.queue.max_frames / 2);
+        // A history page, an eighth: a few pages asked at once still fit beside live traffic.
+        limits.history_page_max_bytes =
+            limits.history_page_max_bytes.min(config.queue.max_bytes / 8);
         let core = Core::new(limits, keys, id_base);
         let admin = admin::bind(&config.admin)?;
         let shared = Shared::new(core, config);
