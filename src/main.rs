@@ -337,6 +337,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         return Ok(());
     }
     init_logs(&config.log)?;
+    huddle::server::raise_open_files_limit();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let server = huddle::server::Server::bind(config)?;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::*;
 use huddle::client::{client_endpoint, quic_client_config, Client, ClientEvent};
 use huddle::wire::{
-    encode_frame, ErrorCode, Event, Login, MessageBody, Priority, Request, RequestFrame,
-    PROTOCOL_VERSION,
+    encode_frame, ErrorCode, Event, HistoryAnchor, Login, MessageBody, Priority, Reply, Request,
+    RequestFrame, Response, RoomMessage, PROTOCOL_VERSION,
 };
 
 /// A server whose outbound queue holds 200 frames (and `max_bytes`) per connection, without a
@@ -225,4 +225,68 @@ async fn a_stalled_client_learns_the_slow_consumer_close_as_soon_as_it_runs_agai
         other => panic!("bob should learn the slow_consumer close, got {other:?} after {took:?}"),
     }
     assert!(took < Duration::from_secs(2), "bob learned the close {took:?} after running again");
+}
+
+#[tokio::test]
+async fn three_pipelined_history_pages_of_big_messages_do_not_make_a_slow_consumer() {
+    // The default queue (8 MiB) and message limit (32 KiB): a page of 100 messages of 30,000
+    // bytes would be about 3 MB, and three at once would pass the queue bound.
+    const SENT: u64 = 300;
+    let server = TestServer::start_with(|c| c.limits.rate_limit_per_s = 0).await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("r"), cfg()).await.unwrap();
+    for i in 0..SENT {
+        let body = MessageBody::Custom { sub_type: 1, data: vec![i as u8; 30_000] };
+        alice.send_message("r", body, Priority::Medium, None).await.unwrap();
+    }
+
+    // Bob asks for three pages at once on a raw connection and reads nothing for a while.
+    let endpoint = client_endpoint(server.addr).unwrap();
+    let qc = quic_client_config(&server.config("bob")).unwrap();
+    let conn = endpoint.connect_with(qc, server.addr, "localhost").unwrap().await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let login = Login {
+        protocol_version: PROTOCOL_VERSION,
+        user_id: "bob".into(),
+        user_name: String::new(),
+        token: server.token("bob"),
+    };
+    write_request(&mut send, 1, Request::Login(login)).await;
+    write_request(&mut send, 2, Request::JoinRoom { room_id: "r".into() }).await;
+    for (id, anchor) in [
+        (3, HistoryAnchor::Latest),
+        (4, HistoryAnchor::BeforeSeq(201)),
+        (5, HistoryAnchor::BeforeSeq(101)),
+    ] {
+        let request = Request::QueryHistory { room_id: "r".into(), anchor, count: 100 };
+        write_request(&mut send, id, request).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut pages = Vec::new();
+    for id in 1..=5 {
+        let r = tokio::select! {
+            r = read_response(&mut recv) => r,
+            e = conn.closed() => panic!("closed before answer {id}: {e}"),
+        };
+        assert_eq!(r.request_id, id, "{:?}", r.reply);
+        if let Reply::Ok(Response::History { messages, has_more, .. }) = r.reply {
+            pages.push((messages, has_more));
+        }
+    }
+    assert_eq!(pages.len(), 3);
+    let page_bytes = |p: &Vec<RoomMessage>| {
+        p.iter().map(|m| encode_frame(&Event::RoomMessage(m.clone())).len()).sum::<usize>()
+    };
+    for (messages, has_more) in &pages {
+        assert!(page_bytes(messages) <= 1024 * 1024, "{} bytes", page_bytes(messages));
+        assert!(!messages.is_empty() && messages.len() < 100 && *has_more, "{}", messages.len());
+    }
+    // The pages hold the messages nearest their anchors.
+    assert_eq!(pages[0].0.last().unwrap().seq, SENT);
+    assert_eq!(pages[1].0.last().unwrap().seq, 200);
+    assert_eq!(pages[2].0.last().unwrap().seq, 100);
+    assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
+    assert_eq!(server.stats.slow_consumers.load(std::sync::atomic::Ordering::Relaxed), 0);
+    drop(alice);
 }

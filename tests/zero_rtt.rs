@@ -253,3 +253,66 @@ async fn a_replayed_zero_rtt_flight_delivers_nothing_twice() {
         e => panic!("{e:?}"),
     }
 }
+
+/// A UDP relay that passes the client's first flight and its 0-RTT packets to the server and
+/// the server's answers back, but drops everything else the client sends after the server's
+/// first answer: the client's half of the handshake never arrives.
+async fn half_open_relay(upstream: SocketAddr) -> SocketAddr {
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = Arc::new(Mutex::new(None::<SocketAddr>));
+    let (f, b, c, a) = (front.clone(), back.clone(), client.clone(), answered.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = f.recv_from(&mut buf).await {
+            *c.lock().unwrap() = Some(from);
+            // A long header (0x80) of type 0-RTT (0x10).
+            let zero_rtt = buf[0] & 0xb0 == 0x90;
+            if !a.load(std::sync::atomic::Ordering::Relaxed) || zero_rtt {
+                let _ = b.send_to(&buf[..n], upstream).await;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = back.recv(&mut buf).await {
+            answered.store(true, std::sync::atomic::Ordering::Relaxed);
+            let to = *client.lock().unwrap();
+            if let Some(to) = to {
+                let _ = front.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_zero_rtt_connection_that_never_completes_its_handshake_times_out_as_a_handshake() {
+    let server = TestServer::start_with(|c| c.transport.handshake_timeout_s = 2).await;
+    let raw = RawClient::new(&server);
+    let first = raw.connect(server.addr).await;
+    first.close(0u32.into(), b"bye");
+    drop(first);
+    let timeouts = || server.guard.handshake_timeouts.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(timeouts(), 0);
+
+    // A login in 0-RTT, through a relay that then keeps the client's handshake from the server.
+    let relay = half_open_relay(server.addr).await;
+    let started = std::time::Instant::now();
+    let connecting = raw.endpoint.connect_with(raw.qc.clone(), relay, "localhost").unwrap();
+    let (conn, _accepted) = connecting.into_0rtt().unwrap_or_else(|_| panic!("no session ticket"));
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    write_request(&mut send, 1, Request::Login(raw.login.clone())).await;
+
+    // The handshake deadline (2 s) applies: the server gives up on it and counts a handshake
+    // timeout (the login deadline is 5 s).
+    while timeouts() == 0 && started.elapsed() < Duration::from_secs(4) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    assert_eq!(timeouts(), 1, "no handshake timeout after {took:?}");
+    assert!(took >= Duration::from_millis(1_800), "{took:?}");
+    server.stop().await;
+}

@@ -113,14 +113,22 @@ impl History {
     }
 
     /// One page of messages in ascending seq order, and whether more exist in that direction.
-    pub fn page(&self, anchor: HistoryAnchor, count: usize) -> (Vec<RoomMessage>, bool) {
+    /// A page holds at most `count` messages, and stops before the message that would take
+    /// its encoded messages past `max_bytes` (it holds at least one): the messages nearest
+    /// the anchor are kept, and `has_more` says there are more.
+    pub fn page(
+        &self,
+        anchor: HistoryAnchor,
+        count: usize,
+        max_bytes: usize,
+    ) -> (Vec<RoomMessage>, bool) {
         let Some(first) = self.first_seq() else {
             return (Vec::new(), false);
         };
         let len = self.entries.len();
         // Seqs are contiguous, so a seq maps to an index by subtraction.
         let index_of = |seq: u64| -> usize { (seq.saturating_sub(first) as usize).min(len) };
-        let (start, end) = match anchor {
+        let (mut start, mut end) = match anchor {
             HistoryAnchor::Latest => (len.saturating_sub(count), len),
             HistoryAnchor::BeforeSeq(seq) => {
                 let end = index_of(seq);
@@ -131,6 +139,33 @@ impl History {
                 (start, (start + count).min(len))
             }
         };
+        // Away from the anchor, the page stops before the message that takes it over the byte
+        // budget; the message nearest the anchor is always in.
+        let mut total = 0;
+        match anchor {
+            HistoryAnchor::Latest | HistoryAnchor::BeforeSeq(_) => {
+                let mut i = end;
+                while i > start {
+                    total += self.entries[i - 1].frame_len;
+                    if total > max_bytes && i < end {
+                        break;
+                    }
+                    i -= 1;
+                }
+                start = i;
+            }
+            HistoryAnchor::AfterSeq(_) => {
+                let mut i = start;
+                while i < end {
+                    total += self.entries[i].frame_len;
+                    if total > max_bytes && i > start {
+                        break;
+                    }
+                    i += 1;
+                }
+                end = i;
+            }
+        }
         let has_more = match anchor {
             HistoryAnchor::Latest | HistoryAnchor::BeforeSeq(_) => start > 0,
             HistoryAnchor::AfterSeq(_) => end < len,
@@ -168,12 +203,15 @@ mod tests {
             h.push(s * 10, msg(s), 40, Bounds { max_len: 5, max_bytes: 1 << 20, max_age_ms: 1_000 });
         }
         assert_eq!(h.first_seq(), Some(6));
-        assert_eq!(seqs(&h.page(HistoryAnchor::Latest, 2)), (vec![9, 10], true));
-        assert_eq!(seqs(&h.page(HistoryAnchor::BeforeSeq(9), 2)), (vec![7, 8], true));
-        assert_eq!(seqs(&h.page(HistoryAnchor::BeforeSeq(7), 5)), (vec![6], false));
-        assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(7), 2)), (vec![8, 9], true));
-        assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(1), 10)), (vec![6, 7, 8, 9, 10], false));
-        assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(10), 10)), (vec![], false));
+        assert_eq!(seqs(&h.page(HistoryAnchor::Latest, 2, usize::MAX)), (vec![9, 10], true));
+        assert_eq!(seqs(&h.page(HistoryAnchor::BeforeSeq(9), 2, usize::MAX)), (vec![7, 8], true));
+        assert_eq!(seqs(&h.page(HistoryAnchor::BeforeSeq(7), 5, usize::MAX)), (vec![6], false));
+        assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(7), 2, usize::MAX)), (vec![8, 9], true));
+        assert_eq!(
+            seqs(&h.page(HistoryAnchor::AfterSeq(1), 10, usize::MAX)),
+            (vec![6, 7, 8, 9, 10], false)
+        );
+        assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(10), 10, usize::MAX)), (vec![], false));
         h.expire(1_095, 1_000);
         assert_eq!(h.first_seq(), Some(10));
     }
@@ -196,5 +234,22 @@ mod tests {
         h.push(30, msg(14), 30, bounds);
         assert!(h.drop_oldest_until(0, 30), "the message stored at the cutoff stays");
         assert_eq!((h.len(), h.oldest_at()), (1, Some(30)));
+    }
+
+    #[test]
+    fn a_page_stops_at_its_byte_budget_keeping_the_messages_nearest_the_anchor() {
+        let mut h = History::default();
+        let bounds = Bounds { max_len: 100, max_bytes: 1 << 20, max_age_ms: 1_000 };
+        for s in 1..=10 {
+            h.push(0, msg(s), 100, bounds);
+        }
+        let budget = 350;
+        assert_eq!(seqs(&h.page(HistoryAnchor::Latest, 5, budget)), (vec![8, 9, 10], true));
+        assert_eq!(seqs(&h.page(HistoryAnchor::BeforeSeq(4), 5, budget)), (vec![1, 2, 3], false));
+        assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(2), 5, budget)), (vec![3, 4, 5], true));
+        assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(6), 5, budget)), (vec![7, 8, 9], true));
+        // A budget under one message still returns that one message.
+        assert_eq!(seqs(&h.page(HistoryAnchor::AfterSeq(9), 5, 1)), (vec![10], false));
+        assert_eq!(seqs(&h.page(HistoryAnchor::Latest, 5, 1)), (vec![10], true));
     }
 }

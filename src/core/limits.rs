@@ -45,6 +45,10 @@ pub struct Limits {
     /// Empty rooms a user's CreateRoom (or SwitchRoom) made that may await their delayed
     /// destroy at once; when one more empties, the one due first is destroyed at once.
     pub delayed_rooms_per_user: usize,
+    /// Bytes of encoded messages one history page holds at most (it holds at least one
+    /// message), well under the outbound queue bound so that a few pages asked at once do not
+    /// make a slow consumer.
+    pub history_page_max_bytes: usize,
     /// Sustained messages per second one user may send to one room (0 disables the limit).
     pub rate_limit_per_s: u32,
     /// Burst size of the per-user per-room message rate limit.
@@ -135,6 +139,7 @@ impl Default for Limits {
             history_max_bytes: 4 << 20,
             history_max_total_bytes: 1 << 30,
             delayed_rooms_per_user: 10,
+            history_page_max_bytes: 1024 * 1024,
             rate_limit_per_s: 200,
             rate_limit_burst: 400,
             ops_rate_per_s: 50,

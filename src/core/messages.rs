@@ -154,8 +154,10 @@ impl Core {
         }
         let max_age = self.limits.history_max_age_s * 1000;
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
+        let max_bytes = self.limits.history_page_max_bytes;
         let held = room.history().bytes();
-        let (messages, has_more) = room.history_page(now.mono_ms, max_age, anchor, count as usize);
+        let (messages, has_more) =
+            room.history_page(now.mono_ms, max_age, anchor, count as usize, max_bytes);
         let now_held = room.history().bytes();
         self.history_changed(now, held, now_held);
         Ok(Response::History { room_id: room_id.to_string(), messages, has_more })

@@ -349,9 +349,10 @@ impl Room {
         max_age_ms: u64,
         anchor: HistoryAnchor,
         count: usize,
+        max_bytes: usize,
     ) -> (Vec<RoomMessage>, bool) {
         self.history.expire(now_ms, max_age_ms);
-        self.history.page(anchor, count)
+        self.history.page(anchor, count, max_bytes)
     }
 
     /// The first answer to a client_msg_id of `user` still in the dedup window.

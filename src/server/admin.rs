@@ -21,10 +21,15 @@ use axum::middleware::{from_fn_with_state, map_response, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::admission::Admissions;
 use super::config::{AdminConfig, ConfigError};
 use super::error::ServerError;
 use super::shared::Shared;
@@ -136,24 +141,114 @@ pub(crate) struct AdminTask {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The listener's connection caps and timeouts ([`AdminConfig`]).
+#[derive(Clone, Copy, Debug)]
+struct ListenerLimits {
+    max_connections: usize,
+    /// 0: no per-address cap.
+    max_per_address: usize,
+    header_timeout: Duration,
+    body_timeout: Duration,
+}
+
+impl ListenerLimits {
+    fn new(config: &AdminConfig) -> ListenerLimits {
+        ListenerLimits {
+            max_connections: config.max_connections.max(1),
+            max_per_address: config.max_per_address,
+            header_timeout: Duration::from_secs(config.header_timeout_s.max(1)),
+            body_timeout: Duration::from_secs(config.body_timeout_s.max(1)),
+        }
+    }
+}
+
 /// Starts serving the admin listener.
+///
+/// A connection over either cap (`max_connections`, `max_per_address`) is closed as soon as
+/// it is accepted, so that a crowd of silent connections neither uses up the process's file
+/// descriptors nor keeps `/healthz` from answering once they time out: a request header has
+/// `header_timeout_s` to arrive (also between the requests of a kept-alive connection), and a
+/// request `body_timeout_s` more for its body and its answer.
 pub(crate) fn serve(shared: St, listener: std::net::TcpListener) -> Result<AdminTask, ServerError> {
     let listener =
         tokio::net::TcpListener::from_std(listener).map_err(ServerError::AdminListener)?;
+    let limits = ListenerLimits::new(&shared.config.admin);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin listening");
+        tracing::info!(
+            %addr,
+            max_connections = limits.max_connections,
+            max_per_address = limits.max_per_address,
+            "admin listening"
+        );
     }
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(shared);
-    let task = tokio::spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(e) = serving.await {
-            tracing::warn!(error = %e, "admin listener failed");
-        }
-    });
+    let app = router(shared).layer(from_fn_with_state(limits.body_timeout, request_deadline));
+    let task = tokio::spawn(accept_loop(listener, app, limits, stopped));
     Ok(AdminTask { stop, task })
+}
+
+/// Accepts connections under the caps and serves each in a task of its own until `stopped`;
+/// then asks the open ones to finish.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ListenerLimits,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let admissions = Admissions::new(limits.max_connections, limits.max_per_address);
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stopped => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait for some to be freed rather than
+                // spin on the error.
+                tracing::warn!(error = %e, "admin listener cannot accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(admission) = admissions.admit(peer.ip()) else {
+            tracing::debug!(%peer, "admin connection over the connection caps closed");
+            drop(stream);
+            continue;
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _admission = admission;
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "admin connection ended");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
+
+/// Bounds the time from a request's header to its answer (reading the body included); the
+/// answer past it is 408 and the connection is closed.
+async fn request_deadline(
+    State(within): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(within, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let error =
+                ApiError::new(ErrorCode::FrameTimeout, "the request did not arrive in time");
+            let mut answer = (StatusCode::REQUEST_TIMEOUT, error).into_response();
+            answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            answer
+        }
+    }
 }
 
 impl AdminTask {

@@ -49,7 +49,7 @@ pub struct ServerConfig {
 
 /// The admin HTTP listener: the admin API under `/v1`, Prometheus metrics at `/metrics`, and
 /// `/healthz` and `/readyz`.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// TCP address to listen on; none (the default) leaves the listener off.
@@ -58,12 +58,44 @@ pub struct AdminConfig {
     /// environment variable overrides it; the server refuses to start a listener without one.
     #[serde(skip_serializing)]
     pub token: Option<String>,
+    /// Open TCP connections at most; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Open TCP connections per client IP address at most (below `max_connections`, so that
+    /// one address cannot take them all).
+    pub max_per_address: usize,
+    /// Seconds a request's header has to arrive in full, counted from when the listener
+    /// starts waiting for it: after the connection is accepted, and between the requests of
+    /// a kept-alive connection (so this also bounds an idle connection).
+    pub header_timeout_s: u64,
+    /// Seconds a request has, from the end of its header, for its body to arrive and its
+    /// answer to be made; past it the answer is 408 with a JSON error body.
+    pub body_timeout_s: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            token: None,
+            max_connections: 256,
+            max_per_address: 32,
+            header_timeout_s: 5,
+            body_timeout_s: 10,
+        }
+    }
 }
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let token = self.token.as_ref().map(|_| "<secret>");
-        f.debug_struct("AdminConfig").field("listen", &self.listen).field("token", &token).finish()
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &token)
+            .field("max_connections", &self.max_connections)
+            .field("max_per_address", &self.max_per_address)
+            .field("header_timeout_s", &self.header_timeout_s)
+            .field("body_timeout_s", &self.body_timeout_s)
+            .finish()
     }
 }
 

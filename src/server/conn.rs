@@ -1,5 +1,7 @@
 //! One client connection: handshake, login deadline, the control stream's request loop.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +106,8 @@ async fn establish(
     let connected_at_ms = shared.clock.now().unix_ms;
     let t = &shared.config.transport;
     let handshake_deadline = Duration::from_secs(t.handshake_timeout_s.max(1));
+    let handshake_ends = tokio::time::Instant::now() + handshake_deadline;
+    let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
@@ -114,29 +118,35 @@ async fn establish(
     };
     // With 0-RTT on, the connection is usable before the handshake completes, so that a
     // returning client's Login or Resume, sent in its first flight, is answered at once. Only
-    // that first request is acted on early: the rest wait for `confirmed` (see below).
+    // that first request is acted on early: the rest wait for the handshake (see below), which
+    // still has the handshake deadline to complete.
     let attempt =
         if shared.config.transport.zero_rtt { connecting.into_0rtt() } else { Err(connecting) };
-    let (conn, confirmed) = match attempt {
-        Ok((conn, accepted)) => {
-            // Counted as a handshake now: the connection is usable from here on.
-            shared.metrics.handshakes_ok.inc();
-            (conn, Some(accepted))
+    let (conn, pending) = match attempt {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => {
+            match handshake(shared, conn_id, remote, connecting, handshake_deadline).await {
+                Some(conn) => (conn, None),
+                None => return None,
+            }
         }
-        Err(connecting) => match handshake(shared, connecting, handshake_deadline).await {
-            Some(conn) => (conn, None),
-            None => return None,
-        },
     };
+    let mut hs =
+        Handshake { shared, conn: &conn, pending, deadline: handshake_ends, zero_rtt: false };
     let remote = conn.remote_address();
     let frame_timeout = Duration::from_secs(t.frame_timeout_s.max(1));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(t.login_timeout_s.max(1));
 
     // The control stream and the login request, both inside the login deadline.
-    let (send, mut recv) = match tokio::time::timeout_at(deadline, conn.accept_bi()).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(_)) => return None,
-        Err(_) => {
+    let (send, mut recv) = match hs.race(tokio::time::timeout_at(deadline, conn.accept_bi())).await
+    {
+        None => {
+            handshake_timed_out(shared, &conn, conn_id, remote);
+            return None;
+        }
+        Some(Ok(Ok(s))) => s,
+        Some(Ok(Err(_))) => return None,
+        Some(Err(_)) => {
             close_connection(&conn, Some(ErrorCode::LoginTimeout));
             shared.log_misbehaviour(conn_id, remote, ErrorCode::LoginTimeout.name());
             return None;
@@ -151,11 +161,27 @@ async fn establish(
         t.low_datagrams,
     );
     shared.register(conn_id, outbox.clone(), remote, connected_at_ms);
-    let first = tokio::time::timeout_at(
-        deadline,
-        read_frame(&mut recv, MAX_CLIENT_FRAME_LEN, frame_timeout),
-    )
-    .await;
+    let first = hs
+        .race(tokio::time::timeout_at(
+            deadline,
+            read_frame(&mut recv, MAX_CLIENT_FRAME_LEN, frame_timeout),
+        ))
+        .await;
+    let Some(first) = first else {
+        handshake_timed_out(shared, &conn, conn_id, remote);
+        // `refused`: its one log line is written.
+        return Some(Established {
+            conn,
+            outbox,
+            recv,
+            remote,
+            frame_timeout,
+            logged_in: false,
+            refused: true,
+            proven: false,
+            user: String::new(),
+        });
+    };
     if let Ok(Ok(Some(body))) = &first {
         shared.metrics.bytes_in.inc_by((body.len() + LENGTH_PREFIX_LEN) as u64);
     }
@@ -231,19 +257,25 @@ async fn establish(
     // A replayed 0-RTT flight never completes its handshake: nothing after the first request
     // is applied until this connection has proved it is the client's own.
     // If it never does, the session is treated as on a lost connection (the offline grace).
-    let proven = match confirmed {
-        // It resolves (to whether 0-RTT was accepted) once the handshake completes, or (false) when
-        // the connection fails first.
-        Some(confirmed) if logged_in => match tokio::time::timeout_at(deadline, confirmed).await {
-            Ok(zero_rtt) => {
-                if zero_rtt {
+    let proven = if logged_in {
+        match hs.finish().await {
+            HandshakeEnd::Completed => {
+                if hs.zero_rtt {
                     shared.note_zero_rtt(conn_id);
                 }
-                conn.close_reason().is_none()
+                true
             }
-            Err(_) => false,
-        },
-        _ => true,
+            HandshakeEnd::Failed => false,
+            HandshakeEnd::TimedOut => {
+                handshake_timed_out(shared, &conn, conn_id, remote);
+                refused = true;
+                false
+            }
+        }
+    } else {
+        // The server closes this connection; a handshake still under way ends with it.
+        hs.abandon();
+        true
     };
     Some(Established {
         conn,
@@ -261,6 +293,8 @@ async fn establish(
 /// Completes a handshake within `within`; a handshake that takes longer is abandoned.
 async fn handshake(
     shared: &Shared,
+    conn_id: ConnId,
+    remote: SocketAddr,
     connecting: quinn::Connecting,
     within: Duration,
 ) -> Option<quinn::Connection> {
@@ -278,9 +312,97 @@ async fn handshake(
             // Dropping the connecting future abandons the handshake.
             shared.metrics.handshakes_failed.inc();
             shared.guard.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            shared.log_misbehaviour(conn_id, remote, HANDSHAKE_TIMEOUT);
             None
         }
     }
+}
+
+/// The reason logged for a handshake that did not complete within the handshake deadline.
+const HANDSHAKE_TIMEOUT: &str = "handshake_timeout";
+
+/// How a 0-RTT connection's handshake ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HandshakeEnd {
+    Completed,
+    Failed,
+    TimedOut,
+}
+
+/// The handshake of a connection accepted with 0-RTT keys, while it is under way: it has until
+/// `deadline` to complete, like any other, and is counted when it ends.
+struct Handshake<'a> {
+    shared: &'a Shared,
+    conn: &'a quinn::Connection,
+    /// `None` once it has ended (or for a connection that completed it before being used).
+    pending: Option<quinn::ZeroRttAccepted>,
+    deadline: tokio::time::Instant,
+    /// Whether the client's 0-RTT data was accepted (known once the handshake completed).
+    zero_rtt: bool,
+}
+
+impl Handshake<'_> {
+    /// Waits for the handshake to end (at the deadline at the latest) and counts the result.
+    async fn finish(&mut self) -> HandshakeEnd {
+        let Some(accepted) = self.pending.as_mut() else { return HandshakeEnd::Completed };
+        let end = match tokio::time::timeout_at(self.deadline, accepted).await {
+            // It resolves once the handshake completes, or when the connection fails first.
+            Ok(zero_rtt) if self.conn.close_reason().is_none() => {
+                self.zero_rtt = zero_rtt;
+                HandshakeEnd::Completed
+            }
+            Ok(_) => HandshakeEnd::Failed,
+            Err(_) => HandshakeEnd::TimedOut,
+        };
+        self.pending = None;
+        match end {
+            HandshakeEnd::Completed => {
+                self.shared.metrics.handshakes_ok.inc();
+            }
+            HandshakeEnd::Failed => {
+                self.shared.metrics.handshakes_failed.inc();
+            }
+            HandshakeEnd::TimedOut => {
+                self.shared.metrics.handshakes_failed.inc();
+                self.shared.guard.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        end
+    }
+
+    /// Runs `work` to its end, unless the handshake times out first (`None`).
+    async fn race<F: Future>(&mut self, work: F) -> Option<F::Output> {
+        let mut work = std::pin::pin!(work);
+        if self.pending.is_some() {
+            tokio::select! {
+                out = &mut work => return Some(out),
+                end = self.finish() => {
+                    if end == HandshakeEnd::TimedOut {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(work.await)
+    }
+
+    /// Counts a handshake that the server's close of the connection cuts short as failed.
+    fn abandon(&mut self) {
+        if self.pending.take().is_some() {
+            self.shared.metrics.handshakes_failed.inc();
+        }
+    }
+}
+
+/// Closes a connection whose handshake did not complete in time, with its one log line.
+fn handshake_timed_out(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    conn_id: ConnId,
+    remote: SocketAddr,
+) {
+    conn.close(quinn::VarInt::from_u32(0), HANDSHAKE_TIMEOUT.as_bytes());
+    shared.log_misbehaviour(conn_id, remote, HANDSHAKE_TIMEOUT);
 }
 
 async fn request_loop(

@@ -60,6 +60,9 @@ impl Server {
         let mut limits = config.limits.clone();
         limits.outbound_queue_bytes = config.queue.max_bytes;
         limits.outbound_queue_frames = config.queue.max_frames;
+        // A history page, an eighth: a few pages asked at once still fit beside live traffic.
+        limits.history_page_max_bytes =
+            limits.history_page_max_bytes.min(config.queue.max_bytes / 8);
         let core = Core::new(limits, keys, id_base);
         let admin = admin::bind(&config.admin)?;
         let shared = Shared::new(core, config);

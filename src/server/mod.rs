@@ -12,11 +12,13 @@
 //!   (the core's view of each connection with its transport's figures).
 
 mod admin;
+mod admission;
 pub mod config;
 mod conn;
 mod connections;
 mod endpoint;
 mod error;
+mod fdlimit;
 mod guard;
 mod identity;
 mod metrics;
@@ -29,6 +31,7 @@ pub use admin::{admin_routes, AdminRoute};
 pub use config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
 pub use endpoint::{run, Server};
 pub use error::ServerError;
+pub use fdlimit::raise_open_files_limit;
 pub use guard::{client_address, GuardStats, LOG_LINES_PER_WINDOW, LOG_WINDOW};
 pub use identity::{load_keys, load_tls};
 pub use outbox::{close_connection, OutboxStats};
