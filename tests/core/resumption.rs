@@ -1,8 +1,8 @@
 //! Resumption (docs/PROTOCOL.md, section 4.6), with explicit time; also token expiry and the
 //! operation rate limits.
 
-use decode_frame;
 use huddle::core::Output;
+use huddle::fuzzing::harness::decode_frame;
 use huddle::wire::{ResponseFrame, RoomRecovery};
 
 use super::*;
