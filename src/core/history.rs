@@ -200,7 +200,12 @@ mod tests {
     fn bounded_by_count_and_age_and_paged() {
         let mut h = History::default();
         for s in 1..=10 {
-            h.push(s * 10, msg(s), 40, Bounds { max_len: 5, max_bytes: 1 << 20, max_age_ms: 1_000 });
+            h.push(
+                s * 10,
+                msg(s),
+                40,
+                Bounds { max_len: 5, max_bytes: 1 << 20, max_age_ms: 1_000 },
+            );
         }
         assert_eq!(h.first_seq(), Some(6));
         assert_eq!(seqs(&h.page(HistoryAnchor::Latest, 2, usize::MAX)), (vec![9, 10], true));

@@ -110,17 +110,6 @@ pub struct Limits {
     pub outbound_queue_frames: usize,
 }
 
-impl Limits {
-    /// How much history each room keeps.
-    pub(crate) fn history_bounds(&self) -> Bounds {
-        Bounds {
-            max_len: self.history_max_messages,
-            max_bytes: self.history_max_bytes,
-            max_age_ms: self.history_max_age_s.saturating_mul(1000),
-        }
-    }
-}
-
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -169,6 +158,15 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// How much history each room keeps.
+    pub(crate) fn history_bounds(&self) -> Bounds {
+        Bounds {
+            max_len: self.history_max_messages,
+            max_bytes: self.history_max_bytes,
+            max_age_ms: self.history_max_age_s.saturating_mul(1000),
+        }
+    }
+
     /// What one resumption may replay, over all the session's rooms: (bytes of event frames,
     /// messages). At most half of the connection's outbound queue, so that the replay, the
     /// Resumed answer (one entry of at most about 150 bytes per room, at most

@@ -7,8 +7,7 @@ use super::attrs::Attrs;
 use super::limits::{invalid_room_id, over_limit, page_start};
 use super::room::{PresenceChange, Room};
 use super::{
-    retention,
-    err, valid_room_id, ConnId, Core, Now, OpResult, Output, RoomKey, SessionId, Timer,
+    err, retention, valid_room_id, ConnId, Core, Now, OpResult, Output, RoomKey, SessionId, Timer,
     MAX_QUERY_USER_IDS,
 };
 use crate::wire::{

@@ -16,7 +16,6 @@ mod admin;
 mod attributes;
 mod attrs;
 mod history;
-mod retention;
 mod invariants;
 mod limits;
 mod membership;
@@ -25,6 +24,7 @@ mod oplimit;
 mod presence;
 mod ratelimit;
 mod resume;
+mod retention;
 mod room;
 mod token;
 

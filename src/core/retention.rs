@@ -7,7 +7,8 @@
 //! offline grace in a room with members is never dropped (a member whose connection was lost may
 //! need it to resume), so only those can keep the total over the budget. An eviction sorts the
 //! rooms that hold history, so it runs only when the total has grown by a tenth of the budget
-//! since the last one: its cost is amortised over that many bytes of messages.
+//! since the last one (it leaves nine tenths, or when it was stopped by protected messages,
+//! waits for another tenth): its cost is amortised over that many bytes of messages.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -85,7 +86,9 @@ impl Core {
             room.drop_history_until(keep, cutoff);
             self.history_bytes -= held - room.history().bytes();
         }
-        self.next_eviction_at = self.history_bytes.max(budget) + budget / 10;
+        // Stopped by what members may need: try again only after another tenth of the budget.
+        self.next_eviction_at =
+            if self.history_bytes > target { self.history_bytes + budget / 10 } else { 0 };
     }
 
     /// Bytes held by every room's history.

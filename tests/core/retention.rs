@@ -8,7 +8,8 @@ fn big(n: usize) -> MessageBody {
 }
 
 fn history_seqs(h: &mut Harness, conn: ConnId, room: &str) -> Vec<u64> {
-    let q = Request::QueryHistory { room_id: room.into(), anchor: HistoryAnchor::Latest, count: 100 };
+    let q =
+        Request::QueryHistory { room_id: room.into(), anchor: HistoryAnchor::Latest, count: 100 };
     match h.ok(conn, q) {
         Response::History { messages, .. } => messages.iter().map(|m| m.seq).collect(),
         r => panic!("{r:?}"),
@@ -19,7 +20,8 @@ fn history_seqs(h: &mut Harness, conn: ConnId, room: &str) -> Vec<u64> {
 /// bound, 1,000 x 32 KB = 32 MB a room).
 #[test]
 fn a_rooms_history_is_bounded_in_bytes() {
-    let limits = Limits { history_max_bytes: 100_000, ..Limits::default() };
+    let limits =
+        Limits { history_max_bytes: 100_000, max_message_bytes: 200_000, ..Limits::default() };
     let mut h = Harness::new(limits);
     h.login(1, "alice");
     h.create(1, "r", 0);
@@ -73,11 +75,8 @@ fn a_users_empty_delayed_rooms_are_capped_and_cannot_fill_the_server() {
 /// what a member whose connection was lost may need to resume (before: no total bound).
 #[test]
 fn the_history_budget_drops_the_oldest_first_and_keeps_what_a_member_may_resume() {
-    let limits = Limits {
-        history_max_total_bytes: 200_000,
-        offline_grace_s: 30,
-        ..Limits::default()
-    };
+    let limits =
+        Limits { history_max_total_bytes: 200_000, offline_grace_s: 30, ..Limits::default() };
     let mut h = Harness::new(limits);
     h.login(1, "alice");
     h.login(2, "bob");
@@ -93,6 +92,7 @@ fn the_history_budget_drops_the_oldest_first_and_keeps_what_a_member_may_resume(
         h.send_with(2, "live", big(10_000), None);
     }
     h.tick(120_000);
+    let carol = h.session_of(3);
     let now = h.now();
     h.core.handle_disconnect(now, 3);
     h.pump();
@@ -100,10 +100,11 @@ fn the_history_budget_drops_the_oldest_first_and_keeps_what_a_member_may_resume(
         h.send_with(2, "live", big(10_000), None);
     }
     assert!(h.core.history_bytes() <= 200_000, "{}", h.core.history_bytes());
-    h.login(4, "alice");
-    h.join(4, "old");
-    assert_eq!(history_seqs(&mut h, 4, "old"), Vec::<u64>::new(), "the empty room's went first");
-    assert_eq!(history_seqs(&mut h, 2, "live"), (1..=14).collect::<Vec<_>>());
+    assert_eq!(
+        history_seqs(&mut h, 2, "live"),
+        (1..=14).collect::<Vec<_>>(),
+        "the empty room's went first"
+    );
     // More: the live room's old messages go, never those sent since carol was lost.
     for _ in 0..20 {
         h.send_with(2, "live", big(10_000), None);
@@ -113,8 +114,11 @@ fn the_history_budget_drops_the_oldest_first_and_keeps_what_a_member_may_resume(
     assert_eq!(seqs.first(), Some(&10), "every message since carol's connection was lost");
     assert_eq!(seqs.last(), Some(&34));
     assert!(h.core.history_bytes() > 200_000, "protected messages may exceed the budget");
+    h.login(4, "alice");
+    h.join(4, "old");
+    assert_eq!(history_seqs(&mut h, 4, "old"), Vec::<u64>::new(), "the empty room's went first");
     // Carol resumes and gets every message she missed.
-    let (ok, reply, _) = h.resume(5, "carol", h.session_of(3), [7; 16], &[("live", 9)]);
+    let (ok, reply, _) = h.resume(5, "carol", carol, [7; 16], &[("live", 9)]);
     assert!(ok, "{reply:?}");
     match reply {
         Reply::Ok(Response::Resumed { rooms, .. }) => assert!(rooms[0].recovered, "{rooms:?}"),
