@@ -174,7 +174,8 @@ async fn a_slow_reader_is_cut_off_then_resumes_and_is_told_what_it_missed() {
 /// while the server keeps sending fills the server's congestion window, then the server's queue
 /// for it, and the server closes it as a slow consumer. The CONNECTION_CLOSE still goes out
 /// behind the full window (vendor patch quinn-proto 0006): the client learns the close as soon
-/// as it runs again, not at its idle timeout.
+/// as it runs again, not at its idle timeout, and a stateless reset that follows does not
+/// replace it (0007).
 #[tokio::test]
 async fn a_stalled_client_learns_the_slow_consumer_close_as_soon_as_it_runs_again() {
     let (server, alice) = server_and_room(256 * 1024).await;
@@ -212,9 +213,10 @@ async fn a_stalled_client_learns_the_slow_consumer_close_as_soon_as_it_runs_agai
         }
     }
     assert_eq!(slow(), 1, "the server cut bob off");
-    // Bob runs again within the server's closing period (three PTOs): the server answers his
-    // packets with the close again. Later, they would draw a stateless reset, which quinn lets
-    // replace the close reason bob has not yet reported (left as it is; see vendor/README.md).
+    // Bob runs again after the server's closing period (three PTOs, well under 600 ms here), so
+    // his packets draw a stateless reset too; the close reason he reads first stands (vendor
+    // patch quinn-proto 0007).
+    tokio::time::sleep(Duration::from_millis(600)).await;
     resume_tx.send(()).unwrap();
 
     let (closed, took) = tokio::task::spawn_blocking(move || bob.join().unwrap()).await.unwrap();

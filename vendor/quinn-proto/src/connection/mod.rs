@@ -2316,6 +2316,7 @@ impl Connection {
 
         let was_closed = self.state.is_closed();
         let was_drained = self.state.is_drained();
+        let was_draining = matches!(self.state, State::Draining);
 
         let decrypted = match packet {
             None => Err(None),
@@ -2394,6 +2395,17 @@ impl Connection {
                     self.process_decrypted_packet(now, remote, number, packet)
                 }
             }
+        };
+
+        let result = match result {
+            // The peer closed the connection and has forgotten it since: its stateless reset ends
+            // the draining period early, but the reason the peer gave stands (it may not have
+            // been reported yet, and a connection is lost only once).
+            Err(ConnectionError::Reset) if was_draining => {
+                self.state = State::Drained;
+                Ok(())
+            }
+            other => other,
         };
 
         // State transitions for error cases

@@ -316,6 +316,54 @@ fn client_stateless_reset() {
     );
 }
 
+#[test]
+fn stateless_reset_while_draining_keeps_the_close_reason() {
+    let _guard = subscribe();
+    let mut key_material = vec![0; 64];
+    let mut rng = rand::rng();
+    rng.fill_bytes(&mut key_material);
+    let reset_key = hmac::Key::new(hmac::HMAC_SHA256, &key_material);
+
+    let mut endpoint_config = EndpointConfig::new(Arc::new(reset_key));
+    endpoint_config.cid_generator(move || Box::new(HashedConnectionIdGenerator::from_key(0)));
+    let endpoint_config = Arc::new(endpoint_config);
+
+    let mut pair = Pair::new(endpoint_config.clone(), server_config());
+    let (client_ch, server_ch) = pair.connect();
+    pair.drive();
+    // The server closes; its CONNECTION_CLOSE waits at the client, unread.
+    let time = pair.time;
+    pair.server_conn_mut(server_ch)
+        .close(time, VarInt(42), Bytes::from_static(b"bye"));
+    pair.drive_server();
+    let close = std::mem::take(&mut pair.client.inbound);
+    assert!(!close.is_empty());
+    // The client, not knowing yet, sends to a server that has since forgotten the connection,
+    // which answers with a stateless reset.
+    pair.server.endpoint =
+        Endpoint::new(endpoint_config, Some(Arc::new(server_config())), true, None);
+    pair.client_conn_mut(client_ch).ping();
+    pair.drive_client();
+    pair.drive_server();
+    assert!(!pair.client.inbound.is_empty(), "a stateless reset went out");
+    // The client reads the close, then the reset.
+    for datagram in close.into_iter().rev() {
+        pair.client.inbound.push_front(datagram);
+    }
+    pair.drive_client();
+    let mut lost = Vec::new();
+    while let Some(event) = pair.client_conn_mut(client_ch).poll() {
+        if let Event::ConnectionLost { reason } = event {
+            lost.push(reason);
+        }
+    }
+    assert_matches!(
+        &lost[..],
+        [ConnectionError::ApplicationClosed(ApplicationClose { error_code: VarInt(42), reason })]
+            if reason == &b"bye"[..]
+    );
+}
+
 /// Verify that stateless resets are rate-limited
 #[test]
 fn stateless_reset_limit() {
