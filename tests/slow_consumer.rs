@@ -232,7 +232,12 @@ async fn three_pipelined_history_pages_of_big_messages_do_not_make_a_slow_consum
     // The default queue (8 MiB) and message limit (32 KiB): a page of 100 messages of 30,000
     // bytes would be about 3 MB, and three at once would pass the queue bound.
     const SENT: u64 = 300;
-    let server = TestServer::start_with(|c| c.limits.rate_limit_per_s = 0).await;
+    let server = TestServer::start_with(|c| {
+        c.limits.rate_limit_per_s = 0;
+        // All 300 (9 MB) kept: the default keeps 4 MiB of a room's history.
+        c.limits.history_max_bytes = 16 << 20;
+    })
+    .await;
     let alice = server.client("alice").await;
     alice.create_room(info("r"), cfg()).await.unwrap();
     for i in 0..SENT {
