@@ -62,6 +62,7 @@ enum Command {
     Netsim(NetsimArgs),
     /// The same impairment on every IP packet between two network namespaces it makes (root):
     /// TCP and QUIC cross the same link. Run processes in them with `ip netns exec NAME`.
+    #[cfg(target_os = "linux")]
     Ipsim(IpsimArgs),
     /// Open-loop load generator: rooms of members, latency, loss and server cost.
     Load(huddle::load::LoadArgs),
@@ -89,6 +90,7 @@ struct NetsimArgs {
     rebind_at: Vec<f64>,
 }
 
+#[cfg(target_os = "linux")]
 #[derive(clap::Args)]
 struct IpsimArgs {
     /// Namespaces are PREFIX-s (server side, 10.77.0.1) and PREFIX-c (client side, 10.77.0.2);
@@ -267,6 +269,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Netsim(args) => netsim(args),
+        #[cfg(target_os = "linux")]
         Command::Ipsim(args) => ipsim(args),
         Command::Client(args) => {
             let rt = tokio::runtime::Runtime::new()?;
@@ -324,6 +327,7 @@ fn netsim(a: NetsimArgs) -> Result<()> {
     })
 }
 
+#[cfg(target_os = "linux")]
 fn ipsim(a: IpsimArgs) -> Result<()> {
     use huddle::netsim::ip::{IpLink, IpLinkConfig, SERVER_ADDR};
     let (to_server, to_client) = a.imp.directions();

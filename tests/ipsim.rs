@@ -2,6 +2,7 @@
 //! `huddle serve` runs in the server side, `huddle load` in the client side, and TCP
 //! connections from the client side reach the server's admin listener across the same link.
 //! Needs root and /dev/net/tun (CI runs as root); without them the tests fail and say why.
+#![cfg(target_os = "linux")]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -295,7 +295,7 @@ impl Inbox for NatsInbox {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::mem::ManuallyDrop;
     use std::net::TcpStream;
