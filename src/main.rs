@@ -60,6 +60,10 @@ enum Command {
     Sub(huddle::cli::pubsub::SubArgs),
     /// A UDP proxy that impairs traffic like a lossy mobile network (loss, delay, rebinding).
     Netsim(NetsimArgs),
+    /// The same impairment on every IP packet between two network namespaces it makes (root):
+    /// TCP and QUIC cross the same link. Run processes in them with `ip netns exec NAME`.
+    #[cfg(target_os = "linux")]
+    Ipsim(IpsimArgs),
     /// Open-loop load generator: rooms of members, latency, loss and server cost.
     Load(huddle::load::LoadArgs),
     /// Latency against load: p50/p99 against deliveries/s from `huddle load --json` summaries.
@@ -79,6 +83,31 @@ struct NetsimArgs {
     /// The server's address.
     #[arg(long)]
     upstream: SocketAddr,
+    #[command(flatten)]
+    imp: ImpairArgs,
+    /// Seconds after start at which the upstream source port changes (repeatable).
+    #[arg(long)]
+    rebind_at: Vec<f64>,
+}
+
+#[cfg(target_os = "linux")]
+#[derive(clap::Args)]
+struct IpsimArgs {
+    /// Namespaces are PREFIX-s (server side, 10.77.0.1) and PREFIX-c (client side, 10.77.0.2);
+    /// both must not exist yet [default: huddle-ipsim-PID].
+    #[arg(long)]
+    prefix: Option<String>,
+    #[command(flatten)]
+    imp: ImpairArgs,
+    /// Seconds after start at which the client side moves to its next address, 10.77.0.3, ...
+    /// (repeatable): TCP connections break, QUIC migrates.
+    #[arg(long)]
+    rebind_at: Vec<f64>,
+}
+
+/// The impairment flags `huddle netsim` and `huddle ipsim` share.
+#[derive(clap::Args)]
+struct ImpairArgs {
     /// Uniform loss probability, both directions (per-direction flags override).
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -112,15 +141,43 @@ struct NetsimArgs {
     /// START:DURATION in seconds during which everything is dropped (repeatable).
     #[arg(long, value_parser = huddle::netsim::model::parse_window)]
     blackhole: Vec<(u64, u64)>,
-    /// Seconds after start at which the upstream source port changes (repeatable).
-    #[arg(long)]
-    rebind_at: Vec<f64>,
     /// Seed of the random decisions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Seconds to run before stopping by itself; 0 runs until Ctrl-C (or SIGTERM).
     #[arg(long, default_value_t = 60.0)]
     duration: f64,
+}
+
+impl ImpairArgs {
+    /// The (client to server, server to client) impairments.
+    fn directions(&self) -> (huddle::netsim::Impairment, huddle::netsim::Impairment) {
+        use huddle::netsim::{BurstLoss, Impairment};
+        let base = Impairment {
+            loss: self.loss,
+            burst: self.burst_loss.map(|r| BurstLoss::with_rate(r, 4.0)),
+            delay_ms: self.delay_ms,
+            jitter_ms: self.jitter_ms,
+            reorder: self.reorder,
+            duplicate: self.duplicate,
+            rate_kbps: self.rate_kbps,
+            queue_bytes: self.queue_bytes,
+            blackholes: self.blackhole.clone(),
+        };
+        (
+            Impairment { loss: self.loss_up.unwrap_or(self.loss), ..base.clone() },
+            Impairment { loss: self.loss_down.unwrap_or(self.loss), ..base },
+        )
+    }
+
+    /// Sleeps for `--duration` (forever for 0).
+    async fn until_done(&self) {
+        if self.duration > 0.0 {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(self.duration)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -212,6 +269,8 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Netsim(args) => netsim(args),
+        #[cfg(target_os = "linux")]
+        Command::Ipsim(args) => ipsim(args),
         Command::Client(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             let code = rt.block_on(huddle::cli::run(args))?;
@@ -240,42 +299,60 @@ fn run() -> Result<()> {
 }
 
 fn netsim(a: NetsimArgs) -> Result<()> {
-    use huddle::netsim::{BurstLoss, Impairment, Proxy, ProxyConfig};
-    let base = Impairment {
-        loss: a.loss,
-        burst: a.burst_loss.map(|r| BurstLoss::with_rate(r, 4.0)),
-        delay_ms: a.delay_ms,
-        jitter_ms: a.jitter_ms,
-        reorder: a.reorder,
-        duplicate: a.duplicate,
-        rate_kbps: a.rate_kbps,
-        queue_bytes: a.queue_bytes,
-        blackholes: a.blackhole.clone(),
-    };
+    use huddle::netsim::{Proxy, ProxyConfig};
+    let (to_server, to_client) = a.imp.directions();
     let cfg = ProxyConfig {
         listen: a.listen,
         upstream: a.upstream,
-        to_server: Impairment { loss: a.loss_up.unwrap_or(a.loss), ..base.clone() },
-        to_client: Impairment { loss: a.loss_down.unwrap_or(a.loss), ..base },
-        seed: a.seed,
+        to_server,
+        to_client,
+        seed: a.imp.seed,
         rebind_at_ms: a.rebind_at.iter().map(|s| (s * 1000.0) as u64).collect(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let proxy = Proxy::start(cfg).await?;
-        println!("netsim listening on {} -> {} (seed {})", proxy.local_addr(), a.upstream, a.seed);
-        let until = async {
-            if a.duration > 0.0 {
-                tokio::time::sleep(std::time::Duration::from_secs_f64(a.duration)).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
+        println!(
+            "netsim listening on {} -> {} (seed {})",
+            proxy.local_addr(),
+            a.upstream,
+            a.imp.seed
+        );
         tokio::select! {
-            _ = until => {}
+            _ = a.imp.until_done() => {}
             _ = shutdown_signal() => {}
         }
         println!("{}", proxy.stop().await);
+        Ok(())
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn ipsim(a: IpsimArgs) -> Result<()> {
+    use huddle::netsim::ip::{IpLink, IpLinkConfig, SERVER_ADDR};
+    let (to_server, to_client) = a.imp.directions();
+    let cfg = IpLinkConfig {
+        prefix: a.prefix.clone().unwrap_or_else(|| format!("huddle-ipsim-{}", std::process::id())),
+        to_server,
+        to_client,
+        seed: a.imp.seed,
+        rebind_at_ms: a.rebind_at.iter().map(|s| (s * 1000.0) as u64).collect(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let link = IpLink::start(cfg).await.context("setting up the namespaces (as root?)")?;
+        println!(
+            "ipsim up: server side {} ({SERVER_ADDR}), client side {} ({}), seed {}",
+            link.server_ns(),
+            link.client_ns(),
+            link.client_addr(),
+            a.imp.seed
+        );
+        tokio::select! {
+            _ = a.imp.until_done() => {}
+            _ = shutdown_signal() => {}
+        }
+        println!("{}", link.stop().await);
         Ok(())
     })
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts Redis 7 (pub/sub) and NATS 2.9 on 127.0.0.1 for `huddle load --backend redis|nats`
+# Starts Redis 7 (pub/sub) and NATS 2.9 on 127.0.0.1 (or BIND) for `huddle load --backend redis|nats`
 # (issue 3's side-by-side comparison). Installs them from Debian's packages when missing.
 #
 #   benches/compare/start.sh          # prints the ports and pids; `source $STATE/env` for them
@@ -9,11 +9,17 @@
 # mode. TLS uses the development CA and server certificate of `huddle certs` (CERTS_DIR). The
 # servers are pinned with `taskset -c $SERVER_CPU` (default 0) and a watchdog kills them after
 # LIFETIME_S seconds (default 1800) if stop.sh is never run. Configs, logs and pid files go to
-# STATE (default /tmp/huddle-compare).
+# STATE (default /tmp/huddle-compare). BIND (default 127.0.0.1) is the address they listen on
+# (benches/ip_compare.sh runs this script inside the IP impairment's server namespace with
+# BIND=10.77.0.1).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 STATE=${STATE:-/tmp/huddle-compare}
+BIND=${BIND:-127.0.0.1}
+# Redis's protected mode refuses every client but loopback ones while there is no password.
+PROTECTED=yes
+[ "$BIND" = 127.0.0.1 ] || PROTECTED=no
 CERTS_DIR=${CERTS_DIR:-$top/certs}
 HUDDLE=${HUDDLE:-$top/target/release/huddle}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -45,8 +51,8 @@ mkdir -p "$STATE"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cat >"$STATE/redis.conf" <<CONF
-bind 127.0.0.1
-protected-mode yes
+bind $BIND
+protected-mode $PROTECTED
 port $REDIS_PORT
 tls-port $REDIS_TLS_PORT
 tls-cert-file $CERTS_DIR/server.pem
@@ -62,13 +68,13 @@ logfile $STATE/redis.log
 CONF
 
 cat >"$STATE/nats.conf" <<CONF
-listen: 127.0.0.1:$NATS_PORT
+listen: $BIND:$NATS_PORT
 max_connections: 20000
 log_file: "$STATE/nats.log"
 CONF
 
 cat >"$STATE/nats-tls.conf" <<CONF
-listen: 127.0.0.1:$NATS_TLS_PORT
+listen: $BIND:$NATS_TLS_PORT
 max_connections: 20000
 log_file: "$STATE/nats-tls.log"
 tls {
@@ -93,10 +99,10 @@ echo $! >"$STATE/watchdog.pid"
 # Wait (bounded) for every port to accept connections.
 for port in $REDIS_PORT $REDIS_TLS_PORT $NATS_PORT $NATS_TLS_PORT; do
   for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue 2; fi
+    if (exec 3<>"/dev/tcp/$BIND/$port") 2>/dev/null; then continue 2; fi
     sleep 0.1
   done
-  echo "nothing listens on 127.0.0.1:$port; logs in $STATE" >&2
+  echo "nothing listens on $BIND:$port; logs in $STATE" >&2
   "$top/benches/compare/stop.sh" || true
   exit 1
 done
@@ -105,10 +111,10 @@ cat >"$STATE/env" <<ENV
 REDIS_PID=$(cat "$STATE/redis.pid")
 NATS_PID=$(cat "$STATE/nats.pid")
 NATS_TLS_PID=$(cat "$STATE/nats-tls.pid")
-REDIS_ADDR=127.0.0.1:$REDIS_PORT
-REDIS_TLS_ADDR=127.0.0.1:$REDIS_TLS_PORT
-NATS_ADDR=127.0.0.1:$NATS_PORT
-NATS_TLS_ADDR=127.0.0.1:$NATS_TLS_PORT
+REDIS_ADDR=$BIND:$REDIS_PORT
+REDIS_TLS_ADDR=$BIND:$REDIS_TLS_PORT
+NATS_ADDR=$BIND:$NATS_PORT
+NATS_TLS_ADDR=$BIND:$NATS_TLS_PORT
 CERTS_DIR=$CERTS_DIR
 ENV
 echo "$("$REDIS" --version | cut -d' ' -f1-3), nats-server $("$NATS" --version | sed 's/.*v//'); pinned to CPU $SERVER_CPU; stop within ${LIFETIME_S}s"

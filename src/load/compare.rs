@@ -186,7 +186,11 @@ pub struct RedisInbox(UnboundedReceiver<redis::PushInfo>);
 
 async fn redis_member(client: redis::Client, room: String) -> Result<(RedisLink, RedisInbox)> {
     let (tx, rx) = unbounded_channel();
-    let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+    // TCP_NODELAY, as real Redis clients set it: redis-rs leaves Nagle's algorithm on unless
+    // built with its `tcp_nodelay` feature, which held a publish behind the previous one's ACK.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_push_sender(tx)
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
     let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
     con.subscribe(&room).await?;
     Ok((RedisLink(con), RedisInbox(rx)))
@@ -241,7 +245,8 @@ impl Inbox for RedisInbox {
     }
 }
 
-/// A member's NATS connection (`no_echo`: it does not hear its own messages).
+/// A member's NATS connection (`no_echo`: it does not hear its own messages). async-nats sets
+/// TCP_NODELAY on every connection it makes.
 pub struct NatsLink(async_nats::Client);
 
 /// The subscription of a [`NatsLink`] to its room.
@@ -287,5 +292,74 @@ impl Inbox for NatsInbox {
     async fn next(&mut self) -> Option<Delivery> {
         let m = self.0.next().await?;
         Some(Delivery::Message { room: m.subject.to_string(), body: Some(m.payload.to_vec()) })
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::mem::ManuallyDrop;
+    use std::net::TcpStream;
+    use std::os::fd::FromRawFd;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// TCP_NODELAY of this process's TCP socket connected to `peer`, read with `getsockopt` on
+    /// the descriptors in /proc/self/fd; `None` when there is none.
+    fn nodelay_towards(peer: SocketAddr) -> Option<bool> {
+        for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+            let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+            if !target.to_string_lossy().starts_with("socket:") {
+                continue;
+            }
+            // SAFETY: `fd` is an open socket of this process; ManuallyDrop never closes it, and
+            // only getpeername and getsockopt are called on it.
+            let sock = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+            if sock.peer_addr().ok() == Some(peer) {
+                return sock.nodelay().ok();
+            }
+        }
+        None
+    }
+
+    /// Accepts the member's connection on a listener that never answers and reads the client
+    /// socket's TCP_NODELAY (the clients set it right after connecting, before the handshake).
+    async fn nodelay_of<F: Future<Output = ()> + Send + 'static>(
+        dial: impl FnOnce(SocketAddr) -> F,
+    ) -> Option<bool> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let member = tokio::spawn(dial(addr));
+        let (_server_side, _) =
+            tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut seen = nodelay_towards(addr);
+        while seen != Some(true) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            seen = nodelay_towards(addr);
+        }
+        member.abort();
+        seen
+    }
+
+    #[tokio::test]
+    async fn redis_members_set_tcp_nodelay() {
+        let seen = nodelay_of(|addr| async move {
+            let client = redis::Client::open(format!("redis://{addr}/?protocol=resp3")).unwrap();
+            let _ = redis_member(client, "room".into()).await;
+        })
+        .await;
+        assert_eq!(seen, Some(true), "the Redis member's socket has Nagle's algorithm on");
+    }
+
+    #[tokio::test]
+    async fn nats_members_set_tcp_nodelay() {
+        let seen = nodelay_of(|addr| async move {
+            let _ = nats_member(addr, None, "room".into()).await;
+        })
+        .await;
+        assert_eq!(seen, Some(true), "the NATS member's socket has Nagle's algorithm on");
     }
 }
