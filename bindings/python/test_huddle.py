@@ -69,7 +69,7 @@ async def expect_error(coro, variant, code, name):
         await coro
     except h.HuddleError as e:
         assert isinstance(e, variant), repr(e)
-        assert (e.code, e.name) == (code, name), repr(e)
+        assert (e.code, e.name) == (code, name) and e.detail, repr(e)
         return e
     raise AssertionError(f"expected {name} ({code}), the call succeeded")
 

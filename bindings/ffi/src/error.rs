@@ -20,45 +20,45 @@ pub enum Ended {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum HuddleError {
     /// The server answered with an error code of the protocol's table.
-    #[error("{name} ({code}): {message}")]
+    #[error("{name} ({code}): {detail}")]
     Server {
         /// The numeric code (for example 5000).
         code: u16,
         /// Its stable name (for example `message_too_large`).
         name: String,
-        /// The server's message.
-        message: String,
+        /// The server's message (`detail`: in Kotlin, `message` is the exception's own text).
+        detail: String,
     },
     /// The connection failed or was closed.
-    #[error("connection: {message}")]
+    #[error("connection: {detail}")]
     Connection {
         /// The server's close code, when it closed the connection with one.
         code: Option<u16>,
         /// The close code's name, when there is a code.
         name: Option<String>,
         /// What happened.
-        message: String,
+        detail: String,
         /// Whether only the connection ended, or the session.
         ended: Ended,
     },
     /// The server answered with something this client did not expect.
-    #[error("protocol: {message}")]
+    #[error("protocol: {detail}")]
     Protocol {
         /// What came.
-        message: String,
+        detail: String,
     },
     /// An argument the bindings could not use (a server address that does not resolve, a CA
     /// document without a certificate).
-    #[error("invalid argument: {message}")]
+    #[error("invalid argument: {detail}")]
     InvalidArgument {
         /// Which, and why.
-        message: String,
+        detail: String,
     },
     /// A fault inside the library (a panic, caught at the boundary).
-    #[error("internal: {message}")]
+    #[error("internal: {detail}")]
     Internal {
         /// What happened.
-        message: String,
+        detail: String,
     },
 }
 
@@ -66,19 +66,19 @@ impl From<ClientError> for HuddleError {
     fn from(e: ClientError) -> HuddleError {
         match e {
             ClientError::Server { code, message } => {
-                HuddleError::Server { code, name: code_name(code), message }
+                HuddleError::Server { code, name: code_name(code), detail: message }
             }
             ClientError::Connection(c) => HuddleError::Connection {
                 code: c.code,
                 name: c.name().map(str::to_string),
-                message: c.to_string(),
+                detail: c.to_string(),
                 ended: match c.ended {
                     ClientEnded::Connection => Ended::Connection,
                     ClientEnded::Session => Ended::Session,
                     ClientEnded::ReconnectWindow => Ended::ReconnectWindow,
                 },
             },
-            ClientError::Protocol(message) => HuddleError::Protocol { message },
+            ClientError::Protocol(message) => HuddleError::Protocol { detail: message },
         }
     }
 }
@@ -86,6 +86,6 @@ impl From<ClientError> for HuddleError {
 impl HuddleError {
     /// An argument the bindings could not use.
     pub(crate) fn invalid(message: impl Into<String>) -> HuddleError {
-        HuddleError::InvalidArgument { message: message.into() }
+        HuddleError::InvalidArgument { detail: message.into() }
     }
 }

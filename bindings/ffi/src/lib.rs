@@ -44,8 +44,8 @@ where
 {
     match runtime().spawn(work).await {
         Ok(result) => result,
-        Err(e) if e.is_panic() => Err(HuddleError::Internal { message: panic_text(e) }),
-        Err(e) => Err(HuddleError::Internal { message: e.to_string() }),
+        Err(e) if e.is_panic() => Err(HuddleError::Internal { detail: panic_text(e) }),
+        Err(e) => Err(HuddleError::Internal { detail: e.to_string() }),
     }
 }
 
@@ -150,7 +150,7 @@ pub async fn connect_with_listener(
                 listener.on_event(event.into());
             }
         })
-        .map_err(|e| HuddleError::Internal { message: format!("listener thread: {e}") })?;
+        .map_err(|e| HuddleError::Internal { detail: format!("listener thread: {e}") })?;
     Ok(Arc::new(HuddleClient { client, listening: true }))
 }
 
