@@ -79,9 +79,14 @@ if [ "$mode" = --test ]; then
   # quinn-proto's own suite (src/tests and the inline unit tests), on the vendored tree as it
   # is, with the dependency versions of its published Cargo.lock. Its own target directory, so
   # that Huddle's builds are not invalidated.
-  manifest=$VENDOR/quinn-proto/Cargo.toml
+  # The tree is copied out of the repository first: Huddle's workspace (Cargo.toml) would
+  # otherwise claim it as a package outside its members and refuse to build it on its own.
+  copy=$(mktemp -d)
+  trap 'rm -rf "$copy"' EXIT
+  cp -R "$VENDOR/quinn-proto" "$copy/"
+  manifest=$copy/quinn-proto/Cargo.toml
   cargo fetch --locked --manifest-path "$manifest" >/dev/null
-  exec cargo test --locked --offline --manifest-path "$manifest" --target-dir target/vendor-tests --lib
+  cargo test --locked --offline --manifest-path "$manifest" --target-dir "$PWD/target/vendor-tests" --lib
 fi
 
 work=$(mktemp -d)
