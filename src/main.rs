@@ -170,12 +170,19 @@ impl ImpairArgs {
         )
     }
 
-    /// Sleeps for `--duration` (forever for 0).
+    /// Waits for `--duration` (forever for 0), Ctrl-C or SIGTERM.
     async fn until_done(&self) {
-        if self.duration > 0.0 {
-            tokio::time::sleep(std::time::Duration::from_secs_f64(self.duration)).await;
-        } else {
-            std::future::pending::<()>().await;
+        let run_out = async {
+            if self.duration > 0.0 {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(self.duration)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        // Either way the link is stopped and its summary printed.
+        tokio::select! {
+            _ = run_out => {}
+            _ = shutdown_signal() => {}
         }
     }
 }
@@ -318,10 +325,7 @@ fn netsim(a: NetsimArgs) -> Result<()> {
             a.upstream,
             a.imp.seed
         );
-        tokio::select! {
-            _ = a.imp.until_done() => {}
-            _ = shutdown_signal() => {}
-        }
+        a.imp.until_done().await;
         println!("{}", proxy.stop().await);
         Ok(())
     })
@@ -348,10 +352,7 @@ fn ipsim(a: IpsimArgs) -> Result<()> {
             link.client_addr(),
             a.imp.seed
         );
-        tokio::select! {
-            _ = a.imp.until_done() => {}
-            _ = shutdown_signal() => {}
-        }
+        a.imp.until_done().await;
         println!("{}", link.stop().await);
         Ok(())
     })

@@ -370,11 +370,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
             next_flag: String,
             count: Option<u32>,
         }
-        let Query(q) = Query::<Raw>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
-        Ok(Page { next_flag: q.next_flag, count: q.count.unwrap_or(MAX_QUERY_COUNT) })
+        let q: Raw = query(parts, state).await?;
+        Ok(Page::new(q.next_flag, q.count))
     }
+}
+
+impl Page {
+    fn new(next_flag: String, count: Option<u32>) -> Page {
+        Page { next_flag, count: count.unwrap_or(MAX_QUERY_COUNT) }
+    }
+}
+
+/// A route's query string, unknown parameters refused (`invalid_request`).
+async fn query<T: DeserializeOwned, S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<T, ApiError> {
+    let Query(q) = Query::<T>::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    Ok(q)
 }
 
 /// The query of `GET /v1/connections`: paging as [`Page`], and the filters `user` and `room`.
@@ -397,11 +412,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ConnectionsQuery {
             user: Option<String>,
             room: Option<String>,
         }
-        let Query(q) = Query::<Raw>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
-        let page = Page { next_flag: q.next_flag, count: q.count.unwrap_or(MAX_QUERY_COUNT) };
-        Ok(ConnectionsQuery { page, user: q.user, room: q.room })
+        let q: Raw = query(parts, state).await?;
+        Ok(ConnectionsQuery { page: Page::new(q.next_flag, q.count), user: q.user, room: q.room })
     }
 }
 
