@@ -947,8 +947,14 @@ export class HuddleClient {
     if (o.certHashes?.length) {
       topts.serverCertificateHashes = o.certHashes.map((h) => ({ algorithm: "sha-256", value: hashBytes(h) }));
     }
-    const transport = o.createTransport(o.url, topts);
-    await transport.ready;
+    let transport;
+    try {
+      transport = o.createTransport(o.url, topts);
+      transport.closed?.catch?.(() => {});
+      await transport.ready;
+    } catch (err) {
+      throw new HuddleError(0, `cannot open ${o.url}: ${/** @type {any} */ (err)?.message ?? err}`, "connect_failed");
+    }
     const bidi = await transport.createBidirectionalStream();
     /** @type {Conn} */
     /** @type {Conn} */

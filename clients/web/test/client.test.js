@@ -326,3 +326,10 @@ test("resume() continues a held session from saved state, e.g. after a page relo
   alice.close();
   again.close();
 });
+
+test("a server that cannot be reached fails login with connect_failed", async () => {
+  const server = new MiniServer();
+  server.refuse = true;
+  const c = client(server);
+  await assert.rejects(c.login({ userId: "alice", token: "t" }), (e) => e instanceof HuddleError && e.codeName === "connect_failed");
+});
