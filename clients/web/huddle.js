@@ -734,6 +734,18 @@ const RETRYABLE = new Set([
   "QueryRoomMembersAttributes", "QueryRoomMemberAttributesList", "RenewToken", "Ping",
 ]);
 
+/**
+ * Closes a session's transport (code 0) if it is still open.
+ * @param {{ transport: any }} conn
+ */
+function hangUp(conn) {
+  try {
+    conn.transport.close({ closeCode: 0, reason: "" });
+  } catch {
+    // already closed
+  }
+}
+
 /** @param {string|BufferSource} h */
 function hashBytes(h) {
   if (typeof h !== "string") return h;
@@ -1000,6 +1012,7 @@ export class HuddleClient {
       }
       this.lose(conn, new HuddleError(0, "control stream finished", "connection_lost"));
     } catch (err) {
+      if (err instanceof HuddleError) hangUp(conn);
       this.lose(conn, err);
     }
   }
@@ -1043,11 +1056,9 @@ export class HuddleClient {
     } catch (err) {
       if (conn.lost) return;
       // A server stream that ends in error has lost events: hang up and resume (section 4.6).
-      try {
-        conn.transport.close({ closeCode: 0, reason: "" });
-      } catch {
-        // already closed
-      }
+      // A frame that does not decode is known at once; a stream error may be the session
+      // closing, whose close code `afterLoss` waits for before it hangs up.
+      if (err instanceof HuddleError) hangUp(conn);
       this.lose(conn, err);
     }
   }
@@ -1240,6 +1251,7 @@ export class HuddleClient {
    */
   async afterLoss(conn, error, retry) {
     await Promise.race([conn.ended, /** @type {(ms: number) => Promise<void>} */ (this.options.sleep)(/** @type {number} */ (this.options.closeWaitMs))]);
+    hangUp(conn);
     const code = conn.closeCode ?? 0;
     if (this.closed || !this.session || !this.options.autoResume || NO_RESUME_CODES.has(code) || (code === 2002 && !this.options.getToken)) {
       for (const p of retry) p.reject(new HuddleError(code, "session ended"));
@@ -1337,12 +1349,10 @@ export class HuddleClient {
       try {
         const st = await this.send(conn, { type: "JoinRoom", room_id: room });
         const prev = saved.get(room);
-        const rs = this.roomState(room);
-        // Keep the old baseline: the gap is for the application to fill with QueryHistory.
-        if (prev) rs.seq = prev.seq;
+        // What came between the old seq and this join is a gap for QueryHistory.
         recoveries.push({ room_id: room, rejoined: true, recovered: st.last_seq <= (prev?.seq ?? 0), replayed: 0, last_seq: st.last_seq, error_code: 0 });
       } catch (err) {
-        recoveries.push({ room_id: room, rejoined: false, recovered: false, replayed: 0, last_seq: 0, error_code: err?.code ?? 9001 });
+        recoveries.push({ room_id: room, rejoined: false, recovered: false, replayed: 0, last_seq: 0, error_code: /** @type {any} */ (err)?.code ?? 9001 });
       }
     }
     this.emit({ type: "resumed", relogin: true, session_id: r.session_id, session_resumed: false, rooms: recoveries });
@@ -1354,11 +1364,7 @@ export class HuddleClient {
     const conn = this.conn;
     this.closed = true;
     if (conn) {
-      try {
-        conn.transport.close({ closeCode: 0, reason: "bye" });
-      } catch {
-        // already closed
-      }
+      hangUp(conn);
       this.lose(conn, new HuddleError(0, "closed by the client", "closed"));
     }
     this.finish(0, null);
@@ -1368,11 +1374,7 @@ export class HuddleClient {
   dropConnection() {
     const conn = this.conn;
     if (!conn) return;
-    try {
-      conn.transport.close({ closeCode: 0, reason: "" });
-    } catch {
-      // already closed
-    }
+    hangUp(conn);
     this.lose(conn, new HuddleError(0, "dropped by the client", "connection_lost"));
   }
 

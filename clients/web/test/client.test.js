@@ -333,3 +333,23 @@ test("a server that cannot be reached fails login with connect_failed", async ()
   const c = client(server);
   await assert.rejects(c.login({ userId: "alice", token: "t" }), (e) => e instanceof HuddleError && e.codeName === "connect_failed");
 });
+
+test("a reset room stream hangs up and resumes; a resumed session's close code is waited for", async () => {
+  const server = new MiniServer();
+  const c = client(server);
+  const seen = collect(c);
+  await c.login({ userId: "bob", token: "t" });
+  await c.enterRoom("r1");
+  server.transports[0].state.streams.get("r1").reset();
+  await until(() => seen.some((e) => e.type === "resumed"));
+  assert.equal(server.transports[0].isClosed, true);
+  // Now the server closes with session_resumed while a stream fails first: no resumption.
+  const t = server.transports[1];
+  t.state.streams.get("r1").reset();
+  await settle(1);
+  t.end({ closeCode: 2008, reason: "session_resumed" });
+  await until(() => seen.some((e) => e.type === "closed"));
+  assert.equal(seen.find((e) => e.type === "closed").code, 2008);
+  await settle(20);
+  assert.equal(server.transports.length, 2);
+});
