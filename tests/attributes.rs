@@ -875,7 +875,7 @@ async fn attribute_requests_need_membership() {
         code(eve.set_room_members_attributes("r", ids(&["eve"]), kv(&[("e", "1")])).await),
         ErrorCode::NotInRoom
     );
-    assert_eq!(code(eve.query_room_attributes("missing").await), ErrorCode::RoomDoesNotExist);
+    assert_eq!(code(eve.query_room_attributes("missing").await), ErrorCode::NotInRoom);
     no_event(&alice, 100).await;
     assert_eq!(query(&alice, "r").await, kv(&[("a", "1")]));
     server.stop().await;

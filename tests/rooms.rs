@@ -133,7 +133,7 @@ async fn leave_tells_the_others_and_leaving_twice_is_not_in_room() {
         e => panic!("{e:?}"),
     }
     assert_eq!(code(bob.leave_room("r").await), ErrorCode::NotInRoom);
-    assert_eq!(code(bob.leave_room("missing").await), ErrorCode::RoomDoesNotExist);
+    assert_eq!(code(bob.leave_room("missing").await), ErrorCode::NotInRoom);
     assert_eq!(alice.query_room_online_count("r").await.unwrap(), 1);
     no_event(&bob, 100).await;
     server.stop().await;
@@ -244,7 +244,7 @@ async fn member_queries() {
     assert_eq!(all[1].user_name, "u1 name");
     assert_eq!(code(alice.query_room_members("r", "", 0).await), ErrorCode::InvalidRequest);
     assert_eq!(code(alice.query_room_members("r", "", 101).await), ErrorCode::InvalidRequest);
-    assert_eq!(code(alice.query_room_members("nope", "", 10).await), ErrorCode::RoomDoesNotExist);
+    assert_eq!(code(alice.query_room_members("nope", "", 10).await), ErrorCode::NotInRoom);
 
     assert_eq!(alice.query_room_online_count("r").await.unwrap(), 5);
     assert_eq!(code(alice.query_room_online_count("nope").await), ErrorCode::RoomDoesNotExist);

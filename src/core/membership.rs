@@ -26,14 +26,18 @@ impl Core {
             .ok_or_else(|| err(ErrorCode::RoomDoesNotExist))
     }
 
-    /// The room, if the session is in it.
+    /// The room, if the session is in it. A room that does not exist is `not_in_room` too, so
+    /// that the operations of members tell a non-member nothing about which rooms exist.
     pub(super) fn member_room(&self, sid: SessionId, room_id: &str) -> Result<&Room, ErrorBody> {
-        let room = self.existing_room(room_id)?;
-        let s = self.session(sid)?;
-        if !room.has_session(&s.user_id, sid) {
-            return Err(err(ErrorCode::NotInRoom));
+        if !valid_room_id(room_id) {
+            return Err(invalid_room_id());
         }
-        Ok(room)
+        let s = self.session(sid)?;
+        self.room_ids
+            .get(room_id)
+            .and_then(|k| self.rooms.get(k))
+            .filter(|room| room.has_session(&s.user_id, sid))
+            .ok_or_else(|| err(ErrorCode::NotInRoom))
     }
 
     /// Checks a room about to be created, in the documented order (docs/PROTOCOL.md,

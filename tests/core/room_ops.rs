@@ -10,7 +10,7 @@ fn create_join_enter_and_leave_errors() {
     assert_eq!(h.fail(2, create("r", 0)), ErrorCode::RoomAlreadyExists);
     assert_eq!(h.fail(2, join("missing")), ErrorCode::RoomDoesNotExist);
     assert_eq!(h.fail(2, leave("r")), ErrorCode::NotInRoom);
-    assert_eq!(h.fail(2, leave("missing")), ErrorCode::RoomDoesNotExist);
+    assert_eq!(h.fail(2, leave("missing")), ErrorCode::NotInRoom);
     // enter creates with the caller's config, or joins and keeps the room's.
     let attrs = vec![("k".to_string(), "v".to_string())];
     let enter = |attrs: Vec<(String, String)>| Request::EnterRoom {
