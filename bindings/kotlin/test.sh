@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compiles the generated Kotlin binding and src/test/kotlin/chat/huddle/ServerTest.kt with
-# kotlinc and runs the test against a real `huddle serve` on 127.0.0.1 (bindings/kotlin/README.md).
+# Compiles the generated Kotlin binding, src/test/kotlin/chat/huddle/ServerTest.kt and README.md's
+# Kotlin with kotlinc, and runs the test against a real `huddle serve` on 127.0.0.1 (README.md).
 # Installs what is missing: a JDK and JNA from Debian's packages, and the Kotlin compiler (with
 # kotlin-stdlib and kotlinx-coroutines-core) from the npm registry's `kotlin-compiler` package
 # into a cache folder (HUDDLE_KOTLIN_CACHE, default ~/.cache/huddle-kotlin). Exits non-zero on
@@ -41,8 +41,11 @@ if [ ! -f "$bindings_jar" ]; then
   "$kh/bin/kotlinc" -nowarn -cp "$jna:$coroutines" -d "$work/bindings.jar" "$generated"
   mv "$work/bindings.jar" "$bindings_jar"
 fi
+# README.md's ```kotlin blocks are compiled too (not run), so the documented code stays true.
+awk '/^```kotlin$/ {on = 1; next} /^```$/ {on = 0} on' bindings/kotlin/README.md >"$work/Readme.kt"
+[ -s "$work/Readme.kt" ] || { echo "test.sh: no Kotlin in bindings/kotlin/README.md" >&2; exit 1; }
 "$kh/bin/kotlinc" -nowarn -cp "$jna:$coroutines:$bindings_jar" -d "$work/test.jar" \
-  bindings/kotlin/src/test/kotlin/chat/huddle/*.kt
+  bindings/kotlin/src/test/kotlin/chat/huddle/*.kt "$work/Readme.kt"
 
 # The native library is loaded from the class path (resources/<JNA prefix>/), as in a jar.
 HUDDLE_BIN="$target/debug/huddle" timeout 300 java \
