@@ -18,10 +18,22 @@ const ADMIN_TOKEN: &str = "mobile-test-admin-token-0123456789";
 
 /// The mobile profile for `user`, reaching the server at `addr` (it or a proxy in front of it).
 fn mobile(server: &TestServer, user: &str, addr: SocketAddr) -> ClientConfig {
-    let mut c = ClientConfig::mobile(addr, user, &server.token(user));
+    let mut c = ClientConfig::mobile(addr, user, &day_token(server, user));
     c.roots = vec![server.ca.clone()];
     c.user_name = format!("{user} name");
     c
+}
+
+/// A token valid for a day, for the runs that last an hour of virtual time.
+fn day_token(server: &TestServer, user: &str) -> String {
+    let now = now_s();
+    server.keys.mint(KEY_ID, user, now, now + 86_400).unwrap()
+}
+
+/// The default profile for `user`, with a token valid for a day.
+async fn default_client(server: &TestServer, user: &str) -> Client {
+    let c = ClientConfig { token: day_token(server, user), ..server.config(user) };
+    Client::connect(c).await.unwrap()
 }
 
 /// A server with its admin listener.
@@ -317,4 +329,128 @@ async fn mobile_keep_alive_interval_in_virtual_time() {
         m.1
     );
     assert!((118..=124).contains(&d.0), "default sent {} (one every {:.1} s)", d.0, per(d.0));
+}
+
+/// Figures for README "Mobile apps" (run with `--ignored --nocapture`): from a rebinding of the
+/// path (the proxy gives every client a new upstream port and drops the old one, as a NAT
+/// rebinding or a Wi-Fi to cellular move does) to the delivery of the next message, sent at
+/// once, to a member of a quiet room; with `call`, the member calls `network_changed` at the
+/// rebinding. Each way through the proxy takes `delay_ms`. Prints one line per trial and the
+/// median.
+async fn measure_migration(mobile_profile: bool, call: bool, delay_ms: u64, trials: usize) {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    alice.create_room(info("q"), cfg()).await.unwrap();
+    let mut took = Vec::new();
+    for trial in 0..trials {
+        let imp = Impairment { delay_ms, ..Default::default() };
+        let proxy = impaired_proxy(&server, trial as u64, imp).await;
+        let bob_cfg = if mobile_profile {
+            mobile(&server, "bob", proxy.local_addr())
+        } else {
+            server.config_via("bob", &proxy)
+        };
+        let bob = Client::connect(bob_cfg).await.unwrap();
+        bob.join_room("q").await.unwrap();
+        drain(&alice, 300).await;
+        // A quiet room: nothing for a few seconds, the stall watchdog no longer watching.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        proxy.rebind_now().await;
+        let changed = tokio::time::Instant::now();
+        if call {
+            bob.network_changed().unwrap();
+        }
+        alice.send_text("q", &format!("t{trial}"), Priority::Medium).await.unwrap();
+        let (seqs, others) = collect(&bob, 1, 90).await;
+        let ms = changed.elapsed().as_millis();
+        let events: Vec<String> =
+            others.iter().map(|e| format!("{e:?}").chars().take(40).collect()).collect();
+        println!(
+            "mobile={mobile_profile} network_changed={call} delay={delay_ms} trial {trial}: {ms} ms ({} message, {events:?})",
+            seqs.len()
+        );
+        took.push(ms);
+        bob.logout().await.unwrap();
+        drain(&alice, 300).await;
+    }
+    took.sort_unstable();
+    println!(
+        "mobile={mobile_profile} network_changed={call} delay={delay_ms}: median {} ms of {took:?}",
+        took[took.len() / 2]
+    );
+}
+
+#[tokio::test]
+#[ignore = "a measurement for the README; up to a minute"]
+async fn measure_migration_default_profile() {
+    measure_migration(false, true, 0, 3).await;
+    measure_migration(false, false, 0, 3).await;
+}
+
+#[tokio::test]
+#[ignore = "a measurement for the README; up to a minute"]
+async fn measure_migration_mobile_profile_network_changed() {
+    measure_migration(true, true, 0, 3).await;
+}
+
+#[tokio::test]
+#[ignore = "a measurement for the README; up to a minute"]
+async fn measure_migration_mobile_profile_nothing() {
+    measure_migration(true, false, 0, 1).await;
+}
+
+#[tokio::test]
+#[ignore = "a measurement for the README; up to a minute"]
+async fn measure_migration_with_a_100_ms_round_trip() {
+    measure_migration(true, true, 50, 3).await;
+    measure_migration(false, true, 50, 3).await;
+    measure_migration(false, false, 50, 2).await;
+}
+
+/// Figures for README "Mobile apps": the datagrams an idle member sends and receives in one
+/// hour of virtual time (loopback, no loss: the packets the stacks choose to send), for both
+/// profiles, in a quiet room and in one where another member says something every minute.
+#[tokio::test(start_paused = true)]
+#[ignore = "a measurement for the README; about a second"]
+async fn measure_packets_per_hour() {
+    for per_minute in [false, true] {
+        let server = TestServer::start().await;
+        let alice = default_client(&server, "alice").await;
+        alice.create_room(info("r"), cfg()).await.unwrap();
+        let desk = default_client(&server, "desk").await;
+        let phone = Client::connect(mobile(&server, "phone", server.addr)).await.unwrap();
+        desk.join_room("r").await.unwrap();
+        phone.join_room("r").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let talk = async {
+            if per_minute {
+                for i in 0..60 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    alice.send_text("r", &format!("minute {i}"), Priority::Medium).await.unwrap();
+                }
+            }
+        };
+        let hour = Duration::from_secs(3600);
+        let (_, d, p) = tokio::join!(talk, packets_over(&desk, hour), packets_over(&phone, hour));
+        let room = if per_minute { "1 message a minute" } else { "quiet room" };
+        println!("{room}: default profile sent {} received {} per hour", d.0, d.1);
+        println!("{room}: mobile profile sent {} received {} per hour", p.0, p.1);
+    }
+}
+
+/// A cross-check of [`measure_packets_per_hour`] in real time: one minute of an idle member of
+/// a quiet room, both profiles at once.
+#[tokio::test]
+#[ignore = "a measurement for the README; one minute"]
+async fn measure_packets_per_minute_real_time() {
+    let server = TestServer::start().await;
+    let desk = server.client("desk").await;
+    let phone = Client::connect(mobile(&server, "phone", server.addr)).await.unwrap();
+    desk.create_room(info("r"), cfg()).await.unwrap();
+    phone.join_room("r").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let minute = Duration::from_secs(60);
+    let (d, p) = tokio::join!(packets_over(&desk, minute), packets_over(&phone, minute));
+    println!("real minute, quiet room: default sent {} received {}", d.0, d.1);
+    println!("real minute, quiet room: mobile sent {} received {}", p.0, p.1);
 }
