@@ -280,6 +280,31 @@ async fn suspend_and_resume_replay_once_without_a_member_flap() {
     no_event(&alice, 100).await;
 }
 
+/// A `resume` that comes before the client has even seen its `suspend` still resumes: the
+/// suspension's close does not end the session.
+#[tokio::test]
+async fn resume_right_after_suspend_resumes() {
+    let server = TestServer::start().await;
+    let bob = server.client("bob").await;
+    bob.create_room(info("r"), cfg()).await.unwrap();
+    bob.suspend();
+    bob.resume();
+    let events = drain(&bob, 3_000).await;
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ClientEvent::Suspended,
+                ClientEvent::Reconnecting { .. },
+                ClientEvent::Resumed { session_resumed: true, .. }
+            ]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(bob.state(), ConnectionState::Connected);
+    bob.send_text("r", "still here", Priority::Medium).await.unwrap();
+}
+
 /// Closing a suspended client ends it: Disconnected, and no reconnection.
 #[tokio::test]
 async fn close_while_suspended_ends_the_session() {

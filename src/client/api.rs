@@ -565,6 +565,7 @@ impl Client {
             return;
         }
         self.inner.suspended.store(true, Ordering::SeqCst);
+        self.inner.suspend_closed.store(true, Ordering::SeqCst);
         self.connection().close(0u32.into(), b"suspend");
         self.inner.wake.notify_one();
     }

@@ -49,6 +49,9 @@ pub(super) struct Inner {
     /// Set by `Client::suspend`, cleared by `Client::resume`: the supervisor closes the
     /// connection and waits instead of reconnecting.
     pub(super) suspended: AtomicBool,
+    /// Set by `Client::suspend` when it closes the connection, taken by the supervisor: that
+    /// close does not end the session, even when `resume` came before the supervisor saw it.
+    pub(super) suspend_closed: AtomicBool,
     /// Wakes a suspended supervisor (resume, close, logout).
     pub(super) wake: tokio::sync::Notify,
     /// `Client::network_changed` rebound the socket: the supervisor probes the new path at once
@@ -92,6 +95,7 @@ impl Inner {
             events: Mutex::new(Some(sink)),
             closing: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
+            suspend_closed: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             network: tokio::sync::Notify::new(),
             send_turn: tokio::sync::Mutex::new(()),

@@ -83,7 +83,10 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
         // Sends and reads left unanswered: sent again on the resumed connection, ahead of
         // anything made meanwhile, or failed with why the session ended.
         let mut unanswered = link.take_unanswered();
-        let suspended = inner.suspended.load(Ordering::SeqCst);
+        // Closed by `suspend` (or here, for a suspended client): not the session's end, even when
+        // `resume` has already come.
+        let suspended = inner.suspend_closed.swap(false, Ordering::SeqCst)
+            || inner.suspended.load(Ordering::SeqCst);
         let session_over = inner.closing.load(Ordering::SeqCst)
             || (locally_closed && !suspended)
             || code.is_some_and(|c| c == 0 || terminal(c));
@@ -114,10 +117,7 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
             }
             // Suspended while reconnecting: the requests wait on the dead link (whose table
             // `take_unanswered` reads again) and the loop's next round waits for the resume.
-            Err(_)
-                if inner.suspended.load(Ordering::SeqCst)
-                    && !inner.closing.load(Ordering::SeqCst) =>
-            {
+            Err(_) if suspend_requested(&inner) && !inner.closing.load(Ordering::SeqCst) => {
                 link.carry(unanswered);
             }
             Err(e) => {
@@ -147,6 +147,12 @@ async fn finish(inner: &Inner, why: ConnectionClosed, unanswered: Vec<Waiter>) {
     let ConnectionClosed { code, reason, .. } = why;
     inner.send(ClientEvent::Disconnected { code, reason }).await;
     lock(&inner.events).take();
+}
+
+/// Whether the application suspended the client since the supervisor last looked (even if it
+/// has resumed it since).
+fn suspend_requested(inner: &Inner) -> bool {
+    inner.suspended.load(Ordering::SeqCst) || inner.suspend_closed.load(Ordering::SeqCst)
 }
 
 /// Waits while the application keeps the client suspended: true once it resumes, false when it
@@ -285,7 +291,7 @@ async fn reconnect(
         if inner.closing.load(Ordering::SeqCst) {
             return Err(ClientError::connection("closed"));
         }
-        if inner.suspended.load(Ordering::SeqCst) {
+        if suspend_requested(inner) {
             return Err(ClientError::connection("suspended"));
         }
         let attempt = try_resume(inner, unanswered).await;
