@@ -97,6 +97,10 @@ async fn main() -> anyhow::Result<()> {
             ClientEvent::Resumed { session_resumed, rooms, .. } => {
                 println!("reconnected (same session: {session_resumed}): {rooms:?}")
             }
+            ClientEvent::Migrated { probe_ms } => {
+                println!("moved to the new network ({probe_ms} ms)")
+            }
+            ClientEvent::Suspended => println!("suspended"),
             ClientEvent::Disconnected { code, reason } => {
                 println!("disconnected: {reason} (code {code:?})");
                 return Ok(());

@@ -101,8 +101,13 @@ pub async fn run(client: Client, server: SocketAddr) -> anyhow::Result<i32> {
             }
             event = chat.client.next_event() => match event {
                 Some(ClientEvent::Event(e)) => chat.event(&e),
-                // Printed at start-up already.
-                Some(ClientEvent::Connecting | ClientEvent::Connected { .. }) => {}
+                // Printed at start-up already; the CLI neither migrates nor suspends.
+                Some(
+                    ClientEvent::Connecting
+                    | ClientEvent::Connected { .. }
+                    | ClientEvent::Migrated { .. }
+                    | ClientEvent::Suspended,
+                ) => {}
                 Some(ClientEvent::Reconnecting { reason }) => {
                     println!("*** connection lost ({reason}), reconnecting...")
                 }

@@ -167,8 +167,13 @@ pub async fn run(client: Client) -> anyhow::Result<i32> {
             event = client.next_event(), if !held.is_full() => match event {
                 Some(ClientEvent::Event(e)) if !answers.is_empty() => held.push(json::event(&e)),
                 Some(ClientEvent::Event(e)) => out.line(&json::event(&e)).await?,
-                // The `ready` line stands for these.
-                Some(ClientEvent::Connecting | ClientEvent::Connected { .. }) => {}
+                // The `ready` line stands for these; the CLI neither migrates nor suspends.
+                Some(
+                    ClientEvent::Connecting
+                    | ClientEvent::Connected { .. }
+                    | ClientEvent::Migrated { .. }
+                    | ClientEvent::Suspended,
+                ) => {}
                 Some(ClientEvent::Reconnecting { reason }) => {
                     held.flush(&mut out).await?;
                     out.line(&json::reconnecting(&reason)).await?

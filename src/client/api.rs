@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::config::{client_endpoint, quic_client_config, ClientConfig};
+use super::config::{client_endpoint, fresh_socket, quic_client_config, ClientConfig};
 use super::error::{unexpected, ClientError};
 use super::event::{ClientEvent, ConnectionState, EventListener, EventSink};
 use super::link::open_link;
@@ -518,6 +518,7 @@ impl Client {
     /// Leaves every room, ends the session and closes the connection.
     pub async fn logout(&self) -> Result<(), ClientError> {
         self.inner.closing.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
         let r = self.request(Request::Logout).await;
         self.connection().close(0u32.into(), b"logout");
         match r? {
@@ -526,10 +527,66 @@ impl Client {
         }
     }
 
+    /// Tells the client that the device's network changed (call it from the platform's
+    /// connectivity callback: Android's `ConnectivityManager.NetworkCallback`, iOS's
+    /// `NWPathMonitor`). The client moves its UDP socket to a new ephemeral port (quinn's
+    /// `Endpoint::rebind`: QUIC active migration, with a fresh connection id) and at once
+    /// sends a Ping on the control stream from it, instead of waiting for a keep-alive or the
+    /// stall watchdog to reveal the change. When the server answers on the new path within
+    /// [`ClientConfig::connect_timeout`], [`ClientEvent::Migrated`] follows and nothing else
+    /// changes (rooms, session, order); otherwise the client reconnects and resumes, as after
+    /// any lost connection. While reconnecting, it cuts the backoff short: the next attempt
+    /// starts at once, from the new socket. Call it within the Tokio runtime; it returns once
+    /// the socket is rebound. A client sharing its endpoint ([`Client::connect_on`]) moves every
+    /// connection of that endpoint.
+    ///
+    /// [`ClientConfig::connect_timeout`]: super::ClientConfig::connect_timeout
+    pub fn network_changed(&self) -> Result<(), ClientError> {
+        let socket = fresh_socket(self.inner.cfg.server_addr)?;
+        self.inner
+            .endpoint
+            .rebind(socket)
+            .map_err(|e| ClientError::connection(format!("rebind: {e}")))?;
+        if matches!(self.state(), ConnectionState::Connected | ConnectionState::Reconnecting) {
+            self.inner.network.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Suspends the client for an app going to the background: closes the connection (the
+    /// radio can sleep; no keep-alive is sent) without logging out, so the server keeps the
+    /// session, its rooms and its place in them for its offline grace (`offline_grace_s`, 30 s
+    /// by default), during which the other members see no change. The state turns
+    /// [`ConnectionState::Suspended`] with a [`ClientEvent::Suspended`] event; requests made
+    /// meanwhile fail at once, while sends already in flight wait for [`Client::resume`].
+    /// Does nothing once the session is over.
+    pub fn suspend(&self) {
+        if !self.inner.resuming() {
+            return;
+        }
+        self.inner.suspended.store(true, Ordering::SeqCst);
+        self.inner.suspend_closed.store(true, Ordering::SeqCst);
+        self.connection().close(0u32.into(), b"suspend");
+        self.inner.wake.notify_one();
+    }
+
+    /// Resumes a suspended client: reconnects (in 0-RTT when the server's session ticket
+    /// allows) and resumes the session, as after a lost connection: [`ClientEvent::Reconnecting`]
+    /// then [`ClientEvent::Resumed`], and the medium and high messages missed meanwhile are
+    /// delivered exactly once and in order. Back within the server's offline grace, the same
+    /// session continues and nobody saw this member leave; later, a new session rejoins the
+    /// rooms (`session_resumed: false`). Does nothing unless suspended.
+    pub fn resume(&self) {
+        if self.inner.suspended.swap(false, Ordering::SeqCst) {
+            self.inner.wake.notify_one();
+        }
+    }
+
     /// Closes the connection without a logout. The server treats it as a lost connection and
     /// holds the session for its offline grace period; this client does not reconnect.
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
         self.connection().close(0u32.into(), b"close");
     }
 

@@ -21,6 +21,10 @@ pub const EVENT_QUEUE: usize = 4096;
 /// ([`ClientConfig::stream_receive_window`]).
 pub const STREAM_RECEIVE_WINDOW: u32 = 1024 * 1024;
 
+/// The keep-alive interval of [`ClientConfig::mobile`]: under the ~30 s after which carrier
+/// NATs forget an idle UDP binding.
+pub const MOBILE_KEEP_ALIVE: Duration = Duration::from_secs(25);
+
 /// How to reach and log in to a server.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -105,6 +109,28 @@ impl ClientConfig {
         }
     }
 
+    /// A configuration for a phone app (see README, "Mobile apps"): an idle client sends a
+    /// keep-alive every 25 s instead of every 5 s (carrier NATs keep a UDP binding for about
+    /// 30 s; every packet wakes the radio), with an idle timeout of 60 s so that one lost
+    /// keep-alive round is survived (the server's `idle_timeout_s` must be at least that, and
+    /// its `keep_alive_s` a little longer than 25 s (28 by default), or its own keep-alives wake the phone too: QUIC takes
+    /// the smaller idle timeout of the two sides, and either side's keep-alive timer restarts
+    /// on every packet received). A rebinding is then found from the app's
+    /// [`Client::network_changed`] call (the platform's connectivity callback) rather than by
+    /// frequent probes, and the stall watchdog waits 5 s instead of 2 s, since cellular links
+    /// pause for seconds during handovers and a reconnection costs more packets than patience.
+    ///
+    /// [`Client::network_changed`]: super::Client::network_changed
+    pub fn mobile(server_addr: SocketAddr, user_id: &str, token: &str) -> ClientConfig {
+        ClientConfig {
+            keep_alive: MOBILE_KEEP_ALIVE,
+            idle_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            ..ClientConfig::new(server_addr, user_id, token)
+        }
+    }
+
     /// Trusts the CA certificates of a PEM document (for a development server, `certs/ca.pem`
     /// as `huddle serve` or `huddle certs` made it) and returns how many were added. A document
     /// without a certificate is `pem::Error::NoItemsFound`.
@@ -161,8 +187,19 @@ pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, Cli
 
 /// A client endpoint bound to an ephemeral port of the right address family.
 pub fn client_endpoint(server: SocketAddr) -> Result<quinn::Endpoint, ClientError> {
-    let bind: SocketAddr = if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+    quinn::Endpoint::client(any_port(server)?).map_err(|e| ClientError::connection(e.to_string()))
+}
+
+/// A new UDP socket on an ephemeral port of the right address family, for
+/// `quinn::Endpoint::rebind`.
+pub(super) fn fresh_socket(server: SocketAddr) -> Result<std::net::UdpSocket, ClientError> {
+    std::net::UdpSocket::bind(any_port(server)?)
+        .map_err(|e| ClientError::connection(format!("new socket: {e}")))
+}
+
+/// Any address, port 0, of `server`'s family.
+fn any_port(server: SocketAddr) -> Result<SocketAddr, ClientError> {
+    if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
         .parse()
-        .map_err(|_| ClientError::connection("bad bind address"))?;
-    quinn::Endpoint::client(bind).map_err(|e| ClientError::connection(e.to_string()))
+        .map_err(|_| ClientError::connection("bad bind address"))
 }

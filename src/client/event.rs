@@ -48,11 +48,28 @@ pub enum ClientEvent {
         /// A description.
         reason: String,
     },
+    /// After [`Client::network_changed`]: the connection moved to the new socket and the server
+    /// answered on the new path (QUIC migration; no reconnection, nothing replayed). When the
+    /// new path does not answer in time, the client reconnects instead
+    /// ([`ClientEvent::Reconnecting`] with a reason saying so).
+    ///
+    /// [`Client::network_changed`]: super::Client::network_changed
+    Migrated {
+        /// How long the probe on the new path took to be answered, in milliseconds.
+        probe_ms: u64,
+    },
+    /// After [`Client::suspend`]: the connection is closed and nothing is sent until
+    /// [`Client::resume`]; the server keeps the session for its offline grace.
+    ///
+    /// [`Client::suspend`]: super::Client::suspend
+    /// [`Client::resume`]: super::Client::resume
+    Suspended,
 }
 
 /// Where a client's connection stands (see [`Client::state_changes`]). It moves
 /// `Connecting` → `Connected`, then `Reconnecting` → `Connected` for every lost connection that
-/// is resumed, and ends at `Disconnected`; each change also comes as a [`ClientEvent`].
+/// is resumed (or `Suspended` → `Reconnecting` → `Connected` for a suspension), and ends at
+/// `Disconnected`; each change also comes as a [`ClientEvent`].
 ///
 /// [`Client::state_changes`]: super::Client::state_changes
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +82,9 @@ pub enum ConnectionState {
     Reconnecting,
     /// Ended for good (see [`ClientEvent::Disconnected`] for why).
     Disconnected,
+    /// Suspended by the application ([`ClientEvent::Suspended`]); `Client::resume` moves it to
+    /// `Reconnecting`.
+    Suspended,
 }
 
 /// A function the client calls with each event, in place of queueing it for

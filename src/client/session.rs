@@ -46,6 +46,17 @@ pub(super) struct Inner {
     pub(super) events: Mutex<Option<EventSink>>,
     /// Set by logout and close: a lost connection is then not reconnected.
     pub(super) closing: AtomicBool,
+    /// Set by `Client::suspend`, cleared by `Client::resume`: the supervisor closes the
+    /// connection and waits instead of reconnecting.
+    pub(super) suspended: AtomicBool,
+    /// Set by `Client::suspend` when it closes the connection, taken by the supervisor: that
+    /// close does not end the session, even when `resume` came before the supervisor saw it.
+    pub(super) suspend_closed: AtomicBool,
+    /// Wakes a suspended supervisor (resume, close, logout).
+    pub(super) wake: tokio::sync::Notify,
+    /// `Client::network_changed` rebound the socket: the supervisor probes the new path at once
+    /// (or, while reconnecting, tries again without waiting out its backoff).
+    pub(super) network: tokio::sync::Notify,
     /// Whose turn it is to queue a request (see `Client::request`).
     pub(super) send_turn: tokio::sync::Mutex<()>,
     /// The token resumption presents (replaced by `Client::renew_token`).
@@ -83,6 +94,10 @@ impl Inner {
             rooms,
             events: Mutex::new(Some(sink)),
             closing: AtomicBool::new(false),
+            suspended: AtomicBool::new(false),
+            suspend_closed: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+            network: tokio::sync::Notify::new(),
             send_turn: tokio::sync::Mutex::new(()),
             token: Mutex::new(token),
             state: tokio::sync::watch::Sender::new(ConnectionState::Connecting),
@@ -123,6 +138,10 @@ impl Inner {
             match state {
                 ConnectionState::Connected if live => Some(Ok(current)),
                 ConnectionState::Disconnected => Some(Err(self.end_error(&current))),
+                // Nothing is sent while suspended: the application resumes first.
+                ConnectionState::Suspended => Some(Err(ClientError::connection(
+                    "suspended: call resume() before making requests",
+                ))),
                 // Logging out or closed: the current connection while it lasts.
                 _ if !self.resuming() => {
                     Some(if live { Ok(current) } else { Err(self.end_error(&current)) })

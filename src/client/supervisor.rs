@@ -21,6 +21,10 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
     let mut last_stall: Option<tokio::time::Instant> = None;
     loop {
         let link = lock(&inner.link).clone();
+        // Suspended while reconnecting: the resumed connection is closed at once.
+        if inner.suspended.load(Ordering::SeqCst) {
+            link.conn.close(0u32.into(), b"suspend");
+        }
         // Jittered, so that the clients of one outage do not all give up in the same tick.
         let stall = inner
             .cfg
@@ -33,6 +37,16 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
             why = link.activity.broken() => match link.conn.close_reason() {
                 Some(error) => Lost::Closed(error),
                 None => Lost::Broke(why),
+            },
+            () = inner.network.notified() => match probe(&inner, &link).await {
+                Ok(probe_ms) => {
+                    inner.send(ClientEvent::Migrated { probe_ms }).await;
+                    continue;
+                }
+                Err(why) => match link.conn.close_reason() {
+                    Some(error) => Lost::Closed(error),
+                    None => Lost::Stalled(why),
+                },
             },
         };
         if let Lost::Stalled(_) = lost {
@@ -69,20 +83,42 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
         // Sends and reads left unanswered: sent again on the resumed connection, ahead of
         // anything made meanwhile, or failed with why the session ended.
         let mut unanswered = link.take_unanswered();
+        // Closed by `suspend` (or here, for a suspended client): not the session's end, even when
+        // `resume` has already come.
+        let suspended = inner.suspend_closed.swap(false, Ordering::SeqCst)
+            || inner.suspended.load(Ordering::SeqCst);
         let session_over = inner.closing.load(Ordering::SeqCst)
-            || locally_closed
+            || (locally_closed && !suspended)
             || code.is_some_and(|c| c == 0 || terminal(c));
-        if session_over || inner.cfg.reconnect_for.is_zero() {
+        if session_over || (inner.cfg.reconnect_for.is_zero() && !suspended) {
             let ended = if session_over { Ended::Session } else { Ended::ReconnectWindow };
             finish(&inner, ConnectionClosed { code, reason, ended }, unanswered).await;
             return;
         }
+        let reason = if suspended {
+            inner.state.send_replace(ConnectionState::Suspended);
+            inner.send(ClientEvent::Suspended).await;
+            if !until_resumed(&inner).await {
+                let why =
+                    ConnectionClosed { code: None, reason: "closed".into(), ended: Ended::Session };
+                finish(&inner, why, unanswered).await;
+                return;
+            }
+            "resumed by the application".to_string()
+        } else {
+            reason
+        };
         inner.state.send_replace(ConnectionState::Reconnecting);
         inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
         match reconnect(&inner, &mut unanswered).await {
             Ok(event) => {
                 inner.state.send_replace(ConnectionState::Connected);
                 inner.send(event).await
+            }
+            // Suspended while reconnecting: the requests wait on the dead link (whose table
+            // `take_unanswered` reads again) and the loop's next round waits for the resume.
+            Err(_) if suspend_requested(&inner) && !inner.closing.load(Ordering::SeqCst) => {
+                link.carry(unanswered);
             }
             Err(e) => {
                 // Refused by the server, or closed meanwhile: over. Otherwise time ran out.
@@ -111,6 +147,42 @@ async fn finish(inner: &Inner, why: ConnectionClosed, unanswered: Vec<Waiter>) {
     let ConnectionClosed { code, reason, .. } = why;
     inner.send(ClientEvent::Disconnected { code, reason }).await;
     lock(&inner.events).take();
+}
+
+/// Whether the application suspended the client since the supervisor last looked (even if it
+/// has resumed it since).
+fn suspend_requested(inner: &Inner) -> bool {
+    inner.suspended.load(Ordering::SeqCst) || inner.suspend_closed.load(Ordering::SeqCst)
+}
+
+/// Waits while the application keeps the client suspended: true once it resumes, false when it
+/// closes the client instead.
+async fn until_resumed(inner: &Inner) -> bool {
+    loop {
+        if inner.closing.load(Ordering::SeqCst) {
+            return false;
+        }
+        if !inner.suspended.load(Ordering::SeqCst) {
+            return true;
+        }
+        inner.wake.notified().await;
+    }
+}
+
+/// After `Client::network_changed` rebound the socket: a Ping on the control stream, which QUIC
+/// sends from the new address; resolves with how long the answer took, or (with a description)
+/// when none came within the connection timeout, the path being unusable.
+async fn probe(inner: &Inner, link: &Link) -> Result<u64, String> {
+    let sent = tokio::time::Instant::now();
+    let answer = inner.submit(link, Request::Ping, false).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(inner.cfg.connect_timeout, link.answer(answer)).await {
+        Ok(Ok(_)) => Ok(sent.elapsed().as_millis() as u64),
+        Ok(Err(e)) => Err(format!("network changed; probe failed: {e}")),
+        Err(_) => Err(format!(
+            "network changed; no answer on the new path within {} ms",
+            inner.cfg.connect_timeout.as_millis()
+        )),
+    }
 }
 
 /// Close codes after which reconnecting cannot help.
@@ -219,6 +291,9 @@ async fn reconnect(
         if inner.closing.load(Ordering::SeqCst) {
             return Err(ClientError::connection("closed"));
         }
+        if suspend_requested(inner) {
+            return Err(ClientError::connection("suspended"));
+        }
         let attempt = try_resume(inner, unanswered).await;
         match attempt {
             Ok(event) => return Ok(event),
@@ -231,7 +306,12 @@ async fn reconnect(
                 if tokio::time::Instant::now() + wait >= deadline {
                     return Err(e);
                 }
-                tokio::time::sleep(wait).await;
+                // A new network (or a suspension) ends the wait: the next attempt may succeed.
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = inner.network.notified() => {}
+                    () = inner.wake.notified() => {}
+                }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }

@@ -142,9 +142,15 @@ pub struct JwtPublicKey {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportLimits {
-    /// Idle timeout: a connection silent this long is dead (also bounds the handshake).
+    /// Idle timeout: a connection silent this long is dead (also bounds the handshake). QUIC
+    /// uses the smaller of both sides' values: Huddle's default client asks for 30 s, its
+    /// mobile profile (`ClientConfig::mobile`) for 60 s, which this must not cut short.
     pub idle_timeout_s: u64,
-    /// Keep-alive interval; well under the ~30 s UDP NAT timeouts of mobile networks.
+    /// Keep-alive interval (at most half the idle timeout); under the ~30 s UDP NAT timeouts
+    /// of mobile networks, and a little longer than the mobile profile's 25 s: each side's
+    /// timer restarts on every packet it receives, so the shorter one sets how often an idle
+    /// phone's radio wakes, and two equal ones fire together (a round trip apart) and double
+    /// the packets.
     pub keep_alive_s: u64,
     /// Seconds a new connection has to log in.
     pub login_timeout_s: u64,
@@ -250,8 +256,8 @@ impl Default for ServerConfig {
 impl Default for TransportLimits {
     fn default() -> Self {
         TransportLimits {
-            idle_timeout_s: 30,
-            keep_alive_s: 10,
+            idle_timeout_s: 60,
+            keep_alive_s: 28,
             login_timeout_s: 5,
             frame_timeout_s: 10,
             handshake_timeout_s: 10,

@@ -35,8 +35,9 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
     tc.max_idle_timeout(Some(idle_timeout));
     if t.keep_alive_s > 0 {
         // A keep-alive at or past the idle timeout would not keep anything alive: clamp it to
-        // a third of the idle timeout. The server's pings keep both ends' idle timers running.
-        let keep = Duration::from_secs(t.keep_alive_s).min(idle / 3);
+        // half the idle timeout (a lost PING is sent again after a probe timeout, well within
+        // the other half). The server's pings keep both ends' idle timers running.
+        let keep = Duration::from_secs(t.keep_alive_s).min(idle / 2);
         tc.keep_alive_interval(Some(keep));
     }
     if t.low_datagrams {

@@ -82,6 +82,15 @@ pub struct ConnectOptions {
     /// name, `localhost` when it is an IP address (the development certificate's name).
     #[uniffi(default = None)]
     pub server_name: Option<String>,
+    /// The mobile profile (README, "Mobile apps"): an idle keep-alive every 25 s instead of
+    /// every 5 s, a 60 s idle timeout and a patient stall watchdog; the app calls
+    /// `network_changed` from the platform's connectivity callback.
+    #[uniffi(default = false)]
+    pub mobile: bool,
+    /// The idle keep-alive interval in milliseconds, overriding the profile's (5 s, or 25 s
+    /// with `mobile`): about what the carrier's NAT keeps an idle UDP binding for.
+    #[uniffi(default = None)]
+    pub keep_alive_ms: Option<u64>,
 }
 
 /// The client configuration for `options`.
@@ -91,7 +100,14 @@ async fn client_config(options: ConnectOptions) -> Result<ClientConfig, HuddleEr
         .map_err(|e| HuddleError::invalid(format!("server {:?}: {e}", options.server)))?
         .next()
         .ok_or_else(|| HuddleError::invalid(format!("server {:?}: no address", options.server)))?;
-    let mut cfg = ClientConfig::new(addr, &options.user_id, &options.token);
+    let mut cfg = if options.mobile {
+        ClientConfig::mobile(addr, &options.user_id, &options.token)
+    } else {
+        ClientConfig::new(addr, &options.user_id, &options.token)
+    };
+    if let Some(ms) = options.keep_alive_ms {
+        cfg.keep_alive = Duration::from_millis(ms.max(1));
+    }
     cfg.server_name = match options.server_name {
         Some(name) => name,
         None => {
@@ -471,6 +487,39 @@ impl HuddleClient {
     /// Leaves every room, ends the session and closes the connection.
     pub async fn logout(&self) -> Result<(), HuddleError> {
         self.with(|c| async move { c.logout().await }).await
+    }
+
+    /// Call from the platform's connectivity callback (Android's
+    /// `ConnectivityManager.NetworkCallback`, iOS's `NWPathMonitor`) when the network changed:
+    /// the client moves to a new UDP socket and probes the server from it at once. A `Migrated`
+    /// event follows when the connection survived the move, or `Reconnecting` and `Resumed`
+    /// when it had to be replaced (the session, rooms and missed messages are kept either way).
+    pub async fn network_changed(&self) -> Result<(), HuddleError> {
+        self.with(|c| async move { c.network_changed() }).await
+    }
+
+    /// Call when the app goes to the background: closes the connection without logging out
+    /// (nothing is sent, the radio can sleep); the server keeps the session for its offline
+    /// grace (30 s by default). A `Suspended` event follows; requests fail until `resume`.
+    pub async fn suspend(&self) {
+        let client = self.client.clone();
+        let _ = run(async move {
+            client.suspend();
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Call when the app comes back: reconnects (in 0-RTT when possible) and resumes the
+    /// session; `Reconnecting` then `Resumed` follow, and the messages missed meanwhile arrive
+    /// exactly once, in order.
+    pub async fn resume(&self) {
+        let client = self.client.clone();
+        let _ = run(async move {
+            client.resume();
+            Ok(())
+        })
+        .await;
     }
 
     /// Closes the connection without a logout (the server holds the session for its offline

@@ -416,6 +416,8 @@ pub enum ConnectionState {
     Reconnecting,
     /// Ended for good.
     Disconnected,
+    /// Suspended by the application until `resume`.
+    Suspended,
 }
 
 impl From<client::ConnectionState> for ConnectionState {
@@ -425,6 +427,7 @@ impl From<client::ConnectionState> for ConnectionState {
             client::ConnectionState::Connected => ConnectionState::Connected,
             client::ConnectionState::Reconnecting => ConnectionState::Reconnecting,
             client::ConnectionState::Disconnected => ConnectionState::Disconnected,
+            client::ConnectionState::Suspended => ConnectionState::Suspended,
         }
     }
 }
@@ -550,6 +553,15 @@ pub enum HuddleEvent {
         /// Why.
         reason: LeaveReason,
     },
+    /// After `network_changed`: the connection moved to the new network without a
+    /// reconnection (when the new path does not answer, `Reconnecting` comes instead).
+    Migrated {
+        /// How long the probe on the new path took to be answered, in milliseconds.
+        probe_ms: u64,
+    },
+    /// After `suspend`: the connection is closed until `resume`; the server keeps the session
+    /// for its offline grace.
+    Suspended,
 }
 
 impl From<ClientEvent> for HuddleEvent {
@@ -576,6 +588,8 @@ impl From<ClientEvent> for HuddleEvent {
             ClientEvent::Disconnected { code, reason } => {
                 HuddleEvent::Disconnected { code, name: code.map(code_name), reason }
             }
+            ClientEvent::Migrated { probe_ms } => HuddleEvent::Migrated { probe_ms },
+            ClientEvent::Suspended => HuddleEvent::Suspended,
             ClientEvent::Event(e) => e.into(),
         }
     }

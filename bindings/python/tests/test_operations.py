@@ -134,7 +134,9 @@ def test_errors_carry_the_protocols_code_and_name(server):
         await alice.create_room("r1", destroy_delay_s=60)
         await bob.create_room("mine")
         await expect(bob.send_text("r1", "x"), "server", 3003, "not_in_room")
-        await expect(bob.send_text("nowhere", "x"), "server", 3002, "room_does_not_exist")
+        await expect(bob.join_room("nowhere"), "server", 3002, "room_does_not_exist")
+        # To a non-member, a room that does not exist looks like any room it is not in.
+        await expect(bob.send_text("nowhere", "x"), "server", 3003, "not_in_room")
         await expect(bob.create_room("r1"), "server", 3001, "room_already_exists")
         await expect(bob.send_text("mine", "x" * 40_000), "server", 5000, "message_too_large")
         # Over the client's own frame limit: refused before it is sent, with the same code.

@@ -133,9 +133,8 @@ private suspend fun exercise(server: Server) {
     expectServerError(5000, "message_too_large") {
         bob.sendText("kt1", "x".repeat(100_000), Priority.MEDIUM, null)
     }
-    expectServerError(3002, "room_does_not_exist") {
-        bob.sendText("nowhere", "x", Priority.MEDIUM, null)
-    }
+    expectServerError(3002, "room_does_not_exist") { bob.joinRoom("nowhere") }
+    expectServerError(3003, "not_in_room") { bob.sendText("nowhere", "x", Priority.MEDIUM, null) }
     alice.createRoom("elsewhere", "", RoomConfig(destroyDelayS = 60u))
     expectServerError(3003, "not_in_room") { bob.sendText("elsewhere", "x", Priority.MEDIUM, null) }
     expectServerError(3001, "room_already_exists") { bob.createRoom("elsewhere", "", RoomConfig()) }
