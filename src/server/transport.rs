@@ -9,6 +9,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
 use super::error::ServerError;
+use super::web::WEB_ALPN;
+use super::webcert::{ByAlpn, WebCert};
 use crate::wire::ALPN;
 
 /// Bytes quinn buffers for one connection attempt before the server has accepted it (0-RTT is
@@ -78,21 +80,28 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
     Ok(tc)
 }
 
-/// The quinn server configuration: TLS 1.3 with this identity, the huddle ALPN, 0-RTT as
-/// configured, the transport settings and the limits on connection attempts.
+/// The quinn server configuration: TLS 1.3 with this identity, the huddle ALPN (and `h3` for
+/// WebTransport unless `web_transport` is off; with `web`, the browsers' certificate for
+/// connections that offer only `h3`), 0-RTT as configured, the transport settings and the
+/// limits on connection attempts.
 pub(super) fn server_config(
     config: &ServerConfig,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    web: Option<Arc<WebCert>>,
 ) -> Result<quinn::ServerConfig, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let main = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+        .map_err(ServerError::Tls)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(ServerError::Tls)?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(ServerError::Tls)?;
+        .with_cert_resolver(Arc::new(ByAlpn { main: Arc::new(main), web }));
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    if config.web_transport {
+        tls.alpn_protocols.push(WEB_ALPN.to_vec());
+    }
     // QUIC allows only 0 or u32::MAX here; the amount of 0-RTT data is bounded by the
     // transport's flow-control windows. Tickets live in a bounded server-side cache and each
     // is taken out on use, so a replayed first flight cannot have its early data accepted.

@@ -1,0 +1,2 @@
+// Placeholder: the browser client library is merged separately.
+export {};
