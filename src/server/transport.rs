@@ -47,6 +47,10 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
         // connection closed with PROTOCOL_VIOLATION, as with datagrams off.
         tc.datagram_receive_buffer_size(Some(1));
         tc.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+    } else if config.web_transport {
+        // Browsers refuse an HTTP/3 server whose SETTINGS_H3_DATAGRAM comes without this
+        // transport parameter (RFC 9297); one byte admits no datagram, as above.
+        tc.datagram_receive_buffer_size(Some(1));
     } else {
         tc.datagram_receive_buffer_size(None);
     }
