@@ -251,7 +251,11 @@ async fn a_browser_in_two_rooms_gets_each_room_on_its_own_stream() {
                 huddle::wire::MessageBody::Text(t) => t,
                 other => panic!("{other:?}"),
             };
-            if m.room_id == "a" { a.push(text) } else { b.push(text) }
+            if m.room_id == "a" {
+                a.push(text)
+            } else {
+                b.push(text)
+            }
         }
     }
     assert_eq!((a, b), (vec!["a0".to_string(), "a2".into()], vec!["b1".to_string(), "b3".into()]));

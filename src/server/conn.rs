@@ -155,6 +155,19 @@ async fn establish(
             }
         },
     };
+    // A browser's session does not start in 0-RTT, and stream limits raised before the client
+    // has the transport parameters would reach it as a decrease (Chromium closes the
+    // connection): its handshake completes first.
+    if web {
+        match hs.finish().await {
+            HandshakeEnd::Completed => {}
+            HandshakeEnd::Failed => return None,
+            HandshakeEnd::TimedOut => {
+                handshake_timed_out(shared, &conn, conn_id, remote);
+                return None;
+            }
+        }
+    }
     // The control stream and the login request, both inside the login deadline.
     let control = async {
         if web {
@@ -162,11 +175,9 @@ async fn establish(
             accept_session(conn.clone(), &shared.config.web_origins, dev).await
         } else {
             match conn.accept_bi().await {
-                Ok((send, recv)) => Ok((
-                    Link::Quic(conn.clone()),
-                    SendStream::Quic(send),
-                    RecvStream::Quic(recv),
-                )),
+                Ok((send, recv)) => {
+                    Ok((Link::Quic(conn.clone()), SendStream::Quic(send), RecvStream::Quic(recv)))
+                }
                 Err(e) => Err(Refusal::Http3(e.to_string())),
             }
         }

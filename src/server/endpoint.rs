@@ -18,9 +18,9 @@ use super::identity::{check_identity, load_keys, load_tls, name_identity_files};
 use super::metrics::Refused;
 use super::outbox::{Outbox, OutboxStats};
 use super::shared::Shared;
+use super::transport::{server_config, transport_config};
 use super::webcert::WebCert;
 use super::weblisten;
-use super::transport::{server_config, transport_config};
 use crate::auth::KeySet;
 use crate::core::Core;
 use crate::udp::set_socket_buffers;
@@ -281,7 +281,9 @@ async fn rotate_web_cert(cert: Arc<WebCert>) {
         let wait = cert.rotate_at().duration_since(SystemTime::now()).unwrap_or_default();
         tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
         match cert.rotate(SystemTime::now()) {
-            Ok(()) => tracing::info!(hash = %hex::encode(cert.hash()), "rotated the WebTransport certificate"),
+            Ok(()) => {
+                tracing::info!(hash = %hex::encode(cert.hash()), "rotated the WebTransport certificate")
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot rotate the WebTransport certificate");
                 tokio::time::sleep(Duration::from_secs(60)).await;

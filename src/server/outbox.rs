@@ -391,7 +391,9 @@ impl Outbox {
         }
         let last_write = Duration::from_micros(c.last_stream_write_us.load(Ordering::Relaxed));
         let quiet_for = c.born.elapsed().saturating_sub(last_write);
-        if last_write > Duration::ZERO && quiet_for < (self.link.conn().rtt() * 2).max(DATAGRAM_QUIET) {
+        if last_write > Duration::ZERO
+            && quiet_for < (self.link.conn().rtt() * 2).max(DATAGRAM_QUIET)
+        {
             return false;
         }
         if !self.link.conn().max_datagram_size().is_some_and(|max| frame.len() <= max)
@@ -582,9 +584,9 @@ impl Outbox {
                     return;
                 }
             }
-            let _ = stream.finish();
+            stream.finish();
             // Boxed for the reason `start` is: only a finishing writer needs this state.
-            let _ = Box::pin(stream.stopped()).await;
+            Box::pin(stream.stopped()).await;
         });
         let mut inner = self.lock();
         inner.writers.retain(|h| !h.is_finished());

@@ -9,7 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
 use super::error::ServerError;
-use super::web::WEB_ALPN;
+use super::web::{WEB_ALPN, WEB_UNI_STREAMS};
 use super::webcert::{ByAlpn, WebCert};
 use crate::wire::ALPN;
 
@@ -27,7 +27,12 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
     // Clients open exactly one bidirectional stream and no unidirectional ones; quinn allocates
     // state for every stream a peer may open, so these stay as small as the protocol allows.
     tc.max_concurrent_bidi_streams(1u32.into());
-    tc.max_concurrent_uni_streams(0u32.into());
+    // With WebTransport on, 3: HTTP/3 clients open their control and QPACK streams at once
+    // and Chromium treats a smaller initial limit as a protocol violation. The server never
+    // reads a native client's unidirectional streams; their bytes count against the
+    // connection's receive window like any other.
+    let uni = if config.web_transport { WEB_UNI_STREAMS } else { 0 };
+    tc.max_concurrent_uni_streams(uni.into());
     tc.stream_receive_window(t.stream_receive_window.into());
     tc.receive_window(t.receive_window.into());
     tc.send_window(t.send_window);
@@ -95,8 +100,8 @@ pub(super) fn server_config(
     web: Option<Arc<WebCert>>,
 ) -> Result<quinn::ServerConfig, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let main = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
-        .map_err(ServerError::Tls)?;
+    let main =
+        rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(ServerError::Tls)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(ServerError::Tls)?

@@ -24,7 +24,8 @@ pub const WEB_PATH: &str = "/huddle";
 /// session's control stream.
 pub(crate) const WEB_BIDI_STREAMS: u32 = 2;
 
-/// Unidirectional streams a WebTransport client may have open: HTTP/3's control stream and
+/// Unidirectional streams a client may have open while WebTransport is on (the initial limit,
+/// which browsers need before the ALPN is known to the server): HTTP/3's control stream and
 /// QPACK's encoder and decoder streams.
 pub(crate) const WEB_UNI_STREAMS: u32 = 3;
 
@@ -165,8 +166,7 @@ pub(crate) async fn accept_session(
     dev: bool,
 ) -> Result<(Link, SendStream, RecvStream), Refusal> {
     conn.set_max_concurrent_bi_streams(WEB_BIDI_STREAMS.into());
-    conn.set_max_concurrent_uni_streams(WEB_UNI_STREAMS.into());
-    let request = wtq::Request::accept(conn).await.map_err(|e| Refusal::Http3(e.to_string()))?;
+    let request = wtq::Request::accept(conn).await.map_err(|e| Refusal::Http3(format!("{e:?}")))?;
     if request.url.path() != WEB_PATH {
         let _ = request.reject(wtq::http::StatusCode::NOT_FOUND).await;
         return Err(Refusal::Path);
