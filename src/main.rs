@@ -218,6 +218,10 @@ struct ServeArgs {
     /// a bearer token in HUDDLE_ADMIN_TOKEN or the config file.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// TCP address of the web listener: the browser demo page and /config.json (the
+    /// WebTransport URL and development certificate hash); off unless set.
+    #[arg(long)]
+    web_listen: Option<SocketAddr>,
     /// Log format: text (the default) or json (one object per line).
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
@@ -387,6 +391,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(a) = args.admin_listen {
         config.admin.listen = Some(a);
+    }
+    if let Some(a) = args.web_listen {
+        config.web_listen = Some(a);
     }
     if let Ok(token) = std::env::var("HUDDLE_ADMIN_TOKEN") {
         config.admin.token = Some(token);

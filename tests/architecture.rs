@@ -65,6 +65,7 @@ fn only_connection_modules_touch_streams() {
         "src/framed.rs",
         "src/server/conn.rs",
         "src/server/outbox.rs",
+        "src/server/web.rs",
         "src/client/link.rs",
         "src/client/streams.rs",
     ];

@@ -45,6 +45,14 @@ pub struct ServerConfig {
     pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Accept WebTransport sessions (ALPN `h3`, `https://HOST:PORT/huddle`) on the UDP port
+    /// beside native connections (docs/PROTOCOL.md, "WebTransport").
+    pub web_transport: bool,
+    /// The web listener (HTTP/1, TCP): the demo page and `/config.json`; off unless set.
+    pub web_listen: Option<SocketAddr>,
+    /// Origins a WebTransport session may come from (exact `scheme://host[:port]`, or `*`).
+    /// Empty: loopback origins with the development certificate, none with `cert`/`key`.
+    pub web_origins: Vec<String>,
 }
 
 /// The admin HTTP listener: the admin API under `/v1`, Prometheus metrics at `/metrics`, and
@@ -249,6 +257,9 @@ impl Default for ServerConfig {
             queue: QueueLimits::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+            web_transport: true,
+            web_listen: None,
+            web_origins: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::guard::client_fault;
 use super::outbox::{close_connection, Outbox};
 use super::shared::Shared;
+use super::web::{accept_session, Link, RecvStream, Refusal, SendStream, WEB_ALPN};
 use crate::core::{ConnId, LoginOutcome};
 use crate::framed::{read_frame, ReadError};
 use crate::wire::{
@@ -18,8 +19,9 @@ use crate::wire::{
 /// A connection past its handshake and login stage, whatever came of the login.
 struct Established {
     conn: quinn::Connection,
+    link: Link,
     outbox: Arc<Outbox>,
-    recv: quinn::RecvStream,
+    recv: RecvStream,
     remote: std::net::SocketAddr,
     frame_timeout: Duration,
     logged_in: bool,
@@ -37,6 +39,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
     let establishing = Box::pin(establish(&shared, conn_id, *incoming));
     let Some(Established {
         conn,
+        link,
         outbox,
         mut recv,
         remote,
@@ -63,7 +66,7 @@ pub(crate) async fn run(shared: Arc<Shared>, conn_id: ConnId, incoming: Box<quin
     if reason.is_some() {
         Box::pin(outbox.finish_close()).await;
     } else if conn.close_reason().is_none() {
-        close_connection(&conn, None);
+        link.close(None);
     }
     if !logged_in {
         // Login-stage closes wait here too so that the error reply reaches the client.
@@ -137,15 +140,58 @@ async fn establish(
     let frame_timeout = Duration::from_secs(t.frame_timeout_s.max(1));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(t.login_timeout_s.max(1));
 
+    // A browser's connection (ALPN `h3`) first opens its WebTransport session: HTTP/3
+    // SETTINGS, the CONNECT and the session's bidirectional stream stand in for the native
+    // control stream, inside the same login deadline.
+    let web = match alpn(&conn) {
+        Some(p) => p == WEB_ALPN,
+        // A 0-RTT connection whose ClientHello is not all in yet: wait for the handshake.
+        None => match hs.finish().await {
+            HandshakeEnd::Completed => alpn(&conn).is_some_and(|p| p == WEB_ALPN),
+            HandshakeEnd::Failed => return None,
+            HandshakeEnd::TimedOut => {
+                handshake_timed_out(shared, &conn, conn_id, remote);
+                return None;
+            }
+        },
+    };
+    // A browser's session does not start in 0-RTT, and stream limits raised before the client
+    // has the transport parameters would reach it as a decrease (Chromium closes the
+    // connection): its handshake completes first.
+    if web {
+        match hs.finish().await {
+            HandshakeEnd::Completed => {}
+            HandshakeEnd::Failed => return None,
+            HandshakeEnd::TimedOut => {
+                handshake_timed_out(shared, &conn, conn_id, remote);
+                return None;
+            }
+        }
+    }
     // The control stream and the login request, both inside the login deadline.
-    let (send, mut recv) = match hs.race(tokio::time::timeout_at(deadline, conn.accept_bi())).await
-    {
+    let control = async {
+        if web {
+            let dev = shared.config.cert.is_none();
+            accept_session(conn.clone(), &shared.config.web_origins, dev).await
+        } else {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    Ok((Link::Quic(conn.clone()), SendStream::Quic(send), RecvStream::Quic(recv)))
+                }
+                Err(e) => Err(Refusal::Http3(e.to_string())),
+            }
+        }
+    };
+    let (link, send, mut recv) = match hs.race(tokio::time::timeout_at(deadline, control)).await {
         None => {
             handshake_timed_out(shared, &conn, conn_id, remote);
             return None;
         }
         Some(Ok(Ok(s))) => s,
-        Some(Ok(Err(_))) => return None,
+        Some(Ok(Err(refusal))) => {
+            refuse_session(shared, &conn, conn_id, remote, refusal).await;
+            return None;
+        }
         Some(Err(_)) => {
             close_connection(&conn, Some(ErrorCode::LoginTimeout));
             shared.log_misbehaviour(conn_id, remote, ErrorCode::LoginTimeout.name());
@@ -153,7 +199,7 @@ async fn establish(
         }
     };
     let outbox = Outbox::new(
-        conn.clone(),
+        link.clone(),
         send,
         shared.config.queue.clone(),
         shared.stats.clone(),
@@ -172,6 +218,7 @@ async fn establish(
         // `refused`: its one log line is written.
         return Some(Established {
             conn,
+            link,
             outbox,
             recv,
             remote,
@@ -279,6 +326,7 @@ async fn establish(
     };
     Some(Established {
         conn,
+        link,
         outbox,
         recv,
         remote,
@@ -289,6 +337,37 @@ async fn establish(
         user,
     })
 }
+
+/// The ALPN the handshake chose, once the ClientHello is in.
+fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    let data = conn.handshake_data()?;
+    data.downcast::<quinn::crypto::rustls::HandshakeData>().ok()?.protocol
+}
+
+/// Ends a connection whose control stream never came: a native one that ended first, or a
+/// WebTransport session refused (its 403 or 404 answer gets a moment to reach the browser).
+async fn refuse_session(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    conn_id: ConnId,
+    remote: SocketAddr,
+    refusal: Refusal,
+) {
+    match refusal {
+        Refusal::Http3(e) => tracing::debug!(conn = conn_id, error = %e, "no control stream"),
+        Refusal::Path => shared.log_misbehaviour(conn_id, remote, "webtransport_path"),
+        Refusal::Origin(origin) => {
+            tracing::debug!(conn = conn_id, %origin, "WebTransport Origin refused");
+            shared.log_misbehaviour(conn_id, remote, "webtransport_origin");
+        }
+    }
+    let _ = tokio::time::timeout(REFUSAL_LINGER, conn.closed()).await;
+    conn.close(quinn::VarInt::from_u32(0), b"refused");
+}
+
+/// How long a refused WebTransport session's answer has to reach the client before the
+/// connection closes.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// Completes a handshake within `within`; a handshake that takes longer is abandoned.
 async fn handshake(
@@ -409,7 +488,7 @@ async fn request_loop(
     shared: &Arc<Shared>,
     conn_id: ConnId,
     outbox: &Arc<Outbox>,
-    recv: &mut quinn::RecvStream,
+    recv: &mut RecvStream,
     frame_timeout: Duration,
 ) {
     loop {

@@ -19,6 +19,8 @@ use super::metrics::Refused;
 use super::outbox::{Outbox, OutboxStats};
 use super::shared::Shared;
 use super::transport::{server_config, transport_config};
+use super::webcert::WebCert;
+use super::weblisten;
 use crate::auth::KeySet;
 use crate::core::Core;
 use crate::udp::set_socket_buffers;
@@ -29,6 +31,8 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
     admin: Option<std::net::TcpListener>,
+    web: Option<std::net::TcpListener>,
+    web_cert: Option<Arc<WebCert>>,
 }
 
 impl Server {
@@ -39,7 +43,14 @@ impl Server {
         key: PrivateKeyDer<'static>,
         keys: KeySet,
     ) -> Result<Server, ServerError> {
-        let sc = server_config(&config, chain, key).map_err(|e| name_identity_files(&config, e))?;
+        // With the development identity (no `cert`), browsers get a short-lived certificate of
+        // their own, accepted through its hash (webcert.rs).
+        let web_cert = match config.web_transport && config.cert.is_none() {
+            true => Some(Arc::new(WebCert::new(SystemTime::now())?)),
+            false => None,
+        };
+        let sc = server_config(&config, chain, key, web_cert.clone())
+            .map_err(|e| name_identity_files(&config, e))?;
         let socket = std::net::UdpSocket::bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         set_socket_buffers(&socket, config.transport.socket_buffer_bytes);
@@ -65,8 +76,9 @@ impl Server {
             limits.history_page_max_bytes.min(config.queue.max_bytes / 8);
         let core = Core::new(limits, keys, id_base);
         let admin = admin::bind(&config.admin)?;
+        let web = config.web_listen.map(weblisten::bind).transpose()?;
         let shared = Shared::new(core, config);
-        Ok(Server { endpoint, shared, admin })
+        Ok(Server { endpoint, shared, admin, web, web_cert })
     }
 
     /// Checks a configuration as [`Server::bind`] would (values, token keys, certificate and
@@ -96,6 +108,17 @@ impl Server {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The address of the web listener (demo page, `/config.json`), when one is configured.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The SHA-256 of the certificate presented to WebTransport clients now, when the server
+    /// makes one (the development identity); `None` with a configured certificate.
+    pub fn web_cert_hash(&self) -> Option<[u8; 32]> {
+        self.web_cert.as_ref().map(|c| c.hash())
+    }
+
     /// Counters of the outbound queues.
     pub fn stats(&self) -> Arc<OutboxStats> {
         self.shared.stats.clone()
@@ -109,7 +132,7 @@ impl Server {
     /// Serves until `shutdown` completes, then closes every connection with `server_shutdown`
     /// and waits (bounded) for the endpoint to drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { endpoint, shared, admin } = self;
+        let Server { endpoint, shared, admin, web, web_cert } = self;
         let ceiling = shared.config.connection_memory_ceiling();
         let max = shared.config.transport.max_connections as u64;
         tracing::info!(
@@ -122,6 +145,14 @@ impl Server {
             Some(listener) => Some(admin::serve(shared.clone(), listener)?),
             None => None,
         };
+        let web = match web {
+            Some(listener) => {
+                let quic = endpoint.local_addr().map_err(ServerError::LocalAddr)?;
+                Some(weblisten::serve(listener, quic, web_cert.clone())?)
+            }
+            None => None,
+        };
+        let rotation = web_cert.map(|cert| tokio::spawn(rotate_web_cert(cert)));
         let timers = tokio::spawn(run_timers(shared.clone()));
         shared.accepting.store(true, Ordering::SeqCst);
         tokio::pin!(shutdown);
@@ -155,6 +186,12 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
         if let Some(admin) = admin {
             admin.stop().await;
+        }
+        if let Some(web) = web {
+            web.stop().await;
+        }
+        if let Some(rotation) = rotation {
+            rotation.abort();
         }
         Ok(())
     }
@@ -238,6 +275,23 @@ async fn run_timers(shared: Arc<Shared>) {
     }
 }
 
+/// Replaces the browsers' certificate before it expires (`WEB_CERT_ROTATE_AFTER`).
+async fn rotate_web_cert(cert: Arc<WebCert>) {
+    loop {
+        let wait = cert.rotate_at().duration_since(SystemTime::now()).unwrap_or_default();
+        tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
+        match cert.rotate(SystemTime::now()) {
+            Ok(()) => {
+                tracing::info!(hash = %hex::encode(cert.hash()), "rotated the WebTransport certificate")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rotate the WebTransport certificate");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        }
+    }
+}
+
 /// Runs a server with `config` until `shutdown` completes.
 pub async fn run(
     config: ServerConfig,
@@ -246,5 +300,8 @@ pub async fn run(
     let server = Server::bind(config)?;
     let addr = server.local_addr().map_err(ServerError::LocalAddr)?;
     tracing::info!(%addr, "huddle listening");
+    if let Some(hash) = server.web_cert_hash() {
+        tracing::info!(sha256 = %hex::encode(hash), "WebTransport development certificate");
+    }
     server.run(shutdown).await
 }

@@ -53,6 +53,18 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The web listener's TCP socket could not be bound.
+    #[error("binding the web listener to {addr}")]
+    WebBind {
+        /// The web listen address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The WebTransport development certificate could not be made.
+    #[error(transparent)]
+    WebCert(#[from] super::webcert::WebCertError),
     /// The bound admin listener could not be set up for serving.
     #[error("starting the admin listener")]
     AdminListener(#[source] std::io::Error),

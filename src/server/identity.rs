@@ -39,7 +39,7 @@ pub fn check_identity(config: &ServerConfig) -> Result<KeySet, ServerError> {
     if config.cert.is_some() || (cert.exists() && key.exists()) {
         let chain = certs::load_certs(&cert)?;
         let key_der = certs::load_key(&key)?;
-        server_config(config, chain, key_der).map_err(|e| name_identity_files(config, e))?;
+        server_config(config, chain, key_der, None).map_err(|e| name_identity_files(config, e))?;
     }
     Ok(keys)
 }

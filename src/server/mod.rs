@@ -26,6 +26,9 @@ mod outbox;
 mod probe;
 mod shared;
 mod transport;
+mod web;
+mod webcert;
+mod weblisten;
 
 pub use admin::{admin_routes, AdminRoute};
 pub use config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
@@ -36,3 +39,5 @@ pub use guard::{client_address, GuardStats, LOG_LINES_PER_WINDOW, LOG_WINDOW};
 pub use identity::{load_keys, load_tls};
 pub use outbox::{close_connection, OutboxStats};
 pub use transport::{transport_config, INCOMING_BUFFER_BYTES, INCOMING_BUFFER_TOTAL_BYTES};
+pub use web::{origin_allowed, WEB_ALPN, WEB_PATH};
+pub use webcert::{WebCert, WebCertError, WEB_CERT_ROTATE_AFTER, WEB_CERT_VALIDITY};

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::config::QueueLimits;
 use super::probe::FanoutProbe;
+use super::web::{Link, SendStream};
 use crate::core::RoomKey;
 use crate::wire::{encode_frame, ErrorCode, Priority, StreamHeader};
 
@@ -236,7 +237,7 @@ pub struct Outbox {
     datagram_idle_space: usize,
     /// The counters the writers keep with the outbox.
     counters: Arc<Counters>,
-    conn: quinn::Connection,
+    link: Link,
     inner: Mutex<Inner>,
     limits: QueueLimits,
     /// Signalled once when the connection should close.
@@ -244,10 +245,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An outbox whose control replies go to `control`.
-    pub fn new(
-        conn: quinn::Connection,
-        control: quinn::SendStream,
+    /// An outbox whose control replies go to `control`. A WebTransport session sends no
+    /// datagrams (docs/PROTOCOL.md, "WebTransport").
+    pub(crate) fn new(
+        link: Link,
+        control: SendStream,
         limits: QueueLimits,
         stats: Arc<OutboxStats>,
         single_stream: bool,
@@ -255,8 +257,8 @@ impl Outbox {
     ) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox {
             single_stream,
-            low_datagrams: low_datagrams && !single_stream,
-            datagram_idle_space: conn.datagram_send_buffer_space(),
+            low_datagrams: low_datagrams && !single_stream && !link.is_web(),
+            datagram_idle_space: link.conn().datagram_send_buffer_space(),
             counters: Arc::new(Counters {
                 born: Instant::now(),
                 last_stream_write_us: AtomicU64::new(0),
@@ -264,7 +266,7 @@ impl Outbox {
                 queued_frames: AtomicUsize::new(0),
                 stats,
             }),
-            conn,
+            link,
             inner: Mutex::new(Inner::default()),
             limits,
             close_requested: Notify::new(),
@@ -364,12 +366,12 @@ impl Outbox {
 
     /// The QUIC connection's statistics (path RTT, losses, UDP bytes).
     pub fn connection_stats(&self) -> quinn::ConnectionStats {
-        self.conn.stats()
+        self.link.conn().stats()
     }
 
     /// The client's address now (it changes when the client migrates).
     pub fn remote_address(&self) -> std::net::SocketAddr {
-        self.conn.remote_address()
+        self.link.conn().remote_address()
     }
 
     /// Sends a low-priority room message as a QUIC datagram, if the client accepts datagrams,
@@ -389,11 +391,13 @@ impl Outbox {
         }
         let last_write = Duration::from_micros(c.last_stream_write_us.load(Ordering::Relaxed));
         let quiet_for = c.born.elapsed().saturating_sub(last_write);
-        if last_write > Duration::ZERO && quiet_for < (self.conn.rtt() * 2).max(DATAGRAM_QUIET) {
+        if last_write > Duration::ZERO
+            && quiet_for < (self.link.conn().rtt() * 2).max(DATAGRAM_QUIET)
+        {
             return false;
         }
-        if !self.conn.max_datagram_size().is_some_and(|max| frame.len() <= max)
-            || self.conn.datagram_send_buffer_space() < self.datagram_idle_space
+        if !self.link.conn().max_datagram_size().is_some_and(|max| frame.len() <= max)
+            || self.link.conn().datagram_send_buffer_space() < self.datagram_idle_space
         {
             return false;
         }
@@ -404,7 +408,7 @@ impl Outbox {
                 return false;
             }
         }
-        if self.conn.send_datagram(frame.clone()).is_err() {
+        if self.link.conn().send_datagram(frame.clone()).is_err() {
             return false;
         }
         c.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
@@ -499,7 +503,7 @@ impl Outbox {
             inner.session = None;
             inner.rooms.clear();
         }
-        close_connection(&self.conn, Some(code));
+        self.link.close(Some(code));
         self.close_requested.notify_one();
     }
 
@@ -520,7 +524,7 @@ impl Outbox {
             }
         };
         let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
-        close_connection(&self.conn, code);
+        self.link.close(code);
     }
 
     fn spawn_writer(
@@ -536,7 +540,7 @@ impl Outbox {
         // Boxed, and freed once the stream is open: a task keeps room for the largest of its
         // futures for as long as it lives, and a writer lives as long as its stream (idle
         // connections, BENCHMARKS.md).
-        let start = Box::pin(open_stream(target, self.conn.clone(), header, prio));
+        let start = Box::pin(open_stream(target, self.link.clone(), header, prio));
         let waiting = WaitingForStream::new(self.counters.clone());
         let handle = tokio::spawn(async move {
             // A client that grants few streams keeps a writer waiting here; once its room is
@@ -559,7 +563,7 @@ impl Outbox {
                 let len: usize = chunks.iter().map(Bytes::len).sum();
                 let want = if urgent { prio.max(URGENT_ROOM_PRIORITY) } else { prio };
                 if want != current {
-                    let _ = stream.set_priority(want);
+                    stream.set_priority(want);
                     current = want;
                 }
                 let res = stream.write_all_chunks(&mut chunks).await;
@@ -580,9 +584,9 @@ impl Outbox {
                     return;
                 }
             }
-            let _ = stream.finish();
+            stream.finish();
             // Boxed for the reason `start` is: only a finishing writer needs this state.
-            let _ = Box::pin(stream.stopped()).await;
+            Box::pin(stream.stopped()).await;
         });
         let mut inner = self.lock();
         inner.writers.retain(|h| !h.is_finished());
@@ -607,15 +611,15 @@ struct Counters {
 /// when that failed (the connection is gone).
 async fn open_stream(
     target: StreamTarget,
-    conn: quinn::Connection,
+    link: Link,
     header: Option<Bytes>,
     prio: i32,
-) -> Option<quinn::SendStream> {
+) -> Option<SendStream> {
     let mut stream = match target {
         StreamTarget::Existing(s) => s,
-        StreamTarget::OpenUni => conn.open_uni().await.ok()?,
+        StreamTarget::OpenUni => link.open_uni().await?,
     };
-    let _ = stream.set_priority(prio);
+    stream.set_priority(prio);
     if let Some(h) = header {
         stream.write_all(&h).await.ok()?;
     }
@@ -666,7 +670,7 @@ impl Drop for CloseOnExit {
 }
 
 enum StreamTarget {
-    Existing(quinn::SendStream),
+    Existing(SendStream),
     OpenUni,
 }
 

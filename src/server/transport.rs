@@ -9,6 +9,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
 use super::error::ServerError;
+use super::web::{WEB_ALPN, WEB_UNI_STREAMS};
+use super::webcert::{ByAlpn, WebCert};
 use crate::wire::ALPN;
 
 /// Bytes quinn buffers for one connection attempt before the server has accepted it (0-RTT is
@@ -25,7 +27,12 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
     // Clients open exactly one bidirectional stream and no unidirectional ones; quinn allocates
     // state for every stream a peer may open, so these stay as small as the protocol allows.
     tc.max_concurrent_bidi_streams(1u32.into());
-    tc.max_concurrent_uni_streams(0u32.into());
+    // With WebTransport on, 3: HTTP/3 clients open their control and QPACK streams at once
+    // and Chromium treats a smaller initial limit as a protocol violation. The server never
+    // reads a native client's unidirectional streams; their bytes count against the
+    // connection's receive window like any other.
+    let uni = if config.web_transport { WEB_UNI_STREAMS } else { 0 };
+    tc.max_concurrent_uni_streams(uni.into());
     tc.stream_receive_window(t.stream_receive_window.into());
     tc.receive_window(t.receive_window.into());
     tc.send_window(t.send_window);
@@ -46,6 +53,10 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
         // connection closed with PROTOCOL_VIOLATION, as with datagrams off.
         tc.datagram_receive_buffer_size(Some(1));
         tc.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+    } else if config.web_transport {
+        // Browsers refuse an HTTP/3 server whose SETTINGS_H3_DATAGRAM comes without this
+        // transport parameter (RFC 9297); one byte admits no datagram, as above.
+        tc.datagram_receive_buffer_size(Some(1));
     } else {
         tc.datagram_receive_buffer_size(None);
     }
@@ -79,21 +90,28 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
     Ok(tc)
 }
 
-/// The quinn server configuration: TLS 1.3 with this identity, the huddle ALPN, 0-RTT as
-/// configured, the transport settings and the limits on connection attempts.
+/// The quinn server configuration: TLS 1.3 with this identity, the huddle ALPN (and `h3` for
+/// WebTransport unless `web_transport` is off; with `web`, the browsers' certificate for
+/// connections that offer only `h3`), 0-RTT as configured, the transport settings and the
+/// limits on connection attempts.
 pub(super) fn server_config(
     config: &ServerConfig,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    web: Option<Arc<WebCert>>,
 ) -> Result<quinn::ServerConfig, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let main =
+        rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(ServerError::Tls)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(ServerError::Tls)?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(ServerError::Tls)?;
+        .with_cert_resolver(Arc::new(ByAlpn { main: Arc::new(main), web }));
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    if config.web_transport {
+        tls.alpn_protocols.push(WEB_ALPN.to_vec());
+    }
     // QUIC allows only 0 or u32::MAX here; the amount of 0-RTT data is bounded by the
     // transport's flow-control windows. Tickets live in a bounded server-side cache and each
     // is taken out on use, so a replayed first flight cannot have its early data accepted.
