@@ -25,6 +25,9 @@ pub const STREAM_RECEIVE_WINDOW: u32 = 1024 * 1024;
 /// NATs forget an idle UDP binding.
 pub const MOBILE_KEEP_ALIVE: Duration = Duration::from_secs(25);
 
+/// How long after a declared loss a path still gets tail copies ([`ClientConfig::tail_copy`]).
+pub const TAIL_COPY_LOSS_HOLD: Duration = Duration::from_secs(2);
+
 /// How to reach and log in to a server.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -82,6 +85,11 @@ pub struct ClientConfig {
     /// control): with [`ClientConfig::event_queue`], what a client that stops reading holds
     /// before the server's queue for it starts to grow.
     pub stream_receive_window: u32,
+    /// A small packet (a message sent, a request) that nothing followed for this long and that
+    /// is not yet acknowledged is sent again, once, while the path has lost a packet in the last
+    /// 2 s: a lost last packet then costs this plus one one-way delay instead of QUIC's probe
+    /// timeout and a round trip. A clean path gets no copies. `Duration::ZERO` turns it off.
+    pub tail_copy: Duration,
 }
 
 impl ClientConfig {
@@ -106,6 +114,7 @@ impl ClientConfig {
             low_datagrams: true,
             event_queue: EVENT_QUEUE,
             stream_receive_window: STREAM_RECEIVE_WINDOW,
+            tail_copy: Duration::from_millis(20),
         }
     }
 
@@ -178,6 +187,10 @@ pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, Cli
     ));
     // Datagrams waiting for the application at most (older ones are dropped first).
     tc.datagram_receive_buffer_size(cfg.low_datagrams.then_some(256 * 1024));
+    if !cfg.tail_copy.is_zero() {
+        tc.tail_copy(Some(cfg.tail_copy));
+        tc.tail_copy_after_loss(Some(TAIL_COPY_LOSS_HOLD));
+    }
     if cfg.bbr {
         tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     }

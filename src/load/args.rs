@@ -101,6 +101,9 @@ pub struct LoadArgs {
     /// with no answer within this many milliseconds, abandoned for a resumed one (0: off).
     #[arg(long, default_value_t = 2_000)]
     pub client_stall_timeout_ms: u64,
+    /// The client library's tail copy (`ClientConfig::tail_copy`) in milliseconds (0: off).
+    #[arg(long, default_value_t = 20)]
+    pub client_tail_copy_ms: u64,
     /// Clients send their Resume in 0-RTT when they can (`false`: always a full handshake).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub client_zero_rtt: bool,
@@ -239,6 +242,8 @@ pub struct LoadConfig {
     pub client_bbr: bool,
     /// Client stall watchdog timeout in milliseconds (0: off).
     pub client_stall_timeout_ms: u64,
+    /// Client tail copy in milliseconds (0: off).
+    pub client_tail_copy_ms: u64,
     /// Clients resume in 0-RTT when they can.
     pub client_zero_rtt: bool,
     /// Connections per client endpoint.
@@ -291,6 +296,7 @@ impl Default for LoadConfig {
             connections_only: false,
             client_bbr: false,
             client_stall_timeout_ms: 2_000,
+            client_tail_copy_ms: 20,
             client_zero_rtt: true,
             connections_per_endpoint: 128,
             socket_buffer_bytes: 8 * 1024 * 1024,
@@ -333,6 +339,7 @@ impl From<LoadArgs> for LoadConfig {
             connections_only: a.connections_only,
             client_bbr: a.client_bbr,
             client_stall_timeout_ms: a.client_stall_timeout_ms,
+            client_tail_copy_ms: a.client_tail_copy_ms,
             client_zero_rtt: a.client_zero_rtt,
             connections_per_endpoint: a.connections_per_endpoint,
             socket_buffer_bytes: a.socket_buffer_bytes,

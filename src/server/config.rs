@@ -225,6 +225,12 @@ pub struct TransportLimits {
     /// independent losses at any rate, at most 1 / (e × this) of packets (0.07% at 500) are
     /// lost while the longer delay is in use, so a lossy path keeps the clients' own delay.
     pub ack_max_delay_after_packets: u64,
+    /// Milliseconds after which a small message packet to a client that nothing followed and
+    /// that is not yet acknowledged is sent again, once, while the path has lost a packet in
+    /// the last 2 s (quinn-proto `tail_copy`, vendor patch 0008): a lost last message then
+    /// costs this plus one one-way delay instead of a probe timeout and a round trip. No copies
+    /// on a clean path. 0: off.
+    pub tail_copy_ms: u64,
 }
 
 /// Bounds of each connection's outbound queue (all its streams together).
@@ -289,6 +295,7 @@ impl Default for TransportLimits {
             ack_loss_fallback_ms: 2000,
             ack_max_delay_ms: 200,
             ack_max_delay_after_packets: 500,
+            tail_copy_ms: 20,
         }
     }
 }

@@ -20,6 +20,10 @@ pub const INCOMING_BUFFER_BYTES: u64 = 64 * 1024;
 /// Bytes quinn buffers for all connection attempts not yet accepted, together.
 pub const INCOMING_BUFFER_TOTAL_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How long after a declared loss a path still gets tail copies (`tail_copy_ms`), server and
+/// client alike: a clean path gets none.
+pub const TAIL_COPY_LOSS_HOLD: Duration = Duration::from_secs(2);
+
 /// The QUIC transport settings the server uses, chosen deliberately (see ARCHITECTURE.md).
 pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig, ConfigError> {
     let t = &config.transport;
@@ -76,6 +80,10 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
             ack.max_ack_delay_above_rtt_after(Some(t.ack_max_delay_after_packets));
         }
         tc.ack_frequency_config(Some(ack));
+    }
+    if t.tail_copy_ms > 0 {
+        tc.tail_copy(Some(Duration::from_millis(t.tail_copy_ms)));
+        tc.tail_copy_after_loss(Some(TAIL_COPY_LOSS_HOLD));
     }
     match t.congestion.as_str() {
         "cubic" => {}

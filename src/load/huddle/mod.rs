@@ -326,6 +326,7 @@ fn client_config(
     cc.roots = vec![trust.ca.clone()];
     cc.bbr = cfg.client_bbr;
     cc.stall_timeout = Duration::from_millis(cfg.client_stall_timeout_ms);
+    cc.tail_copy = Duration::from_millis(cfg.client_tail_copy_ms);
     cc.zero_rtt = cfg.client_zero_rtt;
     if cfg.is_stalled(r, j) {
         cc.event_queue = cfg.stalled_event_queue.unwrap_or(cc.event_queue);

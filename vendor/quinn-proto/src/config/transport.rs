@@ -41,6 +41,8 @@ pub struct TransportConfig {
     pub(crate) mtu_discovery_config: Option<MtuDiscoveryConfig>,
     pub(crate) pad_to_mtu: bool,
     pub(crate) ack_frequency_config: Option<AckFrequencyConfig>,
+    pub(crate) tail_copy: Option<Duration>,
+    pub(crate) tail_copy_after_loss: Option<Duration>,
 
     pub(crate) persistent_congestion_threshold: u32,
     pub(crate) keep_alive_interval: Option<Duration>,
@@ -170,6 +172,34 @@ impl TransportConfig {
     /// as a factor of RTT
     pub fn time_threshold(&mut self, value: f32) -> &mut Self {
         self.time_threshold = value;
+        self
+    }
+
+    /// Send the stream data of a small tail packet again when nothing else was sent after it
+    ///
+    /// With `Some(quiet)`, once an ack-eliciting 1-RTT packet of at most 600 bytes that carries
+    /// stream data has been followed by `quiet` without another ack-eliciting packet and is not
+    /// yet acknowledged, its stream data is queued again, once (a copy is not copied). A loss
+    /// followed by later packets is found by their acknowledgements; a lost tail packet
+    /// otherwise waits for a probe timeout, then for the acknowledgement of the probe, about
+    /// three round trips. With the copy, a lost small tail packet costs `quiet` plus one
+    /// one-way delay, unless the copy is lost too. The copy is congestion-controlled like any
+    /// data. With this option a probe timeout's probe also carries the stream data of the
+    /// oldest packet in flight that has any, instead of a PING alone. See also
+    /// [`TransportConfig::tail_copy_after_loss`].
+    ///
+    /// Defaults to `None`: no copies.
+    pub fn tail_copy(&mut self, quiet: Option<Duration>) -> &mut Self {
+        self.tail_copy = quiet;
+        self
+    }
+
+    /// Make [`TransportConfig::tail_copy`]'s copies only within `hold` of the last declared loss
+    /// of an ack-eliciting packet, so that a clean path carries no copies
+    ///
+    /// Defaults to `None`: copies whatever the loss.
+    pub fn tail_copy_after_loss(&mut self, hold: Option<Duration>) -> &mut Self {
+        self.tail_copy_after_loss = hold;
         self
     }
 
@@ -387,6 +417,8 @@ impl Default for TransportConfig {
             mtu_discovery_config: Some(MtuDiscoveryConfig::default()),
             pad_to_mtu: false,
             ack_frequency_config: None,
+            tail_copy: None,
+            tail_copy_after_loss: None,
 
             persistent_congestion_threshold: 3,
             keep_alive_interval: None,
@@ -424,6 +456,8 @@ impl fmt::Debug for TransportConfig {
             mtu_discovery_config,
             pad_to_mtu,
             ack_frequency_config,
+            tail_copy,
+            tail_copy_after_loss,
             persistent_congestion_threshold,
             keep_alive_interval,
             crypto_buffer_size,
@@ -453,6 +487,8 @@ impl fmt::Debug for TransportConfig {
             .field("mtu_discovery_config", mtu_discovery_config)
             .field("pad_to_mtu", pad_to_mtu)
             .field("ack_frequency_config", ack_frequency_config)
+            .field("tail_copy", tail_copy)
+            .field("tail_copy_after_loss", tail_copy_after_loss)
             .field(
                 "persistent_congestion_threshold",
                 persistent_congestion_threshold,

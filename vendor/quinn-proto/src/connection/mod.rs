@@ -191,6 +191,13 @@ pub struct Connection {
     accepted_0rtt: bool,
     /// Whether the idle timer should be reset the next time an ack-eliciting packet is transmitted.
     permit_idle_reset: bool,
+    /// `TransportConfig::tail_copy`: the small tail packet whose data is sent again when
+    /// `Timer::TailCopy` fires, if still unacknowledged
+    tail_copy_candidate: Option<u64>,
+    /// The next ack-eliciting 1-RTT packet carries a tail copy (and is not copied itself)
+    tail_copy_queued: bool,
+    /// When an ack-eliciting packet was last declared lost
+    last_loss: Option<Instant>,
     /// Negotiated idle timeout
     idle_timeout: Option<Duration>,
     /// The time we send next bundled ACK
@@ -323,6 +330,9 @@ impl Connection {
             next_crypto: None,
             accepted_0rtt: false,
             permit_idle_reset: true,
+            tail_copy_candidate: None,
+            tail_copy_queued: false,
+            last_loss: None,
             idle_timeout: match config.max_idle_timeout {
                 None | Some(VarInt(0)) => None,
                 Some(dur) => Some(Duration::from_millis(dur.0)),
@@ -1269,6 +1279,7 @@ impl Connection {
                         .pending_acks
                         .on_max_ack_delay_timeout()
                 }
+                Timer::TailCopy => self.send_tail_copy(),
             }
         }
     }
@@ -1709,6 +1720,9 @@ impl Connection {
             _ => 2,
         };
         self.spaces[space].loss_probes = self.spaces[space].loss_probes.saturating_add(count);
+        if space == SpaceId::Data && self.config.tail_copy.is_some() {
+            self.queue_probe_data();
+        }
         self.pto_count = self.pto_count.saturating_add(1);
         self.set_loss_detection_timer(now);
     }
@@ -1830,6 +1844,7 @@ impl Connection {
             let lost_ack_eliciting = old_bytes_in_flight != self.path.in_flight.bytes;
 
             if lost_ack_eliciting {
+                self.last_loss = Some(now);
                 self.stats.path.congestion_events += 1;
                 self.path.congestion.on_congestion_event(
                     now,
@@ -1941,6 +1956,62 @@ impl Connection {
         } else {
             self.timers.stop(Timer::LossDetection);
         }
+    }
+
+    /// After an ack-eliciting 1-RTT packet is sent: arm `Timer::TailCopy` for it if it is a
+    /// small packet with stream data (`TransportConfig::tail_copy`), else disarm it
+    pub(super) fn on_data_packet_sent(&mut self, now: Instant, pn: u64, size: u16, stream: bool) {
+        self.tail_copy_candidate = None;
+        self.timers.stop(Timer::TailCopy);
+        if mem::take(&mut self.tail_copy_queued) {
+            return;
+        }
+        let Some(quiet) = self.config.tail_copy else {
+            return;
+        };
+        let lossy = match self.config.tail_copy_after_loss {
+            None => true,
+            Some(hold) => self.last_loss.is_some_and(|t| now.saturating_duration_since(t) < hold),
+        };
+        if stream && size <= TAIL_COPY_MAX_SIZE && lossy {
+            self.tail_copy_candidate = Some(pn);
+            self.timers.set(Timer::TailCopy, now + quiet);
+        }
+    }
+
+    /// `Timer::TailCopy` fired: queue the candidate's stream data again if it is still in flight
+    fn send_tail_copy(&mut self) {
+        let Some(pn) = self.tail_copy_candidate.take() else {
+            return;
+        };
+        let Some(packet) = self.spaces[SpaceId::Data].sent_packets.get(&pn) else {
+            return;
+        };
+        let frames = packet.stream_frames.clone();
+        for frame in frames {
+            self.streams.retransmit(frame);
+        }
+        self.tail_copy_queued = true;
+        self.stats.path.tail_copies += 1;
+    }
+
+    /// A probe timeout with `TransportConfig::tail_copy`: the probe carries the stream data of
+    /// the oldest packet in flight that has any (not only a PING, which would cost one more
+    /// round trip before the data is sent again)
+    fn queue_probe_data(&mut self) {
+        let Some(frames) = self.spaces[SpaceId::Data]
+            .sent_packets
+            .values()
+            .find(|p| !p.stream_frames.is_empty())
+            .map(|p| p.stream_frames.clone())
+        else {
+            return;
+        };
+        for frame in frames {
+            self.streams.retransmit(frame);
+        }
+        self.tail_copy_queued = true;
+        self.stats.path.tail_copies += 1;
     }
 
     /// Probe Timeout
@@ -4100,6 +4171,9 @@ pub enum Event {
 fn get_max_ack_delay(params: &TransportParameters) -> Duration {
     Duration::from_micros(params.max_ack_delay.0 * 1000)
 }
+
+/// Largest packet `TransportConfig::tail_copy` sends again (half the minimum QUIC MTU)
+const TAIL_COPY_MAX_SIZE: u16 = 600;
 
 // Prevents overflow and improves behavior in extreme circumstances
 const MAX_BACKOFF_EXPONENT: u32 = 16;

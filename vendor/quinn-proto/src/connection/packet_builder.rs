@@ -223,6 +223,7 @@ impl PacketBuilder {
             false => 0,
         };
 
+        let stream = !sent.stream_frames.is_empty();
         let packet = SentPacket {
             path_generation: conn.path.generation(),
             largest_acked: sent.largest_acked,
@@ -244,6 +245,9 @@ impl PacketBuilder {
                     conn.reset_idle_timeout(now, space_id);
                 }
                 conn.permit_idle_reset = false;
+                if space_id == SpaceId::Data {
+                    conn.on_data_packet_sent(now, exact_number, size, stream);
+                }
             }
             conn.set_loss_detection_timer(now);
             conn.path.pacing.on_transmit(size);

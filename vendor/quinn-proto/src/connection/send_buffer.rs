@@ -47,6 +47,7 @@ impl SendBuffer {
         range.start = base_offset.max(range.start);
         range.end = base_offset.max(range.end);
 
+        self.retransmits.remove(range.clone());
         self.acks.insert(range);
 
         while self.acks.min() == Some(self.offset - self.unacked_len as u64) {
@@ -169,9 +170,18 @@ impl SendBuffer {
     }
 
     /// Queue a range of sent but unacknowledged data to be retransmitted
-    pub(super) fn retransmit(&mut self, range: Range<u64>) {
+    pub(super) fn retransmit(&mut self, mut range: Range<u64>) {
         debug_assert!(range.end <= self.unsent, "unsent data can't be lost");
+        // A tail copy can leave two packets in flight with the same data: the one acknowledged
+        // first frees it, and the other's loss must not send it again.
+        range.start = range.start.max(self.offset - self.unacked_len as u64);
+        if range.start >= range.end {
+            return;
+        }
         self.retransmits.insert(range);
+        for acked in self.acks.iter() {
+            self.retransmits.remove(acked);
+        }
     }
 
     pub(super) fn retransmit_all_for_0rtt(&mut self) {

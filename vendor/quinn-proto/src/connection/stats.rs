@@ -157,6 +157,9 @@ pub struct PathStats {
     pub black_holes_detected: u64,
     /// Largest UDP payload size the path currently supports
     pub current_mtu: u16,
+    /// Packets whose stream data was sent again before being declared lost: small tail packets
+    /// and probe timeouts (`TransportConfig::tail_copy`)
+    pub tail_copies: u64,
 }
 
 /// Connection statistics

@@ -738,11 +738,14 @@ impl StreamsState {
         if stream.is_reset() {
             return;
         }
-        if !stream.is_pending() {
-            self.pending.push_pending(frame.id, stream.priority);
-        }
+        // A tail copy's data may have been acknowledged in the meantime: only a stream left
+        // with something to send becomes pending.
+        let was_pending = stream.is_pending();
         stream.fin_pending |= frame.fin;
         stream.pending.retransmit(frame.offsets);
+        if !was_pending && stream.is_pending() {
+            self.pending.push_pending(frame.id, stream.priority);
+        }
     }
 
     pub(crate) fn retransmit_all_for_0rtt(&mut self) {
