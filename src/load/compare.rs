@@ -180,7 +180,14 @@ where
         config: cfg.clone(),
         ..Summary::default()
     };
-    fanout(cfg, &mut members, server_pid, Plan::default().with_ipsim(cfg)?, &mut summary).await;
+    fanout(
+        cfg,
+        &mut members,
+        server_pid,
+        super::ipsim::with_schedule(Plan::default(), cfg)?,
+        &mut summary,
+    )
+    .await;
     for m in &members {
         m.link.finish(&mut summary);
     }

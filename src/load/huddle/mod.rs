@@ -73,7 +73,7 @@ pub(super) async fn drive(
     let t0 = if cfg.connections_only {
         hold_connections(cfg, &mut members, server_pid, before.rss, &mut summary).await
     } else {
-        let plan = net.plan().with_ipsim(cfg)?;
+        let plan = super::ipsim::with_schedule(net.plan(), cfg)?;
         fanout(cfg, &mut members, server_pid, plan, &mut summary).await
     };
     count_socket_drops(server_addr, &before, &eps, &net, &mut summary);

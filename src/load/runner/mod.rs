@@ -141,34 +141,14 @@ pub(super) struct Plan<'a> {
     pub(super) rebind: Option<Rebind<'a>>,
     /// The simulator's start and its blackholes (start, length) in milliseconds after it.
     pub(super) blackholes: Option<(Instant, Vec<(u64, u64)>)>,
-    /// Address changes a link outside this process makes (`huddle ipsim`): its start and
-    /// their times in milliseconds after it. At each the members are told
-    /// ([`Link::network_changed`]).
-    pub(super) link_rebinds: Option<(Instant, Vec<u64>)>,
+    /// Address changes a link outside this process makes (`huddle ipsim`): its start, their
+    /// times in milliseconds after it, and what reads this side's addresses. At each the
+    /// members are told ([`Link::network_changed`]) once the addresses have changed.
+    pub(super) link_rebinds: Option<(Instant, Vec<u64>, LocalAddrs)>,
 }
 
-impl Plan<'_> {
-    /// With `--ipsim-schedule`: the link's blackholes and address changes, read from the file
-    /// `huddle ipsim --schedule` wrote (they replace `--netsim`'s blackholes).
-    pub(super) fn with_ipsim(mut self, cfg: &LoadConfig) -> anyhow::Result<Self> {
-        let Some(path) = &cfg.ipsim_schedule else { return Ok(self) };
-        #[cfg(target_os = "linux")]
-        {
-            use anyhow::Context as _;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--ipsim-schedule {}", path.display()))?;
-            let s = crate::netsim::ip::Schedule::parse(&text)
-                .map_err(|e| anyhow::anyhow!("--ipsim-schedule {}: {e}", path.display()))?;
-            self.blackholes = Some((s.start, s.blackholes));
-            self.link_rebinds = Some((s.start, s.rebind_at_ms));
-            Ok(self)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Err(anyhow::anyhow!("--ipsim-schedule {}: ipsim is Linux-only", path.display()))
-        }
-    }
-}
+/// Reads the local addresses (as text) of the network namespace the load runs in.
+pub(super) type LocalAddrs = fn() -> Vec<String>;
 
 /// What makes the simulator rebind every client to a new port.
 pub(super) type Rebind<'a> = Box<dyn Fn() -> BoxFuture<'a, ()> + Send + Sync + 'a>;
@@ -180,6 +160,7 @@ struct Changes<'a> {
     rebind: Option<Rebind<'a>>,
     /// An outside link's address changes, and what tells the members of one.
     link: Vec<Instant>,
+    local_addrs: Option<LocalAddrs>,
     tell: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -203,13 +184,14 @@ pub(super) async fn fanout<L: Link>(
     // Presence events of the joins come first; let them pass before the clock starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let link_changes: Vec<Instant> = match &link_rebinds {
-        Some((start, at)) => at.iter().map(|&ms| *start + Duration::from_millis(ms)).collect(),
+        Some((start, at, _)) => at.iter().map(|&ms| *start + Duration::from_millis(ms)).collect(),
         None => Vec::new(),
     };
+    let local_addrs = link_rebinds.as_ref().map(|l| l.2);
     let run = Run::start(cfg, rooms.ids, blackholes, rebind_at_s, &link_changes);
     let links: Vec<Arc<L>> = members.iter().map(|m| m.link.clone()).collect();
     let tell = Box::new(move || links.iter().for_each(|l| l.network_changed()));
-    let changes = Changes { rebind_at_s, rebind, link: link_changes, tell };
+    let changes = Changes { rebind_at_s, rebind, link: link_changes, local_addrs, tell };
     let (receivers, stalled) = start_receivers(cfg, members, &run);
     let (publishers, schedule) = start_publishers(cfg, members, &run, &rooms.size);
     if let Err(e) = &schedule {
@@ -374,7 +356,8 @@ async fn follow(
     publishers: &[PublisherTask],
     summary: &mut Summary,
 ) -> Window {
-    let Changes { rebind_at_s, rebind, link, tell } = changes;
+    let Changes { rebind_at_s, rebind, link, local_addrs, tell } = changes;
+    let local_addrs = local_addrs.unwrap_or(Vec::new);
     let mut addrs = local_addrs();
     let mut link = link.into_iter().peekable();
     let (t0, counters) = (run.tally.t0, run.counters());
@@ -400,7 +383,7 @@ async fn follow(
         }
         let now = Instant::now();
         while link.next_if(|&at| at <= now).is_some() {
-            addrs = address_changed(addrs).await;
+            addrs = address_changed(addrs, local_addrs).await;
             tell();
         }
         while let Some(at) = rebinds.peek() {
@@ -453,22 +436,10 @@ async fn follow(
 /// Longest wait for an outside link's address change to show locally.
 const ADDRESS_CHANGE_WAIT: Duration = Duration::from_secs(2);
 
-/// This namespace's local addresses (none where they cannot be read).
-fn local_addrs() -> Vec<std::net::Ipv4Addr> {
-    #[cfg(target_os = "linux")]
-    {
-        crate::netsim::ip::local_ipv4_addrs().unwrap_or_default()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Vec::new()
-    }
-}
-
 /// Waits (up to [`ADDRESS_CHANGE_WAIT`]) for the local addresses to differ from `before`,
 /// as a mobile OS tells its apps once the new address is up: a client told earlier would
 /// reconnect from the old one. Returns the addresses now.
-async fn address_changed(before: Vec<std::net::Ipv4Addr>) -> Vec<std::net::Ipv4Addr> {
+async fn address_changed(before: Vec<String>, local_addrs: LocalAddrs) -> Vec<String> {
     let deadline = Instant::now() + ADDRESS_CHANGE_WAIT;
     loop {
         let now = local_addrs();
