@@ -290,6 +290,8 @@ impl Run {
                 .filter(|&&at| at >= t0)
                 .map(|&at| at.duration_since(t0).as_nanos() as u64),
         );
+        // Those after the last send have no new message to wait for: left out too.
+        changes.retain(|&at| at < (send_s * 1e9) as u64);
         changes.sort_unstable();
         let tally = Arc::new(Tally {
             p,
