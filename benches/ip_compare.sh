@@ -7,8 +7,19 @@
 #
 #   cargo build --release --features compare && sudo benches/ip_compare.sh
 #
-# Environment: the link, DELAY_MS (25 each way), JITTER_MS (0), LOSS (0.01), IPSIM_FLAGS (more
-# `huddle ipsim` flags, e.g. "--burst-loss 0.02 --blackhole 5:1"), SEED (1); the workload, ROOMS
+#   sudo BLACKHOLE=8:3 REBIND_AT=14 benches/ip_compare.sh     # a 3 s blackhole, an address change
+#   sudo DELAY_MS=50 LOSS=0 benches/ip_compare.sh             # the handshake cost at 100 ms RTT
+#
+# Each system gets a link of its own, started just before its server: BLACKHOLE (START:SECS,
+# space-separated) and REBIND_AT (seconds) count from the link's start, which comes about 1-2 s
+# before the members connect, so keep them after WARMUP + 2. `huddle load` reads the link's
+# schedule (`--ipsim-schedule`) and reports for each system the catch-up after each blackhole,
+# the first new delivery after each address change, reconnects and lost deliveries; the table
+# at the end puts them side by side with the latency percentiles and connect+login time.
+#
+# Environment: the link, DELAY_MS (25 each way), JITTER_MS (0), LOSS (0.01), BLACKHOLE,
+# REBIND_AT, IPSIM_FLAGS (more `huddle ipsim` flags, e.g. "--burst-loss 0.02"), SEED (1); the
+# workload, ROOMS
 # (10), MEMBERS (10), RATE (10 messages/s per room), WARMUP (4), DURATION (8), RUN_TIMEOUT (120
 # s per system); SYSTEMS ("huddle redis-tls nats-tls"), OUT (target/ip_compare: one JSON summary
 # per system), HUDDLE (./target/release/huddle), STATE (/tmp/huddle-ip-compare: certificates,
@@ -26,6 +37,8 @@ DELAY_MS=${DELAY_MS:-25}
 JITTER_MS=${JITTER_MS:-0}
 LOSS=${LOSS:-0.01}
 IPSIM_FLAGS=${IPSIM_FLAGS:-}
+BLACKHOLE=${BLACKHOLE:-}
+REBIND_AT=${REBIND_AT:-}
 SEED=${SEED:-1}
 ROOMS=${ROOMS:-10}
 MEMBERS=${MEMBERS:-10}
@@ -48,7 +61,6 @@ cleanup() {
   [ -n "$compare_started" ] && STATE=$STATE/compare "$top/benches/compare/stop.sh" >/dev/null
   # SIGTERM: ipsim stops forwarding and deletes both namespaces.
   [ -n "$ipsim_pid" ] && kill "$ipsim_pid" 2>/dev/null && wait "$ipsim_pid" 2>/dev/null
-  [ -s "$STATE/ipsim.log" ] && tail -n 3 "$STATE/ipsim.log"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -65,57 +77,90 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:%s\n' "$SERVER_ADDR" >"$STA
 openssl x509 -req -in "$STATE/server.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" \
   -CAcreateserial -days 7 -extfile "$STATE/san.ext" -out "$CERTS/server.pem" 2>/dev/null
 
-# The link, bounded: it ends by itself after every run's time limit plus a minute.
-n_systems=$(wc -w <<<"$SYSTEMS")
-# shellcheck disable=SC2086
-"$HUDDLE" ipsim --prefix "$PREFIX" --delay-ms "$DELAY_MS" --jitter-ms "$JITTER_MS" --loss "$LOSS" \
-  --seed "$SEED" --duration $((n_systems * RUN_TIMEOUT + 60)) $IPSIM_FLAGS >"$STATE/ipsim.log" 2>&1 &
-ipsim_pid=$!
-for _ in $(seq 100); do grep -q "^ipsim up" "$STATE/ipsim.log" && break; sleep 0.1; done
-grep "^ipsim up" "$STATE/ipsim.log" || { cat "$STATE/ipsim.log" >&2; exit 1; }
-
-# The servers, in the server namespace (`ip netns exec` execs them, so $! is the server's pid).
-ip netns exec "$PREFIX-s" "$HUDDLE" serve --listen "$SERVER_ADDR:7443" --certs-dir "$CERTS" \
-  </dev/null >"$STATE/huddle.log" 2>&1 &
-serve_pid=$!
-if [ "$SYSTEMS" != huddle ]; then
-  rm -f "$STATE/compare/env"
-  compare_started=1
-  ip netns exec "$PREFIX-s" env STATE="$STATE/compare" BIND="$SERVER_ADDR" CERTS_DIR="$CERTS" \
-    HUDDLE="$HUDDLE" LIFETIME_S=$((n_systems * RUN_TIMEOUT + 60)) "$top/benches/compare/start.sh" >/dev/null
-  # shellcheck disable=SC1091
-  source "$STATE/compare/env"
-fi
+# One system at a time, each on a link of its own started just before its server, so that the
+# blackholes and address changes (which count from the link's start) fall at the same point of
+# every run: the link (bounded: it ends by itself after the run's time limit plus a minute),
+# the server in the server namespace (`ip netns exec` execs it, so $! is its pid), then `huddle
+# load` in the client namespace, told the link's schedule.
+link_flags=""
+for w in $BLACKHOLE; do link_flags="$link_flags --blackhole $w"; done
+for r in $REBIND_AT; do link_flags="$link_flags --rebind-at $r"; done
+stop_system() {
+  set +e
+  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+  serve_pid=""
+  [ -n "$compare_started" ] && STATE=$STATE/compare "$top/benches/compare/stop.sh" >/dev/null
+  compare_started=""
+  [ -n "$ipsim_pid" ] && kill "$ipsim_pid" 2>/dev/null && wait "$ipsim_pid" 2>/dev/null
+  ipsim_pid=""
+  set -e
+}
 
 for sys in $SYSTEMS; do
+  echo "== $sys"
+  rm -f "$OUT/$sys.json" "$STATE/schedule"
+  # shellcheck disable=SC2086
+  "$HUDDLE" ipsim --prefix "$PREFIX" --delay-ms "$DELAY_MS" --jitter-ms "$JITTER_MS" --loss "$LOSS" \
+    --seed "$SEED" --duration $((RUN_TIMEOUT + 60)) --schedule "$STATE/schedule" $link_flags $IPSIM_FLAGS \
+    >"$STATE/ipsim.log" 2>&1 &
+  ipsim_pid=$!
+  for _ in $(seq 100); do grep -q "^ipsim up" "$STATE/ipsim.log" && break; sleep 0.1; done
+  grep -q "^ipsim up" "$STATE/ipsim.log" || { cat "$STATE/ipsim.log" >&2; exit 1; }
   case $sys in
-    huddle) target="--server $SERVER_ADDR:7443 --server-pid $serve_pid" ;;
-    redis-tls) target="--backend redis --server $REDIS_TLS_ADDR --server-pid $REDIS_PID" ;;
-    nats-tls) target="--backend nats --server $NATS_TLS_ADDR --server-pid $NATS_TLS_PID" ;;
-    redis) target="--backend redis --plaintext --server $REDIS_ADDR --server-pid $REDIS_PID" ;;
-    nats) target="--backend nats --plaintext --server $NATS_ADDR --server-pid $NATS_PID" ;;
+    huddle)
+      ip netns exec "$PREFIX-s" "$HUDDLE" serve --listen "$SERVER_ADDR:7443" --certs-dir "$CERTS" \
+        </dev/null >"$STATE/huddle.log" 2>&1 &
+      serve_pid=$!
+      target="--server $SERVER_ADDR:7443 --server-pid $serve_pid"
+      ;;
+    redis-tls | nats-tls | redis | nats)
+      rm -f "$STATE/compare/env"
+      compare_started=1
+      ip netns exec "$PREFIX-s" env STATE="$STATE/compare" BIND="$SERVER_ADDR" CERTS_DIR="$CERTS" \
+        HUDDLE="$HUDDLE" LIFETIME_S=$((RUN_TIMEOUT + 60)) "$top/benches/compare/start.sh" >/dev/null
+      # shellcheck disable=SC1091
+      source "$STATE/compare/env"
+      case $sys in
+        redis-tls) target="--backend redis --server $REDIS_TLS_ADDR --server-pid $REDIS_PID" ;;
+        nats-tls) target="--backend nats --server $NATS_TLS_ADDR --server-pid $NATS_TLS_PID" ;;
+        redis) target="--backend redis --plaintext --server $REDIS_ADDR --server-pid $REDIS_PID" ;;
+        nats) target="--backend nats --plaintext --server $NATS_ADDR --server-pid $NATS_PID" ;;
+      esac
+      ;;
     *) echo "unknown system $sys" >&2; exit 2 ;;
   esac
-  echo "== $sys"
   # shellcheck disable=SC2086
   ip netns exec "$PREFIX-c" timeout "$RUN_TIMEOUT" "$HUDDLE" load $target --certs-dir "$CERTS" \
     --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" --warmup "$WARMUP" --duration "$DURATION" \
-    --seed "$SEED" --json "$OUT/$sys.json" </dev/null | grep -E "deliveries|latency|reconnects|result" || true
+    --seed "$SEED" --ipsim-schedule "$STATE/schedule" --json "$OUT/$sys.json" </dev/null |
+    grep -E "connect\+login|deliveries|latency|reconnects|blackhole|address change|result" || true
+  stop_system
 done
 
 python3 - "$OUT" $SYSTEMS <<'PY'
 import json, sys
 out, systems = sys.argv[1], sys.argv[2:]
-print("| system | deliveries/s | p50 ms | p99 ms | lost | server CPU us/delivery |")
-print("|---|---|---|---|---|---|")
+def ms(us):
+    return f"{us / 1000:.1f}"
+def opt(v):
+    return "-" if v is None else f"{v:.0f}"
+print("| system | delivered / expected | lost | send errors + unacked | p50 / p99 / p99.9 / max ms "
+      "| connect+login p50 / max ms | reconnects | caught up after blackholes ms "
+      "| first new delivery after address changes p50 / max ms (members without) |")
+print("|---|---|---|---|---|---|---|---|---|")
 for s in systems:
     try:
         r = json.load(open(f"{out}/{s}.json"))
     except (OSError, ValueError):
-        print(f"| {s} | no summary | | | | |")
+        print(f"| {s} | no summary | | | | | | | |")
         continue
-    lat, cost = r["latency_us"], r.get("server_cpu_us_per_delivery")
-    cost = "n/a" if cost is None else f"{cost:.1f}"
-    print(f"| {s} | {r['deliveries_per_s']:.0f} | {lat['p50'] / 1000:.2f} | {lat['p99'] / 1000:.2f} "
-          f"| {r['lost']} | {cost} |")
+    lat, con = r["latency_us"], r["connect_us"]
+    caught = ", ".join(opt(o["caught_up_after_end_ms"]) for o in r["outages"]) or "-"
+    changes = ", ".join(
+        f"{opt(c['first_delivery_p50_ms'])} / {opt(c['first_delivery_max_ms'])} ({c['members_without']})"
+        for c in r["address_changes"]) or "-"
+    print(f"| {s} | {r['deliveries']} / {r['expected_deliveries']} | {r['lost']} "
+          f"| {r['send_errors']} + {r['unacked']} "
+          f"| {ms(lat['p50'])} / {ms(lat['p99'])} / {ms(lat['p999'])} / {ms(lat['max'])} "
+          f"| {ms(con['p50'])} / {ms(con['max'])} | {r['reconnects']} | {caught} | {changes} |")
 PY

@@ -103,6 +103,9 @@ struct IpsimArgs {
     /// (repeatable): TCP connections break, QUIC migrates.
     #[arg(long)]
     rebind_at: Vec<f64>,
+    /// Write the link's start, blackholes and rebinds here, for `huddle load --ipsim-schedule`.
+    #[arg(long)]
+    schedule: Option<PathBuf>,
 }
 
 /// The impairment flags `huddle netsim` and `huddle ipsim` share.
@@ -349,6 +352,10 @@ fn ipsim(a: IpsimArgs) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let link = IpLink::start(cfg).await.context("setting up the namespaces (as root?)")?;
+        if let Some(path) = &a.schedule {
+            std::fs::write(path, link.schedule().to_text())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         println!(
             "ipsim up: server side {} ({SERVER_ADDR}), client side {} ({}), seed {}",
             link.server_ns(),

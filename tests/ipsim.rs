@@ -249,3 +249,184 @@ async fn a_client_address_change_breaks_tcp_and_quic_migrates() {
     assert_eq!(lab.link.stats().rebinds, 1);
     lab.stop().await;
 }
+
+/// A server process in the server side, killed on drop.
+#[cfg(feature = "compare")]
+fn server_in(ns: &str, exe: &str, args: &[&str], log: &Path) -> Kill {
+    assert!(
+        Path::new(exe).exists(),
+        "{exe} is missing: this test runs Redis and NATS (apt-get install -y redis-server nats-server)"
+    );
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, exe])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(File::create(log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Kill(child)
+}
+
+/// Waits until a TCP connection from the client side to `addr` succeeds.
+#[cfg(feature = "compare")]
+fn wait_for_tcp(ns: &str, addr: SocketAddr) {
+    let up = in_ns(ns, move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    assert!(up, "nothing listening on {addr}");
+}
+
+/// Huddle, Redis and NATS at once across one link with a 1 s blackhole and an address change
+/// of the client side (plaintext Redis and NATS: the smoke test checks the measurements, not
+/// TLS). `huddle load --ipsim-schedule` measures both; Huddle loses nothing and never
+/// reconnects, the TCP members all reconnect (told the network changed) and receive again.
+#[cfg(feature = "compare")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_backend_reports_catch_up_and_the_address_change() {
+    let imp = Impairment { delay_ms: 10, blackholes: vec![(3_500, 1_000)], ..Default::default() };
+    let mut cfg = IpLinkConfig::new(format!("hdl-test-{}-all", std::process::id()));
+    cfg.to_server = imp.clone();
+    cfg.to_client = imp;
+    cfg.rebind_at_ms = vec![6_500];
+    assert!(Path::new("/dev/net/tun").exists(), "this test needs /dev/net/tun and root");
+    let link = IpLink::start(cfg).await.expect("namespaces and TUN devices (as root)");
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = dir.path().join("schedule");
+    std::fs::write(&schedule, link.schedule().to_text()).unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_huddle"))
+        .args(["certs", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+
+    let ns = link.server_ns().to_string();
+    let log = |name: &str| dir.path().join(name);
+    let quic = SocketAddr::from((SERVER_ADDR, 7443));
+    let redis = SocketAddr::from((SERVER_ADDR, 16379));
+    let nats = SocketAddr::from((SERVER_ADDR, 14222));
+    let mut servers = vec![Kill(
+        huddle_in(&ns)
+            .args(["serve", "--listen", &quic.to_string(), "--certs-dir"])
+            .arg(dir.path())
+            .stdout(File::create(log("huddle.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )];
+    let bind = SERVER_ADDR.to_string();
+    servers.push(server_in(
+        &ns,
+        "/usr/bin/redis-server",
+        &["--bind", &bind, "--port", "16379", "--protected-mode", "no", "--save", ""],
+        &log("redis.log"),
+    ));
+    servers.push(server_in(
+        &ns,
+        "/usr/sbin/nats-server",
+        &["-a", &bind, "-p", "14222"],
+        &log("nats.log"),
+    ));
+    wait_for_tcp(link.client_ns(), redis);
+    wait_for_tcp(link.client_ns(), nats);
+
+    let mut loads = Vec::new();
+    for (name, target) in [
+        ("huddle", vec!["--server".to_string(), quic.to_string()]),
+        (
+            "redis",
+            vec![
+                "--backend".into(),
+                "redis".into(),
+                "--plaintext".into(),
+                "--server".into(),
+                redis.to_string(),
+            ],
+        ),
+        (
+            "nats",
+            vec![
+                "--backend".into(),
+                "nats".into(),
+                "--plaintext".into(),
+                "--server".into(),
+                nats.to_string(),
+            ],
+        ),
+    ] {
+        let json = log(&format!("{name}.json"));
+        let child = huddle_in(link.client_ns())
+            .arg("load")
+            .args(&target)
+            .args(["--rooms", "1", "--members", "4", "--rate", "20"])
+            .args(["--warmup", "1", "--duration", "6", "--drain", "4"])
+            .arg("--certs-dir")
+            .arg(dir.path())
+            .arg("--ipsim-schedule")
+            .arg(&schedule)
+            .arg("--json")
+            .arg(&json)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        loads.push((name, Kill(child), json));
+    }
+    let mut got = std::collections::BTreeMap::new();
+    for (name, mut child, json) in loads {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "huddle load --backend {name} still running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&json).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("no summary from huddle load --backend {name}: {e}"));
+        got.insert(name, v);
+    }
+    drop(servers);
+    link.stop().await;
+
+    for (name, v) in &got {
+        eprintln!(
+            "{name}: delivered {} of {}, reconnects {}, send errors {}, caught up {} ms, first new delivery after the change p50 {} max {} ms",
+            v["deliveries"], v["expected_deliveries"], v["reconnects"], v["send_errors"],
+            v["outages"][0]["caught_up_after_end_ms"],
+            v["address_changes"][0]["first_delivery_p50_ms"],
+            v["address_changes"][0]["first_delivery_max_ms"]
+        );
+    }
+    for (name, v) in &got {
+        let outages = v["outages"].as_array().unwrap();
+        assert_eq!(outages.len(), 1, "{name}: {v:#}");
+        let caught = outages[0]["caught_up_after_end_ms"].as_f64();
+        assert!(caught.is_some_and(|ms| ms < 5_000.0), "{name} caught up after {caught:?}: {v:#}");
+        let changes = v["address_changes"].as_array().unwrap();
+        assert_eq!(changes.len(), 1, "{name}: {v:#}");
+        // Every member that expects messages got new ones after the change.
+        assert_eq!(changes[0]["members_without"], 0, "{name}: {v:#}");
+        assert_eq!(changes[0]["members_delivered"], 3, "{name}: {v:#}");
+        assert!(changes[0]["first_delivery_max_ms"].as_f64().is_some(), "{name}: {v:#}");
+        let (delivered, expected) =
+            (v["deliveries"].as_u64().unwrap(), v["expected_deliveries"].as_u64().unwrap());
+        assert!(delivered > 0 && delivered <= expected, "{name}: {v:#}");
+    }
+    let h = &got["huddle"];
+    assert_eq!(h["deliveries"], h["expected_deliveries"], "{h:#}");
+    assert_eq!((h["lost"].as_u64(), h["reconnects"].as_u64()), (Some(0), Some(0)), "{h:#}");
+    for name in ["redis", "nats"] {
+        let v = &got[name];
+        // Each of the 4 members' connections broke with the address and was replaced.
+        let reconnects = v["reconnects"].as_u64().unwrap();
+        assert!(reconnects >= 4, "{name}: {reconnects} reconnects: {v:#}");
+        assert_eq!(v["resumed"], v["reconnects"], "{name}: {v:#}");
+    }
+}

@@ -90,6 +90,13 @@ pub struct LoadArgs {
     /// Blackhole windows count from the proxy's start, before connecting.
     #[arg(long)]
     pub netsim: Option<String>,
+    /// The schedule `huddle ipsim --schedule FILE` wrote, when this run crosses its link (any
+    /// backend): its blackholes are measured (catch-up) and at each address change the
+    /// members are told the network changed (Redis and NATS reconnect at once, as a mobile
+    /// client told by its OS would; QUIC migrates) and the time to their first delivery after
+    /// it is measured.
+    #[arg(long)]
+    pub ipsim_schedule: Option<PathBuf>,
     /// Only open rooms x members idle logged-in connections and measure their cost.
     #[arg(long)]
     pub connections_only: bool,
@@ -236,6 +243,8 @@ pub struct LoadConfig {
     pub plot: Option<PathBuf>,
     /// Network simulator spec.
     pub netsim: Option<String>,
+    /// `huddle ipsim`'s schedule file.
+    pub ipsim_schedule: Option<PathBuf>,
     /// Idle connections only.
     pub connections_only: bool,
     /// Clients use BBR.
@@ -293,6 +302,7 @@ impl Default for LoadConfig {
             json: None,
             plot: None,
             netsim: None,
+            ipsim_schedule: None,
             connections_only: false,
             client_bbr: false,
             client_stall_timeout_ms: 2_000,
@@ -336,6 +346,7 @@ impl From<LoadArgs> for LoadConfig {
             json: a.json,
             plot: a.plot,
             netsim: a.netsim,
+            ipsim_schedule: a.ipsim_schedule,
             connections_only: a.connections_only,
             client_bbr: a.client_bbr,
             client_stall_timeout_ms: a.client_stall_timeout_ms,

@@ -12,20 +12,29 @@
 //! (0.1% in a room of 1,000, 1% in a room of 100). NATS connections use `no_echo`. Neither has
 //! priorities; `--priority` is ignored. Core NATS has no publish ack: a send counts as accepted
 //! once the client library has queued it.
+//!
+//! Members reconnect by themselves, as real clients do: a NATS member through async-nats's own
+//! reconnection (which subscribes again), a Redis member here (a new connection, `SUBSCRIBE`
+//! again) when its connection closes. Both also reconnect at once when told the network changed
+//! ([`Link::network_changed`]: a TCP connection bound to the old address would otherwise hang
+//! until a timeout). Pub/sub on both is at most once: what was published while a member was
+//! away is not replayed, and shows up as lost deliveries (and, for sends on a connection that
+//! broke, as send errors or unacknowledged sends). Each reconnect is counted.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use futures::stream::StreamExt;
 use redis::AsyncCommands;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::args::{Backend, LoadConfig};
-use super::link::{Delivery, Inbox, Link};
+use super::link::{Delivery, Inbox, Link, Session};
 use super::report::Summary;
 use super::runner::{fanout, Member, Plan};
 use super::server::{self, CLOCK_TICKS_PER_S};
@@ -37,6 +46,11 @@ use crate::wire::Priority;
 const CONNECT_ATTEMPTS: u32 = 3;
 /// How long one attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one reconnection attempt of a Redis member may take, and how many it makes.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RECONNECT_ATTEMPTS: u32 = 20;
+/// The pause between two failed reconnection attempts.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
 /// Runs `cfg` against the Redis or NATS server at `server`.
 pub(super) async fn drive(
@@ -166,7 +180,14 @@ where
         config: cfg.clone(),
         ..Summary::default()
     };
-    fanout(cfg, &mut members, server_pid, Plan::default(), &mut summary).await;
+    fanout(
+        cfg,
+        &mut members,
+        server_pid,
+        super::ipsim::with_schedule(Plan::default(), cfg)?,
+        &mut summary,
+    )
+    .await;
     for m in &members {
         m.link.finish(&mut summary);
     }
@@ -178,22 +199,121 @@ where
 }
 
 /// A member's Redis connection: RESP3, multiplexed, with pushes (its subscription's messages)
-/// going to its inbox.
-pub struct RedisLink(redis::aio::MultiplexedConnection);
+/// going to its inbox; replaced by a new one, subscribed again, when it closes or the network
+/// changes.
+pub struct RedisLink(Arc<RedisMember>);
 
-/// The pushes of a [`RedisLink`].
-pub struct RedisInbox(UnboundedReceiver<redis::PushInfo>);
+/// The deliveries of a [`RedisLink`]: its messages, and its reconnections.
+pub struct RedisInbox(UnboundedReceiver<Delivery>);
+
+/// What a Redis member's link, its connections' push senders and its reconnection task share.
+struct RedisMember {
+    client: redis::Client,
+    room: String,
+    /// The connection in use; `None` while reconnecting.
+    con: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// Counts connections: a close of one that has been replaced is not acted on.
+    generation: AtomicU64,
+    reconnecting: AtomicBool,
+    /// Set when the run is over: no more reconnecting.
+    finished: AtomicBool,
+    inbox: UnboundedSender<Delivery>,
+}
 
 async fn redis_member(client: redis::Client, room: String) -> Result<(RedisLink, RedisInbox)> {
     let (tx, rx) = unbounded_channel();
+    let member = Arc::new(RedisMember {
+        client,
+        room,
+        con: Mutex::new(None),
+        generation: AtomicU64::new(0),
+        reconnecting: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        inbox: tx,
+    });
+    let con = redis_connect(&member, 0).await?;
+    *lock(&member.con) = Some(con);
+    Ok((RedisLink(member), RedisInbox(rx)))
+}
+
+/// Connects and subscribes `member` to its room; the connection's pushes go to its inbox,
+/// tagged `generation`.
+async fn redis_connect(
+    member: &Arc<RedisMember>,
+    generation: u64,
+) -> Result<redis::aio::MultiplexedConnection> {
+    let weak: Weak<RedisMember> = Arc::downgrade(member);
+    let pushes = move |push: redis::PushInfo| -> Result<(), ()> {
+        weak.upgrade().ok_or(())?.on_push(generation, push);
+        Ok(())
+    };
     // TCP_NODELAY, as real Redis clients set it: redis-rs leaves Nagle's algorithm on unless
     // built with its `tcp_nodelay` feature, which held a publish behind the previous one's ACK.
     let config = redis::AsyncConnectionConfig::new()
-        .set_push_sender(tx)
+        .set_push_sender(pushes)
         .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-    let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
-    con.subscribe(&room).await?;
-    Ok((RedisLink(con), RedisInbox(rx)))
+    let mut con = member.client.get_multiplexed_async_connection_with_config(&config).await?;
+    con.subscribe(&member.room).await?;
+    Ok(con)
+}
+
+impl RedisMember {
+    fn on_push(self: &Arc<Self>, generation: u64, push: redis::PushInfo) {
+        match push.kind {
+            redis::PushKind::Message => {
+                let mut data = push.data.into_iter();
+                let (Some(channel), Some(payload)) = (data.next(), data.next()) else { return };
+                let room = match channel {
+                    redis::Value::BulkString(b) => String::from_utf8(b).unwrap_or_default(),
+                    _ => String::new(),
+                };
+                let body = match payload {
+                    redis::Value::BulkString(b) => Some(b),
+                    _ => None,
+                };
+                let _ = self.inbox.send(Delivery::Message { room, body });
+            }
+            redis::PushKind::Disconnection
+                if generation == self.generation.load(Ordering::SeqCst) =>
+            {
+                self.reconnect("redis connection closed");
+            }
+            // Subscribe confirmations, and the close of a connection already replaced.
+            _ => {}
+        }
+    }
+
+    /// Drops the connection and makes a new one in a task of its own (unless one is being
+    /// made already), subscribed to the room again; bounded by [`RECONNECT_ATTEMPTS`].
+    fn reconnect(self: &Arc<Self>, reason: &str) {
+        if self.finished.load(Ordering::SeqCst) || self.reconnecting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.inbox.send(Delivery::Session(Session::Reconnecting { reason: reason.into() }));
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        drop(lock(&self.con).take());
+        let me = self.clone();
+        tokio::spawn(async move {
+            for _ in 0..RECONNECT_ATTEMPTS {
+                if me.finished.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(Ok(con)) =
+                    tokio::time::timeout(RECONNECT_TIMEOUT, redis_connect(&me, generation)).await
+                {
+                    *lock(&me.con) = Some(con);
+                    me.reconnecting.store(false, Ordering::SeqCst);
+                    let _ = me.inbox.send(Delivery::Session(Session::Resumed { replayed: 0 }));
+                    return;
+                }
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+            let _ = me.inbox.send(Delivery::Session(Session::Disconnected {
+                code: None,
+                reason: "could not reconnect".into(),
+            }));
+        });
+    }
 }
 
 impl Link for RedisLink {
@@ -205,59 +325,63 @@ impl Link for RedisLink {
         body: Vec<u8>,
         _priority: Priority,
     ) -> impl Future<Output = Result<(), String>> + Send + 'static {
-        let (mut con, room) = (self.0.clone(), room.to_string());
+        let (con, room) = (lock(&self.0.con).clone(), room.to_string());
         async move {
+            let mut con = con.ok_or("not connected: reconnecting")?;
             let _receivers: i64 = con.publish(room, body).await.map_err(|e| e.to_string())?;
             Ok(())
         }
     }
 
-    fn finish(&self, _summary: &mut Summary) {}
+    fn network_changed(self: &Arc<Self>) {
+        self.0.reconnect("network changed");
+    }
+
+    fn finish(&self, _summary: &mut Summary) {
+        self.0.finished.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Inbox for RedisInbox {
     async fn next(&mut self) -> Option<Delivery> {
-        loop {
-            let push = self.0.recv().await?;
-            match push.kind {
-                redis::PushKind::Message => {
-                    let mut data = push.data.into_iter();
-                    let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
-                        continue;
-                    };
-                    let room = match channel {
-                        redis::Value::BulkString(b) => String::from_utf8(b).unwrap_or_default(),
-                        _ => String::new(),
-                    };
-                    let body = match payload {
-                        redis::Value::BulkString(b) => Some(b),
-                        _ => None,
-                    };
-                    return Some(Delivery::Message { room, body });
-                }
-                redis::PushKind::Disconnection => {
-                    return Some(Delivery::Lost("redis connection closed".into()))
-                }
-                // Subscribe confirmations and the like.
-                _ => continue,
-            }
-        }
+        self.0.recv().await
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A member's NATS connection (`no_echo`: it does not hear its own messages). async-nats sets
-/// TCP_NODELAY on every connection it makes.
+/// TCP_NODELAY on every connection it makes, and reconnects (subscribing again) by itself.
 pub struct NatsLink(async_nats::Client);
 
-/// The subscription of a [`NatsLink`] to its room.
-pub struct NatsInbox(async_nats::Subscriber);
+/// The subscription of a [`NatsLink`] to its room, and its connection's reconnections.
+pub struct NatsInbox(async_nats::Subscriber, UnboundedReceiver<Delivery>);
 
 async fn nats_member(
     server: SocketAddr,
     tls: Option<rustls::ClientConfig>,
     room: String,
 ) -> Result<(NatsLink, NatsInbox)> {
-    let mut options = async_nats::ConnectOptions::new().no_echo();
+    let (tx, events) = unbounded_channel();
+    // Connected events count only after a disconnection: the first one is the first connect.
+    let away = Arc::new(AtomicBool::new(false));
+    let mut options = async_nats::ConnectOptions::new().no_echo().event_callback(move |e| {
+        let session = match e {
+            async_nats::Event::Disconnected if !away.swap(true, Ordering::SeqCst) => {
+                Some(Session::Reconnecting { reason: "nats connection closed".into() })
+            }
+            async_nats::Event::Connected if away.swap(false, Ordering::SeqCst) => {
+                Some(Session::Resumed { replayed: 0 })
+            }
+            _ => None,
+        };
+        if let Some(s) = session {
+            let _ = tx.send(Delivery::Session(s));
+        }
+        async {}
+    });
     let url = match tls {
         Some(tls) => {
             options = options.require_tls(true).tls_client_config(tls);
@@ -269,7 +393,7 @@ async fn nats_member(
     let sub = client.subscribe(room).await?;
     // The subscription reaches the server before any publisher starts.
     client.flush().await?;
-    Ok((NatsLink(client), NatsInbox(sub)))
+    Ok((NatsLink(client), NatsInbox(sub, events)))
 }
 
 impl Link for NatsLink {
@@ -285,13 +409,25 @@ impl Link for NatsLink {
         async move { client.publish(room, body.into()).await.map_err(|e| e.to_string()) }
     }
 
+    fn network_changed(self: &Arc<Self>) {
+        let client = self.0.clone();
+        tokio::spawn(async move {
+            let _ = client.force_reconnect().await;
+        });
+    }
+
     fn finish(&self, _summary: &mut Summary) {}
 }
 
 impl Inbox for NatsInbox {
     async fn next(&mut self) -> Option<Delivery> {
-        let m = self.0.next().await?;
-        Some(Delivery::Message { room: m.subject.to_string(), body: Some(m.payload.to_vec()) })
+        tokio::select! {
+            m = self.0.next() => {
+                let m = m?;
+                Some(Delivery::Message { room: m.subject.to_string(), body: Some(m.payload.to_vec()) })
+            }
+            Some(d) = self.1.recv() => Some(d),
+        }
     }
 }
 

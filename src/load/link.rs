@@ -70,6 +70,11 @@ pub trait Link: Send + Sync + 'static {
         priority: Priority,
     ) -> impl Future<Output = Result<(), String>> + Send + 'static;
 
+    /// The network changed under the connection (the client side's address moved), as a
+    /// mobile OS tells its apps: a TCP client reconnects at once (its connection is bound to
+    /// the old address); QUIC migrates by itself (the default: nothing to do).
+    fn network_changed(self: &Arc<Self>) {}
+
     /// Ends the connection once counting is done, adding any transport counters to `summary`.
     fn finish(&self, summary: &mut Summary);
 

@@ -17,6 +17,8 @@
 //!   rooms, close; its [`link::Link`].
 //! - `compare` (feature `compare`): the same for Redis pub/sub and NATS, to run the same
 //!   workload against them side by side (`--backend`).
+//! - `ipsim`: a run across `huddle ipsim`'s link (`--ipsim-schedule`): its blackholes and
+//!   address changes for the runner.
 //! - [`schedule`]: the thread that wakes publishers at their intended send times.
 //! - [`stats`]: message stamps, histograms, the per-second timeline, order checks.
 //! - [`report`]: the summary, its table and JSON.
@@ -29,6 +31,7 @@ pub mod args;
 pub mod compare;
 pub mod curve;
 pub mod huddle;
+mod ipsim;
 pub mod link;
 pub mod plot;
 pub mod report;

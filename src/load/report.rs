@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::args::{Backend, LoadConfig};
-use super::stats::{LatencySummary, OutageSummary, SecondSummary};
+use super::stats::{AddressChangeSummary, LatencySummary, OutageSummary, SecondSummary};
 use crate::netsim::ProxyStats;
 use crate::wire::Priority;
 
@@ -92,8 +92,11 @@ pub struct Summary {
     pub resumed: u64,
     /// Messages the server replayed after resumptions (sum of the rooms' `replayed`).
     pub recovered_messages: u64,
-    /// How delivery came back after each `--netsim` blackhole.
+    /// How delivery came back after each blackhole (`--netsim`, `--ipsim-schedule`).
     pub outages: Vec<OutageSummary>,
+    /// How the members came back after each address change of the client side (`--netsim`
+    /// rebind-at, `--ipsim-schedule`).
+    pub address_changes: Vec<AddressChangeSummary>,
     /// Why connections were lost or ended, with counts.
     pub disconnect_reasons: BTreeMap<String, u64>,
     /// Host UDP receive-buffer drops during the run (/proc/net/snmp RcvbufErrors).
@@ -468,6 +471,21 @@ impl Summary {
                     ms(o.first_delivery_after_end_ms),
                     ms(o.caught_up_after_end_ms),
                     o.deliveries_of_messages_sent_during
+                ),
+            );
+        }
+        for c in &self.address_changes {
+            let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
+            row(
+                &mut t,
+                "address change",
+                format!(
+                    "at {:.1} s: first new delivery p50 {} max {} after it ({} members; {} got none)",
+                    c.at_s,
+                    ms(c.first_delivery_p50_ms),
+                    ms(c.first_delivery_max_ms),
+                    c.members_delivered,
+                    c.members_without
                 ),
             );
         }

@@ -316,6 +316,81 @@ impl Outages {
     }
 }
 
+/// For each address change of the client side, how long each receiver waited for its first
+/// delivery of a message meant to be sent at or after it: the change to the first new message
+/// it sees, whatever was still in flight from before.
+#[derive(Debug)]
+pub struct AddressChanges {
+    /// Nanoseconds after t0.
+    at_ns: Vec<u64>,
+    /// Per change, the receivers' waits in microseconds.
+    waits: Mutex<Vec<Histogram<u64>>>,
+}
+
+/// How the members came back after one address change.
+#[derive(Clone, Debug, Serialize)]
+pub struct AddressChangeSummary {
+    /// When it happened, seconds after the start of sending.
+    pub at_s: f64,
+    /// Receivers that got a message meant to be sent at or after it.
+    pub members_delivered: u64,
+    /// Receivers that never did.
+    pub members_without: u64,
+    /// From the change to a receiver's first such delivery: the median, milliseconds.
+    pub first_delivery_p50_ms: Option<f64>,
+    /// The largest, milliseconds.
+    pub first_delivery_max_ms: Option<f64>,
+}
+
+impl AddressChanges {
+    /// Changes at these times (nanoseconds after t0).
+    pub fn new(at_ns: Vec<u64>) -> AddressChanges {
+        let waits = Mutex::new(at_ns.iter().map(|_| latency_histogram()).collect());
+        AddressChanges { at_ns, waits }
+    }
+
+    /// How many changes there are.
+    pub fn len(&self) -> usize {
+        self.at_ns.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.at_ns.is_empty()
+    }
+
+    /// Notes one first delivery of a receiver, which marks in `seen` the changes it already
+    /// had a delivery after (`seen` is as long as there are changes).
+    pub fn record(&self, seen: &mut [bool], intended_ns: u64, arrival_ns: u64) {
+        for (i, &at) in self.at_ns.iter().enumerate() {
+            if !seen[i] && intended_ns >= at {
+                seen[i] = true;
+                let mut w = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+                record(&mut w[i], arrival_ns.saturating_sub(at) / 1000);
+            }
+        }
+    }
+
+    /// One summary per change, out of `receivers` receivers.
+    pub fn summary(&self, receivers: u64) -> Vec<AddressChangeSummary> {
+        let w = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+        self.at_ns
+            .iter()
+            .zip(w.iter())
+            .map(|(&at, h)| {
+                let ms = |us: u64| (!h.is_empty()).then_some(us as f64 / 1000.0);
+                AddressChangeSummary {
+                    at_s: at as f64 / 1e9,
+                    members_delivered: h.len(),
+                    members_without: receivers.saturating_sub(h.len()),
+                    first_delivery_p50_ms: ms(h.value_at_quantile(0.5)),
+                    first_delivery_max_ms: ms(h.max()),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Exactly-once, in-order bookkeeping of one receiver for the publishers of its rooms (one
 /// track per room and publisher).
 #[derive(Debug)]

@@ -104,6 +104,98 @@ impl std::fmt::Display for IpLinkStats {
     }
 }
 
+/// A link's timeline: its start and the blackholes and address changes it does, in
+/// milliseconds from the start. `huddle ipsim --schedule FILE` writes it for `huddle load
+/// --ipsim-schedule FILE`, which runs in another process: the start travels as a
+/// `CLOCK_MONOTONIC` reading, the clock `Instant` uses, which every process on the host shares
+/// (network namespaces have no clock of their own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// The link's start.
+    pub start: Instant,
+    /// Blackholes (start ms, length ms), either direction, sorted.
+    pub blackholes: Vec<(u64, u64)>,
+    /// Address changes of the client side (ms), sorted.
+    pub rebind_at_ms: Vec<u64>,
+}
+
+impl Schedule {
+    /// The text form: `start_monotonic_ns N`, then one `blackhole START_MS LENGTH_MS` or
+    /// `rebind AT_MS` line each.
+    pub fn to_text(&self) -> String {
+        let ago = self.start.elapsed().as_nanos() as u64;
+        let mut t = format!("start_monotonic_ns {}\n", monotonic_ns().saturating_sub(ago));
+        for (s, d) in &self.blackholes {
+            t.push_str(&format!("blackhole {s} {d}\n"));
+        }
+        for r in &self.rebind_at_ms {
+            t.push_str(&format!("rebind {r}\n"));
+        }
+        t
+    }
+
+    /// Parses [`Schedule::to_text`]'s form, written by this or another process of this host.
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        let mut start_ns = None;
+        let (mut blackholes, mut rebind_at_ms) = (Vec::new(), Vec::new());
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let num = |i: usize| -> Result<u64, String> {
+                words.get(i).and_then(|w| w.parse().ok()).ok_or(format!("bad line {line:?}"))
+            };
+            match words[0] {
+                "start_monotonic_ns" => start_ns = Some(num(1)?),
+                "blackhole" => blackholes.push((num(1)?, num(2)?)),
+                "rebind" => rebind_at_ms.push(num(1)?),
+                _ => return Err(format!("unknown line {line:?}")),
+            }
+        }
+        let start_ns = start_ns.ok_or("no start_monotonic_ns line")?;
+        let ago = Duration::from_nanos(monotonic_ns().saturating_sub(start_ns));
+        let now = Instant::now();
+        let start = now.checked_sub(ago).unwrap_or(now);
+        blackholes.sort_unstable();
+        rebind_at_ms.sort_unstable();
+        Ok(Schedule { start, blackholes, rebind_at_ms })
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of `Instant` on Linux.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which lives for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The IPv4 addresses of the interfaces in this thread's network namespace, sorted: what a
+/// client on the client side watches to see its address change.
+pub fn local_ipv4_addrs() -> io::Result<Vec<Ipv4Addr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list this function frees below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut addrs = Vec::new();
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list getifaddrs returned, not freed yet; an AF_INET
+        // ifa_addr points to a sockaddr_in.
+        unsafe {
+            let a = (*at).ifa_addr;
+            if !a.is_null() && i32::from((*a).sa_family) == libc::AF_INET {
+                let sin = &*(a as *const libc::sockaddr_in);
+                addrs.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            }
+            at = (*at).ifa_next;
+        }
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    addrs.sort_unstable();
+    Ok(addrs)
+}
+
 /// A network namespace this process made; deleted on drop.
 struct Netns(String);
 
@@ -132,6 +224,8 @@ pub struct IpLink {
     server_ns: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The start of the link's clock and what happens on it.
+    schedule: Schedule,
     /// Deleted on drop, after the forwarders have closed the TUN devices.
     _namespaces: Vec<Netns>,
 }
@@ -159,6 +253,13 @@ impl IpLink {
         });
         let (stop, stop_rx) = watch::channel(false);
         let start = Instant::now();
+        let mut blackholes = cfg.to_server.blackholes.clone();
+        blackholes.extend(cfg.to_client.blackholes.iter().copied());
+        blackholes.sort_unstable();
+        blackholes.dedup();
+        let mut rebind_at_ms = cfg.rebind_at_ms.clone();
+        rebind_at_ms.sort_unstable();
+        let schedule = Schedule { start, blackholes, rebind_at_ms };
         let up = Link::new(cfg.to_server, cfg.seed);
         let down = Link::new(cfg.to_client, cfg.seed.wrapping_add(1));
         let mut tasks = vec![
@@ -196,6 +297,7 @@ impl IpLink {
             server_ns: server.0.clone(),
             stop,
             tasks,
+            schedule,
             _namespaces: vec![server, client],
         })
     }
@@ -213,6 +315,11 @@ impl IpLink {
     /// The client side's current address.
     pub fn client_addr(&self) -> Ipv4Addr {
         *lock(&self.shared.client_addr)
+    }
+
+    /// When the link started and its blackholes and rebinds.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
     }
 
     /// Counters so far.
@@ -419,4 +526,20 @@ fn ip(args: &[&str]) -> io::Result<()> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_reads_back_with_the_same_start() {
+        let start = Instant::now() - Duration::from_millis(1500);
+        let s = Schedule { start, blackholes: vec![(2000, 3000)], rebind_at_ms: vec![4000] };
+        let back = Schedule::parse(&s.to_text()).unwrap();
+        assert_eq!((&back.blackholes, &back.rebind_at_ms), (&s.blackholes, &s.rebind_at_ms));
+        let skew = back.start.max(start) - back.start.min(start);
+        assert!(skew < Duration::from_millis(5), "start moved by {skew:?}");
+        assert!(Schedule::parse("blackhole 1 2").is_err());
+    }
 }

@@ -73,7 +73,8 @@ pub(super) async fn drive(
     let t0 = if cfg.connections_only {
         hold_connections(cfg, &mut members, server_pid, before.rss, &mut summary).await
     } else {
-        fanout(cfg, &mut members, server_pid, net.plan(), &mut summary).await
+        let plan = super::ipsim::with_schedule(net.plan(), cfg)?;
+        fanout(cfg, &mut members, server_pid, plan, &mut summary).await
     };
     count_socket_drops(server_addr, &before, &eps, &net, &mut summary);
     close(members, &eps, &mut summary).await;
@@ -177,6 +178,7 @@ impl Netsim {
                 .as_ref()
                 .map(|(p, _)| -> Rebind<'_> { Box::new(move || p.rebind_now().boxed()) }),
             blackholes: self.proxy.as_ref().map(|p| (p.1, self.blackholes_ms.clone())),
+            link_rebinds: None,
         }
     }
 

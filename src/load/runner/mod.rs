@@ -25,7 +25,7 @@ use super::args::LoadConfig;
 use super::link::{Inbox, Link};
 use super::report::Summary;
 use super::server::{self, CLOCK_TICKS_PER_S};
-use super::stats::{Counters, LatencySummary, Outages, SharedLatency, Timeline};
+use super::stats::{AddressChanges, Counters, LatencySummary, Outages, SharedLatency, Timeline};
 use publish::{count_publishers, start_publishers, PublisherTask};
 use receive::{count_stalled, start_receivers, stop_receivers, Received, SessionTally};
 
@@ -141,10 +141,28 @@ pub(super) struct Plan<'a> {
     pub(super) rebind: Option<Rebind<'a>>,
     /// The simulator's start and its blackholes (start, length) in milliseconds after it.
     pub(super) blackholes: Option<(Instant, Vec<(u64, u64)>)>,
+    /// Address changes a link outside this process makes (`huddle ipsim`): its start, their
+    /// times in milliseconds after it, and what reads this side's addresses. At each the
+    /// members are told ([`Link::network_changed`]) once the addresses have changed.
+    pub(super) link_rebinds: Option<(Instant, Vec<u64>, LocalAddrs)>,
 }
+
+/// Reads the local addresses (as text) of the network namespace the load runs in.
+pub(super) type LocalAddrs = fn() -> Vec<String>;
 
 /// What makes the simulator rebind every client to a new port.
 pub(super) type Rebind<'a> = Box<dyn Fn() -> BoxFuture<'a, ()> + Send + Sync + 'a>;
+
+/// The address changes [`follow`] goes through.
+struct Changes<'a> {
+    /// The simulator's rebinds, seconds after t0, and what makes them happen.
+    rebind_at_s: &'a [f64],
+    rebind: Option<Rebind<'a>>,
+    /// An outside link's address changes, and what tells the members of one.
+    link: Vec<Instant>,
+    local_addrs: Option<LocalAddrs>,
+    tell: Box<dyn Fn() + Send + Sync>,
+}
 
 /// CPU ticks of the server (when its pid is known) and of this process.
 type CpuReading = (Option<u64>, Option<u64>);
@@ -161,17 +179,25 @@ pub(super) async fn fanout<L: Link>(
     plan: Plan<'_>,
     summary: &mut Summary,
 ) -> Instant {
-    let Plan { rebind_at_s, rebind, blackholes } = plan;
+    let Plan { rebind_at_s, rebind, blackholes, link_rebinds } = plan;
     let rooms = Rooms::of(cfg, members);
     // Presence events of the joins come first; let them pass before the clock starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let run = Run::start(cfg, rooms.ids, blackholes);
+    let link_changes: Vec<Instant> = match &link_rebinds {
+        Some((start, at, _)) => at.iter().map(|&ms| *start + Duration::from_millis(ms)).collect(),
+        None => Vec::new(),
+    };
+    let local_addrs = link_rebinds.as_ref().map(|l| l.2);
+    let run = Run::start(cfg, rooms.ids, blackholes, rebind_at_s, &link_changes);
+    let links: Vec<Arc<L>> = members.iter().map(|m| m.link.clone()).collect();
+    let tell = Box::new(move || links.iter().for_each(|l| l.network_changed()));
+    let changes = Changes { rebind_at_s, rebind, link: link_changes, local_addrs, tell };
     let (receivers, stalled) = start_receivers(cfg, members, &run);
     let (publishers, schedule) = start_publishers(cfg, members, &run, &rooms.size);
     if let Err(e) = &schedule {
         summary.problems.push(format!("the send schedule thread did not start: {e}"));
     }
-    let window = follow(cfg, &run, server_pid, rebind_at_s, rebind, &publishers, summary).await;
+    let window = follow(cfg, &run, server_pid, changes, &publishers, summary).await;
     drop(schedule);
     let (mut received, tasks) = stop_receivers(&run, receivers);
     let unacked = count_publishers(publishers, summary).await;
@@ -234,6 +260,8 @@ impl Run {
         cfg: &LoadConfig,
         room_ids: Vec<String>,
         blackholes: Option<(Instant, Vec<(u64, u64)>)>,
+        rebind_at_s: &[f64],
+        link_changes: &[Instant],
     ) -> Run {
         let p = cfg.publishers_per_room;
         let rate_p = cfg.rate / p as f64;
@@ -254,6 +282,17 @@ impl Run {
             }
             None => Vec::new(),
         });
+        // Address changes in nanoseconds after t0 (those before it are left out).
+        let mut changes: Vec<u64> = rebind_at_s.iter().map(|s| (s * 1e9) as u64).collect();
+        changes.extend(
+            link_changes
+                .iter()
+                .filter(|&&at| at >= t0)
+                .map(|&at| at.duration_since(t0).as_nanos() as u64),
+        );
+        // Those after the last send have no new message to wait for: left out too.
+        changes.retain(|&at| at < (send_s * 1e9) as u64);
+        changes.sort_unstable();
         let tally = Arc::new(Tally {
             p,
             room_ids,
@@ -264,6 +303,7 @@ impl Run {
             timeline: Timeline::new(seconds),
             latency: SharedLatency::new(),
             outages,
+            changes: AddressChanges::new(changes),
         });
         Run {
             rate_p,
@@ -296,6 +336,7 @@ struct Tally {
     timeline: Timeline,
     latency: SharedLatency,
     outages: Outages,
+    changes: AddressChanges,
 }
 
 /// CPU readings at the measured window's start and end (when the run got there).
@@ -305,18 +346,22 @@ struct Window {
 }
 
 /// Follows the run through warm-up, measured window and drain: shows progress, rebinds through
-/// the simulator at their times, reads CPU at the window's edges and memory at its end. Returns
+/// the simulator at their times, tells the members of an outside link's address changes as
+/// they happen, reads CPU at the window's edges and memory at its end. Returns
 /// at the end of the drain, or earlier once every publisher is finished and every expected
 /// delivery is in, after a short grace in which late duplicates would still be seen.
 async fn follow(
     cfg: &LoadConfig,
     run: &Run,
     server_pid: Option<u32>,
-    rebind_at_s: &[f64],
-    rebind: Option<Rebind<'_>>,
+    changes: Changes<'_>,
     publishers: &[PublisherTask],
     summary: &mut Summary,
 ) -> Window {
+    let Changes { rebind_at_s, rebind, link, local_addrs, tell } = changes;
+    let local_addrs = local_addrs.unwrap_or(Vec::new);
+    let mut addrs = local_addrs();
+    let mut link = link.into_iter().peekable();
     let (t0, counters) = (run.tally.t0, run.counters());
     let mut rebinds = rebind_at_s.to_vec();
     rebinds.sort_by(f64::total_cmp);
@@ -332,8 +377,17 @@ async fn follow(
     let grace = Duration::from_secs_f64(cfg.drain_s.min(DUPLICATE_GRACE_S));
     let mut complete_at = None;
     loop {
-        tick.tick().await;
+        // An outside link's address change is told at once, not at the next tick.
+        let next_change = link.peek().copied();
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(next_change.unwrap_or(t0)), if next_change.is_some() => {}
+        }
         let now = Instant::now();
+        while link.next_if(|&at| at <= now).is_some() {
+            addrs = address_changed(addrs, local_addrs).await;
+            tell();
+        }
         while let Some(at) = rebinds.peek() {
             if now < t0 + Duration::from_secs_f64(*at) {
                 break;
@@ -381,8 +435,26 @@ async fn follow(
     window
 }
 
+/// Longest wait for an outside link's address change to show locally.
+const ADDRESS_CHANGE_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits (up to [`ADDRESS_CHANGE_WAIT`]) for the local addresses to differ from `before`,
+/// as a mobile OS tells its apps once the new address is up: a client told earlier would
+/// reconnect from the old one. Returns the addresses now.
+async fn address_changed(before: Vec<String>, local_addrs: LocalAddrs) -> Vec<String> {
+    let deadline = Instant::now() + ADDRESS_CHANGE_WAIT;
+    loop {
+        let now = local_addrs();
+        if now != before || Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Adds up what the receivers and publishers counted.
 fn count(cfg: &LoadConfig, run: &Run, received: Vec<Received>, unacked: u64, s: &mut Summary) {
+    let receivers = received.iter().filter(|r| r.expects).count() as u64;
     for r in received {
         r.add_to(s);
     }
@@ -399,6 +471,7 @@ fn count(cfg: &LoadConfig, run: &Run, received: Vec<Received>, unacked: u64, s: 
     s.deliveries_per_s = s.measured_deliveries as f64 / cfg.duration_s.max(1e-9);
     s.timeline = tally.timeline.summary();
     s.outages = tally.outages.summary();
+    s.address_changes = tally.changes.summary(receivers);
 }
 
 /// The measured window's CPU, per delivery too, and the server's memory.

@@ -51,10 +51,13 @@ pub(super) fn start_receivers<L: Link>(
                 foreign: 0,
                 echoes: 0,
                 sessions: SessionTally::default(),
+                // Someone else publishes in one of its rooms.
+                expects: p > 1 || own.is_none() || m.rooms.len() > 1,
             },
             receiver: receivers.len(),
             own,
             rooms: m.rooms.clone(),
+            seen_changes: vec![false; run.tally.changes.len()],
             tally: run.tally.clone(),
             ended: false,
         };
@@ -196,6 +199,8 @@ pub(super) struct Received {
     foreign: u64,
     echoes: u64,
     sessions: SessionTally,
+    /// Another member publishes in one of its rooms: it has deliveries to expect.
+    pub(super) expects: bool,
 }
 
 impl Received {
@@ -224,6 +229,8 @@ pub(super) struct Receiving {
     tally: Arc<Tally>,
     /// The connection is gone for good: nothing more will come.
     ended: bool,
+    /// The address changes after which it has had a delivery.
+    seen_changes: Vec<bool>,
 }
 
 impl Receiving {
@@ -271,6 +278,9 @@ impl Receiving {
         let latency_us = arrival_ns.saturating_sub(s.intended_ns) / 1000;
         t.timeline.record(arrival_ns, latency_us);
         t.outages.record(s.intended_ns, arrival_ns);
+        if !t.changes.is_empty() {
+            t.changes.record(&mut self.seen_changes, s.intended_ns, arrival_ns);
+        }
         if s.intended_ns >= t.warmup_ns && s.intended_ns < t.window_end_ns {
             r.measured += 1;
             t.latency.record(self.receiver, latency_us);
