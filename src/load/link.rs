@@ -75,6 +75,15 @@ pub trait Link: Send + Sync + 'static {
     /// the old address); QUIC migrates by itself (the default: nothing to do).
     fn network_changed(self: &Arc<Self>) {}
 
+    /// Tells every member's connection that the network changed ([`Link::network_changed`]
+    /// on each, unless connections share something that must be told once).
+    fn networks_changed(links: &[Arc<Self>])
+    where
+        Self: Sized,
+    {
+        links.iter().for_each(|l| l.network_changed());
+    }
+
     /// Ends the connection once counting is done, adding any transport counters to `summary`.
     fn finish(&self, summary: &mut Summary);
 

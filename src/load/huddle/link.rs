@@ -1,6 +1,7 @@
 //! Huddle's client as a [`Link`]: publishing is `send_message` with the load body, and its
 //! events reach the runner through its queue or, connected with a listener, a [`Tap`].
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -30,6 +31,25 @@ impl Link for Client {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())
+        }
+    }
+
+    /// Moves each endpoint the members share to a new socket once, as an app told of a network
+    /// change does ([`Client::network_changed`]): every connection on it then probes the path
+    /// from the new address at once (QUIC migration) instead of staying silent until the server
+    /// hears from it.
+    fn networks_changed(links: &[Arc<Self>]) {
+        let mut moved = HashSet::new();
+        for client in links {
+            let Ok(before) = client.endpoint().local_addr() else { continue };
+            if !moved.insert(before) {
+                continue;
+            }
+            if Client::network_changed(client).is_ok() {
+                if let Ok(after) = client.endpoint().local_addr() {
+                    moved.insert(after);
+                }
+            }
         }
     }
 

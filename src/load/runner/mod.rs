@@ -190,7 +190,7 @@ pub(super) async fn fanout<L: Link>(
     let local_addrs = link_rebinds.as_ref().map(|l| l.2);
     let run = Run::start(cfg, rooms.ids, blackholes, rebind_at_s, &link_changes);
     let links: Vec<Arc<L>> = members.iter().map(|m| m.link.clone()).collect();
-    let tell = Box::new(move || links.iter().for_each(|l| l.network_changed()));
+    let tell = Box::new(move || L::networks_changed(&links));
     let changes = Changes { rebind_at_s, rebind, link: link_changes, local_addrs, tell };
     let (receivers, stalled) = start_receivers(cfg, members, &run);
     let (publishers, schedule) = start_publishers(cfg, members, &run, &rooms.size);
