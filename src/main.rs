@@ -438,6 +438,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         if let Some(admin) = server.admin_addr() {
             println!("huddle admin API on http://{admin}");
         }
+        if let Some(web) = server.web_addr() {
+            println!("huddle web page on http://{web}/");
+        }
         tracing::info!(%addr, "huddle listening");
         server.run(shutdown_signal()).await?;
         anyhow::Ok(())

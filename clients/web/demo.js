@@ -15,7 +15,7 @@ const rooms = new Map();
 let current = null;
 /** @type {HuddleClient|null} */
 let client = null;
-/** @type {{ webtransport_url?: string, cert_hashes?: string[] }} */
+/** @type {{ webtransport_url?: string, cert_hashes?: string[], cert_hashes_base64?: string[] }} */
 let config = {};
 
 const demo = { rooms, get client() { return client; }, get current() { return current; }, ready: loadConfig() };
@@ -30,7 +30,7 @@ async function loadConfig() {
     // served without a Huddle server: the URL is typed in or given as ?url=
   }
   if (params.get("url")) config.webtransport_url = params.get("url") ?? undefined;
-  if (params.get("hash")) config.cert_hashes = [params.get("hash") ?? ""];
+  if (params.get("hash")) config.cert_hashes_base64 = [params.get("hash") ?? ""];
   $("url").value = config.webtransport_url ?? "";
   for (const key of ["user", "name", "room"]) if (params.get(key)) $(key).value = params.get(key);
   if (params.get("token")) $("token").value = params.get("token");
@@ -198,7 +198,7 @@ $("login").addEventListener("submit", async (/** @type {Event} */ ev) => {
   const url = $("url").value.trim();
   if (!url) return showError("No server URL: serve this page with `huddle serve --web-listen` or give ?url=");
   status("resuming", "connecting…");
-  client = new HuddleClient({ url, certHashes: url === config.webtransport_url ? config.cert_hashes : [] });
+  client = new HuddleClient({ url, certHashes: url === config.webtransport_url ? config.cert_hashes_base64 ?? [] : [] });
   client.on("*", onEvent);
   try {
     await client.login({ userId: $("user").value.trim(), userName: $("name").value.trim(), token: $("token").value.trim() });
