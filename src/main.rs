@@ -214,6 +214,10 @@ struct ServeArgs {
     /// Seconds a session keeps its rooms after its connection is lost, waiting to be resumed.
     #[arg(long)]
     offline_grace_s: Option<u64>,
+    /// This node's id (0-1023) when several servers serve the same clients: keeps their
+    /// session and message ids apart [default: the config file's `node_id`, else unset].
+    #[arg(long)]
+    node_id: Option<u16>,
     /// TCP address of the admin HTTP listener (admin API, /metrics, /healthz, /readyz); needs
     /// a bearer token in HUDDLE_ADMIN_TOKEN or the config file.
     #[arg(long)]
@@ -388,6 +392,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(s) = args.offline_grace_s {
         config.limits.offline_grace_s = s;
+    }
+    if let Some(n) = args.node_id {
+        config.node_id = Some(n);
     }
     if let Some(a) = args.admin_listen {
         config.admin.listen = Some(a);

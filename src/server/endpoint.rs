@@ -15,6 +15,7 @@ use super::conn;
 use super::error::ServerError;
 use super::guard::{client_address, GuardStats};
 use super::identity::{check_identity, load_keys, load_tls, name_identity_files};
+use super::ids::id_base;
 use super::metrics::Refused;
 use super::outbox::{Outbox, OutboxStats};
 use super::shared::Shared;
@@ -61,11 +62,11 @@ impl Server {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(ServerError::Endpoint)?;
-        // Ids start at the start time in microseconds-ish (ms x 1000): unique across restarts at
-        // any realistic rate, and below 2^53 so JSON readers keep them exact.
+        // Ids start from the start time (and the node id): unique across restarts at any
+        // realistic rate, and below 2^53 so JSON readers keep them exact.
         let start_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
-        let id_base = start_ms * 1000;
+        let id_base = id_base(config.node_id, start_ms)?;
         // The core keeps a resumption's replay under the outbound queue bound
         // (`Limits::replay_budget`), or resuming would end as a slow consumer.
         let mut limits = config.limits.clone();
@@ -88,6 +89,7 @@ impl Server {
     pub fn check(config: &ServerConfig) -> Result<KeySet, ServerError> {
         transport_config(config)?;
         admin::check_token(&config.admin)?;
+        id_base(config.node_id, 0)?;
         check_identity(config)
     }
 
