@@ -31,7 +31,8 @@ struct Cli {
 enum Command {
     /// Run the server (dev certificates and token secret are made on first start).
     Serve(ServeArgs),
-    /// Make the development CA, server certificate and token secret if missing.
+    /// Make the development CA, server certificate, token secret and QUIC secret if missing
+    /// (a folder several servers can share with --certs-dir).
     Certs {
         /// Folder to write them to.
         #[arg(long, env = "HUDDLE_CERTS_DIR", default_value = "certs")]
@@ -271,6 +272,7 @@ fn run() -> Result<()> {
         Command::Certs { dir } => {
             let made = huddle::certs::ensure_dev_certs(&dir)?;
             huddle::certs::ensure_token_secret(&dir)?;
+            huddle::certs::ensure_quic_secret(&dir)?;
             println!(
                 "{} {}",
                 if made { "made development certificates in" } else { "certificates already in" },

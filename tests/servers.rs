@@ -1,5 +1,7 @@
 //! Several servers: a client given a list connects to the first that answers and, when the
-//! server it is on dies, resumes on the next one.
+//! server it is on dies, resumes on the next one; servers started from one certs folder share
+//! the certificate, the token secret and the QUIC reset and Retry keys; node ids keep their
+//! ids apart.
 
 mod common;
 
@@ -9,9 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use huddle::auth::KeySet;
+use huddle::certs;
 use huddle::client::{Client, ClientConfig, ClientEvent};
+use huddle::server::config::ServerConfig;
+use huddle::server::Server;
 use huddle::wire::{Event, MessageBody, Priority};
+use rustls::pki_types::CertificateDer;
 use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
 
 /// A UDP relay for one client in front of a server: `kill` makes it drop everything (a server
 /// that died without a word), `retarget` sends the client's packets to another server.
@@ -181,4 +189,85 @@ async fn session_and_message_ids_carry_the_node_id() {
         assert_eq!(sent.message_id >> 43, node);
         assert!(sent.message_id < 1 << 53);
     }
+}
+
+/// A server bound from the certs folder `dir` (as `huddle serve --certs-dir`), with its own QUIC
+/// secret file when `quic_secret` is set; stops when the sender is dropped.
+fn serve_from(
+    dir: &std::path::Path,
+    quic_secret: Option<std::path::PathBuf>,
+) -> (SocketAddr, oneshot::Sender<()>) {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        certs_dir: dir.to_path_buf(),
+        quic_secret_file: quic_secret,
+        ..Default::default()
+    };
+    let server = Server::bind(config).unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, rx) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    (addr, stop)
+}
+
+/// A configuration for `user` at `addr` trusting only the folder's CA, with a token minted from
+/// the folder's token secret.
+fn dir_config(dir: &std::path::Path, addr: SocketAddr, user: &str) -> ClientConfig {
+    let secret = certs::read_token_secret(&dir.join(certs::TOKEN_SECRET_FILE)).unwrap();
+    let mut keys = KeySet::new();
+    keys.insert(certs::DEV_KEY_ID, &secret);
+    let token = keys.mint(certs::DEV_KEY_ID, user, now_s(), now_s() + 600).unwrap();
+    let mut cfg = ClientConfig::new(addr, user, &token);
+    cfg.roots = certs::load_certs(&dir.join(certs::CA_FILE)).unwrap();
+    cfg
+}
+
+fn peer_chain(c: &Client) -> Vec<CertificateDer<'static>> {
+    let identity = c.connection().peer_identity().unwrap();
+    *identity.downcast::<Vec<CertificateDer<'static>>>().unwrap()
+}
+
+#[tokio::test]
+async fn servers_from_one_certs_folder_present_one_certificate_and_accept_one_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _stop_a) = serve_from(dir.path(), None);
+    let (b, _stop_b) = serve_from(dir.path(), None);
+    let on_a = Client::connect(dir_config(dir.path(), a, "alice")).await.unwrap();
+    let on_b = Client::connect(dir_config(dir.path(), b, "alice")).await.unwrap();
+    assert_eq!(peer_chain(&on_a), peer_chain(&on_b));
+    assert!(dir.path().join(certs::QUIC_SECRET_FILE).exists());
+}
+
+/// Whether a client connected to server A through a relay sees its connection reset at once
+/// when the relay starts sending its packets to server B instead (A and B from one certs
+/// folder; B with its own QUIC secret file when `b_secret` is set).
+async fn reset_by_the_other_server(b_secret: Option<&[u8]>) -> Option<quinn::ConnectionError> {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _stop_a) = serve_from(dir.path(), None);
+    let b_file = b_secret.map(|s| {
+        let path = dir.path().join("other.secret");
+        std::fs::write(&path, hex::encode(s)).unwrap();
+        path
+    });
+    let (b, _stop_b) = serve_from(dir.path(), b_file);
+    let relay = Relay::start(a).await;
+    let mut cfg = dir_config(dir.path(), relay.addr, "alice");
+    cfg.keep_alive = Duration::from_millis(100);
+    cfg.idle_timeout = Duration::from_secs(10);
+    cfg.stall_timeout = Duration::ZERO;
+    let alice = Client::connect(cfg).await.unwrap();
+    let conn = alice.connection();
+    relay.retarget(b);
+    tokio::time::timeout(Duration::from_millis(1500), conn.closed()).await.ok()
+}
+
+#[tokio::test]
+async fn a_stateless_reset_from_a_server_sharing_the_quic_secret_ends_the_connection_at_once() {
+    let shared = reset_by_the_other_server(None).await;
+    assert!(matches!(shared, Some(quinn::ConnectionError::Reset)), "{shared:?}");
+    // The control: another secret's reset is not recognised (the idle timeout would end it).
+    let other = reset_by_the_other_server(Some(&[9; 64])).await;
+    assert!(other.is_none(), "{other:?}");
 }

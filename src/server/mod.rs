@@ -27,6 +27,7 @@ pub mod ids;
 mod metrics;
 mod outbox;
 mod probe;
+mod secrets;
 mod shared;
 mod transport;
 mod web;
