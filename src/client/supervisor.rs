@@ -111,7 +111,9 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
         };
         inner.state.send_replace(ConnectionState::Reconnecting);
         inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
-        match reconnect(&inner, &mut unanswered).await {
+        // A server that shut down is not tried first: it will not answer.
+        let shut_down = code == Some(ErrorCode::ServerShutdown as u16);
+        match reconnect(&inner, &mut unanswered, shut_down).await {
             Ok(event) => {
                 inner.state.send_replace(ConnectionState::Connected);
                 inner.send(event).await
@@ -289,13 +291,14 @@ async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
 async fn reconnect(
     inner: &Arc<Inner>,
     unanswered: &mut Vec<Waiter>,
+    skip_current: bool,
 ) -> Result<ClientEvent, ClientError> {
     let deadline = tokio::time::Instant::now() + inner.cfg.reconnect_for;
     let mut delay = Duration::from_millis(100);
-    // The server the session is on first (a brief outage keeps the session); after each failed
-    // attempt, the next one in the list.
+    // The server the session is on first (a brief outage keeps the session) unless it shut
+    // down; after each failed attempt, the next one in the list.
     let servers = inner.cfg.servers();
-    let mut at = inner.server.load(Ordering::SeqCst) % servers.len();
+    let mut at = (inner.server.load(Ordering::SeqCst) + usize::from(skip_current)) % servers.len();
     loop {
         if inner.closing.load(Ordering::SeqCst) {
             return Err(ClientError::connection("closed"));
@@ -313,7 +316,8 @@ async fn reconnect(
             Err(e @ ClientError::Server { .. }) => return Err(e),
             Err(e) => {
                 let server = servers[at];
-                tracing::debug!(user = %inner.cfg.user_id, %server, error = %e, "reconnection attempt failed");
+                let user = &inner.cfg.user_id;
+                tracing::debug!(%user, %server, error = %e, "reconnection attempt failed");
                 at = (at + 1) % servers.len();
                 let jitter = 0.5 + rand::random::<f64>();
                 let wait = delay.mul_f64(jitter);
