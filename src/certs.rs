@@ -18,6 +18,9 @@ pub const CERT_FILE: &str = "server.pem";
 pub const KEY_FILE: &str = "server.key";
 /// Token secret (hex), key id `dev`.
 pub const TOKEN_SECRET_FILE: &str = "token.secret";
+/// The QUIC secret (hex, 64 bytes): the stateless-reset key and the Retry token key derive from
+/// it, so that servers sharing the folder reset and validate each other's connections.
+pub const QUIC_SECRET_FILE: &str = "quic.secret";
 /// The key id of the development token secret.
 pub const DEV_KEY_ID: &str = "dev";
 
@@ -200,7 +203,19 @@ pub fn ensure_token_secret(dir: &Path) -> Result<Vec<u8>, CertError> {
     read_token_secret(&path)
 }
 
-/// Reads a hex token secret file.
+/// Reads the QUIC secret in `dir` ([`QUIC_SECRET_FILE`]), creating a random one (mode 0600)
+/// when missing.
+pub fn ensure_quic_secret(dir: &Path) -> Result<Vec<u8>, CertError> {
+    let path = dir.join(QUIC_SECRET_FILE);
+    if !path.exists() {
+        create_dir(dir)?;
+        let secret: [u8; 64] = std::array::from_fn(|_| rand::random());
+        write_file(&path, format!("{}\n", hex::encode(secret)).as_bytes(), true)?;
+    }
+    read_token_secret(&path)
+}
+
+/// Reads a hex secret file (a token secret or the QUIC secret) of at least 16 bytes.
 pub fn read_token_secret(path: &Path) -> Result<Vec<u8>, CertError> {
     let text = fs::read_to_string(path)
         .map_err(|source| CertError::Read { path: path.to_path_buf(), source })?;

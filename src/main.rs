@@ -31,7 +31,8 @@ struct Cli {
 enum Command {
     /// Run the server (dev certificates and token secret are made on first start).
     Serve(ServeArgs),
-    /// Make the development CA, server certificate and token secret if missing.
+    /// Make the development CA, server certificate, token secret and QUIC secret if missing
+    /// (a folder several servers can share with --certs-dir).
     Certs {
         /// Folder to write them to.
         #[arg(long, env = "HUDDLE_CERTS_DIR", default_value = "certs")]
@@ -217,6 +218,10 @@ struct ServeArgs {
     /// Seconds a session keeps its rooms after its connection is lost, waiting to be resumed.
     #[arg(long)]
     offline_grace_s: Option<u64>,
+    /// This node's id (0-1023) when several servers serve the same clients: keeps their
+    /// session and message ids apart [default: the config file's `node_id`, else unset].
+    #[arg(long)]
+    node_id: Option<u16>,
     /// TCP address of the admin HTTP listener (admin API, /metrics, /healthz, /readyz); needs
     /// a bearer token in HUDDLE_ADMIN_TOKEN or the config file.
     #[arg(long)]
@@ -270,6 +275,7 @@ fn run() -> Result<()> {
         Command::Certs { dir } => {
             let made = huddle::certs::ensure_dev_certs(&dir)?;
             huddle::certs::ensure_token_secret(&dir)?;
+            huddle::certs::ensure_quic_secret(&dir)?;
             println!(
                 "{} {}",
                 if made { "made development certificates in" } else { "certificates already in" },
@@ -395,6 +401,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(s) = args.offline_grace_s {
         config.limits.offline_grace_s = s;
+    }
+    if let Some(n) = args.node_id {
+        config.node_id = Some(n);
     }
     if let Some(a) = args.admin_listen {
         config.admin.listen = Some(a);

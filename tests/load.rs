@@ -254,3 +254,49 @@ fn load_command_spawns_a_server_and_writes_every_summary_field() {
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.contains("<svg") && plot.contains("Deliveries per second"), "{plot:.200}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_spread_over_several_servers_round_robin() {
+    // Two servers with one certificate and one token key, as from one certs folder.
+    let tls = huddle::certs::generate_in_memory().unwrap();
+    let mut stops = Vec::new();
+    let mut addrs = Vec::new();
+    for node in [1, 2] {
+        let config = huddle::server::config::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            node_id: Some(node),
+            ..Default::default()
+        };
+        let server = huddle::server::Server::bind_with(
+            config,
+            tls.chain.clone(),
+            tls.key.clone_key(),
+            keys(),
+        )
+        .unwrap();
+        addrs.push(server.local_addr().unwrap());
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        stops.push(stop);
+    }
+    let cfg = LoadConfig {
+        rooms: 2,
+        members: 3,
+        connections_only: true,
+        duration_s: 0.2,
+        server: Some(addrs[0]),
+        more_servers: vec![addrs[1]],
+        trust: Some(Trust { ca: tls.ca.clone(), keys: keys(), key_id: KEY_ID.into() }),
+        ..LoadConfig::default()
+    };
+    let s = run_with(cfg).await.unwrap();
+    let ctx = s.table();
+    assert_eq!((s.connections, s.connect_failures), (6, 0), "{ctx}");
+    let per: Vec<(String, u64)> = s.members_per_server.clone().into_iter().collect();
+    let mut want = vec![(addrs[0].to_string(), 3), (addrs[1].to_string(), 3)];
+    want.sort();
+    assert_eq!(per, want, "{ctx}");
+    assert!(ctx.contains("members per server"), "{ctx}");
+}

@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,7 +58,7 @@ enum Done {
 
 /// Runs the chat on a logged-in client; returns the exit code: 0 after a logout, 2 when the
 /// session ended otherwise.
-pub async fn run(client: Client, server: SocketAddr) -> anyhow::Result<i32> {
+pub async fn run(client: Client, server: String) -> anyhow::Result<i32> {
     println!(
         "connected to {server} as {} (session {}); /help for commands",
         client.user_id(),

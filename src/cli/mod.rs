@@ -102,9 +102,10 @@ The certs folder (CA and token secret) is --certs-dir, else $HUDDLE_CERTS_DIR, e
     after_long_help = JSON_HELP
 )]
 pub struct ClientArgs {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7443")]
-    pub server: SocketAddr,
+    /// Server address; several, comma-separated (A,B,C), are tried in order, at the first
+    /// connection and when reconnecting after the server in use stopped answering.
+    #[arg(long, default_value = "127.0.0.1:7443", value_delimiter = ',', num_args = 1)]
+    pub server: Vec<SocketAddr>,
     /// User id.
     #[arg(long)]
     pub user: String,
@@ -141,7 +142,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
     // At once, so that a wait for a server that is not there is never silent (stderr in
     // JSON-lines mode, whose stdout carries only JSON).
     let connecting = || {
-        let line = format!("connecting to {} ...", args.server);
+        let line = format!("connecting to {} ...", servers(&args));
         if json {
             eprintln!("{line}");
         } else {
@@ -158,7 +159,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<i32> {
     if json {
         lines::run(client).await
     } else {
-        chat::run(client, args.server).await
+        chat::run(client, servers(&args)).await
     }
 }
 
@@ -174,7 +175,8 @@ pub fn client_config(args: &ClientArgs) -> anyhow::Result<ClientConfig> {
             )
         })?,
     };
-    let mut config = ClientConfig::new(args.server, &args.user, &token);
+    let mut config = ClientConfig::with_servers(&args.server, &args.user, &token)
+        .ok_or_else(|| anyhow::anyhow!("--server names no address"))?;
     config.user_name = args.name.clone();
     config.server_name = args.server_name.clone();
     let ca = match &args.ca {
@@ -238,6 +240,11 @@ fn mint(certs_dir: &Path, user: &str, ttl_s: u64, format: TokenFormat) -> anyhow
     .ok_or_else(|| anyhow!("the development key could not be loaded"))
 }
 
+/// The `--server` addresses as given: `A,B,C`.
+fn servers(args: &ClientArgs) -> String {
+    args.server.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+}
+
 /// Builds the configuration, calls `connecting` and connects and logs in within
 /// `--connect-timeout-s`; the failure says what to check (the CA, whether a server listens
 /// there).
@@ -253,7 +260,7 @@ pub(crate) async fn connect(
         Ok(Err(e)) => Err(login_failure(&e, args)),
         Err(_) => {
             let msg =
-                format!("no answer from {} within {timeout:?} ({NO_SERVER_HINT})", args.server);
+                format!("no answer from {} within {timeout:?} ({NO_SERVER_HINT})", servers(args));
             Err(Failure::local("connection", msg))
         }
     }

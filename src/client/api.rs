@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::config::{client_endpoint, fresh_socket, quic_client_config, ClientConfig};
 use super::error::{unexpected, ClientError};
 use super::event::{ClientEvent, ConnectionState, EventListener, EventSink};
-use super::link::open_link;
+use super::link::{open_link, Link};
 use super::lock::lock;
 use super::session::{Inner, Session};
 use super::streams::Rooms;
@@ -125,8 +125,8 @@ impl Client {
         sink.try_send(ClientEvent::Connecting);
         let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
         let quic = quic_client_config(&cfg)?;
-        let (link, _) = open_link(&endpoint, &quic, &cfg, &sink, &rooms, false).await?;
-        let inner = Arc::new(Inner::new(cfg, endpoint, quic, link.clone(), rooms, sink));
+        let (link, server) = first_link(&endpoint, &quic, &cfg, &sink, &rooms).await?;
+        let inner = Arc::new(Inner::new(cfg, endpoint, quic, link.clone(), server, rooms, sink));
         let login = Login {
             protocol_version: PROTOCOL_VERSION,
             user_id: inner.cfg.user_id.clone(),
@@ -688,4 +688,29 @@ fn check_message_size(request: &Request) -> Result<(), ClientError> {
         code: ErrorCode::MessageTooLarge.as_u16(),
         message: format!("body of {} bytes is over the message size limit; not sent", body.len()),
     })
+}
+
+/// The first connection: to each server in turn until one answers (each but the last within
+/// [`ClientConfig::connect_timeout`]); with its index in [`ClientConfig::servers`], or the last
+/// server's error.
+async fn first_link(
+    endpoint: &quinn::Endpoint,
+    quic: &quinn::ClientConfig,
+    cfg: &ClientConfig,
+    sink: &EventSink,
+    rooms: &Rooms,
+) -> Result<(Link, usize), ClientError> {
+    let servers = cfg.servers();
+    // `servers()` starts with `server_addr`: never empty.
+    let last = servers.len() - 1;
+    for (i, &server) in servers[..last].iter().enumerate() {
+        let attempt = open_link(endpoint, quic, cfg, server, sink, rooms, false);
+        match tokio::time::timeout(cfg.connect_timeout, attempt).await {
+            Ok(Ok((link, _))) => return Ok((link, i)),
+            Ok(Err(e)) => tracing::debug!(%server, error = %e, "no connection; trying the next"),
+            Err(_) => tracing::debug!(%server, "no answer in time; trying the next server"),
+        }
+    }
+    let (link, _) = open_link(endpoint, quic, cfg, servers[last], sink, rooms, false).await?;
+    Ok((link, last))
 }

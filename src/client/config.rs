@@ -31,8 +31,15 @@ pub const TAIL_COPY_LOSS_HOLD: Duration = Duration::from_secs(2);
 /// How to reach and log in to a server.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// The server's UDP address.
+    /// The server's UDP address: the first one tried.
     pub server_addr: SocketAddr,
+    /// Further servers, tried in order after [`ClientConfig::server_addr`] (see
+    /// [`ClientConfig::servers`]): at the first connection when one does not answer within
+    /// [`ClientConfig::connect_timeout`], and when reconnecting after a lost connection once the
+    /// server it was on does not answer. All of the same address family as `server_addr`.
+    /// A session lives on the server that made it: resuming on another single server makes a
+    /// new session there (`session_resumed: false`, rooms joined again).
+    pub fallback_servers: Vec<SocketAddr>,
     /// The name the server certificate is checked against.
     pub server_name: String,
     /// Trusted CA certificates. Empty: the platform's are not used; add the server's CA.
@@ -97,6 +104,7 @@ impl ClientConfig {
     pub fn new(server_addr: SocketAddr, user_id: &str, token: &str) -> ClientConfig {
         ClientConfig {
             server_addr,
+            fallback_servers: Vec::new(),
             server_name: "localhost".into(),
             roots: Vec::new(),
             user_id: user_id.into(),
@@ -138,6 +146,28 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             ..ClientConfig::new(server_addr, user_id, token)
         }
+    }
+
+    /// A configuration with defaults ([`ClientConfig::new`]) for several servers, tried in this
+    /// order; `None` for an empty list.
+    pub fn with_servers(
+        servers: &[SocketAddr],
+        user_id: &str,
+        token: &str,
+    ) -> Option<ClientConfig> {
+        let (first, rest) = servers.split_first()?;
+        Some(ClientConfig {
+            fallback_servers: rest.to_vec(),
+            ..ClientConfig::new(*first, user_id, token)
+        })
+    }
+
+    /// Every server, in the order they are tried: `server_addr`, then `fallback_servers`.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        let mut all = Vec::with_capacity(1 + self.fallback_servers.len());
+        all.push(self.server_addr);
+        all.extend(&self.fallback_servers);
+        all
     }
 
     /// Trusts the CA certificates of a PEM document (for a development server, `certs/ca.pem`

@@ -3,6 +3,7 @@
 //! server streams.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -145,19 +146,20 @@ impl Link {
 /// it.
 pub(super) type Readers = Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>;
 
-/// Opens a connection and its control stream, and starts its reader tasks. With `early` and a
-/// session ticket from an earlier connection, the connection is usable at once (0-RTT) and the
-/// second value resolves to whether the server took the early data.
+/// Opens a connection to `server` and its control stream, and starts its reader tasks. With
+/// `early` and a session ticket from an earlier connection, the connection is usable at once
+/// (0-RTT) and the second value resolves to whether the server took the early data.
 pub(super) async fn open_link(
     endpoint: &quinn::Endpoint,
     quic: &quinn::ClientConfig,
     cfg: &ClientConfig,
+    server: SocketAddr,
     events: &EventSink,
     rooms: &Rooms,
     early: bool,
 ) -> Result<(Link, Option<quinn::ZeroRttAccepted>), ClientError> {
     let connecting = endpoint
-        .connect_with(quic.clone(), cfg.server_addr, &cfg.server_name)
+        .connect_with(quic.clone(), server, &cfg.server_name)
         .map_err(|e| ClientError::connection(e.to_string()))?;
     let attempt = if early { connecting.into_0rtt() } else { Err(connecting) };
     let (conn, accepted) = match attempt {

@@ -2,7 +2,7 @@
 //! the joined rooms, where events go and the connection state; and sending a request on a link
 //! that is usable, waiting for a resumed one while the client reconnects.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ pub(super) struct Inner {
     /// 0-RTT possible.
     pub(super) quic: quinn::ClientConfig,
     pub(super) link: Mutex<Link>,
+    /// The index in `cfg.servers()` of the server `link` is connected to.
+    pub(super) server: AtomicUsize,
     /// The order of the next request (its low 32 bits are its request id).
     next_id: AtomicU64,
     pub(super) session: Mutex<Session>,
@@ -75,6 +77,7 @@ impl Inner {
         endpoint: quinn::Endpoint,
         quic: quinn::ClientConfig,
         link: Link,
+        server: usize,
         rooms: Rooms,
         sink: EventSink,
     ) -> Inner {
@@ -84,6 +87,7 @@ impl Inner {
             endpoint,
             quic,
             link: Mutex::new(link),
+            server: AtomicUsize::new(server),
             next_id: AtomicU64::new(1),
             session: Mutex::new(Session {
                 session_id: 0,

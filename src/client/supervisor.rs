@@ -2,6 +2,7 @@
 //! streams); when it is lost for a reason reconnecting can help with, reconnects with jittered
 //! backoff and resumes the session on a new link, or reports the end.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +90,7 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
             || inner.suspended.load(Ordering::SeqCst);
         let session_over = inner.closing.load(Ordering::SeqCst)
             || (locally_closed && !suspended)
-            || code.is_some_and(|c| c == 0 || terminal(c));
+            || code.is_some_and(|c| c == 0 || terminal(c, !inner.cfg.fallback_servers.is_empty()));
         if session_over || (inner.cfg.reconnect_for.is_zero() && !suspended) {
             let ended = if session_over { Ended::Session } else { Ended::ReconnectWindow };
             finish(&inner, ConnectionClosed { code, reason, ended }, unanswered).await;
@@ -110,7 +111,9 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
         };
         inner.state.send_replace(ConnectionState::Reconnecting);
         inner.send(ClientEvent::Reconnecting { reason: reason.clone() }).await;
-        match reconnect(&inner, &mut unanswered).await {
+        // A server that shut down is not tried first: it will not answer.
+        let shut_down = code == Some(ErrorCode::ServerShutdown as u16);
+        match reconnect(&inner, &mut unanswered, shut_down).await {
             Ok(event) => {
                 inner.state.send_replace(ConnectionState::Connected);
                 inner.send(event).await
@@ -185,9 +188,13 @@ async fn probe(inner: &Inner, link: &Link) -> Result<u64, String> {
     }
 }
 
-/// Close codes after which reconnecting cannot help.
-fn terminal(code: u16) -> bool {
+/// Close codes after which reconnecting cannot help. A server shutting down is not one while
+/// there are `other_servers` to resume on.
+fn terminal(code: u16, other_servers: bool) -> bool {
     let known = ErrorCode::from_u16(code);
+    if other_servers && known == Some(ErrorCode::ServerShutdown) {
+        return false;
+    }
     matches!(
         known,
         Some(
@@ -284,9 +291,14 @@ async fn watch_stall(link: &Link, stall: Duration, inner: &Inner) -> String {
 async fn reconnect(
     inner: &Arc<Inner>,
     unanswered: &mut Vec<Waiter>,
+    skip_current: bool,
 ) -> Result<ClientEvent, ClientError> {
     let deadline = tokio::time::Instant::now() + inner.cfg.reconnect_for;
     let mut delay = Duration::from_millis(100);
+    // The server the session is on first (a brief outage keeps the session) unless it shut
+    // down; after each failed attempt, the next one in the list.
+    let servers = inner.cfg.servers();
+    let mut at = (inner.server.load(Ordering::SeqCst) + usize::from(skip_current)) % servers.len();
     loop {
         if inner.closing.load(Ordering::SeqCst) {
             return Err(ClientError::connection("closed"));
@@ -294,13 +306,19 @@ async fn reconnect(
         if suspend_requested(inner) {
             return Err(ClientError::connection("suspended"));
         }
-        let attempt = try_resume(inner, unanswered).await;
+        let attempt = try_resume(inner, servers[at], unanswered).await;
         match attempt {
-            Ok(event) => return Ok(event),
+            Ok(event) => {
+                inner.server.store(at, Ordering::SeqCst);
+                return Ok(event);
+            }
             // The server refused the session for good: no point in trying again.
             Err(e @ ClientError::Server { .. }) => return Err(e),
             Err(e) => {
-                tracing::debug!(user = %inner.cfg.user_id, error = %e, "reconnection attempt failed");
+                let server = servers[at];
+                let user = &inner.cfg.user_id;
+                tracing::debug!(%user, %server, error = %e, "reconnection attempt failed");
+                at = (at + 1) % servers.len();
                 let jitter = 0.5 + rand::random::<f64>();
                 let wait = delay.mul_f64(jitter);
                 if tokio::time::Instant::now() + wait >= deadline {
@@ -318,10 +336,11 @@ async fn reconnect(
     }
 }
 
-/// One reconnection attempt; when it resumes the session, the new connection takes the
-/// `unanswered` requests before anything else can be sent on it.
+/// One reconnection attempt, to `server`; when it resumes the session, the new connection takes
+/// the `unanswered` requests before anything else can be sent on it.
 async fn try_resume(
     inner: &Arc<Inner>,
+    server: SocketAddr,
     unanswered: &mut Vec<Waiter>,
 ) -> Result<ClientEvent, ClientError> {
     let events = lock(&inner.events).clone().ok_or_else(|| ClientError::connection("closed"))?;
@@ -335,6 +354,7 @@ async fn try_resume(
             &inner.endpoint,
             &inner.quic,
             &inner.cfg,
+            server,
             &events,
             &inner.rooms,
             inner.cfg.zero_rtt,

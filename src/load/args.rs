@@ -51,8 +51,10 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 2.0)]
     pub drain: f64,
     /// Address of a running server.
-    #[arg(long, conflicts_with = "spawn_server")]
-    pub server: Option<SocketAddr>,
+    /// Several, comma-separated (A,B,C): members are spread over them round-robin (member i
+    /// starts on server i mod N, then tries the others in order).
+    #[arg(long, conflicts_with = "spawn_server", value_delimiter = ',', num_args = 1)]
+    pub server: Vec<SocketAddr>,
     /// Start `huddle serve` (this executable) on 127.0.0.1:0 with a temporary configuration and
     /// certificates, and kill it at the end.
     #[arg(long)]
@@ -223,6 +225,8 @@ pub struct LoadConfig {
     pub drain_s: f64,
     /// A running server's address.
     pub server: Option<SocketAddr>,
+    /// Further running servers: members are spread over `server` and these round-robin.
+    pub more_servers: Vec<SocketAddr>,
     /// Whether to spawn the server.
     pub spawn_server: bool,
     /// The executable to spawn as the server (default: this one).
@@ -292,6 +296,7 @@ impl Default for LoadConfig {
             duration_s: 10.0,
             drain_s: 2.0,
             server: None,
+            more_servers: Vec::new(),
             spawn_server: false,
             server_exe: None,
             server_config: None,
@@ -335,7 +340,8 @@ impl From<LoadArgs> for LoadConfig {
             warmup_s: a.warmup,
             duration_s: a.duration,
             drain_s: a.drain,
-            server: a.server,
+            server: a.server.first().copied(),
+            more_servers: a.server.get(1..).unwrap_or_default().to_vec(),
             spawn_server: a.spawn_server,
             server_exe: a.server_exe,
             server_config: a.server_config,
@@ -390,6 +396,13 @@ impl LoadConfig {
         }
         if self.server.is_none() && !self.spawn_server {
             return Err(anyhow!("give --server ADDR or --spawn-server"));
+        }
+        if !self.more_servers.is_empty()
+            && (self.netsim.is_some() || self.backend != Backend::Huddle)
+        {
+            return Err(anyhow!(
+                "several --server addresses need the huddle backend without --netsim"
+            ));
         }
         for (name, v) in
             [("warmup", self.warmup_s), ("duration", self.duration_s), ("drain", self.drain_s)]

@@ -21,6 +21,8 @@ pub struct Summary {
     pub server_addr: String,
     /// The server's pid, when known.
     pub server_pid: Option<u32>,
+    /// Members connected to each server after the connect phase, with several `--server`s.
+    pub members_per_server: BTreeMap<String, u64>,
     /// Connections logged in and in their rooms.
     pub connections: u64,
     /// Members that could not connect, log in or enter their room (after retries).
@@ -291,6 +293,11 @@ impl Summary {
                 }
             ),
         );
+        if !self.members_per_server.is_empty() {
+            let each: Vec<String> =
+                self.members_per_server.iter().map(|(a, n)| format!("{a}: {n}")).collect();
+            row(&mut t, "members per server", each.join(", "));
+        }
         row(
             &mut t,
             "connections",

@@ -53,6 +53,16 @@ pub struct ServerConfig {
     /// Origins a WebTransport session may come from (exact `scheme://host[:port]`, or `*`).
     /// Empty: loopback origins with the development certificate, none with `cert`/`key`.
     pub web_origins: Vec<String>,
+    /// This node's id, 0 to 1023, when several servers serve the same clients (a client with
+    /// a server list, a cluster): session and message ids are then `node_id << 43` plus a
+    /// counter, so that ids made by nodes with different ids never collide (docs/PROTOCOL.md,
+    /// "Ids"). Unset: the single-server layout (start time in ms x 1,000).
+    pub node_id: Option<u16>,
+    /// A file of 64 random bytes (hex) the QUIC stateless-reset key and Retry token key are
+    /// derived from; servers that share it can reset and validate each other's connections.
+    /// Unset: `certs_dir/quic.secret` when it exists, made on first start with the
+    /// development certificate, else fresh keys per process.
+    pub quic_secret_file: Option<PathBuf>,
 }
 
 /// The admin HTTP listener: the admin API under `/v1`, Prometheus metrics at `/metrics`, and
@@ -266,6 +276,8 @@ impl Default for ServerConfig {
             web_transport: true,
             web_listen: None,
             web_origins: Vec::new(),
+            node_id: None,
+            quic_secret_file: None,
         }
     }
 }
@@ -444,6 +456,9 @@ pub enum ConfigError {
     /// `congestion` names no congestion controller.
     #[error("unknown congestion controller {0:?}: cubic, bbr or newreno")]
     Congestion(String),
+    /// `node_id` is above 1023 (10 bits).
+    #[error("node_id {0} is above 1023")]
+    NodeId(u16),
     /// The admin listener is configured without a good enough bearer token.
     #[error(
         "the admin listener needs a bearer token of at least {min_bytes} bytes: set [admin] \

@@ -15,8 +15,10 @@ use super::conn;
 use super::error::ServerError;
 use super::guard::{client_address, GuardStats};
 use super::identity::{check_identity, load_keys, load_tls, name_identity_files};
+use super::ids::id_base;
 use super::metrics::Refused;
 use super::outbox::{Outbox, OutboxStats};
+use super::secrets::{configured_quic_keys, quic_keys, QuicKeys, SignedCids};
 use super::shared::Shared;
 use super::transport::{server_config, transport_config};
 use super::webcert::WebCert;
@@ -36,12 +38,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds a server with this configuration and TLS identity and token keys.
+    /// Binds a server with this configuration and TLS identity and token keys. Its QUIC reset
+    /// and Retry keys come from `quic_secret_file` when configured, else they are fresh.
     pub fn bind_with(
         config: ServerConfig,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
         keys: KeySet,
+    ) -> Result<Server, ServerError> {
+        let quic = configured_quic_keys(&config)?;
+        Server::bind_keyed(config, chain, key, keys, quic)
+    }
+
+    fn bind_keyed(
+        config: ServerConfig,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        keys: KeySet,
+        quic: Option<QuicKeys>,
     ) -> Result<Server, ServerError> {
         // With the development identity (no `cert`), browsers get a short-lived certificate of
         // their own, accepted through its hash (webcert.rs).
@@ -49,23 +63,24 @@ impl Server {
             true => Some(Arc::new(WebCert::new(SystemTime::now())?)),
             false => None,
         };
-        let sc = server_config(&config, chain, key, web_cert.clone())
+        let mut sc = server_config(&config, chain, key, web_cert.clone())
             .map_err(|e| name_identity_files(&config, e))?;
+        let mut ec = quinn::EndpointConfig::default();
+        if let Some(QuicKeys { reset, token, cid }) = quic {
+            ec.reset_key(Arc::new(reset));
+            ec.cid_generator(move || Box::new(SignedCids(cid.clone())));
+            sc.token_key(Arc::new(token));
+        }
         let socket = std::net::UdpSocket::bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         set_socket_buffers(&socket, config.transport.socket_buffer_bytes);
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(sc),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(ServerError::Endpoint)?;
-        // Ids start at the start time in microseconds-ish (ms x 1000): unique across restarts at
-        // any realistic rate, and below 2^53 so JSON readers keep them exact.
+        let endpoint = quinn::Endpoint::new(ec, Some(sc), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(ServerError::Endpoint)?;
+        // Ids start from the start time (and the node id): unique across restarts at any
+        // realistic rate, and below 2^53 so JSON readers keep them exact.
         let start_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
-        let id_base = start_ms * 1000;
+        let id_base = id_base(config.node_id, start_ms)?;
         // The core keeps a resumption's replay under the outbound queue bound
         // (`Limits::replay_budget`), or resuming would end as a slow consumer.
         let mut limits = config.limits.clone();
@@ -88,6 +103,8 @@ impl Server {
     pub fn check(config: &ServerConfig) -> Result<KeySet, ServerError> {
         transport_config(config)?;
         admin::check_token(&config.admin)?;
+        id_base(config.node_id, 0)?;
+        configured_quic_keys(config)?;
         check_identity(config)
     }
 
@@ -95,7 +112,8 @@ impl Server {
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let (chain, key) = load_tls(&config)?;
         let keys = load_keys(&config)?;
-        Server::bind_with(config, chain, key, keys)
+        let quic = quic_keys(&config)?;
+        Server::bind_keyed(config, chain, key, keys, quic)
     }
 
     /// The address the server listens on.

@@ -10,6 +10,8 @@
 //! - `admin`, `metrics`, `guard`: the admin HTTP listener, Prometheus metrics, and the
 //!   defences against misbehaving clients; `connections`: the listener's connection listing
 //!   (the core's view of each connection with its transport's figures).
+//! - [`ids`]: where session and message ids start (node ids); `secrets`: the QUIC reset and
+//!   Retry keys several servers can share.
 
 mod admin;
 mod admission;
@@ -21,9 +23,11 @@ mod error;
 mod fdlimit;
 mod guard;
 mod identity;
+pub mod ids;
 mod metrics;
 mod outbox;
 mod probe;
+mod secrets;
 mod shared;
 mod transport;
 mod web;

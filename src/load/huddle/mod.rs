@@ -5,6 +5,7 @@
 //! is the runner's (`fanout`, `hold_connections`), as for the Redis and NATS backends in
 //! `compare`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -56,12 +57,19 @@ pub(super) async fn drive(
     let net = Netsim::start(cfg, server_addr).await?;
     let eps = bind_endpoints(cfg, net.connect_addr)?;
     let names = Names::new()?;
-    let mut connected = connect(cfg, &trust, &eps, net.connect_addr, &names).await;
+    let mut servers = vec![net.connect_addr];
+    servers.extend(&cfg.more_servers);
+    let mut connected = connect(cfg, &trust, &eps, &servers, &names).await;
+    let members_per_server = match servers.len() {
+        1 => BTreeMap::new(),
+        _ => per_server(&connected),
+    };
     let mut members = join(cfg, &mut connected, &names).await;
     let mut summary = Summary {
         mode: if cfg.connections_only { "connections_only" } else { "fanout" }.to_string(),
         server_addr: net.connect_addr.to_string(),
         server_pid,
+        members_per_server,
         connections: members.len() as u64,
         connect_failures: connected.failures.len() as u64,
         endpoints: eps.len() as u64,
@@ -269,13 +277,14 @@ async fn connect(
     cfg: &LoadConfig,
     trust: &Trust,
     eps: &[quinn::Endpoint],
-    connect_addr: SocketAddr,
+    servers: &[SocketAddr],
     names: &Names,
 ) -> Connected {
     let n = cfg.connections();
     let pb = progress_bar(cfg, n as u64, "{msg:10} {pos}/{len} {elapsed} [{wide_bar}]");
     pb.set_message("connecting");
-    let what = format!("connecting {n} members over {} endpoints to {connect_addr}", eps.len());
+    let to: Vec<String> = servers.iter().map(|a| a.to_string()).collect();
+    let what = format!("connecting {n} members over {} endpoints to {}", eps.len(), to.join(","));
     say(&pb, cfg, &what);
     let started = Instant::now();
     let mut hist = latency_histogram();
@@ -284,7 +293,10 @@ async fn connect(
     let mut connects = futures::stream::iter(0..n)
         .map(|i| {
             let (r, j) = (i / cfg.members, i % cfg.members);
-            let cc = client_config(cfg, trust, connect_addr, names, r, j);
+            // Round-robin: member i starts on server i mod N and falls back on the others.
+            let order: Vec<SocketAddr> =
+                (0..servers.len()).map(|k| servers[(i + k) % servers.len()]).collect();
+            let cc = client_config(cfg, trust, &order, names, r, j);
             // A member that stops reading needs the client's queue (it fills, and flow control
             // pushes back); an idle one reads through it too. The others' events go straight
             // to their receiver's checks from the client's reader tasks.
@@ -311,11 +323,20 @@ async fn connect(
     Connected { clients, failures, hist, elapsed_s, handshakes_per_s }
 }
 
+/// How many connected members each server has.
+fn per_server(connected: &Connected) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (client, ..) in connected.clients.iter().flatten() {
+        *counts.entry(client.connection().remote_address().to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
 /// Member `j` of room `r`'s client configuration, with a fresh token.
 fn client_config(
     cfg: &LoadConfig,
     trust: &Trust,
-    connect_addr: SocketAddr,
+    servers: &[SocketAddr],
     names: &Names,
     r: usize,
     j: usize,
@@ -324,7 +345,8 @@ fn client_config(
     let now_s = names.now_s;
     let token =
         trust.keys.mint(&trust.key_id, &user, now_s.saturating_sub(60), now_s + TOKEN_TTL_S);
-    let mut cc = ClientConfig::new(connect_addr, &user, token.as_deref().unwrap_or(""));
+    let mut cc = ClientConfig::new(servers[0], &user, token.as_deref().unwrap_or(""));
+    cc.fallback_servers = servers[1..].to_vec();
     cc.roots = vec![trust.ca.clone()];
     cc.bbr = cfg.client_bbr;
     cc.stall_timeout = Duration::from_millis(cfg.client_stall_timeout_ms);
