@@ -74,10 +74,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 
 /// The client's next event, or nothing once `closed` turns true or its sender (the
 /// [`HuddleClient`]) is gone. Cancel-safe: dropped while waiting, it has taken no event.
-async fn next_or_closed(
-    client: &Client,
-    mut closed: watch::Receiver<bool>,
-) -> Option<ClientEvent> {
+async fn next_or_closed(client: &Client, mut closed: watch::Receiver<bool>) -> Option<ClientEvent> {
     tokio::select! {
         biased;
         _ = closed.wait_for(|c| *c) => None,
