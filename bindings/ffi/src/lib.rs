@@ -6,17 +6,26 @@
 //! operation runs on a Tokio runtime that this library owns, so the foreign side needs none:
 //! its own async machinery (Python's asyncio, Kotlin coroutines, Swift concurrency) awaits the
 //! result. A panic inside an operation becomes [`HuddleError::Internal`].
+//!
+//! Robustness the foreign side relies on: a listener that throws is counted
+//! ([`HuddleClient::listener_failures`]) and logged, and the next events still come; a cancelled
+//! [`HuddleClient::next_event`] takes no event (the next call gets it); and closing the client,
+//! or dropping its last reference, ends a pending `next_event` with nothing and releases the
+//! connection.
 
 mod error;
 mod types;
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use huddle::client::{Client, ClientConfig};
+use huddle::client::{Client, ClientConfig, ClientEvent};
 use huddle::wire::{MessageBody, RoomInfo};
 use tokio::runtime::Runtime;
+use tokio::sync::watch;
 
 pub use error::{Ended, HuddleError};
 pub use types::*;
@@ -51,13 +60,26 @@ where
 
 /// The message of a panicked task.
 fn panic_text(e: tokio::task::JoinError) -> String {
-    let payload = e.into_panic();
-    let text = payload
+    format!("panic: {}", panic_message(e.into_panic()))
+}
+
+/// The message a panic carried.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown".into());
-    format!("panic: {text}")
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The client's next event, or nothing once `closed` turns true or its sender (the
+/// [`HuddleClient`]) is gone. Cancel-safe: dropped while waiting, it has taken no event.
+async fn next_or_closed(client: &Client, mut closed: watch::Receiver<bool>) -> Option<ClientEvent> {
+    tokio::select! {
+        biased;
+        _ = closed.wait_for(|c| *c) => None,
+        event = client.next_event() => event,
+    }
 }
 
 /// How to reach and log in to a server.
@@ -135,7 +157,7 @@ async fn client_config(options: ConnectOptions) -> Result<ClientConfig, HuddleEr
 pub async fn connect(options: ConnectOptions) -> Result<Arc<HuddleClient>, HuddleError> {
     let client =
         run(async move { Ok(Client::connect(client_config(options).await?).await?) }).await?;
-    Ok(Arc::new(HuddleClient { client: Arc::new(client), listening: false }))
+    Ok(Arc::new(HuddleClient::new(Arc::new(client), false)))
 }
 
 /// What an application implements to hear a client's events (instead of calling
@@ -144,12 +166,14 @@ pub async fn connect(options: ConnectOptions) -> Result<Arc<HuddleClient>, Huddl
 pub trait EventListener: Send + Sync {
     /// One event. Called in order, one call at a time, on a thread of the library's own
     /// that holds none of the client's locks; while it runs, the next events wait (and then
-    /// the server's), so it should return soon.
+    /// the server's), so it should return soon. If it throws, the failure is logged and
+    /// counted ([`HuddleClient::listener_failures`]) and the next events still come.
     fn on_event(&self, event: HuddleEvent);
 }
 
 /// Connects and logs in, and calls `listener` with every event (the first two, `Connecting`
-/// and `Connected`, included); [`HuddleClient::next_event`] then returns nothing.
+/// and `Connected`, included); [`HuddleClient::next_event`] then returns nothing. The calls
+/// stop when the client is closed or dropped.
 #[uniffi::export]
 pub async fn connect_with_listener(
     options: ConnectOptions,
@@ -157,17 +181,25 @@ pub async fn connect_with_listener(
 ) -> Result<Arc<HuddleClient>, HuddleError> {
     let client =
         run(async move { Ok(Client::connect(client_config(options).await?).await?) }).await?;
-    let client = Arc::new(client);
-    let reader = client.clone();
+    let handle = HuddleClient::new(Arc::new(client), true);
+    let reader = handle.client.clone();
+    let closed = handle.closed.subscribe();
+    let failures = handle.listener_failures.clone();
     std::thread::Builder::new()
         .name("huddle-listener".into())
         .spawn(move || {
-            while let Some(event) = runtime().block_on(reader.next_event()) {
-                listener.on_event(event.into());
+            while let Some(event) = runtime().block_on(next_or_closed(&reader, closed.clone())) {
+                let event = HuddleEvent::from(event);
+                // A foreign exception arrives as a panic ("Callback interface failure").
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| listener.on_event(event))) {
+                    let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                    let why = panic_message(panic);
+                    tracing::warn!(failures = n, "the event listener failed: {why}");
+                }
             }
         })
         .map_err(|e| HuddleError::Internal { detail: format!("listener thread: {e}") })?;
-    Ok(Arc::new(HuddleClient { client, listening: true }))
+    Ok(Arc::new(handle))
 }
 
 /// A logged-in session. Dropping it (from any thread) closes its connection.
@@ -176,15 +208,27 @@ pub struct HuddleClient {
     client: Arc<Client>,
     /// Whether a listener takes the events.
     listening: bool,
+    /// True once closed; its receivers (pending `next_event` calls, the listener thread) also
+    /// end when this is dropped.
+    closed: watch::Sender<bool>,
+    /// How many listener calls failed.
+    listener_failures: Arc<AtomicU64>,
 }
 
 impl Drop for HuddleClient {
     fn drop(&mut self) {
+        self.closed.send_replace(true);
         self.client.close();
     }
 }
 
 impl HuddleClient {
+    /// The handle of a connected client.
+    fn new(client: Arc<Client>, listening: bool) -> HuddleClient {
+        let (closed, _) = watch::channel(false);
+        HuddleClient { client, listening, closed, listener_failures: Arc::default() }
+    }
+
     /// Runs `op` with the client on the bindings' runtime.
     async fn with<T, F, Fut>(&self, op: F) -> Result<T, HuddleError>
     where
@@ -214,14 +258,26 @@ impl HuddleClient {
         self.client.state().into()
     }
 
-    /// The next event; nothing once the connection is over and every event has been read (and
-    /// always nothing for a client with a listener).
-    pub async fn next_event(&self) -> Option<HuddleEvent> {
+    /// The next event; nothing once the connection is over and every event has been read,
+    /// once the client is closed (a pending call then returns nothing), and always for a
+    /// client with a listener. Cancelling the call takes no event: the next call gets it. A
+    /// pending call does not keep the client alive: dropping its last reference closes it.
+    pub async fn next_event(self: Arc<Self>) -> Option<HuddleEvent> {
         if self.listening {
             return None;
         }
         let client = self.client.clone();
-        run(async move { Ok(client.next_event().await.map(HuddleEvent::from)) }).await.ok()?
+        let closed = self.closed.subscribe();
+        // Polled by the foreign side's executor, not spawned: dropped on cancellation before
+        // it takes an event, and holding no reference to this handle while it waits.
+        drop(self);
+        next_or_closed(&client, closed).await.map(HuddleEvent::from)
+    }
+
+    /// How many calls of the [`EventListener`] failed (threw); each was logged, and the next
+    /// events still came.
+    pub fn listener_failures(&self) -> u64 {
+        self.listener_failures.load(Ordering::Relaxed)
     }
 
     /// Creates a room and joins it.
@@ -524,7 +580,10 @@ impl HuddleClient {
 
     /// Closes the connection without a logout (the server holds the session for its offline
     /// grace period; this client does not reconnect) and waits, bounded, for it to finish.
+    /// A pending [`HuddleClient::next_event`] returns nothing, as do later ones, and the
+    /// listener gets no more events.
     pub async fn close(&self) {
+        self.closed.send_replace(true);
         let client = self.client.clone();
         let _ = run(async move {
             client.shutdown().await;

@@ -58,11 +58,17 @@ async def _call(coro):
     return value(await _call_raw(coro))
 
 
-def _options(server, user_id, token, ca_pem, display_name, reconnect_window_s, server_name):
-    window = None if reconnect_window_s is None else round(reconnect_window_s * 1000)
+def _ms(seconds):
+    return None if seconds is None else round(seconds * 1000)
+
+
+def _options(server, user_id, token, ca_pem, display_name, reconnect_window_s, server_name,
+             mobile, keep_alive_s):
     return _ffi.ConnectOptions(server=server, user_id=user_id, token=token, ca_pem=ca_pem,
-                               display_name=display_name, reconnect_window_ms=window,
-                               server_name=server_name)
+                               display_name=display_name,
+                               reconnect_window_ms=_ms(reconnect_window_s),
+                               server_name=server_name, mobile=mobile,
+                               keep_alive_ms=_ms(keep_alive_s))
 
 
 class _Listener(_ffi.EventListener):
@@ -80,7 +86,8 @@ class _Listener(_ffi.EventListener):
 
 
 async def connect(*, server, user_id, token, ca_pem, display_name=None,
-                  reconnect_window_s=None, server_name=None, on_event=None):
+                  reconnect_window_s=None, server_name=None, on_event=None, mobile=False,
+                  keep_alive_s=None):
     """Connects to `server` (`host:port`) and logs in as `user_id` with `token`, trusting the
     CA certificates in `ca_pem` (PEM text).
 
@@ -90,10 +97,13 @@ async def connect(*, server, user_id, token, ca_pem, display_name=None,
     callable that gets every event instead of `next_event`; it is called in order on a thread
     of the library's own that holds none of the client's locks (so it may call the client, for
     example with `asyncio.run(...)` or `loop.call_soon_threadsafe`), and the next events wait
-    while it runs. Raises `HuddleError` (for example `token_invalid`, 2001).
+    while it runs. `mobile`: the mobile profile (an idle keep-alive every 25 s instead of 5 s,
+    a 60 s idle timeout, a patient stall watchdog; the app calls `network_changed` when the
+    network changes). `keep_alive_s`: the idle keep-alive interval, overriding the profile's.
+    Raises `HuddleError` (for example `token_invalid`, 2001).
     """
     options = _options(server, user_id, token, ca_pem, display_name, reconnect_window_s,
-                       server_name)
+                       server_name, mobile, keep_alive_s)
     if on_event is None:
         inner = await _call_raw(_ffi.connect(options))
     else:
@@ -130,9 +140,17 @@ class Client:
         """Where the connection stands (a `ConnectionState`)."""
         return value(self._c.state())
 
+    @property
+    def listener_failures(self):
+        """How many `on_event` calls failed in the library's listener thread (this layer
+        already logs and swallows the callable's exceptions, so normally 0)."""
+        return self._c.listener_failures()
+
     async def next_event(self):
-        """The next `Event`; None once the connection is over and every event was read (and
-        always None for a client connected with `on_event`)."""
+        """The next `Event`; None once the connection is over and every event was read, once
+        the client is closed (a pending call then returns None), and always for a client
+        connected with `on_event`. Cancelling it (`asyncio.wait_for`, `task.cancel()`) loses
+        no event: the next call gets it."""
         return value(await self._c.next_event())
 
     async def events(self):
@@ -265,11 +283,31 @@ class Client:
         """Leaves every room, ends the session and closes the connection."""
         await _call(self._c.logout())
 
+    async def network_changed(self):
+        """Call when the device's network changed: the client moves to a new UDP socket and
+        probes the server from it at once. A `migrated` event (`probe_ms`) follows when the
+        connection survived the move, else `reconnecting` and `resumed`; the session, rooms
+        and missed messages are kept either way."""
+        await _call(self._c.network_changed())
+
+    async def suspend(self):
+        """Call when the app goes to the background: closes the connection without logging
+        out (nothing more is sent); the server keeps the session for its offline grace, and
+        the other members see no change. A `suspended` event follows; requests fail until
+        `resume`."""
+        await self._c.suspend()
+
+    async def resume(self):
+        """Call when the app comes back: reconnects (in 0-RTT when possible) and resumes the
+        session; `reconnecting` then `resumed` follow, and the messages missed meanwhile arrive
+        exactly once, in order."""
+        await self._c.resume()
+
     async def close(self, *, logout=True):
         """Ends the session (a logout: the other members see this one leave at once) and closes
         the connection, waiting for it, bounded. With `logout=False`, or when the connection
         is not up, it only closes: the server then keeps the session, and its rooms, for its
-        offline grace period."""
+        offline grace period. A pending `next_event` then returns None, as do later ones."""
         if logout and self._c.state() == _ffi.ConnectionState.CONNECTED:
             try:
                 await self._c.logout()

@@ -33,6 +33,7 @@ class ConnectionState(str, enum.Enum):
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
     DISCONNECTED = "disconnected"
+    SUSPENDED = "suspended"
 
 
 class Ended(str, enum.Enum):

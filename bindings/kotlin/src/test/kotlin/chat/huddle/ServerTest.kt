@@ -15,6 +15,7 @@ import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
 import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.delay
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
@@ -249,10 +250,10 @@ private suspend fun exercise(server: Server) {
         check(e.ended == Ended.SESSION) { "$e" }
     }
     bob.close()
+    // Closing ends the events at once (a pending nextEvent returns null too).
     alice.shutdown()
-    alice.until<HuddleEvent.Disconnected>()
-    check(alice.state() == ConnectionState.DISCONNECTED)
     check(alice.nextEvent() == null)
+    withTimeout(5_000) { while (alice.state() != ConnectionState.DISCONNECTED) delay(20) }
     alice.close()
     try {
         alice.userId()
@@ -334,6 +335,33 @@ private suspend fun closeFromOtherThreads(server: Server) = coroutineScope {
     observer.close()
 }
 
+/** A listener that throws on its first two events still hears the next ones; the library logs
+ * and counts each failure instead of letting it end its listener thread. */
+private suspend fun throwingListener(server: Server) {
+    val heard = LinkedBlockingQueue<String>()
+    val listener = object : EventListener {
+        override fun onEvent(event: HuddleEvent) {
+            Native.detach(false)
+            if (event is HuddleEvent.Connecting || event is HuddleEvent.Connected) {
+                error("a faulty listener")
+            }
+            if (event is HuddleEvent.RoomMessage) heard.put(event.text!!)
+        }
+    }
+    val gina = connectWithListener(server.options("gina"), listener)
+    val hank = connect(server.options("hank"))
+    gina.enterRoom("kt4", "", RoomConfig())
+    hank.enterRoom("kt4", "", RoomConfig())
+    for (i in 0 until 3) hank.sendText("kt4", "m$i", Priority.MEDIUM, null)
+    val texts = (0 until 3).map { heard.poll(5, TimeUnit.SECONDS) }
+    check(texts == listOf("m0", "m1", "m2")) { "heard after the listener threw: $texts" }
+    check(gina.listenerFailures() == 2uL) { "failures: ${gina.listenerFailures()}" }
+    gina.logout()
+    gina.close()
+    hank.logout()
+    hank.close()
+}
+
 fun main() {
     val start = System.nanoTime()
     val ok = try {
@@ -342,6 +370,7 @@ fun main() {
                 withTimeout(120_000) {
                     exercise(server)
                     closeFromOtherThreads(server)
+                    throwingListener(server)
                 }
             }
         }
