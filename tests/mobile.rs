@@ -169,6 +169,11 @@ async fn network_changed_finds_a_dead_path_at_once() {
     let took = changed.elapsed();
     assert_eq!(seqs, vec![1], "{others:?}");
     assert!(took < Duration::from_secs(3), "delivered {} ms after the change", took.as_millis());
+    // The probe's answer, which `Migrated` reports, may come just after the message.
+    let mut others = others;
+    if others.is_empty() {
+        others.extend(client_event(&bob, Duration::from_secs(3)).await.ok().flatten());
+    }
     assert!(matches!(others.as_slice(), [ClientEvent::Migrated { .. }]), "{others:?}");
 }
 
