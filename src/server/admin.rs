@@ -21,15 +21,10 @@ use axum::middleware::{from_fn_with_state, map_response, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
-use super::admission::Admissions;
+use super::admission::{HttpCaps, HttpTask};
 use super::config::{AdminConfig, ConfigError};
 use super::error::ServerError;
 use super::shared::Shared;
@@ -135,12 +130,6 @@ pub(crate) fn check_token(config: &AdminConfig) -> Result<(), ConfigError> {
     }
 }
 
-/// The running admin listener.
-pub(crate) struct AdminTask {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
 /// The listener's connection caps and timeouts ([`AdminConfig`]).
 #[derive(Clone, Copy, Debug)]
 struct ListenerLimits {
@@ -169,7 +158,7 @@ impl ListenerLimits {
 /// descriptors nor keeps `/healthz` from answering once they time out: a request header has
 /// `header_timeout_s` to arrive (also between the requests of a kept-alive connection), and a
 /// request `body_timeout_s` more for its body and its answer.
-pub(crate) fn serve(shared: St, listener: std::net::TcpListener) -> Result<AdminTask, ServerError> {
+pub(crate) fn serve(shared: St, listener: std::net::TcpListener) -> Result<HttpTask, ServerError> {
     let listener =
         tokio::net::TcpListener::from_std(listener).map_err(ServerError::AdminListener)?;
     let limits = ListenerLimits::new(&shared.config.admin);
@@ -181,55 +170,13 @@ pub(crate) fn serve(shared: St, listener: std::net::TcpListener) -> Result<Admin
             "admin listening"
         );
     }
-    let (stop, stopped) = oneshot::channel::<()>();
     let app = router(shared).layer(from_fn_with_state(limits.body_timeout, request_deadline));
-    let task = tokio::spawn(accept_loop(listener, app, limits, stopped));
-    Ok(AdminTask { stop, task })
-}
-
-/// Accepts connections under the caps and serves each in a task of its own until `stopped`;
-/// then asks the open ones to finish.
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    limits: ListenerLimits,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let admissions = Admissions::new(limits.max_connections, limits.max_per_address);
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = &mut stopped => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors, most likely: wait for some to be freed rather than
-                // spin on the error.
-                tracing::warn!(error = %e, "admin listener cannot accept");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(admission) = admissions.admit(peer.ip()) else {
-            tracing::debug!(%peer, "admin connection over the connection caps closed");
-            drop(stream);
-            continue;
-        };
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _admission = admission;
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "admin connection ended");
-            }
-        });
-    }
-    graceful.shutdown().await;
+    let caps = HttpCaps {
+        max_connections: limits.max_connections,
+        max_per_address: limits.max_per_address,
+        header_timeout: limits.header_timeout,
+    };
+    Ok(HttpTask::spawn(listener, app, caps, "admin"))
 }
 
 /// Bounds the time from a request's header to its answer (reading the body included); the
@@ -247,17 +194,6 @@ async fn request_deadline(
             let mut answer = (StatusCode::REQUEST_TIMEOUT, error).into_response();
             answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             answer
-        }
-    }
-}
-
-impl AdminTask {
-    /// Stops the listener, waiting (bounded) for requests in progress.
-    pub(crate) async fn stop(self) {
-        let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
-            task.abort();
         }
     }
 }

@@ -13,14 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
-use super::admission::Admissions;
+use super::admission::{HttpCaps, HttpTask};
 use super::error::ServerError;
 use super::web::WEB_PATH;
 use super::webcert::WebCert;
@@ -82,29 +77,12 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerErro
     Ok(listener)
 }
 
-/// The running web listener.
-pub(crate) struct WebTask {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl WebTask {
-    /// Stops the listener, waiting (bounded) for requests in progress.
-    pub(crate) async fn stop(self) {
-        let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
-            task.abort();
-        }
-    }
-}
-
 /// Starts serving the page and `/config.json` for the WebTransport endpoint at `quic`.
 pub(crate) fn serve(
     listener: std::net::TcpListener,
     quic: SocketAddr,
     cert: Option<Arc<WebCert>>,
-) -> Result<WebTask, ServerError> {
+) -> Result<HttpTask, ServerError> {
     let listener =
         tokio::net::TcpListener::from_std(listener).map_err(ServerError::AdminListener)?;
     if let Ok(addr) = listener.local_addr() {
@@ -117,9 +95,12 @@ pub(crate) fn serve(
         app = app.route(path, get(move || async move { file(path) }));
     }
     let app = app.with_state(Arc::new(Site { quic, cert }));
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(accept_loop(listener, app, stopped));
-    Ok(WebTask { stop, task })
+    let caps = HttpCaps {
+        max_connections: MAX_CONNECTIONS,
+        max_per_address: MAX_PER_ADDRESS,
+        header_timeout: HEADER_TIMEOUT,
+    };
+    Ok(HttpTask::spawn(listener, app, caps, "web"))
 }
 
 async fn config(State(site): State<Arc<Site>>) -> Json<WebConfig> {
@@ -131,40 +112,4 @@ fn file(path: &str) -> Response {
         Some((_, kind, body)) => ([(header::CONTENT_TYPE, *kind)], *body).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let admissions = Admissions::new(MAX_CONNECTIONS, MAX_PER_ADDRESS);
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(true);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = &mut stopped => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "web listener cannot accept");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(admission) = admissions.admit(peer.ip()) else {
-            continue;
-        };
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _admission = admission;
-            let _ = connection.await;
-        });
-    }
-    graceful.shutdown().await;
 }
