@@ -32,6 +32,8 @@ pub struct SpawnedServer {
     pub pid: u32,
     /// The temporary folder (config.toml, server.log and certs/).
     pub dir: PathBuf,
+    /// The SHA-256 (hex) of the certificate it presents to WebTransport clients, as it printed.
+    pub web_cert_hash: Option<String>,
 }
 
 impl SpawnedServer {
@@ -111,6 +113,7 @@ impl SpawnedServer {
             let mut lines = BufReader::new(stdout);
             let mut line = String::new();
             let mut sent = false;
+            let mut hash = None;
             loop {
                 line.clear();
                 match lines.read_line(&mut line) {
@@ -118,16 +121,20 @@ impl SpawnedServer {
                     Ok(_) => {}
                 }
                 if !sent {
+                    if let Some(h) = line.split("huddle WebTransport certificate sha256 ").nth(1) {
+                        hash = Some(h.trim().to_string());
+                    }
                     if let Some(addr) = parse_listening(&line) {
-                        let _ = tx.send(addr);
+                        let _ = tx.send((addr, hash.take()));
                         sent = true;
                     }
                 }
             }
         });
-        let mut server = SpawnedServer { child, addr: "0.0.0.0:0".parse()?, pid, dir };
+        let mut server =
+            SpawnedServer { child, addr: "0.0.0.0:0".parse()?, pid, dir, web_cert_hash: None };
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => server.addr = addr,
+            Ok((addr, hash)) => (server.addr, server.web_cert_hash) = (addr, hash),
             Err(_) => {
                 let status = server.child.try_wait().ok().flatten();
                 return Err(anyhow!(
