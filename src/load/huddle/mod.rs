@@ -69,13 +69,18 @@ pub(super) async fn drive(
     let mut members = join(cfg, &mut connected, &names).await;
     let mut web_members = Vec::new();
     if cfg.web_members > 0 {
-        let (web, failures) = web::connect(cfg, &trust, net.connect_addr, &names).await?;
+        let started = Instant::now();
+        let (web, took, failures) = web::connect(cfg, &trust, net.connect_addr, &names).await?;
+        let elapsed_s = started.elapsed().as_secs_f64();
         for f in failures.iter().take(5) {
             eprintln!("{f}");
         }
         if cfg.progress {
-            eprintln!("{} WebTransport members connected", web.len());
+            eprintln!("{} WebTransport members connected in {elapsed_s:.2} s", web.len());
         }
+        took.iter().for_each(|t| record(&mut connected.hist, t.as_micros() as u64));
+        let all = (members.len() + web.len()) as f64;
+        connected.handshakes_per_s = all / (connected.elapsed_s + elapsed_s).max(1e-9);
         connected.failures.extend(failures);
         web_members = web;
     }

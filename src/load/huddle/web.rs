@@ -16,6 +16,7 @@ use anyhow::{anyhow, Context, Result};
 use futures::future::Either;
 use futures::stream::StreamExt;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use web_transport_quinn as wtq;
 
 use super::link::HuddleInbox;
@@ -187,13 +188,13 @@ impl Inbox for WebInbox {
 
 /// Connects, logs in and enters the rooms of every member `cfg.is_web` picks, over
 /// `cfg.connections_per_endpoint` sessions per client endpoint. Returns the members that are in
-/// their own room, and what failed.
+/// their own room (with how long each took), and what failed.
 pub(super) async fn connect(
     cfg: &LoadConfig,
     trust: &Trust,
     server: SocketAddr,
     names: &Names,
-) -> Result<(Vec<Member<WebMember>>, Vec<String>)> {
+) -> Result<(Vec<Member<WebMember>>, Vec<Duration>, Vec<String>)> {
     let hash = cfg.web_cert_hash.as_deref().ok_or_else(|| {
         anyhow!("--web-members needs --web-cert-hash (a spawned server prints it)")
     })?;
@@ -209,24 +210,30 @@ pub(super) async fn connect(
     let mut dials = futures::stream::iter(which.into_iter().enumerate())
         .map(|(i, (r, j))| {
             let (client, url) = (&clients[i % clients.len()], &url);
-            async move { (r, j, dial(cfg, trust, client, url, names, r, j).await) }
+            async move {
+                let started = Instant::now();
+                (r, j, dial(cfg, trust, client, url, names, r, j).await, started.elapsed())
+            }
         })
         .buffer_unordered(cfg.connect_concurrency);
-    let (mut members, mut failures) = (Vec::new(), Vec::new());
-    while let Some((r, j, res)) = dials.next().await {
+    let (mut members, mut took, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some((r, j, res, elapsed)) = dials.next().await {
         match res {
-            Ok((link, tap, rooms)) => members.push(Member {
+            Ok((link, tap, rooms)) => {
+                took.push(elapsed);
+                members.push(Member {
                 link: Arc::new(link),
                 inbox: Some(WebInbox(tap)),
                 room: r,
                 room_id: names.room_id(r),
                 index: j,
-                rooms,
-            }),
+                    rooms,
+                })
+            }
             Err(e) => failures.push(format!("web member {r}/{j}: {e:#}")),
         }
     }
-    Ok((members, failures))
+    Ok((members, took, failures))
 }
 
 /// Member `j` of room `r` over WebTransport: its session, logged in and in its rooms (its own,
