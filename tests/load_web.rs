@@ -14,10 +14,7 @@ use tokio::sync::oneshot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_and_native_members_share_a_room_exactly_once_in_order() {
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ServerConfig::default() };
     let tls = huddle::certs::generate_in_memory().unwrap();
     let server = Server::bind_with(config, tls.chain, tls.key, keys()).unwrap();
     let addr = server.local_addr().unwrap();

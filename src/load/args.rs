@@ -468,7 +468,8 @@ impl LoadConfig {
             if self.backend != Backend::Huddle || self.web_members > self.members {
                 return Err(anyhow!("--web-members must be 0..=members, with Huddle"));
             }
-            if self.netsim.is_some() || self.ipsim_schedule.is_some() || self.stalled_members > 0.0 {
+            if self.netsim.is_some() || self.ipsim_schedule.is_some() || self.stalled_members > 0.0
+            {
                 return Err(anyhow!(
                     "--web-members goes without --netsim, --ipsim-schedule and --stalled-members"
                 ));

@@ -83,7 +83,10 @@ impl WebMember {
     }
 
     /// Queues `request` on the control stream at once; the future resolves with its reply.
-    fn request(&self, request: Request) -> impl Future<Output = Result<Reply, String>> + Send + 'static {
+    fn request(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Reply, String>> + Send + 'static {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(request_id, tx);
@@ -222,11 +225,11 @@ pub(super) async fn connect(
             Ok((link, tap, rooms)) => {
                 took.push(elapsed);
                 members.push(Member {
-                link: Arc::new(link),
-                inbox: Some(WebInbox(tap)),
-                room: r,
-                room_id: names.room_id(r),
-                index: j,
+                    link: Arc::new(link),
+                    inbox: Some(WebInbox(tap)),
+                    room: r,
+                    room_id: names.room_id(r),
+                    index: j,
                     rooms,
                 })
             }
@@ -338,10 +341,7 @@ impl Inbox for MixedInbox {
 }
 
 /// Both kinds of members as one run's, in room order.
-pub(super) fn mix(
-    native: Vec<Member<Client>>,
-    web: Vec<Member<WebMember>>,
-) -> Vec<Member<Mixed>> {
+pub(super) fn mix(native: Vec<Member<Client>>, web: Vec<Member<WebMember>>) -> Vec<Member<Mixed>> {
     let native = native.into_iter().map(|m| Member {
         link: Arc::new(Mixed::Native(m.link)),
         inbox: m.inbox.map(MixedInbox::Native),
