@@ -443,10 +443,10 @@ fn serve(args: ServeArgs) -> Result<()> {
     rt.block_on(async move {
         let server = huddle::server::Server::bind(config)?;
         let addr = server.local_addr()?;
+        println!("huddle listening on {addr} (ALPN huddle/1)");
         if let Some(hash) = server.web_cert_hash() {
             println!("huddle WebTransport certificate sha256 {}", hex::encode(hash));
         }
-        println!("huddle listening on {addr} (ALPN huddle/1)");
         if let Some(admin) = server.admin_addr() {
             println!("huddle admin API on http://{admin}");
         }

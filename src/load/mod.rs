@@ -68,8 +68,8 @@ pub async fn run_with(mut cfg: LoadConfig) -> Result<Summary> {
         server_addr = s.addr;
         server_pid = Some(s.pid);
         certs_dir = s.certs_dir();
-        if cfg.web_cert_hash.is_none() {
-            cfg.web_cert_hash.clone_from(&s.web_cert_hash);
+        if cfg.web_members > 0 && cfg.web_cert_hash.is_none() {
+            cfg.web_cert_hash = s.web_cert_hash();
         }
         spawned = Some(s);
     }
