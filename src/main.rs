@@ -444,6 +444,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         let server = huddle::server::Server::bind(config)?;
         let addr = server.local_addr()?;
         println!("huddle listening on {addr} (ALPN huddle/1)");
+        if let Some(hash) = server.web_cert_hash() {
+            println!("huddle WebTransport certificate sha256 {}", hex::encode(hash));
+        }
         if let Some(admin) = server.admin_addr() {
             println!("huddle admin API on http://{admin}");
         }

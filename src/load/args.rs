@@ -149,6 +149,16 @@ pub struct LoadArgs {
     /// The stalled members' QUIC stream receive window in bytes (default: the library's 1 MiB).
     #[arg(long)]
     pub stalled_stream_window: Option<u32>,
+    /// Members of each room that connect as a browser does, over WebTransport (ALPN `h3`, a
+    /// CONNECT to `/huddle`, the native frames on the session's streams) instead of the client
+    /// library: the last N of each room (all of it: the publishers too). Huddle only.
+    #[arg(long, default_value_t = 0)]
+    pub web_members: usize,
+    /// The SHA-256 (hex) of the certificate the server presents to WebTransport clients, for
+    /// `--web-members` against an external server (its log and `/config.json` give it); a
+    /// spawned server prints it.
+    #[arg(long)]
+    pub web_cert_hash: Option<String>,
 }
 
 /// The system a run drives.
@@ -275,6 +285,10 @@ pub struct LoadConfig {
     pub stalled_event_queue: Option<usize>,
     /// The stalled members' stream receive window in bytes (None: the library's default).
     pub stalled_stream_window: Option<u32>,
+    /// Members of each room that connect over WebTransport: the last N.
+    pub web_members: usize,
+    /// The SHA-256 (hex) of the server's WebTransport certificate.
+    pub web_cert_hash: Option<String>,
     /// Whether to draw a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
     /// Trust material for an in-process server; overrides `certs_dir`.
@@ -321,6 +335,8 @@ impl Default for LoadConfig {
             stalled_members: 0.0,
             stalled_event_queue: None,
             stalled_stream_window: None,
+            web_members: 0,
+            web_cert_hash: None,
             progress: false,
             trust: None,
         }
@@ -366,6 +382,8 @@ impl From<LoadArgs> for LoadConfig {
             stalled_members: a.stalled_members,
             stalled_event_queue: a.stalled_event_queue,
             stalled_stream_window: a.stalled_stream_window,
+            web_members: a.web_members,
+            web_cert_hash: a.web_cert_hash,
             progress: true,
             trust: None,
         }
@@ -446,6 +464,17 @@ impl LoadConfig {
         } else if self.plaintext {
             return Err(anyhow!("--plaintext is for --backend redis or nats (Huddle is QUIC)"));
         }
+        if self.web_members > 0 {
+            if self.backend != Backend::Huddle || self.web_members > self.members {
+                return Err(anyhow!("--web-members must be 0..=members, with Huddle"));
+            }
+            if self.netsim.is_some() || self.ipsim_schedule.is_some() || self.stalled_members > 0.0
+            {
+                return Err(anyhow!(
+                    "--web-members goes without --netsim, --ipsim-schedule and --stalled-members"
+                ));
+            }
+        }
         if self.connections_only {
             return Ok(());
         }
@@ -504,6 +533,12 @@ impl LoadConfig {
         // Its place in the order: rank by distance from the end of the room, then by room.
         let from_end = self.members - 1 - j;
         from_end * self.rooms + r < n
+    }
+
+    /// Whether member `j` of a room connects over WebTransport: one of the last `web_members`
+    /// of its room.
+    pub fn is_web(&self, j: usize) -> bool {
+        j + self.web_members >= self.members && j < self.members
     }
 
     /// The body size actually sent (the header needs 20 bytes).

@@ -57,7 +57,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
 
 /// Runs the load described by `cfg` and returns its summary; writes the JSON summary and the
 /// plot when `cfg` asks for them.
-pub async fn run_with(cfg: LoadConfig) -> Result<Summary> {
+pub async fn run_with(mut cfg: LoadConfig) -> Result<Summary> {
     cfg.validate()?;
     let mut spawned = None;
     let mut server_addr = cfg.server.unwrap_or_else(|| "127.0.0.1:0".parse().expect("constant"));
@@ -68,6 +68,9 @@ pub async fn run_with(cfg: LoadConfig) -> Result<Summary> {
         server_addr = s.addr;
         server_pid = Some(s.pid);
         certs_dir = s.certs_dir();
+        if cfg.web_members > 0 && cfg.web_cert_hash.is_none() {
+            cfg.web_cert_hash = s.web_cert_hash();
+        }
         spawned = Some(s);
     }
     let result = match cfg.backend {

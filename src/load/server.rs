@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
@@ -32,6 +32,9 @@ pub struct SpawnedServer {
     pub pid: u32,
     /// The temporary folder (config.toml, server.log and certs/).
     pub dir: PathBuf,
+    /// The SHA-256 (hex) of the certificate it presents to WebTransport clients, once it has
+    /// printed it (the line after the address).
+    web_cert_hash: Arc<Mutex<Option<String>>>,
 }
 
 impl SpawnedServer {
@@ -106,6 +109,8 @@ impl SpawnedServer {
         let pid = child.id();
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout of the server"))?;
         let (tx, rx) = mpsc::channel();
+        let web_cert_hash = Arc::new(Mutex::new(None));
+        let hash = web_cert_hash.clone();
         // Reads the address line, then keeps draining stdout so the server never blocks on it.
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout);
@@ -117,6 +122,9 @@ impl SpawnedServer {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
+                if let Some(h) = line.split("huddle WebTransport certificate sha256 ").nth(1) {
+                    *hash.lock().unwrap_or_else(|e| e.into_inner()) = Some(h.trim().to_string());
+                }
                 if !sent {
                     if let Some(addr) = parse_listening(&line) {
                         let _ = tx.send(addr);
@@ -125,7 +133,8 @@ impl SpawnedServer {
                 }
             }
         });
-        let mut server = SpawnedServer { child, addr: "0.0.0.0:0".parse()?, pid, dir };
+        let mut server =
+            SpawnedServer { child, addr: "0.0.0.0:0".parse()?, pid, dir, web_cert_hash };
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => server.addr = addr,
             Err(_) => {
@@ -137,6 +146,19 @@ impl SpawnedServer {
             }
         }
         Ok(server)
+    }
+
+    /// The SHA-256 (hex) of the certificate the server presents to WebTransport clients, waiting
+    /// a little for the line that gives it; `None` when it has none (WebTransport off).
+    pub fn web_cert_hash(&self) -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let hash = self.web_cert_hash.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if hash.is_some() || std::time::Instant::now() > deadline {
+                return hash;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The certificates folder the server made.

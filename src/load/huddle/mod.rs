@@ -31,8 +31,10 @@ use crate::wire::{RoomConfig, RoomInfo};
 use link::listener;
 
 mod link;
+mod web;
 
 pub use link::HuddleInbox;
+pub use web::{Mixed, MixedInbox, WebInbox, WebMember};
 
 /// Attempts to connect, log in and enter the room, per member.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -65,12 +67,29 @@ pub(super) async fn drive(
         _ => per_server(&connected),
     };
     let mut members = join(cfg, &mut connected, &names).await;
+    let mut web_members = Vec::new();
+    if cfg.web_members > 0 {
+        let started = Instant::now();
+        let (web, took, failures) = web::connect(cfg, &trust, net.connect_addr, &names).await?;
+        let elapsed_s = started.elapsed().as_secs_f64();
+        for f in failures.iter().take(5) {
+            eprintln!("{f}");
+        }
+        if cfg.progress {
+            eprintln!("{} WebTransport members connected in {elapsed_s:.2} s", web.len());
+        }
+        took.iter().for_each(|t| record(&mut connected.hist, t.as_micros() as u64));
+        let all = (members.len() + web.len()) as f64;
+        connected.handshakes_per_s = all / (connected.elapsed_s + elapsed_s).max(1e-9);
+        connected.failures.extend(failures);
+        web_members = web;
+    }
     let mut summary = Summary {
         mode: if cfg.connections_only { "connections_only" } else { "fanout" }.to_string(),
         server_addr: net.connect_addr.to_string(),
         server_pid,
         members_per_server,
-        connections: members.len() as u64,
+        connections: (members.len() + web_members.len()) as u64,
         connect_failures: connected.failures.len() as u64,
         endpoints: eps.len() as u64,
         handshakes_per_s: connected.handshakes_per_s,
@@ -78,11 +97,15 @@ pub(super) async fn drive(
         config: cfg.clone(),
         ..Summary::default()
     };
-    let t0 = if cfg.connections_only {
-        hold_connections(cfg, &mut members, server_pid, before.rss, &mut summary).await
+    let t0 = if cfg.web_members == 0 {
+        workload(cfg, &mut members, server_pid, &before, &net, &mut summary).await?
     } else {
-        let plan = super::ipsim::with_schedule(net.plan(), cfg)?;
-        fanout(cfg, &mut members, server_pid, plan, &mut summary).await
+        let mut mixed = web::mix(std::mem::take(&mut members), web_members);
+        let t0 = workload(cfg, &mut mixed, server_pid, &before, &net, &mut summary).await?;
+        for m in &mixed {
+            m.link.finish(&mut summary);
+        }
+        t0
     };
     count_socket_drops(server_addr, &before, &eps, &net, &mut summary);
     close(members, &eps, &mut summary).await;
@@ -96,6 +119,23 @@ pub(super) async fn drive(
         summary.load_cpu_total_s = b.saturating_sub(a) as f64 / CLOCK_TICKS_PER_S;
     }
     Ok(summary)
+}
+
+/// The run's workload on `members`: holding them (`--connections-only`) or the fan-out.
+async fn workload<L: Link>(
+    cfg: &LoadConfig,
+    members: &mut [Member<L>],
+    server_pid: Option<u32>,
+    before: &Before,
+    net: &Netsim,
+    summary: &mut Summary,
+) -> Result<Instant> {
+    Ok(if cfg.connections_only {
+        hold_connections(cfg, members, server_pid, before.rss, summary).await
+    } else {
+        let plan = super::ipsim::with_schedule(net.plan(), cfg)?;
+        fanout(cfg, members, server_pid, plan, summary).await
+    })
 }
 
 fn read_trust(dir: &Path) -> Result<Trust> {
@@ -290,7 +330,7 @@ async fn connect(
     let mut hist = latency_histogram();
     let mut clients: Vec<Option<Dialed>> = Vec::with_capacity(n);
     let mut failures = Vec::new();
-    let mut connects = futures::stream::iter(0..n)
+    let mut connects = futures::stream::iter((0..n).filter(|i| !cfg.is_web(i % cfg.members)))
         .map(|i| {
             let (r, j) = (i / cfg.members, i % cfg.members);
             // Round-robin: member i starts on server i mod N and falls back on the others.
