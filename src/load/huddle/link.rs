@@ -12,7 +12,7 @@ use crate::client::{Client, ClientEvent, ConnectionState, EventListener};
 use crate::load::link::{Delivery, DirectFn, Inbox, Link, Session, StallOutcome, Tap};
 use crate::load::report::Summary;
 use crate::load::stats::SUB_TYPE;
-use crate::wire::{Event, MessageBody, Priority};
+use crate::wire::{Event, MessageBody, Priority, RoomMessage};
 
 impl Link for Client {
     type Inbox = HuddleInbox;
@@ -111,16 +111,21 @@ async fn watch_stalled(client: Arc<Client>, mut stop: watch::Receiver<bool>) -> 
     }
 }
 
+/// A room message as the runner counts it: its room, and its body when it is a load message.
+pub(super) fn message_delivery(m: RoomMessage) -> Delivery {
+    Delivery::Message {
+        room: m.room_id,
+        body: match m.body {
+            MessageBody::Custom { sub_type, data } if sub_type == SUB_TYPE => Some(data),
+            _ => None,
+        },
+    }
+}
+
 /// What a Huddle client event is to the runner.
 fn delivery(e: ClientEvent) -> Delivery {
     match e {
-        ClientEvent::Event(Event::RoomMessage(m)) => Delivery::Message {
-            room: m.room_id,
-            body: match m.body {
-                MessageBody::Custom { sub_type, data } if sub_type == SUB_TYPE => Some(data),
-                _ => None,
-            },
-        },
+        ClientEvent::Event(Event::RoomMessage(m)) => message_delivery(m),
         ClientEvent::Reconnecting { reason } => Delivery::Session(Session::Reconnecting { reason }),
         ClientEvent::Resumed { rooms, .. } => Delivery::Session(Session::Resumed {
             replayed: rooms.iter().map(|r| u64::from(r.replayed)).sum(),

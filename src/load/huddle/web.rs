@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use web_transport_quinn as wtq;
 
-use super::link::HuddleInbox;
+use super::link::{message_delivery, HuddleInbox};
 use super::{Names, CONNECT_ATTEMPTS, CONNECT_TIMEOUT, TOKEN_TTL_S};
 use crate::client::Client;
 use crate::framed::read_frame;
@@ -132,13 +132,7 @@ async fn read_events(session: wtq::Session, tap: Arc<Tap>) {
 /// What an event is to the runner.
 fn delivery(e: Event) -> Delivery {
     match e {
-        Event::RoomMessage(m) => Delivery::Message {
-            room: m.room_id,
-            body: match m.body {
-                MessageBody::Custom { sub_type, data } if sub_type == SUB_TYPE => Some(data),
-                _ => None,
-            },
-        },
+        Event::RoomMessage(m) => message_delivery(m),
         _ => Delivery::Session(Session::Other),
     }
 }
