@@ -449,7 +449,7 @@ pub enum HuddleEvent {
         reason: String,
     },
     /// The client reconnected; missed messages come as ordinary room messages, exactly once
-    /// and in order.
+    /// and in order, before or after this event.
     Resumed {
         /// True when the same session continued.
         session_resumed: bool,
