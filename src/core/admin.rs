@@ -290,8 +290,8 @@ impl Core {
         let key = self.existing_room(room_id)?.key;
         let (body, priority, client_msg_id) = message.body()?;
         let post = Post { sender: Arc::from(SYSTEM_SENDER), except: None, rate_limited: false };
-        match self.post_message(now, key, post, body, priority, client_msg_id)? {
-            Response::MessageSent { room_id, message_id, seq, timestamp_ms, duplicate } => {
+        match self.post_message(now, key, post, None, body, priority, client_msg_id)? {
+            Some(Response::MessageSent { room_id, message_id, seq, timestamp_ms, duplicate }) => {
                 Ok(AdminMessageSent { room_id, message_id, seq, timestamp_ms, duplicate })
             }
             _ => Err(err(ErrorCode::Internal)),

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::attrs::{AttrLimits, Attrs, Change};
+use super::bus::RoomLog;
 use super::history::{Bounds, History};
 use super::ratelimit::TokenBucket;
 use super::{ConnId, SessionId};
@@ -42,6 +43,19 @@ pub(crate) struct Ack {
     pub message_id: u64,
     pub seq: u64,
     pub timestamp_ms: u64,
+}
+
+impl Ack {
+    /// The sender's answer.
+    pub fn answer(&self, room_id: String, duplicate: bool) -> crate::wire::Response {
+        crate::wire::Response::MessageSent {
+            room_id,
+            message_id: self.message_id,
+            seq: self.seq,
+            timestamp_ms: self.timestamp_ms,
+            duplicate,
+        }
+    }
 }
 
 /// One sender's remembered client_msg_ids in a room, oldest first: at most
@@ -106,6 +120,8 @@ pub(crate) struct Room {
     rate: HashMap<Arc<str>, TokenBucket>,
     /// Current connections of every member session; rebuilt lazily after membership changes.
     recipients: Option<Arc<[ConnId]>>,
+    /// This replica's position in the room's log.
+    pub log: RoomLog,
 }
 
 impl Room {
@@ -139,6 +155,7 @@ impl Room {
             dedup_sweep_at: None,
             rate: HashMap::new(),
             recipients: None,
+            log: RoomLog::default(),
         }
     }
 
@@ -453,6 +470,11 @@ impl Room {
         });
         self.dedup_sweep_at = oldest.map(|at| (at + window_ms).max(now_ms + window_ms / 10 + 1));
         self.dedup_sweep_at
+    }
+
+    /// Moves the dedup sweep's deadline (to the timer's clock, in cluster mode).
+    pub fn set_dedup_sweep_at(&mut self, at: Option<u64>) {
+        self.dedup_sweep_at = at;
     }
 
     /// Deadline of the armed dedup sweep timer.
