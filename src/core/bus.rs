@@ -34,7 +34,6 @@
 //! entry (no snapshot or bootstrap yet), attributes, resumption on another node, switch and the
 //! operator's room changes are not carried by the log yet (`cluster_unavailable`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -175,21 +174,6 @@ pub(super) struct Waiter {
     pub answer: Answer,
     /// The session whose join this is: its count of joins in flight drops when it is settled.
     pub joining: Option<SessionId>,
-}
-
-/// A replica's position in its room's log.
-#[derive(Debug, Default)]
-pub(crate) struct RoomLog {
-    /// The incarnation (0 in single-node mode).
-    pub epoch: u64,
-    /// The position of the last entry applied (in single-node mode, a count of proposals).
-    pub applied: u64,
-    /// The room's clock: the latest entry time applied (cluster mode).
-    pub clock_ms: u64,
-    /// Records that arrived ahead of a gap, by the position they follow.
-    pub held: BTreeMap<u64, (u64, Bytes)>,
-    /// The position a repair was asked from, while one is outstanding.
-    pub repairing: Option<u64>,
 }
 
 /// What an op is applied with: the entry's time and position, as every replica sees them.
@@ -413,27 +397,9 @@ impl Core {
             self.settle(w, Err(err(ErrorCode::Internal)));
         }
     }
+}
 
-    /// Applies one op of a room this replica holds.
-    fn apply_op(&mut self, now: Now, key: RoomKey, at: Applied, op: Op) -> OpResult {
-        match op {
-            Op::Message { sender, sid, client_msg_id, priority, body } => {
-                let sid = (sid != 0).then_some(sid);
-                let except = sid.and_then(|s| self.sessions.get(&s)).and_then(|s| s.conn);
-                let post = super::messages::Post { sender, except, rate_limited: false };
-                self.apply_message(now, key, at, post, sid, body, priority, client_msg_id)
-            }
-            Op::Join { user, user_name, sid } => {
-                self.apply_join(now, key, at, user, user_name, sid)
-            }
-            Op::Leave { user, sid, reason } => {
-                let room_id = self.rooms.get(&key).map(|r| r.id.to_string()).unwrap_or_default();
-                self.apply_leave(now, key, at, &user, sid, reason);
-                Ok(Response::RoomLeft { room_id })
-            }
-            Op::Destroy => self.apply_destroy(key, at),
-            // Resumption on another node is not carried yet; a room is made once per epoch.
-            Op::Rebind { .. } | Op::Create { .. } => Err(ErrorBody::new(ErrorCode::Internal)),
-        }
-    }
+/// The answer to what the cluster log does not carry yet.
+pub(super) fn not_carried_yet() -> ErrorBody {
+    ErrorBody::with_message(ErrorCode::ClusterUnavailable, "not carried by the cluster log yet")
 }

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use super::bus::{Answer, Applied, Waiter};
+use super::bus::{not_carried_yet, Answer, Applied, Waiter};
 use super::limits::over_limit;
 use super::log::Op;
-use super::replica::not_carried_yet;
 use super::room::{Ack, RoomKey};
 use super::{err, ConnId, Core, Now, OpResult, Output, SessionId, Timer, MAX_QUERY_COUNT};
 use crate::wire::{

@@ -50,6 +50,7 @@ pub use admin::{AdminConnection, AdminConnectionPage};
 use bus::{Answer, Waiter};
 pub use bus::{AppendError, Bus, BusEvent, BusOp, CreateError, LogRef};
 pub use history::History;
+pub use invariants::ReplicaState;
 pub use limits::{
     valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_RESUME_ROOMS,
     MAX_ROOM_ID_BYTES, MAX_USER_ID_BYTES, ROOM_ID_RULE, USER_ID_RULE,

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use super::attrs::Attrs;
-use super::bus::{Answer, Applied, BusOp, CreateError, LogRef, Waiter};
+use super::bus::{not_carried_yet, Answer, Applied, BusOp, CreateError, LogRef, Waiter};
 use super::limits::over_limit;
 use super::log::Op;
+use super::messages::Post;
 use super::{err, Core, Now, OpResult, Output, RoomKey, SessionId, SYSTEM_SENDER};
 use crate::wire::{ErrorBody, ErrorCode, LeaveReason, Request, Response, RoomConfig, RoomInfo};
 
@@ -287,9 +288,27 @@ impl Core {
             self.outputs.push_back(Output::Bus(BusOp::Remove { room }));
         }
     }
-}
 
-/// The answer to what the cluster log does not carry yet.
-pub(super) fn not_carried_yet() -> ErrorBody {
-    ErrorBody::with_message(ErrorCode::ClusterUnavailable, "not carried by the cluster log yet")
+    /// Applies one op of a room this replica holds.
+    pub(super) fn apply_op(&mut self, now: Now, key: RoomKey, at: Applied, op: Op) -> OpResult {
+        match op {
+            Op::Message { sender, sid, client_msg_id, priority, body } => {
+                let sid = (sid != 0).then_some(sid);
+                let except = sid.and_then(|s| self.sessions.get(&s)).and_then(|s| s.conn);
+                let post = Post { sender, except, rate_limited: false };
+                self.apply_message(now, key, at, post, sid, body, priority, client_msg_id)
+            }
+            Op::Join { user, user_name, sid } => {
+                self.apply_join(now, key, at, user, user_name, sid)
+            }
+            Op::Leave { user, sid, reason } => {
+                let room_id = self.rooms.get(&key).map(|r| r.id.to_string()).unwrap_or_default();
+                self.apply_leave(now, key, at, &user, sid, reason);
+                Ok(Response::RoomLeft { room_id })
+            }
+            Op::Destroy => self.apply_destroy(key, at),
+            // Resumption on another node is not carried yet; a room is made once per epoch.
+            Op::Rebind { .. } | Op::Create { .. } => Err(ErrorBody::new(ErrorCode::Internal)),
+        }
+    }
 }

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::attrs::{AttrLimits, Attrs, Change};
-use super::bus::RoomLog;
 use super::history::{Bounds, History};
 use super::ratelimit::TokenBucket;
 use super::{ConnId, SessionId};
@@ -35,6 +36,21 @@ pub(crate) struct Departure {
     pub member: Member,
     pub owned: Vec<String>,
     pub bucket: Option<TokenBucket>,
+}
+
+/// A replica's position in its room's log.
+#[derive(Debug, Default)]
+pub(crate) struct RoomLog {
+    /// The incarnation (0 in single-node mode).
+    pub epoch: u64,
+    /// The position of the last entry applied (in single-node mode, a count of proposals).
+    pub applied: u64,
+    /// The room's clock: the latest entry time applied (cluster mode).
+    pub clock_ms: u64,
+    /// Records that arrived ahead of a gap, by the position they follow.
+    pub held: BTreeMap<u64, (u64, Bytes)>,
+    /// The position a repair was asked from, while one is outstanding.
+    pub repairing: Option<u64>,
 }
 
 /// The first answer to a client_msg_id, kept for idempotent retries.
