@@ -588,3 +588,33 @@ fn a_room_left_empty_is_destroyed_everywhere_and_can_be_made_again() {
     let states = sim.replicas_agree();
     assert_eq!(states["gone"].epoch, 2, "a new incarnation");
 }
+
+#[test]
+fn rooms_made_and_destroyed_again_and_again_end_the_same_on_every_core() {
+    for seed in 1..=40 {
+        let mut sim = Sim::new(seed, Limits { rate_limit_per_s: 0, ..Limits::default() });
+        for i in 0..NODES {
+            sim.login(i, i as u64 + 1, &format!("u{i}"));
+        }
+        for step in 0..200 {
+            if sim.rng.below(2) == 0 {
+                let conn = sim.rng.below(NODES) as u64 + 1;
+                let request = match sim.rng.below(3) {
+                    0 => enter("x"),
+                    1 => Request::LeaveRoom { room_id: "x".into() },
+                    _ => send("x", format!("{step}"), format!("{conn}-{step}")),
+                };
+                sim.request(conn, request);
+            } else {
+                sim.bus_step();
+            }
+        }
+        sim.settle();
+        let states = sim.replicas_agree();
+        let registered = sim.broker.registry.get("x").copied();
+        assert_eq!(states.get("x").map(|s| s.epoch), registered, "seed {seed}");
+        for (req, a) in &sim.requests {
+            assert!(a.reply.is_some(), "seed {seed}: {req:?} {:?} never answered", a.request);
+        }
+    }
+}

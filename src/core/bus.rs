@@ -290,9 +290,12 @@ impl Core {
             .copied()
             .filter(|k| self.rooms.get(k).is_some_and(|r| r.log.epoch == room.epoch));
         let Some(key) = key else {
-            // The first entry of an incarnation makes its replica; anything else is of a room
-            // this replica does not hold (destroyed, or never followed).
-            self.apply_record(now, None, &room, seq, &bytes);
+            // The first entry of an incarnation makes its replica (unless a later incarnation
+            // is held: epochs grow); anything else is of a room this replica does not hold
+            // (destroyed, or never followed).
+            let newer = self.room_ids.get(&room.room_id).and_then(|k| self.rooms.get(k));
+            let stale = prev != 0 || newer.is_some_and(|r| r.log.epoch > room.epoch);
+            self.apply_record(now, None, &room, seq, &bytes, stale);
             return;
         };
         let Some(r) = self.rooms.get_mut(&key) else { return };
@@ -313,7 +316,7 @@ impl Core {
         }
         let mut next = Some((seq, bytes));
         while let Some((seq, bytes)) = next.take() {
-            self.apply_record(now, Some(key), &room, seq, &bytes);
+            self.apply_record(now, Some(key), &room, seq, &bytes, false);
             let Some(r) = self.rooms.get_mut(&key) else { return };
             r.log.repairing = None;
             next = r.log.held.remove(&seq);
@@ -332,6 +335,7 @@ impl Core {
         room: &LogRef,
         seq: u64,
         bytes: &[u8],
+        stale: bool,
     ) {
         // A record that does not decode is skipped, position and all: every replica skips it.
         let Ok(entry) = LogEntry::decode(bytes) else {
@@ -345,7 +349,7 @@ impl Core {
             .unwrap_or_default()
             .into_iter()
             .peekable();
-        if key.is_none() && !matches!(entry.ops.first(), Some(Op::Create { .. })) {
+        if key.is_none() && (stale || !matches!(entry.ops.first(), Some(Op::Create { .. }))) {
             for w in waiters {
                 self.settle(w, Err(err(ErrorCode::RoomDoesNotExist)));
             }
