@@ -49,6 +49,7 @@ impl Core {
     /// idempotent-retry lookup in the replica, the rate limit when asked; then, in single-node
     /// mode, the apply at once (the seq, history and one broadcast to every member connection
     /// but `except`), or in cluster mode the log entry, answered when it is applied.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn post_message(
         &mut self,
         now: Now,

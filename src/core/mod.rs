@@ -534,10 +534,9 @@ impl Core {
         }
         let request = if self.external().is_some() {
             let w = Waiter { index: 0, conn, request_id, answer: Answer::Plain, joining: None };
-            match self.handle_replicated(now, sid, w, request) {
-                Ok(()) => return None,
-                Err(request) => request,
-            }
+            // A membership change is answered now or when its entry is applied (and ends no
+            // connection: `None`); anything else is handled below as in single-node mode.
+            self.handle_replicated(now, sid, w, request)?
         } else {
             request
         };

@@ -33,7 +33,7 @@ impl Core {
         sid: SessionId,
         w: Waiter,
         request: Request,
-    ) -> Result<(), Request> {
+    ) -> Option<Request> {
         match request {
             Request::CreateRoom { info, config } => {
                 self.propose_create(now, sid, w, info, config, false)
@@ -49,7 +49,10 @@ impl Core {
             Request::SwitchRoom { from_room_id, to, create_if_missing, config } => {
                 let from = match self.member_room(sid, &from_room_id) {
                     Ok(room) => room.key,
-                    Err(e) => return Ok(self.settle(w, Err(e))),
+                    Err(e) => {
+                        self.settle(w, Err(e));
+                        return None;
+                    }
                 };
                 let w = Waiter { answer: Answer::Switched { left_room_id: from_room_id }, ..w };
                 match self.room_ids.get(to.room_id.as_str()).copied() {
@@ -65,7 +68,8 @@ impl Core {
                         let owner = self.session(sid).map(|s| s.user_id.clone());
                         let checked = owner.and_then(|o| self.check_new_room(&to, &config, &o));
                         if let Err(e) = checked {
-                            return Ok(self.settle(w, Err(e)));
+                            self.settle(w, Err(e));
+                            return None;
                         }
                         self.leave(now, sid, from, LeaveReason::Left);
                         self.propose_create(now, sid, w, to, config, false);
@@ -83,9 +87,9 @@ impl Core {
             | Request::DeleteRoomAttributes { .. }
             | Request::RoomAttributesBatch { .. }
             | Request::SetRoomMembersAttributes { .. } => self.settle(w, Err(not_carried_yet())),
-            other => return Err(other),
+            other => return Some(other),
         }
-        Ok(())
+        None
     }
 
     /// The session's room limit, counting its joins in flight.
