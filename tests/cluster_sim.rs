@@ -19,8 +19,8 @@ use huddle::core::{
 };
 use huddle::fuzzing::harness::Decoded;
 use huddle::wire::{
-    ErrorCode, Event, Login, MessageBody, Priority, Reply, Request, Response, RoomConfig, RoomInfo,
-    RoomMessage, PROTOCOL_VERSION,
+    AttributeOp, ErrorCode, Event, Login, MessageBody, Priority, Reply, Request, Response,
+    RoomConfig, RoomInfo, RoomMessage, PROTOCOL_VERSION,
 };
 
 const NODES: usize = 3;
@@ -407,8 +407,33 @@ fn run_mixed(seed: u64) {
                 movers[sim.rng.below(movers.len())]
             };
             let room = if sim.rng.below(3) == 0 { "r1" } else { "r0" };
-            let request = match sim.rng.below(10) {
+            let key = format!("k{}", sim.rng.below(4));
+            let request = match sim.rng.below(13) {
                 0 => enter_kept(room),
+                10 => Request::SetRoomAttributes {
+                    room_id: room.into(),
+                    attributes: vec![(key, format!("{who}"))],
+                    is_force: sim.rng.below(2) == 0,
+                    is_update_owner: true,
+                    is_delete_after_owner_left: sim.rng.below(2) == 0,
+                },
+                11 => Request::RoomAttributesBatch {
+                    room_id: room.into(),
+                    ops: vec![
+                        AttributeOp::Delete { keys: vec![key.clone()], is_force: false },
+                        AttributeOp::Set {
+                            attributes: vec![(key, format!("b{who}"))],
+                            is_force: false,
+                            is_update_owner: false,
+                            is_delete_after_owner_left: true,
+                        },
+                    ],
+                },
+                12 => Request::SetRoomMembersAttributes {
+                    room_id: room.into(),
+                    user_ids: vec!["s0".into(), "m1".into(), "m2".into()],
+                    attributes: vec![("st".into(), format!("{who}"))],
+                },
                 1 if !stayers.contains(&who) => Request::LeaveRoom { room_id: room.into() },
                 2 if !sends.is_empty() => {
                     // A retry of an earlier send (of any sender: only its own is a duplicate).
@@ -439,6 +464,11 @@ fn run_mixed(seed: u64) {
     }
     sim.settle();
     let states = sim.replicas_agree();
+    for (req, a) in &sim.requests {
+        if a.reply.is_none() {
+            sim.fail(format!("{req:?} {:?} never answered", a.request));
+        }
+    }
 
     // Every send was answered; acks of one (sender, client_msg_id) are the first ack.
     let mut first: HashMap<(String, String), (u64, u64)> = HashMap::new();

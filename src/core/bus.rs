@@ -30,9 +30,12 @@
 //! In cluster mode the room's clock (history ages, deduplication windows) is the entry time,
 //! made monotonic per room (`max(entry.time_ms, last)`), and message ids come from the log
 //! position: `(stream_seq << 10) | (op index << 4) | shard` (shard 0 until the log is sharded),
-//! below 2^53 while `stream_seq < 2^43`. Phase 0 limits: a core follows every room from its first
-//! entry (no snapshot or bootstrap yet), attributes, resumption on another node, switch and the
-//! operator's room changes are not carried by the log yet (`cluster_unavailable`).
+//! below 2^53 while `stream_seq < 2^43`. Every replica must run with the same limits (the apply
+//! checks members per room and the attribute limits). Phase 0 limits: a core follows every room
+//! from its first entry (no snapshot or bootstrap yet); a rejoin on resumption, resumption on
+//! another node (`Op::Rebind`) and the operator's room changes are not carried by the log yet
+//! (`cluster_unavailable`); a leave is answered at its proposal (it cannot fail); the rate limits,
+//! the room limit per server and the per-creator count of delayed rooms are per node.
 
 use std::sync::Arc;
 

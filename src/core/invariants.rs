@@ -21,6 +21,10 @@ pub struct ReplicaState {
     pub last_seq: u64,
     /// The messages held.
     pub history: Vec<RoomMessage>,
+    /// The room's attributes.
+    pub attributes: Vec<(String, String)>,
+    /// Each member's attributes, in join order (members that have some).
+    pub member_attributes: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl Core {
@@ -49,6 +53,15 @@ impl Core {
                 .collect(),
             last_seq: room.last_seq,
             history: room.history().after(0).map(|(m, _)| m.clone()).collect(),
+            attributes: room.attributes().snapshot(),
+            member_attributes: room
+                .entries()
+                .filter_map(|e| {
+                    let map = room.member_attributes(&e.member.user_id)?;
+                    let pairs = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    Some((e.member.user_id.clone(), pairs))
+                })
+                .collect(),
         })
     }
 

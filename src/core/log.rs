@@ -16,7 +16,7 @@ use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 use bytes::Bytes;
 
-use crate::wire::{LeaveReason, MessageBody, Priority};
+use crate::wire::{AttributeOp, LeaveReason, MessageBody, Priority};
 
 /// The entry format this build writes and reads.
 pub const LOG_VERSION: u8 = 1;
@@ -121,6 +121,28 @@ pub enum Op {
     },
     /// The room's delayed destroy is due: applied only while the room is still empty.
     Destroy,
+    /// Room attribute steps of a member (a set, a delete, or an atomic batch).
+    RoomAttrs {
+        /// The member.
+        caller: Arc<str>,
+        /// Its session.
+        sid: u64,
+        /// The steps.
+        ops: Vec<AttributeOp>,
+        /// All or nothing (a batch), or each key on its own (a set or a delete).
+        atomic: bool,
+    },
+    /// Member attributes set by a member.
+    MemberAttrs {
+        /// The member.
+        caller: Arc<str>,
+        /// Its session.
+        sid: u64,
+        /// The members whose attributes are set.
+        user_ids: Vec<String>,
+        /// Keys and values.
+        attributes: Vec<(String, String)>,
+    },
 }
 
 /// Why bytes are not a log entry.
@@ -197,8 +219,20 @@ mod tests {
                     body: MessageBody::Text("hi".into()),
                 },
                 Op::Rebind { user: user.clone(), old_sid: 1, new_sid: 2 },
-                Op::Leave { user, sid: 2, reason: LeaveReason::Offline },
+                Op::Leave { user: user.clone(), sid: 2, reason: LeaveReason::Offline },
                 Op::Destroy,
+                Op::RoomAttrs {
+                    caller: user.clone(),
+                    sid: 2,
+                    ops: vec![AttributeOp::Delete { keys: vec!["k".into()], is_force: true }],
+                    atomic: true,
+                },
+                Op::MemberAttrs {
+                    caller: user,
+                    sid: 2,
+                    user_ids: vec!["bob".into()],
+                    attributes: vec![("a".into(), "b".into())],
+                },
             ],
         }
     }

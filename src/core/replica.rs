@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::attrs::Attrs;
-use super::bus::{not_carried_yet, Answer, Applied, BusOp, CreateError, LogRef, Waiter};
+use super::bus::{Answer, Applied, BusOp, CreateError, LogRef, Waiter};
 use super::limits::over_limit;
 use super::log::Op;
 use super::messages::Post;
@@ -83,10 +83,15 @@ impl Core {
                     }
                 }
             }
-            Request::SetRoomAttributes { .. }
+            r @ (Request::SetRoomAttributes { .. }
             | Request::DeleteRoomAttributes { .. }
             | Request::RoomAttributesBatch { .. }
-            | Request::SetRoomMembersAttributes { .. } => self.settle(w, Err(not_carried_yet())),
+            | Request::SetRoomMembersAttributes { .. }) => {
+                let (conn, request_id) = (w.conn, w.request_id);
+                if let Err(e) = self.propose_attributes(now, sid, w, r) {
+                    self.respond(conn, request_id, Err(e));
+                }
+            }
             other => return Some(other),
         }
         None
@@ -311,6 +316,9 @@ impl Core {
                 Ok(Response::RoomLeft { room_id })
             }
             Op::Destroy => self.apply_destroy(key, at),
+            op @ (Op::RoomAttrs { .. } | Op::MemberAttrs { .. }) => {
+                self.apply_attribute_op(key, op)
+            }
             // Resumption on another node is not carried yet; a room is made once per epoch.
             Op::Rebind { .. } | Op::Create { .. } => Err(ErrorBody::new(ErrorCode::Internal)),
         }
