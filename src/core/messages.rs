@@ -73,6 +73,7 @@ impl Core {
             }
         }
         let clock = self.room_clock(now, key);
+        let local = self.external().is_none();
         let limits = &self.limits;
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
         let window_ms = limits.dedup_window_s * 1000;
@@ -87,7 +88,9 @@ impl Core {
                 return Err(err(ErrorCode::RateLimited));
             }
         }
-        if self.external().is_none() {
+        if local {
+            // The proposal takes the room's next log position and is applied at once.
+            room.log.applied += 1;
             let at = Applied {
                 clock_ms: now.mono_ms,
                 unix_ms: now.unix_ms,
