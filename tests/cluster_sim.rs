@@ -648,3 +648,41 @@ fn rooms_made_and_destroyed_again_and_again_end_the_same_on_every_core() {
         }
     }
 }
+
+#[test]
+fn a_record_after_a_gap_is_held_and_a_repair_asked_until_the_gap_is_filled() {
+    let mut sim = Sim::new(3, Limits::default());
+    sim.login(0, 1, "a");
+    sim.login(1, 2, "b");
+    let made = sim.request(1, create("g"));
+    sim.settle();
+    assert!(sim.ok(made).is_some());
+    let joined = sim.request(2, enter("g"));
+    sim.settle();
+    assert!(sim.ok(joined).is_some());
+    let first = sim.request(1, send("g", "one".into(), "1".into()));
+    let second = sim.request(1, send("g", "two".into(), "2".into()));
+    while sim.carry(0) {}
+    let room = sim.broker.logs.keys().next().cloned().expect("the room's log");
+    let log = sim.broker.logs[&room].clone();
+    let n = log.len();
+    // Node 1 gets the last record first: held, and a repair asked from the one it misses.
+    let (seq, entry) = log[n - 1].clone();
+    let now = sim.now;
+    let record = BusEvent::Record {
+        room: room.clone(),
+        stream_seq: seq,
+        prev_stream_seq: log[n - 2].0,
+        entry,
+    };
+    sim.nodes[1].handle_bus(now, record);
+    sim.collect(1);
+    let asked: Vec<BusOp> = sim.broker.asked[1].iter().cloned().collect();
+    assert_eq!(asked, vec![BusOp::Repair { room: room.clone(), from_stream_seq: log[n - 2].0 }]);
+    assert!(sim.got.get(&(2, "g".to_string())).is_none(), "nothing applied past the gap");
+    sim.settle();
+    sim.replicas_agree();
+    let got: Vec<u64> = sim.got[&(2, "g".to_string())].iter().map(|m| m.seq).collect();
+    assert_eq!(got, vec![1, 2]);
+    assert!(sim.ok(first).is_some() && sim.ok(second).is_some());
+}
