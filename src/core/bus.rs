@@ -254,8 +254,11 @@ impl Core {
         self.rooms.get(&key).map(|r| LogRef { room_id: r.id.clone(), epoch: r.log.epoch })
     }
 
-    /// Handles what the bus reports (cluster mode).
+    /// Handles what the bus reports (cluster mode; a single-node core ignores it).
     pub fn handle_bus(&mut self, now: Now, event: BusEvent) {
+        if self.external().is_none() {
+            return;
+        }
         match event {
             BusEvent::Record { room, stream_seq, prev_stream_seq, entry } => {
                 self.on_record(now, room, stream_seq, prev_stream_seq, entry)
