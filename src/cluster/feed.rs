@@ -1,0 +1,212 @@
+//! Feeds: a room log's entries, in order and without gaps, as they are stored.
+//!
+//! A feed subscribes to the room's RePublish subject *first*, then reads the entries already
+//! stored after its starting point, then takes the live copies, dropping those it already has.
+//! Core NATS may drop a copy (a slow consumer, a reconnect); each copy carries
+//! `Nats-Last-Sequence`, the stream sequence of the previous entry on the same subject, so a copy
+//! whose predecessor is not the last entry delivered reveals the gap, which is then read from the
+//! stream before the copy is delivered. The stream leader answers those reads, but an entry it
+//! has just republished can in principle be not readable yet, so a short gap read is retried a
+//! few times before the feed reports the entries as missing. A dropped copy of the *last* entry
+//! has no successor to reveal it: after every reconnect and slow-consumer event each feed reads
+//! its log's tail again.
+
+use std::time::Duration;
+
+use async_nats::Subscriber;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::log::header;
+use super::naming::LogRef;
+use super::NatsBus;
+
+/// Records a feed buffers for its reader. A reader that falls behind makes the feed task wait;
+/// core NATS then buffers (65,536 messages per subscription) and finally drops, which the feed
+/// repairs from the stream: a slow reader costs reads, never order or completeness.
+const FEED_BUFFER: usize = 1024;
+/// How often a gap that the stream does not (yet) show is read again before it is reported.
+const GAP_TRIES: u32 = 5;
+const RETRY_FIRST: Duration = Duration::from_millis(1);
+const RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// One entry of a room log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Its stream sequence.
+    pub stream_seq: u64,
+    /// The stream sequence of the record delivered before it on the same feed or read (the
+    /// starting point for the first): the entries of a room log chain without gaps.
+    pub prev_stream_seq: u64,
+    /// The entry's bytes, as appended.
+    pub entry: Bytes,
+}
+
+/// Why a feed could not start or deliver.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    /// The subscription could not be made.
+    #[error("cannot subscribe to the room feed")]
+    Unavailable,
+    /// Entries after `after` up to `upto` were announced but are not in the stream (purged, or
+    /// removed by the stream's limits): the reader must rebuild from a snapshot. The feed goes on
+    /// after `upto`.
+    #[error("room log entries {after}..={upto} are gone")]
+    Missing {
+        /// The last entry delivered before the hole.
+        after: u64,
+        /// The last entry of the hole.
+        upto: u64,
+    },
+}
+
+/// A live, ordered, gap-free feed of one room log ([`NatsBus::follow`]). Dropping it, or
+/// [`NatsBus::unfollow`], ends the subscription.
+pub struct Feed {
+    log: LogRef,
+    records: mpsc::Receiver<Result<Record, FeedError>>,
+    task: JoinHandle<()>,
+}
+
+impl Feed {
+    /// The log this feed follows.
+    pub fn log(&self) -> &LogRef {
+        &self.log
+    }
+
+    /// The next record, waiting for it; `None` once the feed has ended (the connection closed
+    /// for good).
+    pub async fn next(&mut self) -> Option<Result<Record, FeedError>> {
+        self.records.recv().await
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl NatsBus {
+    /// Follows `log` from stream sequence `from` (exclusive; 0 for the whole log): the stored
+    /// entries after it, then live entries, each once and in order.
+    pub async fn follow(&self, log: &LogRef, from: u64) -> Result<Feed, FeedError> {
+        let subject = log.feed_subject(&self.inner.opts.prefix);
+        let subscription =
+            self.inner.client.subscribe(subject).await.map_err(|_| FeedError::Unavailable)?;
+        let (tx, records) = mpsc::channel(FEED_BUFFER);
+        let follower = Follower { bus: self.clone(), log: log.clone(), last: from, tx };
+        let task = tokio::spawn(follower.run(subscription));
+        Ok(Feed { log: log.clone(), records, task })
+    }
+
+    /// Ends `feed`'s subscription (as dropping it does).
+    pub fn unfollow(&self, feed: Feed) {
+        drop(feed);
+    }
+}
+
+struct Follower {
+    bus: NatsBus,
+    log: LogRef,
+    /// The last stream sequence delivered.
+    last: u64,
+    tx: mpsc::Sender<Result<Record, FeedError>>,
+}
+
+/// The reader went away.
+struct Closed;
+
+impl Follower {
+    async fn run(mut self, mut subscription: Subscriber) {
+        let mut resync = self.bus.inner.resync.clone();
+        resync.mark_unchanged();
+        if self.catch_up(None).await.is_err() {
+            return;
+        }
+        loop {
+            let step = tokio::select! {
+                message = subscription.next() => match message {
+                    Some(message) => self.live(message).await,
+                    None => return,
+                },
+                changed = resync.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.catch_up(None).await
+                }
+                () = self.tx.closed() => return,
+            };
+            if step.is_err() {
+                let _ = subscription.unsubscribe().await;
+                return;
+            }
+        }
+    }
+
+    async fn live(&mut self, message: async_nats::Message) -> Result<(), Closed> {
+        let headers = message.headers.unwrap_or_default();
+        let seq = header(&headers, "Nats-Sequence").and_then(|v| v.parse::<u64>().ok());
+        let prev = header(&headers, "Nats-Last-Sequence").and_then(|v| v.parse::<u64>().ok());
+        let Some(seq) = seq else {
+            tracing::warn!(log = ?self.log, "feed copy without Nats-Sequence; reading the tail");
+            return self.catch_up(None).await;
+        };
+        if seq <= self.last {
+            return Ok(());
+        }
+        if prev.unwrap_or(0) > self.last {
+            self.catch_up(prev).await?;
+            if seq <= self.last {
+                return Ok(());
+            }
+        }
+        self.deliver(seq, message.payload).await
+    }
+
+    /// Reads the stored entries after `last`. With `upto`, the entries up to it are known to
+    /// exist: if the stream does not show them after a few tries they are reported missing.
+    async fn catch_up(&mut self, upto: Option<u64>) -> Result<(), Closed> {
+        let mut retry = RETRY_FIRST;
+        let mut gap_tries = 0;
+        loop {
+            match self.bus.next_message(&self.log, self.last + 1).await {
+                Ok(Some(message)) => {
+                    retry = RETRY_FIRST;
+                    self.deliver(message.sequence, message.payload).await?;
+                }
+                Ok(None) => match upto {
+                    Some(upto) if self.last < upto => {
+                        gap_tries += 1;
+                        if gap_tries >= GAP_TRIES {
+                            let missing = FeedError::Missing { after: self.last, upto };
+                            self.tx.send(Err(missing)).await.map_err(|_| Closed)?;
+                            self.last = upto;
+                            return Ok(());
+                        }
+                        tokio::time::sleep(retry).await;
+                        retry = (retry * 2).min(RETRY_MAX);
+                    }
+                    _ => return Ok(()),
+                },
+                Err(_) => {
+                    if self.tx.is_closed() {
+                        return Err(Closed);
+                    }
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    async fn deliver(&mut self, seq: u64, entry: Bytes) -> Result<(), Closed> {
+        let record = Record { stream_seq: seq, prev_stream_seq: self.last, entry };
+        self.tx.send(Ok(record)).await.map_err(|_| Closed)?;
+        self.last = seq;
+        Ok(())
+    }
+}
