@@ -303,6 +303,25 @@ async fn follow_after_entries_exist_delivers_the_tail_then_live_entries_once() {
 }
 
 #[tokio::test]
+async fn a_feed_repairs_a_gap_it_sees_in_nats_last_sequence() {
+    let Some(nats) = NatsServer::start() else { return };
+    let bus = nats.bus().await;
+    let log = bus.log("holes", 2);
+    let mut feed = bus.follow(&log, 0).await.unwrap();
+    bus.append(&log, bytes("0"), "h0", None).await.unwrap();
+    assert_eq!(take(&mut feed, 1).await[0].entry, bytes("0"));
+    // The live copies of entries 1 to 3 are lost; entry 4's copy says its predecessor is 3.
+    feed.drop_live_copies(3);
+    for i in 1..5 {
+        bus.append(&log, bytes(format!("{i}")), &format!("h{i}"), None).await.unwrap();
+    }
+    let records = take(&mut feed, 4).await;
+    let got: Vec<Bytes> = records.iter().map(|r| r.entry.clone()).collect();
+    assert_eq!(got, ["1", "2", "3", "4"].map(bytes));
+    assert_eq!(bus.gap_repairs(), 3);
+}
+
+#[tokio::test]
 async fn a_feed_repairs_the_copies_core_nats_dropped() {
     let Some(nats) = NatsServer::start() else { return };
     // A reader that does not read fills the feed's buffer (1,024 records), then async-nats's
@@ -323,6 +342,9 @@ async fn a_feed_repairs_the_copies_core_nats_dropped() {
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.entry, bytes(format!("{i}")));
     }
+    let repaired = reader.gap_repairs();
+    eprintln!("{repaired} of {N} entries repaired from the stream");
+    assert!(repaired > 0, "the subscription dropped nothing: the test did not test repair");
     // Unfollow and follow again from the last record seen while appends go on: nothing lost.
     reader.unfollow(feed);
     let resumed_from = records[N - 1].stream_seq;

@@ -11,6 +11,8 @@
 //! has no successor to reveal it: after every reconnect and slow-consumer event each feed reads
 //! its log's tail again.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Subscriber;
@@ -66,6 +68,7 @@ pub enum FeedError {
 /// [`NatsBus::unfollow`], ends the subscription.
 pub struct Feed {
     log: LogRef,
+    drop_live: Arc<AtomicU32>,
     records: mpsc::Receiver<Result<Record, FeedError>>,
     task: JoinHandle<()>,
 }
@@ -74,6 +77,13 @@ impl Feed {
     /// The log this feed follows.
     pub fn log(&self) -> &LogRef {
         &self.log
+    }
+
+    /// Fault injection for tests: the feed ignores the next `n` live copies it receives, as if
+    /// core NATS had lost them.
+    #[doc(hidden)]
+    pub fn drop_live_copies(&self, n: u32) {
+        self.drop_live.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The next record, waiting for it; `None` once the feed has ended (the connection closed
@@ -97,9 +107,17 @@ impl NatsBus {
         let subscription =
             self.inner.client.subscribe(subject).await.map_err(|_| FeedError::Unavailable)?;
         let (tx, records) = mpsc::channel(FEED_BUFFER);
-        let follower = Follower { bus: self.clone(), log: log.clone(), last: from, tx };
+        let drop_live = Arc::new(AtomicU32::new(0));
+        let follower = Follower {
+            bus: self.clone(),
+            log: log.clone(),
+            last: from,
+            live: false,
+            drop_live: drop_live.clone(),
+            tx,
+        };
         let task = tokio::spawn(follower.run(subscription));
-        Ok(Feed { log: log.clone(), records, task })
+        Ok(Feed { log: log.clone(), drop_live, records, task })
     }
 
     /// Ends `feed`'s subscription (as dropping it does).
@@ -113,6 +131,9 @@ struct Follower {
     log: LogRef,
     /// The last stream sequence delivered.
     last: u64,
+    /// The first catch-up is done: entries read from the stream now are repairs.
+    live: bool,
+    drop_live: Arc<AtomicU32>,
     tx: mpsc::Sender<Result<Record, FeedError>>,
 }
 
@@ -126,6 +147,7 @@ impl Follower {
         if self.catch_up(None).await.is_err() {
             return;
         }
+        self.live = true;
         loop {
             let step = tokio::select! {
                 message = subscription.next() => match message {
@@ -148,6 +170,11 @@ impl Follower {
     }
 
     async fn live(&mut self, message: async_nats::Message) -> Result<(), Closed> {
+        let dropping =
+            self.drop_live.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if dropping.is_ok() {
+            return Ok(());
+        }
         let headers = message.headers.unwrap_or_default();
         let seq = header(&headers, "Nats-Sequence").and_then(|v| v.parse::<u64>().ok());
         let prev = header(&headers, "Nats-Last-Sequence").and_then(|v| v.parse::<u64>().ok());
@@ -167,40 +194,56 @@ impl Follower {
         self.deliver(seq, message.payload).await
     }
 
-    /// Reads the stored entries after `last`. With `upto`, the entries up to it are known to
-    /// exist: if the stream does not show them after a few tries they are reported missing.
+    /// Reads the stored entries after `last` up to `upto`, or up to the log's last entry as of
+    /// now (later ones come live), which keeps a catch-up from chasing a log that grows as fast
+    /// as it is read. The entries up to `upto` are known to exist: if the stream does not show
+    /// them after a few tries they are reported missing.
     async fn catch_up(&mut self, upto: Option<u64>) -> Result<(), Closed> {
         let mut retry = RETRY_FIRST;
+        let upto = match upto {
+            Some(upto) => upto,
+            None => loop {
+                match self.bus.last_message(&self.log).await {
+                    Ok(Some(message)) => break message.sequence,
+                    Ok(None) => return Ok(()),
+                    Err(_) => self.pause(&mut retry).await?,
+                }
+            },
+        };
         let mut gap_tries = 0;
-        loop {
+        while self.last < upto {
             match self.bus.next_message(&self.log, self.last + 1).await {
                 Ok(Some(message)) => {
                     retry = RETRY_FIRST;
+                    if self.live {
+                        self.bus.inner.repaired.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.deliver(message.sequence, message.payload).await?;
                 }
-                Ok(None) => match upto {
-                    Some(upto) if self.last < upto => {
-                        gap_tries += 1;
-                        if gap_tries >= GAP_TRIES {
-                            let missing = FeedError::Missing { after: self.last, upto };
-                            self.tx.send(Err(missing)).await.map_err(|_| Closed)?;
-                            self.last = upto;
-                            return Ok(());
-                        }
-                        tokio::time::sleep(retry).await;
-                        retry = (retry * 2).min(RETRY_MAX);
+                Ok(None) => {
+                    gap_tries += 1;
+                    if gap_tries >= GAP_TRIES {
+                        let missing = FeedError::Missing { after: self.last, upto };
+                        self.tx.send(Err(missing)).await.map_err(|_| Closed)?;
+                        self.last = upto;
+                        return Ok(());
                     }
-                    _ => return Ok(()),
-                },
-                Err(_) => {
-                    if self.tx.is_closed() {
-                        return Err(Closed);
-                    }
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(RETRY_MAX);
+                    self.pause(&mut retry).await?;
                 }
+                Err(_) => self.pause(&mut retry).await?,
             }
         }
+        Ok(())
+    }
+
+    /// Waits before a read is tried again, unless the reader has gone.
+    async fn pause(&self, retry: &mut Duration) -> Result<(), Closed> {
+        if self.tx.is_closed() {
+            return Err(Closed);
+        }
+        tokio::time::sleep(*retry).await;
+        *retry = (*retry * 2).min(RETRY_MAX);
+        Ok(())
     }
 
     async fn deliver(&mut self, seq: u64, entry: Bytes) -> Result<(), Closed> {

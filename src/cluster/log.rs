@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use async_nats::client::{Request, RequestErrorKind};
+use async_nats::header::{HeaderName, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::stream::{
     Config, DiscardPolicy, LastRawMessageErrorKind, Republish, StorageType, Stream,
 };
@@ -152,9 +153,9 @@ impl NatsBus {
     ) -> Result<Appended, AppendError> {
         let subject = log.subject(&self.inner.opts.prefix);
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", msg_id);
+        headers.insert(NATS_MESSAGE_ID, msg_id);
         if let Some(last) = expected_last {
-            headers.insert("Nats-Expected-Last-Subject-Sequence", last.to_string().as_str());
+            headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, last.to_string().as_str());
         }
         let deadline = Instant::now() + self.inner.opts.append_timeout();
         let mut backoff = BACKOFF_FIRST;
@@ -293,13 +294,27 @@ fn wrong_last_sequence(description: &str) -> Option<u64> {
     description.rsplit(':').next()?.trim().parse().ok()
 }
 
+/// The value of header `name`. The name is parsed, not passed as a `&str`: async-nats keeps the
+/// headers it knows (`Nats-Sequence`, ...) as standard names, which a `&str` never equals.
 pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).map(|v| v.as_str())
+    headers.get(name.parse::<HeaderName>().ok()?).map(|v| v.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_found_by_their_text() {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, "a:1");
+        headers.insert("Nats-Last-Sequence".parse::<HeaderName>().unwrap(), "41");
+        headers.insert("Huddle-Custom", "x");
+        assert_eq!(header(&headers, "Nats-Msg-Id"), Some("a:1"));
+        assert_eq!(header(&headers, "Nats-Last-Sequence"), Some("41"));
+        assert_eq!(header(&headers, "Huddle-Custom"), Some("x"));
+        assert_eq!(header(&headers, "Nats-Sequence"), None);
+    }
 
     #[test]
     fn jetstream_answers_are_judged() {

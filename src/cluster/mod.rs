@@ -31,6 +31,7 @@ mod log;
 pub mod naming;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,6 +179,9 @@ struct Inner {
     snaps: Store,
     users: Store,
     nodes: Store,
+    /// Entries feeds read from the stream, after their first catch-up, because their live
+    /// copies were lost.
+    repaired: AtomicU64,
     /// Counts connections (re)established and slow-consumer events: each one makes every feed
     /// check its room's tail, because core NATS may have dropped entries meanwhile.
     resync: watch::Receiver<u64>,
@@ -239,7 +243,17 @@ impl NatsBus {
         let cluster = kv::ensure_bucket(&js, &opts, &format!("{p}_cluster"), None).await?;
         kv::check_constants(&cluster, opts.shards).await?;
         Ok(NatsBus {
-            inner: Arc::new(Inner { client, opts, streams, rooms, snaps, users, nodes, resync }),
+            inner: Arc::new(Inner {
+                client,
+                opts,
+                streams,
+                rooms,
+                snaps,
+                users,
+                nodes,
+                repaired: AtomicU64::new(0),
+                resync,
+            }),
         })
     }
 
@@ -251,6 +265,13 @@ impl NatsBus {
     /// The version string of the NATS server this bus is connected to.
     pub fn server_version(&self) -> String {
         self.inner.client.server_info().version
+    }
+
+    /// How many entries this bus's feeds have read from the streams because core NATS lost their
+    /// live copies, found by `Nats-Last-Sequence` or by the tail check after a reconnect or
+    /// slow-consumer event (a metric: `huddle_bus_gap_repairs_total`).
+    pub fn gap_repairs(&self) -> u64 {
+        self.inner.repaired.load(Ordering::Relaxed)
     }
 
     /// The log of incarnation `epoch` of room `room_id`.
