@@ -211,12 +211,11 @@ impl NatsBus {
     /// Deletes the registry record of `room_id` if its revision is `expected_rev`.
     pub async fn delete(&self, room_id: &str, expected_rev: u64) -> Result<(), CasError> {
         let key = naming::room_key(room_id);
-        self.inner.rooms.delete_expect_revision(&key, Some(expected_rev)).await.map_err(|e| {
-            if e.to_string().contains("wrong last sequence") {
-                CasError::WrongRevision
-            } else {
-                CasError::Unavailable
-            }
+        self.inner.rooms.delete_expect_revision(&key, Some(expected_rev)).await.map_err(|e| match e
+            .kind()
+        {
+            UpdateErrorKind::WrongLastRevision => CasError::WrongRevision,
+            _ => CasError::Unavailable,
         })
     }
 
@@ -280,7 +279,8 @@ impl NatsBus {
 
     /// Claims the lowest free node id, writing `value` (the first heartbeat) under it. An id whose
     /// last heartbeat is older than [`NatsOptions::dead_after`](super::NatsOptions::dead_after)
-    /// counts as free, and its old holder is fenced at its next heartbeat.
+    /// counts as free, and its old holder is fenced at its next heartbeat. All 1,023 ids held
+    /// gives [`CasError::WrongRevision`].
     pub async fn claim_node(&self, value: Bytes) -> Result<NodeClaim, CasError> {
         let store = &self.inner.nodes;
         let dead_after = self.inner.opts.dead_after();
