@@ -8,8 +8,8 @@ use async_nats::{Client, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::bus::NatsBus;
 use super::naming;
-use super::NatsBus;
 
 /// Why a control request got no answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

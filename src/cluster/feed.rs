@@ -21,9 +21,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::log::header;
+use super::bus::{header, NatsBus};
 use super::naming::LogRef;
-use super::NatsBus;
 
 /// Records a feed buffers for its reader. A reader that falls behind makes the feed task wait;
 /// core NATS then buffers (65,536 messages per subscription) and finally drops, which the feed

@@ -1,9 +1,6 @@
 //! The KV buckets: registry, snapshots, users, node ids with heartbeats, cluster constants.
 //!
-//! Every bucket is made as the stream `KV_<bucket>` that async-nats's `create_key_value` would
-//! make (history 1, rollup allowed, delete denied, direct get, discard new) and then opened with
-//! `get_key_value`: `create_key_value` itself fails against nats-server 2.9, whose account info
-//! lacks fields async-nats requires. Every write that must not be lost to a concurrent one is a
+//! Every write that must not be lost to a concurrent one is a
 //! compare-and-set on the key's revision: `create` (revision 0), `update(revision)`,
 //! `delete_expect_revision`.
 
@@ -14,17 +11,17 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::kv::{
     CreateErrorKind, Entry, Operation, Store, UpdateErrorKind, WatchErrorKind,
 };
-use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
-use async_nats::jetstream::{self};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::bus::NatsBus;
 use super::naming::{self, LogRef};
-use super::{ConnectError, NatsBus, NatsOptions, FORMAT_VERSION, MAX_NODE_ID, MAX_SNAPSHOT};
+use super::setup::MAX_SNAPSHOT;
 
-const CONSTANTS_KEY: &str = "config";
+/// The largest node id ([`NatsBus::claim_node`]): ids have 10 bits and 0 is never used.
+pub const MAX_NODE_ID: u16 = 1023;
 
 /// A value with the revision that wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,58 +101,6 @@ impl NodeWatch {
 impl Drop for NodeWatch {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-pub(super) async fn ensure_bucket(
-    js: &jetstream::Context,
-    opts: &NatsOptions,
-    bucket: &str,
-    max_age: Option<Duration>,
-) -> Result<Store, ConnectError> {
-    let setup = |e: &dyn std::fmt::Display| ConnectError::Setup {
-        what: format!("bucket {bucket}"),
-        reason: e.to_string(),
-    };
-    let config = Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        storage: StorageType::File,
-        num_replicas: opts.replicas,
-        max_messages_per_subject: 1,
-        max_age: max_age.unwrap_or_default(),
-        max_message_size: (MAX_SNAPSHOT + 4096) as i32,
-        discard: DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        duplicate_window: Duration::from_secs(120).min(max_age.unwrap_or(Duration::MAX)),
-        ..Default::default()
-    };
-    js.get_or_create_stream(config).await.map_err(|e| setup(&e))?;
-    js.get_key_value(bucket).await.map_err(|e| setup(&e))
-}
-
-/// Stores the cluster constants if absent, else checks ours against them.
-pub(super) async fn check_constants(store: &Store, shards: u32) -> Result<(), ConnectError> {
-    let ours = format!("shards={shards} format={FORMAT_VERSION}");
-    let unavailable = |e: &dyn std::fmt::Display| ConnectError::Setup {
-        what: "cluster constants".into(),
-        reason: e.to_string(),
-    };
-    match store.create(CONSTANTS_KEY, Bytes::from(ours.clone())).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-            let stored = store.get(CONSTANTS_KEY).await.map_err(|e| unavailable(&e))?;
-            let stored =
-                String::from_utf8_lossy(stored.as_deref().unwrap_or_default()).into_owned();
-            if stored == ours {
-                Ok(())
-            } else {
-                Err(ConnectError::Mismatch { stored, ours })
-            }
-        }
-        Err(e) => Err(unavailable(&e)),
     }
 }
 

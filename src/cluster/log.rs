@@ -15,29 +15,19 @@
 use std::time::Duration;
 
 use async_nats::client::{Request, RequestErrorKind};
-use async_nats::header::{HeaderName, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
-use async_nats::jetstream::stream::{
-    Config, DiscardPolicy, LastRawMessageErrorKind, Republish, StorageType, Stream,
-};
-use async_nats::jetstream::{self, message::StreamMessage};
+use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use rand::Rng;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::naming::{self, LogRef};
-use super::{ConnectError, NatsBus, NatsOptions};
+use super::bus::{header, NatsBus};
+use super::feed::Record;
+use super::naming::LogRef;
 
-/// Entries kept per room log (entries, not messages); the spec's 1,000 messages are served from
-/// the replicas' rings, and the slack is for snapshots.
-const MAX_ENTRIES_PER_ROOM: i64 = 2_000;
-/// How long entries stay in a room log.
-const MAX_AGE: Duration = Duration::from_secs(4 * 3600);
-/// The largest entry a room log stores.
-const MAX_ENTRY: i32 = 64 * 1024;
-/// JetStream remembers message ids this long, so a retry within it is a duplicate.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Each try of an append waits this long for its PubAck, or less if the timeout is nearer.
 const TRY_TIMEOUT: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_millis(1);
@@ -109,36 +99,6 @@ enum Try {
     Unknown,
 }
 
-pub(super) async fn ensure_stream(
-    js: &jetstream::Context,
-    opts: &NatsOptions,
-    shard: u32,
-) -> Result<Stream, ConnectError> {
-    let p = &opts.prefix;
-    let name = naming::stream_name(p, shard);
-    let config = Config {
-        name: name.clone(),
-        subjects: vec![format!("{p}.h.{shard}.>")],
-        storage: StorageType::File,
-        num_replicas: opts.replicas,
-        max_messages_per_subject: MAX_ENTRIES_PER_ROOM,
-        max_age: MAX_AGE,
-        max_message_size: MAX_ENTRY,
-        discard: DiscardPolicy::Old,
-        allow_direct: true,
-        duplicate_window: DUPLICATE_WINDOW,
-        republish: Some(Republish {
-            source: format!("{p}.h.{shard}.>"),
-            destination: format!("{p}.hl.{shard}.>"),
-            headers_only: false,
-        }),
-        ..Default::default()
-    };
-    js.get_or_create_stream(config)
-        .await
-        .map_err(|e| ConnectError::Setup { what: name, reason: e.to_string() })
-}
-
 impl NatsBus {
     /// Appends `entry` to `log` under message id `msg_id` (unique per entry and stable across
     /// retries, for example `<node>:<incarnation>:<proposal>`), if `expected_last` is `None` or
@@ -206,13 +166,13 @@ impl NatsBus {
         log: &LogRef,
         from: u64,
         max: usize,
-    ) -> Result<Vec<super::Record>, AppendError> {
+    ) -> Result<Vec<Record>, AppendError> {
         let mut out = Vec::new();
         let mut last = from;
         while out.len() < max {
             match self.next_message(log, last + 1).await? {
                 Some(message) => {
-                    out.push(super::Record {
+                    out.push(Record {
                         stream_seq: message.sequence,
                         prev_stream_seq: last,
                         entry: message.payload,
@@ -294,27 +254,9 @@ fn wrong_last_sequence(description: &str) -> Option<u64> {
     description.rsplit(':').next()?.trim().parse().ok()
 }
 
-/// The value of header `name`. The name is parsed, not passed as a `&str`: async-nats keeps the
-/// headers it knows (`Nats-Sequence`, ...) as standard names, which a `&str` never equals.
-pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name.parse::<HeaderName>().ok()?).map(|v| v.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn headers_are_found_by_their_text() {
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, "a:1");
-        headers.insert("Nats-Last-Sequence".parse::<HeaderName>().unwrap(), "41");
-        headers.insert("Huddle-Custom", "x");
-        assert_eq!(header(&headers, "Nats-Msg-Id"), Some("a:1"));
-        assert_eq!(header(&headers, "Nats-Last-Sequence"), Some("41"));
-        assert_eq!(header(&headers, "Huddle-Custom"), Some("x"));
-        assert_eq!(header(&headers, "Nats-Sequence"), None);
-    }
 
     #[test]
     fn jetstream_answers_are_judged() {
