@@ -326,3 +326,27 @@ async fn startup_members_log_in_in_zero_rtt_with_a_kept_ticket_and_not_without()
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_priority_flood_rides_beside_the_measured_messages_on_the_same_connections() {
+    let server = server().await;
+    let cfg = LoadConfig {
+        rooms: 2,
+        members: 3,
+        rate: 20.0,
+        low_flood: 50.0,
+        low_flood_size: 500,
+        warmup_s: 0.5,
+        duration_s: 1.0,
+        drain_s: 3.0,
+        ..config_for(&server)
+    };
+    let s = run_with(cfg).await.unwrap();
+    let ctx = s.table();
+    assert_eq!(s.sent, 60, "only the stamped messages count as sent: {ctx}");
+    assert_eq!((s.deliveries, s.lost), (s.expected_deliveries, 0), "{ctx}");
+    // Each room's 2 other members get its publisher's flood (best effort): about 75 each.
+    assert!(s.foreign_messages > 100, "the flood reached the receivers: {}", s.foreign_messages);
+    assert!(s.problems.is_empty(), "{ctx}");
+    server.stop().await;
+}

@@ -41,6 +41,15 @@ pub struct LoadArgs {
     /// Message priority: low, medium or high.
     #[arg(long, default_value = "medium", value_parser = parse_priority)]
     pub priority: Priority,
+    /// Low-priority messages per second each publisher sends besides its own (at
+    /// --priority), from the start of sending to its end: a flood beside the measured traffic,
+    /// on the same connections. They carry no stamp of this run: receivers count them as
+    /// `foreign_messages`, and the latency figures are the measured traffic's alone.
+    #[arg(long, default_value_t = 0.0)]
+    pub low_flood: f64,
+    /// Body size of the --low-flood messages, bytes.
+    #[arg(long, default_value_t = 1000)]
+    pub low_flood_size: usize,
     /// Seconds of sending before the measured window (counted for loss, not for latency).
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
@@ -238,6 +247,10 @@ pub struct LoadConfig {
     pub size: usize,
     /// Message priority.
     pub priority: Priority,
+    /// Low-priority flood messages per second per publisher (0: none).
+    pub low_flood: f64,
+    /// Their body size in bytes.
+    pub low_flood_size: usize,
     /// Warm-up seconds.
     pub warmup_s: f64,
     /// Measured seconds (hold seconds with `connections_only`).
@@ -321,6 +334,8 @@ impl Default for LoadConfig {
             rate: 10.0,
             size: 200,
             priority: Priority::Medium,
+            low_flood: 0.0,
+            low_flood_size: 1000,
             warmup_s: 2.0,
             duration_s: 10.0,
             drain_s: 2.0,
@@ -370,6 +385,8 @@ impl From<LoadArgs> for LoadConfig {
             rate: a.rate,
             size: a.size,
             priority: a.priority,
+            low_flood: a.low_flood,
+            low_flood_size: a.low_flood_size,
             warmup_s: a.warmup,
             duration_s: a.duration,
             drain_s: a.drain,
@@ -527,6 +544,9 @@ impl LoadConfig {
         }
         if !self.rate.is_finite() || self.rate <= 0.0 {
             return Err(anyhow!("--rate must be > 0"));
+        }
+        if !self.low_flood.is_finite() || self.low_flood < 0.0 || self.low_flood > 10_000.0 {
+            return Err(anyhow!("--low-flood must be 0..=10000 messages/s"));
         }
         if !self.stalled_members.is_finite() || self.stalled_members < 0.0 {
             return Err(anyhow!("--stalled-members must be a fraction below 1 or a count"));

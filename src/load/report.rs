@@ -285,8 +285,13 @@ impl Summary {
         } else {
             String::new()
         };
+        let flood = if c.low_flood > 0.0 {
+            format!(", + {} low msg/s of {} B per publisher", c.low_flood, c.low_flood_size)
+        } else {
+            String::new()
+        };
         format!(
-            "{} room{} x {} members{in_rooms}, {} publisher{}/room, {} msg/s per room, {} B, {}, {} s warm-up + {} s",
+            "{} room{} x {} members{in_rooms}, {} publisher{}/room, {} msg/s per room, {} B, {}{flood}, {} s warm-up + {} s",
             c.rooms,
             if c.rooms == 1 { "" } else { "s" },
             c.members,
