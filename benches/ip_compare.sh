@@ -114,7 +114,7 @@ for sys in $SYSTEMS; do
     --seed "$SEED" --duration $((RUN_TIMEOUT + 60)) --schedule "$STATE/schedule" $link_flags $IPSIM_FLAGS \
     >"$STATE/ipsim.log" 2>&1 &
   ipsim_pid=$!
-  for _ in $(seq 100); do grep -q "^ipsim up" "$STATE/ipsim.log" && break; sleep 0.1; done
+  for _ in $(seq 300); do grep -q "^ipsim up" "$STATE/ipsim.log" && break; sleep 0.1; done
   grep -q "^ipsim up" "$STATE/ipsim.log" || { cat "$STATE/ipsim.log" >&2; exit 1; }
   case $sys in
     huddle | huddle-0rtt)

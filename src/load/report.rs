@@ -334,24 +334,26 @@ impl Summary {
                 self.members_per_server.iter().map(|(a, n)| format!("{a}: {n}")).collect();
             row(&mut t, "members per server", each.join(", "));
         }
-        row(
-            &mut t,
-            "connections",
-            format!(
-                "{} ({} failed) over {} endpoints, {:.0} handshakes/s",
-                self.connections, self.connect_failures, self.endpoints, self.handshakes_per_s
-            ),
-        );
-        row(
-            &mut t,
-            "connect+login",
-            format!(
-                "p50 {}  p99 {}  max {}",
-                ms(self.connect_us.p50),
-                ms(self.connect_us.p99),
-                ms(self.connect_us.max)
-            ),
-        );
+        if self.startup.is_none() {
+            row(
+                &mut t,
+                "connections",
+                format!(
+                    "{} ({} failed) over {} endpoints, {:.0} handshakes/s",
+                    self.connections, self.connect_failures, self.endpoints, self.handshakes_per_s
+                ),
+            );
+            row(
+                &mut t,
+                "connect+login",
+                format!(
+                    "p50 {}  p99 {}  max {}",
+                    ms(self.connect_us.p50),
+                    ms(self.connect_us.p99),
+                    ms(self.connect_us.max)
+                ),
+            );
+        }
         if let Some(st) = &self.startup {
             let fig = |l: &LatencySummary| format!("p50 {} max {}", ms(l.p50), ms(l.max));
             row(
