@@ -15,7 +15,7 @@ use crate::wire::Priority;
 /// Everything a run measured. Fields that need a server pid are `null` without one.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
-    /// `fanout` or `connections_only`.
+    /// `fanout`, `connections_only` or `startup`.
     pub mode: String,
     /// The server's address (the proxy's when `--netsim` is given).
     pub server_addr: String,
@@ -143,6 +143,8 @@ pub struct StartupSummary {
     /// Whether each first made a connection of its own and kept its session ticket
     /// (`--zero-rtt`).
     pub zero_rtt: bool,
+    /// How often the member already in the room publishes, milliseconds.
+    pub message_every_ms: u64,
     /// New members whose login the server took in 0-RTT (`None`: not a Huddle run).
     pub early_data: Option<u64>,
     /// To the login answered (Redis, NATS: connected, TLS and the protocol's handshake done).
@@ -266,12 +268,12 @@ impl Summary {
     /// A one-line description of the workload.
     pub fn headline(&self) -> String {
         let c = &self.config;
-        if self.mode == "startup" {
+        if let Some(st) = &self.startup {
             return format!(
                 "{} new members one after another{}, a message every {} ms in their room",
                 c.startup,
                 if c.zero_rtt { ", each with a session ticket kept (0-RTT)" } else { "" },
-                super::startup::PEER_INTERVAL.as_millis()
+                st.message_every_ms
             );
         }
         if self.mode == "connections_only" {

@@ -68,7 +68,11 @@ pub async fn startup<L, F, Fut>(
     };
     let (mut login, mut joined, mut first) =
         (latency_histogram(), latency_histogram(), latency_histogram());
-    let mut out = StartupSummary { zero_rtt: cfg.zero_rtt, ..StartupSummary::default() };
+    let mut out = StartupSummary {
+        zero_rtt: cfg.zero_rtt,
+        message_every_ms: PEER_INTERVAL.as_millis() as u64,
+        ..StartupSummary::default()
+    };
     for i in 0..cfg.startup {
         let trial = async {
             let mut n = start(i).await?;
