@@ -9,6 +9,9 @@
 #
 #   sudo BLACKHOLE=8:3 REBIND_AT=14 benches/ip_compare.sh     # a 3 s blackhole, an address change
 #   sudo DELAY_MS=50 LOSS=0 benches/ip_compare.sh             # the handshake cost at 100 ms RTT
+#   sudo DELAY_MS=50 LOSS=0 STARTUP=20 SYSTEMS="huddle huddle-0rtt redis-tls nats-tls" \
+#     benches/ip_compare.sh     # time to login and first message of 20 new members, 100 ms RTT
+#   sudo IPV6=1 benches/ip_compare.sh                          # the same over IPv6 (fd77:77::1)
 #
 # Each system gets a link of its own, started just before its server: BLACKHOLE (START:SECS,
 # space-separated) and REBIND_AT (seconds) count from the link's start, which comes about 1-2 s
@@ -18,7 +21,10 @@
 # at the end puts them side by side with the latency percentiles and connect+login time.
 #
 # Environment: the link, DELAY_MS (25 each way), JITTER_MS (0), LOSS (0.01), BLACKHOLE,
-# REBIND_AT, IPSIM_FLAGS (more `huddle ipsim` flags, e.g. "--burst-loss 0.02"), SEED (1); the
+# REBIND_AT, IPSIM_FLAGS (more `huddle ipsim` flags, e.g. "--burst-loss 0.02"), SEED (1), IPV6
+# (1: the servers listen on the server side's IPv6 address, fd77:77::1); STARTUP (N: instead of
+# the fan-out, `huddle load --startup N` times N new members from their start to logged in, in
+# the room and their first message; the system huddle-0rtt is Huddle with `--zero-rtt`); the
 # workload, ROOMS
 # (10), MEMBERS (10), RATE (10 messages/s per room), WARMUP (4), DURATION (8), RUN_TIMEOUT (120
 # s per system); SYSTEMS ("huddle redis-tls nats-tls"), OUT (target/ip_compare: one JSON summary
@@ -48,7 +54,11 @@ DURATION=${DURATION:-8}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 SYSTEMS=${SYSTEMS:-"huddle redis-tls nats-tls"}
 PREFIX=huddle-ipc-$$
+IPV6=${IPV6:-0}
+STARTUP=${STARTUP:-0}
 SERVER_ADDR=10.77.0.1
+SERVER_HOST=$SERVER_ADDR
+if [ "$IPV6" = 1 ]; then SERVER_ADDR=fd77:77::1 SERVER_HOST="[fd77:77::1]"; fi
 
 [ -x "$HUDDLE" ] || { echo "no $HUDDLE: cargo build --release --features compare" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "run as root: this makes network namespaces" >&2; exit 2; }
@@ -73,7 +83,7 @@ rm -rf "$CERTS"
 "$HUDDLE" certs --dir "$CERTS" >/dev/null
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=huddle ip_compare" \
   -keyout "$CERTS/server.key" -out "$STATE/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:%s\n' "$SERVER_ADDR" >"$STATE/san.ext"
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.77.0.1,IP:fd77:77::1\n' >"$STATE/san.ext"
 openssl x509 -req -in "$STATE/server.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" \
   -CAcreateserial -days 7 -extfile "$STATE/san.ext" -out "$CERTS/server.pem" 2>/dev/null
 
@@ -104,14 +114,15 @@ for sys in $SYSTEMS; do
     --seed "$SEED" --duration $((RUN_TIMEOUT + 60)) --schedule "$STATE/schedule" $link_flags $IPSIM_FLAGS \
     >"$STATE/ipsim.log" 2>&1 &
   ipsim_pid=$!
-  for _ in $(seq 100); do grep -q "^ipsim up" "$STATE/ipsim.log" && break; sleep 0.1; done
+  for _ in $(seq 300); do grep -q "^ipsim up" "$STATE/ipsim.log" && break; sleep 0.1; done
   grep -q "^ipsim up" "$STATE/ipsim.log" || { cat "$STATE/ipsim.log" >&2; exit 1; }
   case $sys in
-    huddle)
-      ip netns exec "$PREFIX-s" "$HUDDLE" serve --listen "$SERVER_ADDR:7443" --certs-dir "$CERTS" \
+    huddle | huddle-0rtt)
+      ip netns exec "$PREFIX-s" "$HUDDLE" serve --listen "$SERVER_HOST:7443" --certs-dir "$CERTS" \
         </dev/null >"$STATE/huddle.log" 2>&1 &
       serve_pid=$!
-      target="--server $SERVER_ADDR:7443 --server-pid $serve_pid"
+      target="--server $SERVER_HOST:7443 --server-pid $serve_pid"
+      [ "$sys" = huddle-0rtt ] && target="$target --zero-rtt"
       ;;
     redis-tls | nats-tls | redis | nats)
       rm -f "$STATE/compare/env"
@@ -130,10 +141,12 @@ for sys in $SYSTEMS; do
     *) echo "unknown system $sys" >&2; exit 2 ;;
   esac
   # shellcheck disable=SC2086
+  workload="--rooms $ROOMS --members $MEMBERS --rate $RATE --warmup $WARMUP --duration $DURATION"
+  [ "$STARTUP" -gt 0 ] && workload="--startup $STARTUP"
+  # shellcheck disable=SC2086
   ip netns exec "$PREFIX-c" timeout "$RUN_TIMEOUT" "$HUDDLE" load $target --certs-dir "$CERTS" \
-    --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" --warmup "$WARMUP" --duration "$DURATION" \
-    --seed "$SEED" --ipsim-schedule "$STATE/schedule" --json "$OUT/$sys.json" </dev/null |
-    grep -E "connect\+login|deliveries|latency|reconnects|blackhole|address change|result" || true
+    $workload --seed "$SEED" --ipsim-schedule "$STATE/schedule" --json "$OUT/$sys.json" </dev/null |
+    grep -E "connect\+login|startup|deliveries|latency|reconnects|blackhole|address change|result" || true
   stop_system
 done
 
@@ -144,6 +157,22 @@ def ms(us):
     return f"{us / 1000:.1f}"
 def opt(v):
     return "-" if v is None else f"{v:.0f}"
+if any(json.load(open(f"{out}/{s}.json")).get("startup") for s in systems
+       if __import__("os").path.exists(f"{out}/{s}.json")):
+    print("| system | new members | logged in p50 / max ms | in the room p50 / max ms "
+          "| first message p50 / max ms | 0-RTT logins |")
+    print("|---|---|---|---|---|---|")
+    for s in systems:
+        try:
+            st = json.load(open(f"{out}/{s}.json"))["startup"]
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"| {s} | no summary | | | | |")
+            continue
+        fig = lambda l: f"{ms(l['p50'])} / {ms(l['max'])}"
+        early = "-" if st["early_data"] is None else f"{st['early_data']} of {st['members']}"
+        print(f"| {s} | {st['first_delivery_us']['count']} of {st['members']} | {fig(st['login_us'])} "
+              f"| {fig(st['in_room_us'])} | {fig(st['first_delivery_us'])} | {early} |")
+    sys.exit(0)
 print("| system | delivered / expected | lost | send errors + unacked | p50 / p99 / p99.9 / max ms "
       "| connect+login p50 / max ms | reconnects | caught up after blackholes ms "
       "| first new delivery after address changes p50 / max ms (members without) |")

@@ -94,8 +94,8 @@ struct NetsimArgs {
 #[cfg(target_os = "linux")]
 #[derive(clap::Args)]
 struct IpsimArgs {
-    /// Namespaces are PREFIX-s (server side, 10.77.0.1) and PREFIX-c (client side, 10.77.0.2);
-    /// both must not exist yet [default: huddle-ipsim-PID].
+    /// Namespaces are PREFIX-s (server side, 10.77.0.1 and fd77:77::1) and PREFIX-c (client
+    /// side, 10.77.0.2 and fd77:77::2); both must not exist yet [default: huddle-ipsim-PID].
     #[arg(long)]
     prefix: Option<String>,
     #[command(flatten)]
@@ -346,7 +346,7 @@ fn netsim(a: NetsimArgs) -> Result<()> {
 
 #[cfg(target_os = "linux")]
 fn ipsim(a: IpsimArgs) -> Result<()> {
-    use huddle::netsim::ip::{IpLink, IpLinkConfig, SERVER_ADDR};
+    use huddle::netsim::ip::{IpLink, IpLinkConfig, SERVER_ADDR, SERVER_ADDR6};
     let (to_server, to_client) = a.imp.directions();
     let cfg = IpLinkConfig {
         prefix: a.prefix.clone().unwrap_or_else(|| format!("huddle-ipsim-{}", std::process::id())),
@@ -363,10 +363,12 @@ fn ipsim(a: IpsimArgs) -> Result<()> {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         println!(
-            "ipsim up: server side {} ({SERVER_ADDR}), client side {} ({}), seed {}",
+            "ipsim up: server side {} ({SERVER_ADDR}, {SERVER_ADDR6}), client side {} ({}, {}), \
+             seed {}",
             link.server_ns(),
             link.client_ns(),
             link.client_addr(),
+            link.client_addr6(),
             a.imp.seed
         );
         a.imp.until_done().await;

@@ -6,14 +6,14 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use huddle::netsim::ip::{IpLink, IpLinkConfig, SERVER_ADDR};
+use huddle::netsim::ip::{IpLink, IpLinkConfig, SERVER_ADDR, SERVER_ADDR6};
 use huddle::netsim::Impairment;
 
 /// The admin listener's bearer token.
@@ -42,6 +42,11 @@ struct Lab {
 
 impl Lab {
     async fn start(tag: &str, imp: Impairment) -> Lab {
+        Lab::start_on(tag, imp, SERVER_ADDR.into()).await
+    }
+
+    /// [`Lab::start`] with the server listening on `server` (the side's IPv4 or IPv6 address).
+    async fn start_on(tag: &str, imp: Impairment, server: IpAddr) -> Lab {
         assert!(
             Path::new("/dev/net/tun").exists(),
             "this test needs /dev/net/tun (the tun module) and root: it makes network namespaces"
@@ -60,8 +65,8 @@ impl Lab {
             .output()
             .unwrap();
         assert!(made.status.success(), "{made:?}");
-        let quic = SocketAddr::from((SERVER_ADDR, 7443));
-        let admin = SocketAddr::from((SERVER_ADDR, 9090));
+        let quic = SocketAddr::from((server, 7443));
+        let admin = SocketAddr::from((server, 9090));
         let log = certs.path().join("serve.log");
         let mut server = Kill(
             huddle_in(link.server_ns())
@@ -177,9 +182,20 @@ fn http_get(addr: SocketAddr, path: &str) -> (Duration, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_and_quic_cross_the_ip_impairment_with_its_delay_and_loss() {
+    cross_with_delay_and_loss("loss", SERVER_ADDR.into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_and_quic_cross_the_same_impairment_over_ipv6() {
+    cross_with_delay_and_loss("v6", SERVER_ADDR6.into()).await;
+}
+
+/// TCP to the admin listener and a short QUIC fan-out across 25 ms each way and 5% loss, to
+/// the server side's address `server`.
+async fn cross_with_delay_and_loss(tag: &str, server: IpAddr) {
     const DELAY_MS: u64 = 25;
     let imp = Impairment { loss: 0.05, delay_ms: DELAY_MS, ..Default::default() };
-    let lab = Lab::start("loss", imp).await;
+    let lab = Lab::start_on(tag, imp, server).await;
 
     // TCP: the handshake's SYN and SYN-ACK each wait the one-way delay.
     let admin = lab.admin;

@@ -300,3 +300,53 @@ async fn members_are_spread_over_several_servers_round_robin() {
     assert_eq!(per, want, "{ctx}");
     assert!(ctx.contains("members per server"), "{ctx}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_members_log_in_in_zero_rtt_with_a_kept_ticket_and_not_without() {
+    let server = server().await;
+    for zero_rtt in [false, true] {
+        let cfg = LoadConfig {
+            startup: 3,
+            zero_rtt,
+            netsim: Some("delay-ms=10".into()),
+            ..config_for(&server)
+        };
+        let s = run_with(cfg).await.unwrap();
+        let ctx = format!("zero_rtt {zero_rtt}:\n{}", s.table());
+        assert_eq!(s.mode, "startup", "{ctx}");
+        let st = s.startup.as_ref().expect("a startup summary");
+        assert!(st.failures.is_empty(), "{ctx}\n{:?}", st.failures);
+        assert_eq!(st.first_delivery_us.count, 3, "every new member got a message: {ctx}");
+        let early = if zero_rtt { 3 } else { 0 };
+        assert_eq!(st.early_data, Some(early), "0-RTT logins the server took: {ctx}");
+        // A login needs the handshake's round trip (20 ms here) at least, 0-RTT or not.
+        assert!(st.login_us.p50 >= 20_000, "{ctx}");
+        assert!(st.first_delivery_us.p50 >= st.in_room_us.p50, "{ctx}");
+        assert!(s.problems.is_empty(), "{ctx}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_priority_flood_rides_beside_the_measured_messages_on_the_same_connections() {
+    let server = server().await;
+    let cfg = LoadConfig {
+        rooms: 2,
+        members: 3,
+        rate: 20.0,
+        low_flood: 50.0,
+        low_flood_size: 500,
+        warmup_s: 0.5,
+        duration_s: 1.0,
+        drain_s: 3.0,
+        ..config_for(&server)
+    };
+    let s = run_with(cfg).await.unwrap();
+    let ctx = s.table();
+    assert_eq!(s.sent, 60, "only the stamped messages count as sent: {ctx}");
+    assert_eq!((s.deliveries, s.lost), (s.expected_deliveries, 0), "{ctx}");
+    // Each room's 2 other members get its publisher's flood (best effort): about 75 each.
+    assert!(s.foreign_messages > 100, "the flood reached the receivers: {}", s.foreign_messages);
+    assert!(s.problems.is_empty(), "{ctx}");
+    server.stop().await;
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use huddle::client::{client_endpoint, quic_client_config, Client, ClientEvent};
+use huddle::client::{client_endpoint, quic_client_config, Client, ClientEvent, TlsSessions};
 use huddle::netsim::Impairment;
 use huddle::wire::{
     Event, Login, MessageBody, Priority, Reply, Request, Response, PROTOCOL_VERSION,
@@ -315,4 +315,50 @@ async fn a_zero_rtt_connection_that_never_completes_its_handshake_times_out_as_a
     assert_eq!(timeouts(), 1, "no handshake timeout after {took:?}");
     assert!(took >= Duration::from_millis(1_800), "{took:?}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_client_with_a_kept_ticket_logs_in_in_zero_rtt() {
+    const TOKEN: &str = "zero-rtt-test-admin-token-0123";
+    let server = TestServer::start_with(|c| {
+        c.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.admin.token = Some(TOKEN.into());
+    })
+    .await;
+    // The tickets a process keeps for the clients it makes.
+    let sessions = TlsSessions::new();
+    let launch = || {
+        let mut cfg = server.config("carol");
+        cfg.tls_sessions = Some(sessions.clone());
+        Client::connect(cfg)
+    };
+    let first = launch().await.unwrap();
+    assert!(!first.logged_in_early(), "no ticket yet: a full handshake");
+    // The NewSessionTicket follows the handshake; give it a moment to arrive.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.shutdown().await;
+
+    let second = launch().await.unwrap();
+    assert!(second.logged_in_early(), "the client should say its Login went in 0-RTT");
+    second.create_room(info("r"), cfg()).await.unwrap();
+
+    // The server says so too: the connection's 0-RTT data was accepted.
+    let url = format!("http://{}/v1/connections", server.admin.unwrap());
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conns = list["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 1, "{list}");
+    assert_eq!(conns[0]["session_id"], second.session().session_id, "{list}");
+    assert_eq!(conns[0]["zero_rtt"], true, "{list}");
+
+    // Without a shared store, a new client has no ticket: a full handshake, as before.
+    let fresh = server.client("dave").await;
+    assert!(!fresh.logged_in_early());
 }

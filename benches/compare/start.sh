@@ -17,6 +17,9 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 STATE=${STATE:-/tmp/huddle-compare}
 BIND=${BIND:-127.0.0.1}
+# An IPv6 address (BIND=fd77:77::1) in host:port form goes in brackets.
+HOST=$BIND
+case $BIND in *:*) HOST="[$BIND]" ;; esac
 # Redis's protected mode refuses every client but loopback ones while there is no password.
 PROTECTED=yes
 [ "$BIND" = 127.0.0.1 ] || PROTECTED=no
@@ -68,13 +71,13 @@ logfile $STATE/redis.log
 CONF
 
 cat >"$STATE/nats.conf" <<CONF
-listen: $BIND:$NATS_PORT
+listen: "$HOST:$NATS_PORT"
 max_connections: 20000
 log_file: "$STATE/nats.log"
 CONF
 
 cat >"$STATE/nats-tls.conf" <<CONF
-listen: $BIND:$NATS_TLS_PORT
+listen: "$HOST:$NATS_TLS_PORT"
 max_connections: 20000
 log_file: "$STATE/nats-tls.log"
 tls {
@@ -102,7 +105,7 @@ for port in $REDIS_PORT $REDIS_TLS_PORT $NATS_PORT $NATS_TLS_PORT; do
     if (exec 3<>"/dev/tcp/$BIND/$port") 2>/dev/null; then continue 2; fi
     sleep 0.1
   done
-  echo "nothing listens on $BIND:$port; logs in $STATE" >&2
+  echo "nothing listens on $HOST:$port; logs in $STATE" >&2
   "$top/benches/compare/stop.sh" || true
   exit 1
 done
@@ -111,10 +114,10 @@ cat >"$STATE/env" <<ENV
 REDIS_PID=$(cat "$STATE/redis.pid")
 NATS_PID=$(cat "$STATE/nats.pid")
 NATS_TLS_PID=$(cat "$STATE/nats-tls.pid")
-REDIS_ADDR=$BIND:$REDIS_PORT
-REDIS_TLS_ADDR=$BIND:$REDIS_TLS_PORT
-NATS_ADDR=$BIND:$NATS_PORT
-NATS_TLS_ADDR=$BIND:$NATS_TLS_PORT
+REDIS_ADDR=$HOST:$REDIS_PORT
+REDIS_TLS_ADDR=$HOST:$REDIS_TLS_PORT
+NATS_ADDR=$HOST:$NATS_PORT
+NATS_TLS_ADDR=$HOST:$NATS_TLS_PORT
 CERTS_DIR=$CERTS_DIR
 ENV
 echo "$("$REDIS" --version | cut -d' ' -f1-3), nats-server $("$NATS" --version | sed 's/.*v//'); pinned to CPU $SERVER_CPU; stop within ${LIFETIME_S}s"

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::config::{client_endpoint, fresh_socket, quic_client_config, ClientConfig};
-use super::error::{unexpected, ClientError};
+use super::error::{closed_error, unexpected, ClientError};
 use super::event::{ClientEvent, ConnectionState, EventListener, EventSink};
-use super::link::{open_link, Link};
+use super::link::{open_control, open_link, Link};
 use super::lock::lock;
 use super::session::{Inner, Session};
 use super::streams::Rooms;
@@ -125,7 +125,7 @@ impl Client {
         sink.try_send(ClientEvent::Connecting);
         let rooms: Rooms = Arc::new(Mutex::new(HashMap::new()));
         let quic = quic_client_config(&cfg)?;
-        let (link, server) = first_link(&endpoint, &quic, &cfg, &sink, &rooms).await?;
+        let (link, server, early) = first_link(&endpoint, &quic, &cfg, &sink, &rooms).await?;
         let inner = Arc::new(Inner::new(cfg, endpoint, quic, link.clone(), server, rooms, sink));
         let login = Login {
             protocol_version: PROTOCOL_VERSION,
@@ -133,7 +133,8 @@ impl Client {
             user_name: inner.cfg.user_name.clone(),
             token: inner.cfg.token.clone(),
         };
-        match inner.request_on(&link, Request::Login(login)).await {
+        let (link, answer) = login_on(&inner, link, early, login).await;
+        match answer {
             Ok(Response::LoggedIn {
                 session_id,
                 resume_secret,
@@ -177,6 +178,14 @@ impl Client {
     /// The logged-in user id.
     pub fn user_id(&self) -> &str {
         &self.inner.cfg.user_id
+    }
+
+    /// Whether this client's Login travelled in 0-RTT and the server accepted it: possible only
+    /// with a session ticket from an earlier connection to the same server in
+    /// [`ClientConfig::tls_sessions`] (a resumption's 0-RTT is reported by
+    /// [`ClientEvent::Resumed`] instead).
+    pub fn logged_in_early(&self) -> bool {
+        self.inner.logged_in_early.load(Ordering::Relaxed)
     }
 
     /// The current QUIC connection (for statistics; do not open streams on it).
@@ -699,18 +708,58 @@ async fn first_link(
     cfg: &ClientConfig,
     sink: &EventSink,
     rooms: &Rooms,
-) -> Result<(Link, usize), ClientError> {
+) -> Result<(Link, usize, Option<quinn::ZeroRttAccepted>), ClientError> {
     let servers = cfg.servers();
     // `servers()` starts with `server_addr`: never empty.
     let last = servers.len() - 1;
+    // Servers with one after them wait for their handshake (a connection in 0-RTT is usable at
+    // once, so an unreachable server would not be passed over in time).
     for (i, &server) in servers[..last].iter().enumerate() {
         let attempt = open_link(endpoint, quic, cfg, server, sink, rooms, false);
         match tokio::time::timeout(cfg.connect_timeout, attempt).await {
-            Ok(Ok((link, _))) => return Ok((link, i)),
+            Ok(Ok((link, _))) => return Ok((link, i, None)),
             Ok(Err(e)) => tracing::debug!(%server, error = %e, "no connection; trying the next"),
             Err(_) => tracing::debug!(%server, "no answer in time; trying the next server"),
         }
     }
-    let (link, _) = open_link(endpoint, quic, cfg, servers[last], sink, rooms, false).await?;
-    Ok((link, last))
+    let (link, early) =
+        open_link(endpoint, quic, cfg, servers[last], sink, rooms, cfg.zero_rtt).await?;
+    Ok((link, last, early))
+}
+
+/// Logs in on the first connection: in its first flight when it is in 0-RTT, and again after
+/// the handshake on a new control stream when the server refused the early data. Returns the
+/// link the answer came on.
+async fn login_on(
+    inner: &Inner,
+    link: Link,
+    early: Option<quinn::ZeroRttAccepted>,
+    login: Login,
+) -> (Link, Result<Response, ClientError>) {
+    let Some(accepted) = early else {
+        let answer = inner.request_on(&link, Request::Login(login)).await;
+        return (link, answer);
+    };
+    let first = match inner.submit(&link, Request::Login(login.clone()), false) {
+        Ok(first) => first,
+        Err(e) => return (link, Err(e)),
+    };
+    if accepted.await {
+        inner.logged_in_early.store(true, Ordering::Relaxed);
+        let answer = link.answer(first).await;
+        return (link, answer);
+    }
+    // Refused (no ticket the server still holds, 0-RTT off there): neither the control stream
+    // nor the Login reached it. Say it again, in 1-RTT.
+    if link.conn.close_reason().is_some() {
+        let e = closed_error(&link.conn);
+        return (link, Err(e));
+    }
+    let link = match open_control(&link.conn, link.readers.clone(), link.activity.clone()).await {
+        Ok(l) => l,
+        Err(e) => return (link, Err(e)),
+    };
+    *lock(&inner.link) = link.clone();
+    let answer = inner.request_on(&link, Request::Login(login)).await;
+    (link, answer)
 }

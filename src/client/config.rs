@@ -2,7 +2,7 @@
 //! and endpoint built from it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicClientConfig;
@@ -97,6 +97,14 @@ pub struct ClientConfig {
     /// 2 s: a lost last packet then costs this plus one one-way delay instead of QUIC's probe
     /// timeout and a round trip. A clean path gets no copies. `Duration::ZERO` turns it off.
     pub tail_copy: Duration,
+    /// TLS state shared with other clients of this process ([`TlsSessions`]); `None`: this
+    /// client's own, which its reconnections share. With a shared one, a new client's first
+    /// connection sends its Login in 0-RTT when an earlier client's connection to the same
+    /// server left a session ticket, saving a round trip ([`Client::logged_in_early`] says
+    /// whether the server took it).
+    ///
+    /// [`Client::logged_in_early`]: super::Client::logged_in_early
+    pub tls_sessions: Option<TlsSessions>,
 }
 
 impl ClientConfig {
@@ -123,6 +131,7 @@ impl ClientConfig {
             event_queue: EVENT_QUEUE,
             stream_receive_window: STREAM_RECEIVE_WINDOW,
             tail_copy: Duration::from_millis(20),
+            tls_sessions: None,
         }
     }
 
@@ -185,20 +194,55 @@ impl ClientConfig {
     }
 }
 
+/// The TLS session tickets of a process, for clients that come and go: the clients given the
+/// same `TlsSessions` (a clone) in [`ClientConfig::tls_sessions`] share one rustls client
+/// configuration, and so its session tickets. rustls resumes a ticket only with the very
+/// certificate verifier that received it, so a ticket is good for this process only: it does
+/// not survive a restart. Clients with other roots or another `zero_rtt` setting get a
+/// configuration of their own (replacing the shared one).
+#[derive(Clone, Debug, Default)]
+pub struct TlsSessions(Arc<Mutex<Option<SharedTls>>>);
+
+/// The shared rustls configuration and what it was built from.
+#[derive(Debug)]
+struct SharedTls {
+    roots: Vec<CertificateDer<'static>>,
+    zero_rtt: bool,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl TlsSessions {
+    /// An empty store: the first client builds the configuration the others reuse.
+    pub fn new() -> TlsSessions {
+        TlsSessions::default()
+    }
+
+    /// The shared configuration for `cfg`, built (and kept) by `build` unless the one kept
+    /// matches `cfg`'s roots and 0-RTT setting.
+    fn tls_for(
+        &self,
+        cfg: &ClientConfig,
+        build: impl FnOnce() -> Result<rustls::ClientConfig, ClientError>,
+    ) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+        let mut shared = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = &*shared {
+            if s.roots == cfg.roots && s.zero_rtt == cfg.zero_rtt {
+                return Ok(s.tls.clone());
+            }
+        }
+        let tls = Arc::new(build()?);
+        *shared =
+            Some(SharedTls { roots: cfg.roots.clone(), zero_rtt: cfg.zero_rtt, tls: tls.clone() });
+        Ok(tls)
+    }
+}
+
 /// The QUIC client configuration Huddle clients use.
 pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, ClientError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in &cfg.roots {
-        roots.add(ca.clone()).map_err(|e| ClientError::connection(format!("bad CA: {e}")))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ClientError::connection(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    tls.enable_early_data = cfg.zero_rtt;
+    let tls = match &cfg.tls_sessions {
+        Some(sessions) => sessions.tls_for(cfg, || tls_config(cfg))?,
+        None => Arc::new(tls_config(cfg)?),
+    };
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|e| ClientError::connection(e.to_string()))?;
     let mut qc = quinn::ClientConfig::new(Arc::new(crypto));
@@ -226,6 +270,24 @@ pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, Cli
     }
     qc.transport_config(Arc::new(tc));
     Ok(qc)
+}
+
+/// The rustls configuration of `cfg`: TLS 1.3, its roots, ALPN `huddle/1`, early data when
+/// `zero_rtt`.
+fn tls_config(cfg: &ClientConfig) -> Result<rustls::ClientConfig, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in &cfg.roots {
+        roots.add(ca.clone()).map_err(|e| ClientError::connection(format!("bad CA: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::connection(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.enable_early_data = cfg.zero_rtt;
+    Ok(tls)
 }
 
 /// A client endpoint bound to an ephemeral port of the right address family.

@@ -34,7 +34,7 @@ mod supervisor;
 
 pub use api::{AttributesBatch, Client, HistoryPage, MemberPage, SendAck};
 pub use config::{
-    client_endpoint, quic_client_config, ClientConfig, EVENT_QUEUE, MOBILE_KEEP_ALIVE,
+    client_endpoint, quic_client_config, ClientConfig, TlsSessions, EVENT_QUEUE, MOBILE_KEEP_ALIVE,
     STREAM_RECEIVE_WINDOW,
 };
 pub use error::{ClientError, ConnectionClosed, Ended};

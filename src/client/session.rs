@@ -63,6 +63,8 @@ pub(super) struct Inner {
     pub(super) send_turn: tokio::sync::Mutex<()>,
     /// The token resumption presents (replaced by `Client::renew_token`).
     pub(super) token: Mutex<String>,
+    /// Whether the first connection's Login travelled in 0-RTT and the server took it.
+    pub(super) logged_in_early: AtomicBool,
     /// The connection state, for `Client::state_changes`.
     pub(super) state: tokio::sync::watch::Sender<ConnectionState>,
     /// Why the session ended, set by the supervisor before the state turns `Disconnected`:
@@ -104,6 +106,7 @@ impl Inner {
             network: tokio::sync::Notify::new(),
             send_turn: tokio::sync::Mutex::new(()),
             token: Mutex::new(token),
+            logged_in_early: AtomicBool::new(false),
             state: tokio::sync::watch::Sender::new(ConnectionState::Connecting),
             ended: Mutex::new(None),
         }

@@ -41,6 +41,15 @@ pub struct LoadArgs {
     /// Message priority: low, medium or high.
     #[arg(long, default_value = "medium", value_parser = parse_priority)]
     pub priority: Priority,
+    /// Low-priority messages per second each publisher sends besides its own (at
+    /// --priority), from the start of sending to its end: a flood beside the measured traffic,
+    /// on the same connections. They carry no stamp of this run: receivers count them as
+    /// `foreign_messages`, and the latency figures are the measured traffic's alone.
+    #[arg(long, default_value_t = 0.0)]
+    pub low_flood: f64,
+    /// Body size of the --low-flood messages, bytes.
+    #[arg(long, default_value_t = 1000)]
+    pub low_flood_size: usize,
     /// Seconds of sending before the measured window (counted for loss, not for latency).
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
@@ -102,6 +111,17 @@ pub struct LoadArgs {
     /// Only open rooms x members idle logged-in connections and measure their cost.
     #[arg(long)]
     pub connections_only: bool,
+    /// Instead of the fan-out, time N new members one after another from their start (a new
+    /// socket and connection, as an app that starts) to logged in, in the room and the first
+    /// message received, while a member already in the room publishes every 10 ms. Any
+    /// backend; across `--netsim` or `huddle ipsim` for a real round trip.
+    #[arg(long, default_value_t = 0)]
+    pub startup: usize,
+    /// With --startup, Huddle: each new member first connects and logs in once, closes, and
+    /// keeps the session ticket (`ClientConfig::tls_sessions`), so that its timed login
+    /// travels in 0-RTT.
+    #[arg(long, requires = "startup")]
+    pub zero_rtt: bool,
     /// Clients use BBR congestion control instead of CUBIC (pair with a server config of
     /// `[transport] congestion = "bbr"`).
     #[arg(long)]
@@ -227,6 +247,10 @@ pub struct LoadConfig {
     pub size: usize,
     /// Message priority.
     pub priority: Priority,
+    /// Low-priority flood messages per second per publisher (0: none).
+    pub low_flood: f64,
+    /// Their body size in bytes.
+    pub low_flood_size: usize,
     /// Warm-up seconds.
     pub warmup_s: f64,
     /// Measured seconds (hold seconds with `connections_only`).
@@ -261,6 +285,10 @@ pub struct LoadConfig {
     pub ipsim_schedule: Option<PathBuf>,
     /// Idle connections only.
     pub connections_only: bool,
+    /// New members to time from their start (0: the fan-out instead).
+    pub startup: usize,
+    /// With `startup`: each new member keeps a session ticket from a first connection.
+    pub zero_rtt: bool,
     /// Clients use BBR.
     pub client_bbr: bool,
     /// Client stall watchdog timeout in milliseconds (0: off).
@@ -306,6 +334,8 @@ impl Default for LoadConfig {
             rate: 10.0,
             size: 200,
             priority: Priority::Medium,
+            low_flood: 0.0,
+            low_flood_size: 1000,
             warmup_s: 2.0,
             duration_s: 10.0,
             drain_s: 2.0,
@@ -323,6 +353,8 @@ impl Default for LoadConfig {
             netsim: None,
             ipsim_schedule: None,
             connections_only: false,
+            startup: 0,
+            zero_rtt: false,
             client_bbr: false,
             client_stall_timeout_ms: 2_000,
             client_tail_copy_ms: 20,
@@ -353,6 +385,8 @@ impl From<LoadArgs> for LoadConfig {
             rate: a.rate,
             size: a.size,
             priority: a.priority,
+            low_flood: a.low_flood,
+            low_flood_size: a.low_flood_size,
             warmup_s: a.warmup,
             duration_s: a.duration,
             drain_s: a.drain,
@@ -370,6 +404,8 @@ impl From<LoadArgs> for LoadConfig {
             netsim: a.netsim,
             ipsim_schedule: a.ipsim_schedule,
             connections_only: a.connections_only,
+            startup: a.startup,
+            zero_rtt: a.zero_rtt,
             client_bbr: a.client_bbr,
             client_stall_timeout_ms: a.client_stall_timeout_ms,
             client_tail_copy_ms: a.client_tail_copy_ms,
@@ -394,6 +430,8 @@ impl From<LoadArgs> for LoadConfig {
 pub const MAX_CONNECTIONS: usize = 200_000;
 /// Longest run, warm-up, measured window and drain together, in seconds.
 pub const MAX_RUN_S: f64 = 3_600.0;
+/// Most new members `--startup` times.
+pub const MAX_STARTUP: usize = 1_000;
 /// Most messages one run may send in total.
 pub const MAX_MESSAGES: f64 = 100_000_000.0;
 
@@ -475,6 +513,23 @@ impl LoadConfig {
                 ));
             }
         }
+        if self.startup > 0 {
+            if self.startup > MAX_STARTUP {
+                return Err(anyhow!("--startup is at most {MAX_STARTUP}"));
+            }
+            if self.connections_only || self.web_members > 0 || self.stalled_members > 0.0 {
+                return Err(anyhow!(
+                    "--startup goes without --connections-only, --web-members and \
+                     --stalled-members"
+                ));
+            }
+            if self.zero_rtt && (self.backend != Backend::Huddle || !self.client_zero_rtt) {
+                return Err(anyhow!("--zero-rtt is Huddle's, with --client-zero-rtt true"));
+            }
+            return Ok(());
+        } else if self.zero_rtt {
+            return Err(anyhow!("--zero-rtt goes with --startup"));
+        }
         if self.connections_only {
             return Ok(());
         }
@@ -489,6 +544,9 @@ impl LoadConfig {
         }
         if !self.rate.is_finite() || self.rate <= 0.0 {
             return Err(anyhow!("--rate must be > 0"));
+        }
+        if !self.low_flood.is_finite() || self.low_flood < 0.0 || self.low_flood > 10_000.0 {
+            return Err(anyhow!("--low-flood must be 0..=10000 messages/s"));
         }
         if !self.stalled_members.is_finite() || self.stalled_members < 0.0 {
             return Err(anyhow!("--stalled-members must be a fraction below 1 or a count"));

@@ -38,6 +38,7 @@ use super::link::{Delivery, Inbox, Link, Session};
 use super::report::Summary;
 use super::runner::{fanout, Member, Plan};
 use super::server::{self, CLOCK_TICKS_PER_S};
+use super::startup::{startup, Newcomer};
 use super::stats::{latency_histogram, record, LatencySummary};
 use crate::certs;
 use crate::wire::Priority;
@@ -113,12 +114,15 @@ async fn run<L, F, Fut>(
 where
     L: Link,
     F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<(L, L::Inbox)>>,
+    Fut: Future<Output = Result<(L, L::Inbox, Duration)>>,
 {
     let run_start_cpu = server::cpu_ticks(None);
     let n = cfg.connections();
     let nonce: u32 = rand::random();
     let room_id = |r: usize| format!("load-{nonce:08x}-{r}");
+    if cfg.startup > 0 {
+        return start_up(cfg, server, server_pid, &room_id(0), dial).await;
+    }
     if cfg.progress {
         eprintln!("connecting {n} {} members to {server}", cfg.backend.name());
     }
@@ -135,7 +139,9 @@ where
                 let mut last = String::new();
                 for _ in 0..CONNECT_ATTEMPTS {
                     match tokio::time::timeout(CONNECT_TIMEOUT, dial(room.clone())).await {
-                        Ok(Ok(conn)) => return (r, j, room, Ok((conn, t.elapsed()))),
+                        Ok(Ok((link, inbox, _))) => {
+                            return (r, j, room, Ok(((link, inbox), t.elapsed())))
+                        }
                         Ok(Err(e)) => last = format!("{e:#}"),
                         Err(_) => last = "timed out".into(),
                     }
@@ -198,6 +204,41 @@ where
     Ok(summary)
 }
 
+/// `--startup`: a member already subscribed publishes while new members connect and subscribe
+/// one after another, each timed from its start.
+async fn start_up<L, F, Fut>(
+    cfg: &LoadConfig,
+    server: SocketAddr,
+    server_pid: Option<u32>,
+    room_id: &str,
+    dial: F,
+) -> Result<Summary>
+where
+    L: Link,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(L, L::Inbox, Duration)>>,
+{
+    let (peer, peer_inbox, _) = dial(room_id.to_string()).await.context("the member already in")?;
+    let peer = Arc::new(peer);
+    let mut summary = Summary {
+        mode: "startup".to_string(),
+        server_addr: server.to_string(),
+        server_pid,
+        connections: 1,
+        config: cfg.clone(),
+        ..Summary::default()
+    };
+    let start = |_| async {
+        let started = Instant::now();
+        let (link, inbox, login) = dial(room_id.to_string()).await.map_err(|e| format!("{e:#}"))?;
+        Ok(Newcomer { link: Arc::new(link), inbox, started, login, early_data: None })
+    };
+    startup(cfg, peer.clone(), room_id, start, &mut summary).await;
+    peer.finish(&mut summary);
+    drop(peer_inbox);
+    Ok(summary)
+}
+
 /// A member's Redis connection: RESP3, multiplexed, with pushes (its subscription's messages)
 /// going to its inbox; replaced by a new one, subscribed again, when it closes or the network
 /// changes.
@@ -220,7 +261,12 @@ struct RedisMember {
     inbox: UnboundedSender<Delivery>,
 }
 
-async fn redis_member(client: redis::Client, room: String) -> Result<(RedisLink, RedisInbox)> {
+/// Connects a Redis member and subscribes it to `room`; the duration is how long the
+/// connection (TCP, TLS, `HELLO`) took.
+async fn redis_member(
+    client: redis::Client,
+    room: String,
+) -> Result<(RedisLink, RedisInbox, Duration)> {
     let (tx, rx) = unbounded_channel();
     let member = Arc::new(RedisMember {
         client,
@@ -231,17 +277,18 @@ async fn redis_member(client: redis::Client, room: String) -> Result<(RedisLink,
         finished: AtomicBool::new(false),
         inbox: tx,
     });
-    let con = redis_connect(&member, 0).await?;
+    let (con, connected) = redis_connect(&member, 0).await?;
     *lock(&member.con) = Some(con);
-    Ok((RedisLink(member), RedisInbox(rx)))
+    Ok((RedisLink(member), RedisInbox(rx), connected))
 }
 
 /// Connects and subscribes `member` to its room; the connection's pushes go to its inbox,
-/// tagged `generation`.
+/// tagged `generation`. The duration is how long connecting took, before the subscription.
 async fn redis_connect(
     member: &Arc<RedisMember>,
     generation: u64,
-) -> Result<redis::aio::MultiplexedConnection> {
+) -> Result<(redis::aio::MultiplexedConnection, Duration)> {
+    let started = Instant::now();
     let weak: Weak<RedisMember> = Arc::downgrade(member);
     let pushes = move |push: redis::PushInfo| -> Result<(), ()> {
         weak.upgrade().ok_or(())?.on_push(generation, push);
@@ -253,8 +300,9 @@ async fn redis_connect(
         .set_push_sender(pushes)
         .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
     let mut con = member.client.get_multiplexed_async_connection_with_config(&config).await?;
+    let connected = started.elapsed();
     con.subscribe(&member.room).await?;
-    Ok(con)
+    Ok((con, connected))
 }
 
 impl RedisMember {
@@ -298,7 +346,7 @@ impl RedisMember {
                 if me.finished.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(Ok(con)) =
+                if let Ok(Ok((con, _))) =
                     tokio::time::timeout(RECONNECT_TIMEOUT, redis_connect(&me, generation)).await
                 {
                     *lock(&me.con) = Some(con);
@@ -359,11 +407,14 @@ pub struct NatsLink(async_nats::Client);
 /// The subscription of a [`NatsLink`] to its room, and its connection's reconnections.
 pub struct NatsInbox(async_nats::Subscriber, UnboundedReceiver<Delivery>);
 
+/// Connects a NATS member and subscribes it to `room`; the duration is how long the connection
+/// (TCP, TLS, `CONNECT`) took.
 async fn nats_member(
     server: SocketAddr,
     tls: Option<rustls::ClientConfig>,
     room: String,
-) -> Result<(NatsLink, NatsInbox)> {
+) -> Result<(NatsLink, NatsInbox, Duration)> {
+    let started = Instant::now();
     let (tx, events) = unbounded_channel();
     // Connected events count only after a disconnection: the first one is the first connect.
     let away = Arc::new(AtomicBool::new(false));
@@ -390,10 +441,11 @@ async fn nats_member(
         None => format!("nats://{server}"),
     };
     let client = options.connect(url).await?;
+    let connected = started.elapsed();
     let sub = client.subscribe(room).await?;
     // The subscription reaches the server before any publisher starts.
     client.flush().await?;
-    Ok((NatsLink(client), NatsInbox(sub, events)))
+    Ok((NatsLink(client), NatsInbox(sub, events), connected))
 }
 
 impl Link for NatsLink {

@@ -19,6 +19,7 @@
 //!   workload against them side by side (`--backend`).
 //! - `ipsim`: a run across `huddle ipsim`'s link (`--ipsim-schedule`): its blackholes and
 //!   address changes for the runner.
+//! - [`startup`]: `--startup`, new members timed from their start to their first message.
 //! - [`schedule`]: the thread that wakes publishers at their intended send times.
 //! - [`stats`]: message stamps, histograms, the per-second timeline, order checks.
 //! - [`report`]: the summary, its table and JSON.
@@ -38,6 +39,7 @@ pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod server;
+pub mod startup;
 pub mod stats;
 
 use anyhow::Result;

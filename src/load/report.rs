@@ -15,7 +15,7 @@ use crate::wire::Priority;
 /// Everything a run measured. Fields that need a server pid are `null` without one.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
-    /// `fanout` or `connections_only`.
+    /// `fanout`, `connections_only` or `startup`.
     pub mode: String,
     /// The server's address (the proxy's when `--netsim` is given).
     pub server_addr: String,
@@ -124,12 +124,37 @@ pub struct Summary {
     /// The members that stopped reading (`--stalled-members`), when there were any. They are
     /// not in the counts and latencies above.
     pub stalled: Option<StalledSummary>,
+    /// New members' start-up (`--startup`), when measured.
+    pub startup: Option<StartupSummary>,
     /// Per second of arrival since the start of sending.
     pub timeline: Vec<SecondSummary>,
     /// Why this run counts as failed (empty: it passed).
     pub problems: Vec<String>,
     /// The configuration of the run.
     pub config: LoadConfig,
+}
+
+/// How long new members took from their start to their first message (`--startup`), in
+/// microseconds from the start.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StartupSummary {
+    /// New members started.
+    pub members: u64,
+    /// Whether each first made a connection of its own and kept its session ticket
+    /// (`--zero-rtt`).
+    pub zero_rtt: bool,
+    /// How often the member already in the room publishes, milliseconds.
+    pub message_every_ms: u64,
+    /// New members whose login the server took in 0-RTT (`None`: not a Huddle run).
+    pub early_data: Option<u64>,
+    /// To the login answered (Redis, NATS: connected, TLS and the protocol's handshake done).
+    pub login_us: LatencySummary,
+    /// To the room entered (Redis, NATS: subscribed).
+    pub in_room_us: LatencySummary,
+    /// To the first room message received.
+    pub first_delivery_us: LatencySummary,
+    /// Why new members failed.
+    pub failures: Vec<String>,
 }
 
 /// How the members that stopped reading fared (`--stalled-members`).
@@ -243,6 +268,14 @@ impl Summary {
     /// A one-line description of the workload.
     pub fn headline(&self) -> String {
         let c = &self.config;
+        if let Some(st) = &self.startup {
+            return format!(
+                "{} new members one after another{}, a message every {} ms in their room",
+                c.startup,
+                if c.zero_rtt { ", each with a session ticket kept (0-RTT)" } else { "" },
+                st.message_every_ms
+            );
+        }
         if self.mode == "connections_only" {
             return format!(
                 "{} rooms x {} members, idle connections held {} s",
@@ -254,8 +287,13 @@ impl Summary {
         } else {
             String::new()
         };
+        let flood = if c.low_flood > 0.0 {
+            format!(", + {} low msg/s of {} B per publisher", c.low_flood, c.low_flood_size)
+        } else {
+            String::new()
+        };
         format!(
-            "{} room{} x {} members{in_rooms}, {} publisher{}/room, {} msg/s per room, {} B, {}, {} s warm-up + {} s",
+            "{} room{} x {} members{in_rooms}, {} publisher{}/room, {} msg/s per room, {} B, {}{flood}, {} s warm-up + {} s",
             c.rooms,
             if c.rooms == 1 { "" } else { "s" },
             c.members,
@@ -298,24 +336,44 @@ impl Summary {
                 self.members_per_server.iter().map(|(a, n)| format!("{a}: {n}")).collect();
             row(&mut t, "members per server", each.join(", "));
         }
-        row(
-            &mut t,
-            "connections",
-            format!(
-                "{} ({} failed) over {} endpoints, {:.0} handshakes/s",
-                self.connections, self.connect_failures, self.endpoints, self.handshakes_per_s
-            ),
-        );
-        row(
-            &mut t,
-            "connect+login",
-            format!(
-                "p50 {}  p99 {}  max {}",
-                ms(self.connect_us.p50),
-                ms(self.connect_us.p99),
-                ms(self.connect_us.max)
-            ),
-        );
+        if self.startup.is_none() {
+            row(
+                &mut t,
+                "connections",
+                format!(
+                    "{} ({} failed) over {} endpoints, {:.0} handshakes/s",
+                    self.connections, self.connect_failures, self.endpoints, self.handshakes_per_s
+                ),
+            );
+            row(
+                &mut t,
+                "connect+login",
+                format!(
+                    "p50 {}  p99 {}  max {}",
+                    ms(self.connect_us.p50),
+                    ms(self.connect_us.p99),
+                    ms(self.connect_us.max)
+                ),
+            );
+        }
+        if let Some(st) = &self.startup {
+            let fig = |l: &LatencySummary| format!("p50 {} max {}", ms(l.p50), ms(l.max));
+            row(
+                &mut t,
+                "startup",
+                format!(
+                    "{} of {} new members: logged in {}, in the room {}, first message {}{}",
+                    st.first_delivery_us.count,
+                    st.members,
+                    fig(&st.login_us),
+                    fig(&st.in_room_us),
+                    fig(&st.first_delivery_us),
+                    st.early_data
+                        .map(|n| format!("; 0-RTT login accepted {n} of {}", st.members))
+                        .unwrap_or_default()
+                ),
+            );
+        }
         if self.mode == "fanout" {
             row(
                 &mut t,

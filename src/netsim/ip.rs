@@ -1,17 +1,21 @@
 //! The impairment model at the IP level, for TCP and QUIC alike (Linux, as root).
 //!
 //! [`IpLink::start`] makes two network namespaces, a server side and a client side, each with
-//! one TUN device (`hip0`) and an address on 10.77.0.0/24 ([`SERVER_ADDR`], [`CLIENT_ADDR`]).
-//! Nothing joins the two but this process: every IPv4 packet one side sends is read from its
-//! TUN, offered to that direction's [`Link`] and written into the other side's TUN at the time
-//! the model decides (or not at all). The links are seeded as the UDP proxy seeds its first
-//! client's (`seed` towards the server, `seed + 1` towards the client), so the same seed drops
-//! the same packets of a direction, in order, whatever the protocol above. IPv6 packets (the
-//! kernel's own neighbour discovery on the TUN) are not forwarded and use no random decision.
+//! one TUN device (`hip0`) with an address on 10.77.0.0/24 ([`SERVER_ADDR`], [`CLIENT_ADDR`])
+//! and one on the unique local IPv6 prefix fd77:77::/64 ([`SERVER_ADDR6`], [`CLIENT_ADDR6`]).
+//! Nothing joins the two but this process: every IPv4 packet and every IPv6 packet to the
+//! fd77:77::/64 prefix one side sends is read from its TUN, offered to that direction's
+//! [`Link`] and written into the other side's TUN at the time the model decides (or not at
+//! all): one model, whichever the IP version. The links are seeded as the UDP proxy seeds its
+//! first client's (`seed` towards the server, `seed + 1` towards the client), so the same seed
+//! drops the same packets of a direction, in order, whatever the protocol above. Other IPv6
+//! packets (the kernel's own link-local and multicast ones: router solicitations, MLD) are not
+//! forwarded and use no random decision.
 //!
 //! Processes join a side with `ip netns exec NAME ...`. A rebind ([`IpLink::rebind_now`], or
-//! `rebind_at_ms`) moves the client side to the next address (10.77.0.3, then .4, ...): a TCP
-//! connection bound to the old address breaks, a QUIC connection migrates.
+//! `rebind_at_ms`) moves the client side to the next addresses (10.77.0.3 and fd77:77::3, then
+//! .4 and ::4, ...): a TCP connection bound to an old address breaks, a QUIC connection
+//! migrates.
 //!
 //! Both namespaces are made with names no one else holds (`ip netns add` fails otherwise) and
 //! deleted by [`IpLink::stop`] or on drop; the TUN devices go with the descriptors this process
@@ -21,7 +25,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
@@ -39,6 +43,12 @@ use super::model::{Impairment, Link, LinkStats};
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 /// The client side's address until the first rebind.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+/// The server side's IPv6 address (a unique local address, RFC 4193).
+pub const SERVER_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0x77, 0, 0, 0, 0, 0, 1);
+/// The client side's IPv6 address until the first rebind.
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0x77, 0, 0, 0, 0, 0, 2);
+/// Prefix length of the link's IPv6 subnet.
+const PREFIX_LEN6: u8 = 64;
 /// The TUN device's name in both namespaces.
 pub const TUN_NAME: &str = "hip0";
 /// Prefix length of the link's subnet.
@@ -214,7 +224,8 @@ impl Drop for Netns {
 
 struct Shared {
     stats: Mutex<IpLinkStats>,
-    client_addr: Mutex<Ipv4Addr>,
+    /// The client side's addresses now.
+    client_addr: Mutex<(Ipv4Addr, Ipv6Addr)>,
     client_ns: String,
 }
 
@@ -239,16 +250,19 @@ impl IpLink {
         let client = Netns::add(format!("{}-c", cfg.prefix))?;
         let server_tun = open_tun_in(&server.0)?;
         let client_tun = open_tun_in(&client.0)?;
-        for (ns, addr) in [(&server.0, SERVER_ADDR), (&client.0, CLIENT_ADDR)] {
+        for (ns, addr, addr6) in
+            [(&server.0, SERVER_ADDR, SERVER_ADDR6), (&client.0, CLIENT_ADDR, CLIENT_ADDR6)]
+        {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "addr", "add", &format!("{addr}/{PREFIX_LEN}"), "dev", TUN_NAME])?;
+            add_addr6(ns, addr6)?;
             ip(&["-n", ns, "link", "set", TUN_NAME, "up"])?;
         }
         let server_tun = Arc::new(register(server_tun)?);
         let client_tun = Arc::new(register(client_tun)?);
         let shared = Arc::new(Shared {
             stats: Mutex::new(IpLinkStats::default()),
-            client_addr: Mutex::new(CLIENT_ADDR),
+            client_addr: Mutex::new((CLIENT_ADDR, CLIENT_ADDR6)),
             client_ns: client.0.clone(),
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -314,7 +328,12 @@ impl IpLink {
 
     /// The client side's current address.
     pub fn client_addr(&self) -> Ipv4Addr {
-        *lock(&self.shared.client_addr)
+        lock(&self.shared.client_addr).0
+    }
+
+    /// The client side's current IPv6 address.
+    pub fn client_addr6(&self) -> Ipv6Addr {
+        lock(&self.shared.client_addr).1
     }
 
     /// When the link started and its blackholes and rebinds.
@@ -327,7 +346,7 @@ impl IpLink {
         *lock(&self.shared.stats)
     }
 
-    /// Moves the client side to its next address now and returns it.
+    /// Moves the client side to its next addresses now and returns the IPv4 one.
     pub fn rebind_now(&self) -> io::Result<Ipv4Addr> {
         self.shared.rebind()
     }
@@ -354,17 +373,33 @@ impl Drop for IpLink {
 
 impl Shared {
     fn rebind(&self) -> io::Result<Ipv4Addr> {
-        let mut addr = lock(&self.client_addr);
+        let mut addrs = lock(&self.client_addr);
+        let (addr, addr6) = *addrs;
         let [a, b, c, d] = addr.octets();
-        let next = Ipv4Addr::new(a, b, c, if d >= 254 { 2 } else { d + 1 });
+        let d = if d >= 254 { 2 } else { d + 1 };
+        let next = Ipv4Addr::new(a, b, c, d);
+        let mut seg = addr6.segments();
+        seg[7] = u16::from(d);
+        let next6 = Ipv6Addr::from(seg);
         let ns = &self.client_ns;
+        // IPv6 first, so that once the IPv4 address (which `huddle load` watches) has changed,
+        // both have.
+        ip(&["-n", ns, "-6", "addr", "del", &format!("{addr6}/{PREFIX_LEN6}"), "dev", TUN_NAME])?;
+        add_addr6(ns, next6)?;
         // The old address goes first: deleting a primary address would take secondaries along.
         ip(&["-n", ns, "addr", "del", &format!("{addr}/{PREFIX_LEN}"), "dev", TUN_NAME])?;
         ip(&["-n", ns, "addr", "add", &format!("{next}/{PREFIX_LEN}"), "dev", TUN_NAME])?;
-        *addr = next;
+        *addrs = (next, next6);
         lock(&self.stats).rebinds += 1;
         Ok(next)
     }
+}
+
+/// Adds IPv6 address `addr` to the TUN device of namespace `ns`, usable at once (`nodad`: no
+/// duplicate address detection, which would hold it back for a second or more).
+fn add_addr6(ns: &str, addr: Ipv6Addr) -> io::Result<()> {
+    let with_prefix = format!("{addr}/{PREFIX_LEN6}");
+    ip(&["-n", ns, "-6", "addr", "add", &with_prefix, "dev", TUN_NAME, "nodad"])
 }
 
 /// Reads packets from `from`, runs each through `link` and writes the copies into `to` when
@@ -388,8 +423,7 @@ async fn forward(
             _ = stop.changed() => return,
             r = read_packet(&from, &mut buf) => {
                 let Ok(n) = r else { return };
-                // IPv4 only: the version is the first byte's high nibble.
-                if n == 0 || buf[0] >> 4 != 4 {
+                if !forwarded(&buf[..n]) {
                     continue;
                 }
                 let now_ms = start.elapsed().as_millis() as u64;
@@ -421,6 +455,20 @@ async fn forward(
                 }
             }
         }
+    }
+}
+
+/// Whether a packet crosses the link: IPv4 (the version is the first byte's high nibble), or
+/// IPv6 to the link's prefix (the destination is bytes 24..40), not the kernel's link-local and
+/// multicast packets.
+fn forwarded(packet: &[u8]) -> bool {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => true,
+        Some(6) => {
+            let prefix = &SERVER_ADDR6.octets()[..usize::from(PREFIX_LEN6 / 8)];
+            packet.get(24..24 + prefix.len()) == Some(prefix)
+        }
+        _ => false,
     }
 }
 
@@ -541,5 +589,25 @@ mod tests {
         let skew = back.start.max(start) - back.start.min(start);
         assert!(skew < Duration::from_millis(5), "start moved by {skew:?}");
         assert!(Schedule::parse("blackhole 1 2").is_err());
+    }
+
+    #[test]
+    fn ipv4_and_the_links_ipv6_prefix_are_forwarded_not_link_local() {
+        let mut v4 = vec![0u8; 40];
+        v4[0] = 0x45;
+        assert!(forwarded(&v4));
+        let v6_to = |dst: Ipv6Addr| {
+            let mut p = vec![0u8; 60];
+            p[0] = 0x60;
+            p[24..40].copy_from_slice(&dst.octets());
+            p
+        };
+        assert!(forwarded(&v6_to(SERVER_ADDR6)));
+        assert!(forwarded(&v6_to(CLIENT_ADDR6)));
+        // A router solicitation (to ff02::2) and a link-local peer.
+        assert!(!forwarded(&v6_to(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2))));
+        assert!(!forwarded(&v6_to(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1))));
+        assert!(!forwarded(&[]));
+        assert!(!forwarded(&[0x60, 0, 0]));
     }
 }

@@ -134,8 +134,7 @@ async fn establish(
             }
         }
     };
-    let mut hs =
-        Handshake { shared, conn: &conn, pending, deadline: handshake_ends, zero_rtt: false };
+    let mut hs = Handshake { shared, conn: &conn, pending, deadline: handshake_ends };
     let remote = conn.remote_address();
     let frame_timeout = Duration::from_secs(t.frame_timeout_s.max(1));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(t.login_timeout_s.max(1));
@@ -198,6 +197,7 @@ async fn establish(
             return None;
         }
     };
+    let early_control = recv.is_0rtt();
     let outbox = Outbox::new(
         link.clone(),
         send,
@@ -307,7 +307,7 @@ async fn establish(
     let proven = if logged_in {
         match hs.finish().await {
             HandshakeEnd::Completed => {
-                if hs.zero_rtt {
+                if early_control {
                     shared.note_zero_rtt(conn_id);
                 }
                 true
@@ -416,8 +416,6 @@ struct Handshake<'a> {
     /// `None` once it has ended (or for a connection that completed it before being used).
     pending: Option<quinn::ZeroRttAccepted>,
     deadline: tokio::time::Instant,
-    /// Whether the client's 0-RTT data was accepted (known once the handshake completed).
-    zero_rtt: bool,
 }
 
 impl Handshake<'_> {
@@ -426,10 +424,7 @@ impl Handshake<'_> {
         let Some(accepted) = self.pending.as_mut() else { return HandshakeEnd::Completed };
         let end = match tokio::time::timeout_at(self.deadline, accepted).await {
             // It resolves once the handshake completes, or when the connection fails first.
-            Ok(zero_rtt) if self.conn.close_reason().is_none() => {
-                self.zero_rtt = zero_rtt;
-                HandshakeEnd::Completed
-            }
+            Ok(_) if self.conn.close_reason().is_none() => HandshakeEnd::Completed,
             Ok(_) => HandshakeEnd::Failed,
             Err(_) => HandshakeEnd::TimedOut,
         };

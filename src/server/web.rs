@@ -133,6 +133,18 @@ pub(crate) enum RecvStream {
     Web(wtq::RecvStream),
 }
 
+impl RecvStream {
+    /// Whether the client opened it in 0-RTT data the server accepted (accepted before the
+    /// handshake completed). quinn's `ZeroRttAccepted` always says `false` on the server side,
+    /// so this is how the server tells. A WebTransport session never starts in 0-RTT.
+    pub(crate) fn is_0rtt(&self) -> bool {
+        match self {
+            RecvStream::Quic(r) => r.is_0rtt(),
+            RecvStream::Web(_) => false,
+        }
+    }
+}
+
 impl AsyncRead for RecvStream {
     fn poll_read(
         self: Pin<&mut Self>,

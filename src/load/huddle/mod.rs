@@ -22,10 +22,11 @@ use super::link::{Link, Tap};
 use super::report::{NetsimSummary, Summary};
 use super::runner::{fanout, hold_connections, progress_bar, say, Member, Plan, Rebind};
 use super::server::{self, UdpCounters, CLOCK_TICKS_PER_S};
+use super::startup::{startup, Newcomer};
 use super::stats::{latency_histogram, record, LatencySummary};
 use crate::auth::KeySet;
 use crate::certs;
-use crate::client::{Client, ClientConfig};
+use crate::client::{Client, ClientConfig, TlsSessions};
 use crate::netsim::{parse_spec, Proxy, ProxyConfig};
 use crate::wire::{RoomConfig, RoomInfo};
 use link::listener;
@@ -40,6 +41,9 @@ pub use web::{Mixed, MixedInbox, WebInbox, WebMember};
 const CONNECT_ATTEMPTS: u32 = 3;
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a `--startup --zero-rtt` member's first connection stays open after its login, for
+/// the session ticket to arrive.
+const TICKET_WAIT: Duration = Duration::from_millis(500);
 /// Token lifetime: longer than any bounded run.
 const TOKEN_TTL_S: u64 = 2 * 3600;
 
@@ -57,6 +61,9 @@ pub(super) async fn drive(
     };
     let before = Before::read(server_addr, server_pid);
     let net = Netsim::start(cfg, server_addr).await?;
+    if cfg.startup > 0 {
+        return start_up(cfg, &trust, server_pid, net).await;
+    }
     let eps = bind_endpoints(cfg, net.connect_addr)?;
     let names = Names::new()?;
     let mut servers = vec![net.connect_addr];
@@ -245,6 +252,16 @@ impl Netsim {
 /// small default buffer lose datagrams in the kernel (RcvbufErrors).
 fn bind_endpoints(cfg: &LoadConfig, connect_addr: SocketAddr) -> Result<Vec<quinn::Endpoint>> {
     let endpoints = cfg.connections().div_ceil(cfg.connections_per_endpoint);
+    let mut eps = Vec::with_capacity(endpoints);
+    for _ in 0..endpoints {
+        eps.push(bind_endpoint(cfg, connect_addr)?);
+    }
+    Ok(eps)
+}
+
+/// One client endpoint on a socket of its own, of `connect_addr`'s family (loopback for a
+/// loopback server).
+fn bind_endpoint(cfg: &LoadConfig, connect_addr: SocketAddr) -> Result<quinn::Endpoint> {
     let bind: SocketAddr = if connect_addr.ip().is_loopback() {
         if connect_addr.is_ipv6() {
             "[::1]:0"
@@ -258,19 +275,14 @@ fn bind_endpoints(cfg: &LoadConfig, connect_addr: SocketAddr) -> Result<Vec<quin
     }
     .parse()
     .expect("constant address parses");
-    let mut eps = Vec::with_capacity(endpoints);
-    for _ in 0..endpoints {
-        let socket = std::net::UdpSocket::bind(bind).context("binding a client socket")?;
-        crate::udp::set_socket_buffers(&socket, cfg.socket_buffer_bytes);
-        let ep = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            None,
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )?;
-        eps.push(ep);
-    }
-    Ok(eps)
+    let socket = std::net::UdpSocket::bind(bind).context("binding a client socket")?;
+    crate::udp::set_socket_buffers(&socket, cfg.socket_buffer_bytes);
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
 }
 
 /// Names unique to this run, so runs against one long-lived server do not collide, and the
@@ -501,6 +513,84 @@ async fn enter_rooms(
         }
     }
     (joined, errors)
+}
+
+/// `--startup`: a member already in room 0 publishes while new members start one after
+/// another, each on a socket of its own.
+async fn start_up(
+    cfg: &LoadConfig,
+    trust: &Trust,
+    server_pid: Option<u32>,
+    net: Netsim,
+) -> Result<Summary> {
+    let names = Names::new()?;
+    let addr = net.connect_addr;
+    let cc = client_config(cfg, trust, &[addr], &names, 0, 0);
+    let (peer, tap, _) = dial(bind_endpoint(cfg, addr)?, cc, true)
+        .await
+        .map_err(|e| anyhow!("the member already in the room: {e}"))?;
+    let (rooms, errors) = enter_rooms(cfg, &peer, &names, 0, 0).await;
+    if rooms.is_empty() {
+        return Err(anyhow!("the member already in the room: {}", errors.join("; ")));
+    }
+    let peer = Arc::new(peer);
+    let mut summary = Summary {
+        mode: "startup".to_string(),
+        server_addr: addr.to_string(),
+        server_pid,
+        connections: 1,
+        config: cfg.clone(),
+        ..Summary::default()
+    };
+    let names = &names;
+    let start = |i| new_member(cfg, trust, names, addr, i);
+    startup(cfg, peer.clone(), &names.room_id(0), start, &mut summary).await;
+    peer.finish(&mut summary);
+    drop(tap);
+    net.stop(cfg, Instant::now(), &mut summary).await;
+    Ok(summary)
+}
+
+/// New member `i` of `--startup` (member i + 1 of room 0): with `--zero-rtt`, a first
+/// connection that leaves a session ticket; then, timed, a new socket, connecting, the login
+/// and entering the room.
+async fn new_member(
+    cfg: &LoadConfig,
+    trust: &Trust,
+    names: &Names,
+    addr: SocketAddr,
+    i: usize,
+) -> Result<Newcomer<Client>, String> {
+    let j = i + 1;
+    let mut cc = client_config(cfg, trust, &[addr], names, 0, j);
+    cc.tls_sessions = Some(TlsSessions::new());
+    if cfg.zero_rtt {
+        let ep = bind_endpoint(cfg, addr).map_err(|e| e.to_string())?;
+        let first = Client::connect_on(ep, cc.clone())
+            .await
+            .map_err(|e| format!("its first connection: {e}"))?;
+        // The server's NewSessionTicket follows the handshake.
+        tokio::time::sleep(TICKET_WAIT).await;
+        first.close();
+    }
+    let ep = bind_endpoint(cfg, addr).map_err(|e| e.to_string())?;
+    let tap = Arc::new(Tap::default());
+    let started = Instant::now();
+    let client =
+        Client::connect_with_listener(ep, cc, listener(&tap)).await.map_err(|e| e.to_string())?;
+    let login = started.elapsed();
+    let (rooms, errors) = enter_rooms(cfg, &client, names, 0, j).await;
+    if rooms.is_empty() {
+        client.close();
+        return Err(errors.join("; "));
+    }
+    Ok(Newcomer {
+        early_data: Some(client.logged_in_early()),
+        link: Arc::new(client),
+        inbox: HuddleInbox::Tap(tap),
+        started,
+        login,
+    })
 }
 
 /// Per-socket kernel drops: the client sockets are this run's, so their counters are this

@@ -60,9 +60,34 @@ pub(super) fn start_publishers<L: Link>(
             errors: run.errors.clone(),
         };
         publishers.push(tokio::spawn(job.run(rx)));
+        if cfg.low_flood > 0.0 {
+            let end = run.tally.t0 + Duration::from_secs_f64(run.send_s);
+            let room_id = m.room_id.clone();
+            let (rate, size) = (cfg.low_flood, cfg.low_flood_size);
+            tokio::spawn(flood(m.link.clone(), room_id, (rate, size), run.tally.t0, end));
+        }
     }
     let schedule = Schedule::start(run.tally.t0.into_std(), run.send_s, slots);
     (publishers, schedule)
+}
+
+/// `--low-flood`: low-priority messages of `size` bytes to `room_id` at `rate` a second from
+/// `t0` to `end`, beside the publisher's own. Their bodies carry no stamp of this run (receivers count
+/// them as foreign); each send is left to itself, so a slow answer never holds the next back.
+async fn flood<L: Link>(
+    link: Arc<L>,
+    room_id: String,
+    (rate, size): (f64, usize),
+    t0: Instant,
+    end: Instant,
+) {
+    let body = encode_body(Stamp { intended_ns: 0, publisher: u32::MAX, k: 0 }, size);
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut tick = tokio::time::interval_at(t0, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while tick.tick().await < end {
+        tokio::spawn(link.publish(&room_id, body.clone(), Priority::Low));
+    }
 }
 
 /// Awaits the publishers (each waits for its last acks until the drain deadline): adds how late
