@@ -74,14 +74,16 @@ def best_tcp(cell):
 def delivered(r):
     d, e = r["deliveries"], r["expected_deliveries"]
     mark = "" if d >= e and r["lost"] == 0 else " **short**"
+    if r["connect_failures"]:
+        mark += f" ({r['connect_failures']} members never connected)"
     return f"{d:,} / {e:,}{mark}"
 
 
 def loss_rows(cells, kind):
     rows = [
         "| loss | RTT | system | delivered / expected | lost | p50 / p99 / p99.9 / max ms "
-        "| p99 ÷ RTT | p99 ÷ best TCP p99 | reconnects |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| p99 ÷ RTT | p99 ÷ best TCP p99 | reconnects | harness send lag p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in sorted((c for c in cells if c["kind"] == kind),
                        key=lambda c: (c["rtt_ms"], c["loss_pct"])):
@@ -94,7 +96,7 @@ def loss_rows(cells, kind):
             rows.append(
                 f"| {cell['loss_pct']}% | {cell['rtt_ms']} ms | {LABEL[s]} | {delivered(r)} "
                 f"| {r['lost']:,} | {lat(r)} | {p99(r) / cell['rtt_ms']:.1f} | {ratio} "
-                f"| {r['reconnects']} |")
+                f"| {r['reconnects']} | {fmt(ms(r['send_lag_us']['p99']))} |")
     return rows
 
 
