@@ -131,7 +131,8 @@ where
         .map(|i| {
             let (r, j) = (i / cfg.members, i % cfg.members);
             // Its own room first, then the next K-1.
-            let rooms: Vec<usize> = (0..cfg.rooms_per_member).map(|d| (r + d) % cfg.rooms).collect();
+            let rooms: Vec<usize> =
+                (0..cfg.rooms_per_member).map(|d| (r + d) % cfg.rooms).collect();
             let names: Vec<String> = rooms.iter().map(|&q| room_id(q)).collect();
             let dial = &dial;
             async move {
