@@ -25,13 +25,18 @@
 # (1: the servers listen on the server side's IPv6 address, fd77:77::1); STARTUP (N: instead of
 # the fan-out, `huddle load --startup N` times N new members from their start to logged in, in
 # the room and their first message; the system huddle-0rtt is Huddle with `--zero-rtt`); the
-# workload, ROOMS
-# (10), MEMBERS (10), RATE (10 messages/s per room), WARMUP (4), DURATION (8), RUN_TIMEOUT (120
-# s per system); SYSTEMS ("huddle redis-tls nats-tls"), OUT (target/ip_compare: one JSON summary
-# per system), HUDDLE (./target/release/huddle), STATE (/tmp/huddle-ip-compare: certificates,
-# configs, logs). Redis and NATS come from benches/compare/start.sh (installed from Debian's
-# packages if missing), started inside the server namespace. Everything started here is stopped
-# and both namespaces are deleted on exit, Ctrl-C included.
+# workload, ROOMS (10), MEMBERS (10), ROOMS_PER_MEMBER (1: each member's connection is in its
+# room and the next K-1, as `--rooms-per-member`), RATE (10 messages/s per room), WARMUP (4),
+# DURATION (8), DRAIN (2: seconds after the last send for the last deliveries), RUN_TIMEOUT (120
+# s per system); SYSTEMS ("huddle redis-tls nats-tls"; also huddle-1s, Huddle with `[transport]
+# single_event_stream = true`: all of a connection's rooms on one ordered stream, as over TCP),
+# OUT (target/ip_compare: one JSON summary per system), HUDDLE (./target/release/huddle), STATE
+# (/tmp/huddle-ip-compare: certificates, configs, logs). Redis and NATS come from
+# benches/compare/start.sh (installed from Debian's packages if missing), started inside the
+# server namespace. Huddle's server gets the load harness's relaxations (no message or
+# operation rate limits, no per-address caps, room for every member's rooms: Redis and NATS have
+# none of these limits) and its defaults otherwise. Everything started here is stopped and both
+# namespaces are deleted on exit, Ctrl-C included.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -48,9 +53,11 @@ REBIND_AT=${REBIND_AT:-}
 SEED=${SEED:-1}
 ROOMS=${ROOMS:-10}
 MEMBERS=${MEMBERS:-10}
+ROOMS_PER_MEMBER=${ROOMS_PER_MEMBER:-1}
 RATE=${RATE:-10}
 WARMUP=${WARMUP:-4}
 DURATION=${DURATION:-8}
+DRAIN=${DRAIN:-2}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 SYSTEMS=${SYSTEMS:-"huddle redis-tls nats-tls"}
 PREFIX=huddle-ipc-$$
@@ -87,6 +94,21 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.77.0.1,IP:fd77:77::1\n' 
 openssl x509 -req -in "$STATE/server.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" \
   -CAcreateserial -days 7 -extfile "$STATE/san.ext" -out "$CERTS/server.pem" 2>/dev/null
 
+# Huddle's configuration: the load harness's relaxations (as `huddle load --spawn-server`
+# writes them) and, for huddle-1s, one event stream per connection.
+cat >"$STATE/huddle.toml" <<EOF
+[limits]
+rate_limit_per_s = 0
+ops_rate_per_s = 0
+address_ops_rate_per_s = 0
+rooms_per_user = $((ROOMS_PER_MEMBER > 5 ? ROOMS_PER_MEMBER : 5))
+
+[transport]
+retry_above_handshakes_per_s = 4294967295
+max_connections_per_ip = 0
+EOF
+sed 's/^\[transport\]$/[transport]\nsingle_event_stream = true/' "$STATE/huddle.toml" >"$STATE/huddle-1s.toml"
+
 # One system at a time, each on a link of its own started just before its server, so that the
 # blackholes and address changes (which count from the link's start) fall at the same point of
 # every run: the link (bounded: it ends by itself after the run's time limit plus a minute),
@@ -117,9 +139,10 @@ for sys in $SYSTEMS; do
   for _ in $(seq 300); do grep -q "^ipsim up" "$STATE/ipsim.log" && break; sleep 0.1; done
   grep -q "^ipsim up" "$STATE/ipsim.log" || { cat "$STATE/ipsim.log" >&2; exit 1; }
   case $sys in
-    huddle | huddle-0rtt)
+    huddle | huddle-1s | huddle-0rtt)
+      conf=$sys; [ "$sys" = huddle-0rtt ] && conf=huddle
       ip netns exec "$PREFIX-s" "$HUDDLE" serve --listen "$SERVER_HOST:7443" --certs-dir "$CERTS" \
-        </dev/null >"$STATE/huddle.log" 2>&1 &
+        --config "$STATE/$conf.toml" </dev/null >"$STATE/$sys.log" 2>&1 &
       serve_pid=$!
       target="--server $SERVER_HOST:7443 --server-pid $serve_pid"
       [ "$sys" = huddle-0rtt ] && target="$target --zero-rtt"
@@ -141,7 +164,8 @@ for sys in $SYSTEMS; do
     *) echo "unknown system $sys" >&2; exit 2 ;;
   esac
   # shellcheck disable=SC2086
-  workload="--rooms $ROOMS --members $MEMBERS --rate $RATE --warmup $WARMUP --duration $DURATION"
+  workload="--rooms $ROOMS --members $MEMBERS --rooms-per-member $ROOMS_PER_MEMBER --rate $RATE"
+  workload="$workload --warmup $WARMUP --duration $DURATION --drain $DRAIN"
   [ "$STARTUP" -gt 0 ] && workload="--startup $STARTUP"
   # shellcheck disable=SC2086
   ip netns exec "$PREFIX-c" timeout "$RUN_TIMEOUT" "$HUDDLE" load $target --certs-dir "$CERTS" \

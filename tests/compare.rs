@@ -74,7 +74,9 @@ mod live {
         Some(env)
     }
 
-    async fn run(backend: Backend, tls: bool) {
+    /// Runs 2 rooms of 5 members, each member also in the other room when `rooms_per_member`
+    /// is 2, and checks every count.
+    async fn run(backend: Backend, tls: bool, rooms_per_member: usize) {
         let Some(env) = servers() else {
             // Straight to stderr, past the test harness's capture, so that a skip is seen.
             let _ = writeln!(
@@ -98,6 +100,7 @@ mod live {
             certs_dir: env["CERTS_DIR"].clone().into(),
             rooms: 2,
             members: 5,
+            rooms_per_member,
             publishers_per_room: 2,
             rate: 40.0,
             warmup_s: 0.5,
@@ -110,7 +113,10 @@ mod live {
         assert_eq!((s.connections, s.connect_failures), (10, 0), "{ctx}");
         assert_eq!(s.sent, 120, "2 rooms x 40/s x 1.5 s: {ctx}");
         assert_eq!((s.acked, s.send_errors), (s.sent, 0), "{ctx}");
-        assert_eq!(s.expected_deliveries, s.acked * 4, "{ctx}");
+        // Each message reaches every other member of its room: its own 5 and, with 2 rooms per
+        // member, the other room's 5.
+        let receivers = 5 * rooms_per_member as u64 - 1;
+        assert_eq!(s.expected_deliveries, s.acked * receivers, "{ctx}");
         assert_eq!(s.deliveries, s.expected_deliveries, "{ctx}");
         assert_eq!(
             (s.lost, s.duplicates, s.out_of_order, s.foreign_messages),
@@ -125,13 +131,19 @@ mod live {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_plaintext_and_tls() {
-        run(Backend::Redis, false).await;
-        run(Backend::Redis, true).await;
+        run(Backend::Redis, false, 1).await;
+        run(Backend::Redis, true, 1).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nats_plaintext_and_tls() {
-        run(Backend::Nats, false).await;
-        run(Backend::Nats, true).await;
+        run(Backend::Nats, false, 1).await;
+        run(Backend::Nats, true, 1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_and_nats_members_in_two_rooms() {
+        run(Backend::Redis, true, 2).await;
+        run(Backend::Nats, true, 2).await;
     }
 }

@@ -489,14 +489,9 @@ impl LoadConfig {
                     self.backend.name()
                 ));
             }
-            if self.netsim.is_some()
-                || self.connections_only
-                || self.rooms_per_member != 1
-                || self.stalled_members != 0.0
-            {
+            if self.netsim.is_some() || self.connections_only || self.stalled_members != 0.0 {
                 return Err(anyhow!(
-                    "--netsim, --connections-only, --rooms-per-member and --stalled-members are \
-                     Huddle-only"
+                    "--netsim, --connections-only and --stalled-members are Huddle-only"
                 ));
             }
         } else if self.plaintext {

@@ -2,7 +2,8 @@
 //! by side comparison of issue 3 (feature `compare`).
 //!
 //! A room is a Redis channel or a NATS subject; each member is its own TCP connection, with TLS
-//! trusting `--certs-dir`/ca.pem unless `--plaintext`. The runner's schedule, stamps, checks,
+//! trusting `--certs-dir`/ca.pem unless `--plaintext`, subscribed to its room and, with
+//! `--rooms-per-member K`, the next K-1 (as a Huddle member enters them). The runner's schedule, stamps, checks,
 //! histograms and CPU readings are the ones Huddle runs use ([`super::runner::fanout`]); only
 //! connecting and the two [`Link`] implementations are here.
 //!
@@ -78,14 +79,14 @@ pub(super) async fn drive(
                 None => redis::Client::open(url.as_str()),
             }
             .context("the Redis client")?;
-            run(cfg, server, server_pid, |room| redis_member(client.clone(), room)).await
+            run(cfg, server, server_pid, |rooms| redis_member(client.clone(), rooms)).await
         }
         Backend::Nats => {
             let tls = match ca {
                 Some(pem) => Some(rustls_config(&pem)?),
                 None => None,
             };
-            run(cfg, server, server_pid, |room| nats_member(server, tls.clone(), room)).await
+            run(cfg, server, server_pid, |rooms| nats_member(server, tls.clone(), rooms)).await
         }
         Backend::Huddle => Err(anyhow!("the Huddle backend is the runner's own")),
     }
@@ -104,7 +105,7 @@ fn rustls_config(pem: &[u8]) -> Result<rustls::ClientConfig> {
         .with_no_client_auth())
 }
 
-/// Connects every member (retrying), subscribes it to its room, runs the fan-out and counts.
+/// Connects every member (retrying), subscribes it to its rooms, runs the fan-out and counts.
 async fn run<L, F, Fut>(
     cfg: &LoadConfig,
     server: SocketAddr,
@@ -113,7 +114,7 @@ async fn run<L, F, Fut>(
 ) -> Result<Summary>
 where
     L: Link,
-    F: Fn(String) -> Fut,
+    F: Fn(Vec<String>) -> Fut,
     Fut: Future<Output = Result<(L, L::Inbox, Duration)>>,
 {
     let run_start_cpu = server::cpu_ticks(None);
@@ -133,24 +134,28 @@ where
     let mut connects = futures::stream::iter(0..n)
         .map(|i| {
             let (r, j) = (i / cfg.members, i % cfg.members);
-            let (room, dial) = (room_id(r), &dial);
+            // Its own room first, then the next K-1.
+            let rooms: Vec<usize> =
+                (0..cfg.rooms_per_member).map(|d| (r + d) % cfg.rooms).collect();
+            let names: Vec<String> = rooms.iter().map(|&q| room_id(q)).collect();
+            let dial = &dial;
             async move {
                 let t = Instant::now();
                 let mut last = String::new();
                 for _ in 0..CONNECT_ATTEMPTS {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, dial(room.clone())).await {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, dial(names.clone())).await {
                         Ok(Ok((link, inbox, _))) => {
-                            return (r, j, room, Ok(((link, inbox), t.elapsed())))
+                            return (r, j, rooms, names, Ok(((link, inbox), t.elapsed())))
                         }
                         Ok(Err(e)) => last = format!("{e:#}"),
                         Err(_) => last = "timed out".into(),
                     }
                 }
-                (r, j, room, Err(last))
+                (r, j, rooms, names, Err(last))
             }
         })
         .buffer_unordered(cfg.connect_concurrency);
-    while let Some((r, j, room_id, res)) = connects.next().await {
+    while let Some((r, j, rooms, mut names, res)) = connects.next().await {
         match res {
             Ok(((link, inbox), took)) => {
                 record(&mut connect_hist, took.as_micros() as u64);
@@ -158,9 +163,9 @@ where
                     link: Arc::new(link),
                     inbox: Some(inbox),
                     room: r,
-                    room_id,
+                    room_id: names.swap_remove(0),
                     index: j,
-                    rooms: vec![r],
+                    rooms,
                 });
             }
             Err(e) => failures.push(format!("member {r}/{j}: {e}")),
@@ -215,10 +220,11 @@ async fn start_up<L, F, Fut>(
 ) -> Result<Summary>
 where
     L: Link,
-    F: Fn(String) -> Fut,
+    F: Fn(Vec<String>) -> Fut,
     Fut: Future<Output = Result<(L, L::Inbox, Duration)>>,
 {
-    let (peer, peer_inbox, _) = dial(room_id.to_string()).await.context("the member already in")?;
+    let (peer, peer_inbox, _) =
+        dial(vec![room_id.to_string()]).await.context("the member already in")?;
     let peer = Arc::new(peer);
     let mut summary = Summary {
         mode: "startup".to_string(),
@@ -230,7 +236,8 @@ where
     };
     let start = |_| async {
         let started = Instant::now();
-        let (link, inbox, login) = dial(room_id.to_string()).await.map_err(|e| format!("{e:#}"))?;
+        let (link, inbox, login) =
+            dial(vec![room_id.to_string()]).await.map_err(|e| format!("{e:#}"))?;
         Ok(Newcomer { link: Arc::new(link), inbox, started, login, early_data: None })
     };
     startup(cfg, peer.clone(), room_id, start, &mut summary).await;
@@ -250,7 +257,7 @@ pub struct RedisInbox(UnboundedReceiver<Delivery>);
 /// What a Redis member's link, its connections' push senders and its reconnection task share.
 struct RedisMember {
     client: redis::Client,
-    room: String,
+    rooms: Vec<String>,
     /// The connection in use; `None` while reconnecting.
     con: Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// Counts connections: a close of one that has been replaced is not acted on.
@@ -261,16 +268,16 @@ struct RedisMember {
     inbox: UnboundedSender<Delivery>,
 }
 
-/// Connects a Redis member and subscribes it to `room`; the duration is how long the
+/// Connects a Redis member and subscribes it to `rooms`; the duration is how long the
 /// connection (TCP, TLS, `HELLO`) took.
 async fn redis_member(
     client: redis::Client,
-    room: String,
+    rooms: Vec<String>,
 ) -> Result<(RedisLink, RedisInbox, Duration)> {
     let (tx, rx) = unbounded_channel();
     let member = Arc::new(RedisMember {
         client,
-        room,
+        rooms,
         con: Mutex::new(None),
         generation: AtomicU64::new(0),
         reconnecting: AtomicBool::new(false),
@@ -282,8 +289,8 @@ async fn redis_member(
     Ok((RedisLink(member), RedisInbox(rx), connected))
 }
 
-/// Connects and subscribes `member` to its room; the connection's pushes go to its inbox,
-/// tagged `generation`. The duration is how long connecting took, before the subscription.
+/// Connects and subscribes `member` to its rooms; the connection's pushes go to its inbox,
+/// tagged `generation`. The duration is how long connecting took, before the subscriptions.
 async fn redis_connect(
     member: &Arc<RedisMember>,
     generation: u64,
@@ -301,7 +308,7 @@ async fn redis_connect(
         .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
     let mut con = member.client.get_multiplexed_async_connection_with_config(&config).await?;
     let connected = started.elapsed();
-    con.subscribe(&member.room).await?;
+    con.subscribe(&member.rooms).await?;
     Ok((con, connected))
 }
 
@@ -332,7 +339,7 @@ impl RedisMember {
     }
 
     /// Drops the connection and makes a new one in a task of its own (unless one is being
-    /// made already), subscribed to the room again; bounded by [`RECONNECT_ATTEMPTS`].
+    /// made already), subscribed to the rooms again; bounded by [`RECONNECT_ATTEMPTS`].
     fn reconnect(self: &Arc<Self>, reason: &str) {
         if self.finished.load(Ordering::SeqCst) || self.reconnecting.swap(true, Ordering::SeqCst) {
             return;
@@ -404,15 +411,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// TCP_NODELAY on every connection it makes, and reconnects (subscribing again) by itself.
 pub struct NatsLink(async_nats::Client);
 
-/// The subscription of a [`NatsLink`] to its room, and its connection's reconnections.
-pub struct NatsInbox(async_nats::Subscriber, UnboundedReceiver<Delivery>);
+/// The subscriptions of a [`NatsLink`] to its rooms, and its connection's reconnections.
+pub struct NatsInbox(
+    futures::stream::SelectAll<async_nats::Subscriber>,
+    UnboundedReceiver<Delivery>,
+);
 
-/// Connects a NATS member and subscribes it to `room`; the duration is how long the connection
+/// Connects a NATS member and subscribes it to `rooms`; the duration is how long the connection
 /// (TCP, TLS, `CONNECT`) took.
 async fn nats_member(
     server: SocketAddr,
     tls: Option<rustls::ClientConfig>,
-    room: String,
+    rooms: Vec<String>,
 ) -> Result<(NatsLink, NatsInbox, Duration)> {
     let started = Instant::now();
     let (tx, events) = unbounded_channel();
@@ -442,10 +452,13 @@ async fn nats_member(
     };
     let client = options.connect(url).await?;
     let connected = started.elapsed();
-    let sub = client.subscribe(room).await?;
-    // The subscription reaches the server before any publisher starts.
+    let mut subs = futures::stream::SelectAll::new();
+    for room in rooms {
+        subs.push(client.subscribe(room).await?);
+    }
+    // The subscriptions reach the server before any publisher starts.
     client.flush().await?;
-    Ok((NatsLink(client), NatsInbox(sub, events), connected))
+    Ok((NatsLink(client), NatsInbox(subs, events), connected))
 }
 
 impl Link for NatsLink {
@@ -536,7 +549,7 @@ mod tests {
     async fn redis_members_set_tcp_nodelay() {
         let seen = nodelay_of(|addr| async move {
             let client = redis::Client::open(format!("redis://{addr}/?protocol=resp3")).unwrap();
-            let _ = redis_member(client, "room".into()).await;
+            let _ = redis_member(client, vec!["room".into()]).await;
         })
         .await;
         assert_eq!(seen, Some(true), "the Redis member's socket has Nagle's algorithm on");
@@ -545,7 +558,7 @@ mod tests {
     #[tokio::test]
     async fn nats_members_set_tcp_nodelay() {
         let seen = nodelay_of(|addr| async move {
-            let _ = nats_member(addr, None, "room".into()).await;
+            let _ = nats_member(addr, None, vec!["room".into()]).await;
         })
         .await;
         assert_eq!(seen, Some(true), "the NATS member's socket has Nagle's algorithm on");
