@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::kv::{
-    CreateErrorKind, Entry, Operation, Store, UpdateErrorKind, WatchErrorKind,
-};
+use async_nats::jetstream::kv::{CreateErrorKind, Entry, Operation, Store, UpdateErrorKind};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -268,13 +266,8 @@ impl NatsBus {
     /// [`NatsOptions::dead_after`](super::NatsOptions::dead_after), judged from the server's
     /// timestamp of each heartbeat against this machine's clock.
     pub async fn watch_nodes(&self) -> Result<NodeWatch, CasError> {
-        let mut watch = self.inner.nodes.watch_with_history("id.*").await.map_err(|e| {
-            if e.kind() == WatchErrorKind::InvalidKey {
-                CasError::WrongRevision
-            } else {
-                CasError::Unavailable
-            }
-        })?;
+        let mut watch =
+            self.inner.nodes.watch_with_history("id.*").await.map_err(|_| CasError::Unavailable)?;
         let dead_after = self.inner.opts.dead_after();
         let (tx, live) = watch::channel(Arc::<[u16]>::from(Vec::new()));
         let task = tokio::spawn(async move {
