@@ -19,7 +19,7 @@
 #                rooms) on a fresh start
 #
 # Every cell runs each system once with the same seed (the same packets dropped at the same
-# point of the schedule, whatever the protocol). About 25 minutes in all on a 2-core machine
+# point of the schedule, whatever the protocol). About 23 minutes in all on a 2-core machine
 # (each system-run takes its warm-up, measured window and drain plus 5-30 s to connect and stop;
 # RUN_TIMEOUT bounds each). Writes OUT/CELL/SYSTEM.json (`huddle load --json`) and
 # OUT/CELL/cell.json (the cell's link and workload), then OUT/table.md and the

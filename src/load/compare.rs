@@ -3,9 +3,9 @@
 //!
 //! A room is a Redis channel or a NATS subject; each member is its own TCP connection, with TLS
 //! trusting `--certs-dir`/ca.pem unless `--plaintext`, subscribed to its room and, with
-//! `--rooms-per-member K`, the next K-1 (as a Huddle member enters them). The runner's schedule, stamps, checks,
-//! histograms and CPU readings are the ones Huddle runs use ([`super::runner::fanout`]); only
-//! connecting and the two [`Link`] implementations are here.
+//! `--rooms-per-member K`, the next K-1 (as a Huddle member enters them). The runner's
+//! schedule, stamps, checks, histograms and CPU readings are the ones Huddle runs use
+//! (`runner::fanout`); only connecting and the two [`Link`] implementations are here.
 //!
 //! What differs from Huddle and why: Redis has no "no echo", so a Redis publisher (a RESP3
 //! connection that both subscribes and publishes) gets its own messages back and its receiver
