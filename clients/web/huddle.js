@@ -38,7 +38,7 @@ export const ERROR_NAMES = {
   6005: "member_attributes_members_exceeded",
   7000: "slow_consumer", 7001: "connection_limit", 7002: "operation_rate_limited",
   7003: "address_rate_limited",
-  9000: "server_shutdown", 9001: "internal",
+  9000: "server_shutdown", 9001: "internal", 9002: "cluster_unavailable",
 };
 
 /** Codes after which a client must not resume automatically (sections 4.6, 8.7). */

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::bus::not_carried_yet;
 use super::limits::{invalid_user_id, page_start};
 use super::messages::Post;
 use super::{err, valid_user_id, ConnId, Core, Now, Output, RoomKey, SessionId};
@@ -221,6 +222,9 @@ impl Core {
         now: Now,
         request: AdminCreateRoom,
     ) -> Result<AdminRoom, ErrorBody> {
+        if self.external().is_some() {
+            return Err(not_carried_yet());
+        }
         let info = RoomInfo { room_id: request.room_id, room_name: request.room_name };
         let config = RoomConfig {
             destroy_delay_s: request.destroy_delay_s,
@@ -290,8 +294,8 @@ impl Core {
         let key = self.existing_room(room_id)?.key;
         let (body, priority, client_msg_id) = message.body()?;
         let post = Post { sender: Arc::from(SYSTEM_SENDER), except: None, rate_limited: false };
-        match self.post_message(now, key, post, body, priority, client_msg_id)? {
-            Response::MessageSent { room_id, message_id, seq, timestamp_ms, duplicate } => {
+        match self.post_message(now, key, post, None, body, priority, client_msg_id)? {
+            Some(Response::MessageSent { room_id, message_id, seq, timestamp_ms, duplicate }) => {
                 Ok(AdminMessageSent { room_id, message_id, seq, timestamp_ms, duplicate })
             }
             _ => Err(err(ErrorCode::Internal)),
@@ -328,6 +332,9 @@ impl Core {
         room_id: &str,
         op: AttributeOp,
     ) -> Result<AdminAttributes, ErrorBody> {
+        if self.external().is_some() {
+            return Err(not_carried_yet());
+        }
         let key = self.existing_room(room_id)?.key;
         let system: Arc<str> = Arc::from(SYSTEM_SENDER);
         self.apply_room_attributes(key, &system, &[op], true)?;
@@ -342,6 +349,9 @@ impl Core {
     /// of its room stream, every member session leaves it (nobody is told of the others'
     /// leaving), and its history and attributes are dropped.
     pub fn admin_destroy_room(&mut self, room_id: &str) -> Result<AdminDestroyed, ErrorBody> {
+        if self.external().is_some() {
+            return Err(not_carried_yet());
+        }
         let key = self.existing_room(room_id)?.key;
         let to = self.recipients(key);
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::attrs::{check_key_value, AttrLimits};
+use super::bus::Waiter;
 use super::limits::{over_limit, page_start};
+use super::log::Op;
 use super::room::RoomKey;
 use super::{err, Core, Now, OpResult, SessionId};
 use crate::wire::{
@@ -100,6 +102,62 @@ impl Core {
         Ok(Response::RoomAttributesChanged { room_id: room_id.to_string(), failed })
     }
 
+    /// The attribute changes in cluster mode: checked for the session at the proposal, decided
+    /// and applied at the entry's position (`apply_attribute_op`).
+    pub(super) fn propose_attributes(
+        &mut self,
+        now: Now,
+        sid: SessionId,
+        w: Waiter,
+        request: Request,
+    ) -> Result<(), ErrorBody> {
+        let (room_id, op) = match request.attribute_step() {
+            Some((room_id, op)) => (room_id.to_string(), vec![op]),
+            None => match &request {
+                Request::RoomAttributesBatch { room_id, ops } => (room_id.clone(), ops.clone()),
+                Request::SetRoomMembersAttributes { room_id, .. } => (room_id.clone(), Vec::new()),
+                _ => return Err(err(ErrorCode::InvalidRequest)),
+            },
+        };
+        let key = self.member_room(sid, &room_id)?.key;
+        let caller = self.session(sid)?.user_id.clone();
+        let room = self.log_ref(key).ok_or_else(|| err(ErrorCode::Internal))?;
+        let op = match request {
+            Request::SetRoomMembersAttributes { user_ids, attributes, .. } => {
+                self.check_member_attributes(&user_ids, &attributes)?;
+                Op::MemberAttrs { caller, sid, user_ids, attributes }
+            }
+            Request::RoomAttributesBatch { .. } => {
+                Op::RoomAttrs { caller, sid, ops: op, atomic: true }
+            }
+            _ => Op::RoomAttrs { caller, sid, ops: op, atomic: false },
+        };
+        self.propose(now, room, vec![op], vec![w]);
+        Ok(())
+    }
+
+    /// Applies an attribute op at its log position: the caller must still be a member.
+    pub(super) fn apply_attribute_op(&mut self, key: RoomKey, op: Op) -> OpResult {
+        let Some(room) = self.rooms.get(&key) else { return Err(err(ErrorCode::Internal)) };
+        let room_id = room.id.to_string();
+        match op {
+            Op::RoomAttrs { caller, sid, ops, atomic } => {
+                if !room.has_session(&caller, sid) {
+                    return Err(err(ErrorCode::NotInRoom));
+                }
+                let failed = self.apply_room_attributes(key, &caller, &ops, atomic)?;
+                Ok(Response::RoomAttributesChanged { room_id, failed })
+            }
+            Op::MemberAttrs { caller, sid, user_ids, attributes } => {
+                if !room.has_session(&caller, sid) {
+                    return Err(err(ErrorCode::NotInRoom));
+                }
+                self.apply_member_attributes(key, &caller, &room_id, user_ids, attributes)
+            }
+            _ => Err(err(ErrorCode::Internal)),
+        }
+    }
+
     /// Applies attribute steps for `caller` (see [`Attrs::apply`]) and announces the change;
     /// returns the keys refused for ownership.
     pub(crate) fn apply_room_attributes(
@@ -141,16 +199,31 @@ impl Core {
         attributes: Vec<(String, String)>,
     ) -> OpResult {
         let key = self.member_room(sid, room_id)?.key;
-        if user_ids.len() > MAX_MEMBER_IDS {
-            return Err(over_limit(ErrorCode::TooManyUserIds, MAX_MEMBER_IDS));
-        }
-        let l = self.limits.clone();
-        let lim = AttrLimits {
+        self.check_member_attributes(&user_ids, &attributes)?;
+        let caller = self.session(sid)?.user_id.clone();
+        self.apply_member_attributes(key, &caller, room_id, user_ids, attributes)
+    }
+
+    fn member_attr_limits(&self) -> AttrLimits {
+        let l = &self.limits;
+        AttrLimits {
             max_keys: l.member_attributes_max_keys,
             max_key: l.member_attribute_key_max_bytes,
             max_value: l.member_attribute_value_max_bytes,
             max_total: usize::MAX,
-        };
+        }
+    }
+
+    /// What a member-attributes request must be whatever the room holds.
+    fn check_member_attributes(
+        &self,
+        user_ids: &[String],
+        attributes: &[(String, String)],
+    ) -> Result<(), ErrorBody> {
+        if user_ids.len() > MAX_MEMBER_IDS {
+            return Err(over_limit(ErrorCode::TooManyUserIds, MAX_MEMBER_IDS));
+        }
+        let lim = self.member_attr_limits();
         // A member holds at most max_keys keys, so a request naming more can never fit: refused
         // before any member is looked at.
         if attributes.len() > lim.max_keys {
@@ -159,10 +232,24 @@ impl Core {
                 format!("a request names {} keys, over {}", attributes.len(), lim.max_keys),
             ));
         }
-        for (k, v) in &attributes {
+        for (k, v) in attributes {
             check_key_value(k, Some(v), lim)?;
         }
-        let caller = self.session(sid)?.user_id.to_string();
+        Ok(())
+    }
+
+    /// Sets member attributes in the room (a checked request): all or nothing.
+    fn apply_member_attributes(
+        &mut self,
+        key: RoomKey,
+        caller: &Arc<str>,
+        room_id: &str,
+        user_ids: Vec<String>,
+        attributes: Vec<(String, String)>,
+    ) -> OpResult {
+        let lim = self.member_attr_limits();
+        let max_members = self.limits.member_attributes_max_members;
+        let caller = caller.to_string();
         let Some(room) = self.rooms.get_mut(&key) else { return Err(err(ErrorCode::Internal)) };
         // Validate everything first so that an error changes nothing.
         let mut staged: HashMap<String, BTreeMap<String, String>> = HashMap::new();
@@ -183,7 +270,7 @@ impl Core {
             let current = room.member_attributes(u);
             let mut map = current.cloned().unwrap_or_default();
             if current.is_none() {
-                if room.members_with_attributes() + new_members >= l.member_attributes_max_members {
+                if room.members_with_attributes() + new_members >= max_members {
                     return Err(ErrorBody::with_message(
                         ErrorCode::MemberAttributesMembersExceeded,
                         format!(

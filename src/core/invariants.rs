@@ -5,6 +5,27 @@
 use std::collections::HashSet;
 
 use super::{ConnId, Core, Timer};
+use crate::wire::RoomMessage;
+
+/// A replica's room state as every replica must agree on it: for comparing replicas in tests.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// The incarnation.
+    pub epoch: u64,
+    /// The last log position applied.
+    pub applied: u64,
+    /// Members in join order: user id and sessions.
+    pub members: Vec<(String, Vec<u64>)>,
+    /// The last seq given out.
+    pub last_seq: u64,
+    /// The messages held.
+    pub history: Vec<RoomMessage>,
+    /// The room's attributes.
+    pub attributes: Vec<(String, String)>,
+    /// Each member's attributes, in join order (members that have some).
+    pub member_attributes: Vec<(String, Vec<(String, String)>)>,
+}
 
 impl Core {
     /// Checks that the core's indexes agree with each other; the first disagreement found is
@@ -17,6 +38,39 @@ impl Core {
         self.check_retention()?;
         self.check_origins()?;
         self.check_resting()
+    }
+
+    /// The replicated state of a room, if this core holds it.
+    #[doc(hidden)]
+    pub fn replica(&self, room_id: &str) -> Option<ReplicaState> {
+        let room = self.room_ids.get(room_id).and_then(|k| self.rooms.get(k))?;
+        Some(ReplicaState {
+            epoch: room.log.epoch,
+            applied: room.log.applied,
+            members: room
+                .entries()
+                .map(|e| (e.member.user_id.clone(), e.sessions.clone()))
+                .collect(),
+            last_seq: room.last_seq,
+            history: room.history().after(0).map(|(m, _)| m.clone()).collect(),
+            attributes: room.attributes().snapshot(),
+            member_attributes: room
+                .entries()
+                .filter_map(|e| {
+                    let map = room.member_attributes(&e.member.user_id)?;
+                    let pairs = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    Some((e.member.user_id.clone(), pairs))
+                })
+                .collect(),
+        })
+    }
+
+    /// The ids of the rooms this core holds, sorted.
+    #[doc(hidden)]
+    pub fn room_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.room_ids.keys().map(|id| id.to_string()).collect();
+        ids.sort();
+        ids
     }
 
     /// How many client_msg_ids the rooms remember, for tests of their bounds.
@@ -120,8 +174,15 @@ impl Core {
                     return Err(format!("room {id}: {} has no session", e.member.user_id));
                 }
                 for sid in &e.sessions {
-                    let s = self.sessions.get(sid).ok_or(format!("room {id}: gone session"))?;
-                    if *s.user_id != *e.member.user_id || !s.rooms.contains(key) {
+                    // In cluster mode a member session may be another node's, or this node's
+                    // with its leave in flight (it dropped the room at the proposal).
+                    let s = match self.sessions.get(sid) {
+                        Some(s) => s,
+                        None if self.external().is_some() => continue,
+                        None => return Err(format!("room {id}: gone session")),
+                    };
+                    let listed = s.rooms.contains(key) || self.external().is_some();
+                    if *s.user_id != *e.member.user_id || !listed {
                         return Err(format!("room {id}: session {sid} does not list it"));
                     }
                 }

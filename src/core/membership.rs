@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::attrs::Attrs;
 use super::limits::{invalid_room_id, over_limit, page_start};
+use super::log::Op;
 use super::room::{PresenceChange, Room};
 use super::{
     err, retention, valid_room_id, ConnId, Core, Now, OpResult, Output, RoomKey, SessionId, Timer,
@@ -13,6 +14,9 @@ use super::{
 use crate::wire::{
     ErrorBody, ErrorCode, LeaveReason, Response, RoomConfig, RoomInfo, RoomState, RoomSummary,
 };
+
+/// How long a proposed delayed destroy waits for its entry before it is proposed again.
+const DESTROY_RETRY_MS: u64 = 1000;
 
 impl Core {
     /// The room with this id, if it exists.
@@ -99,7 +103,7 @@ impl Core {
     }
 
     /// `room_full`, with the room's member limit.
-    fn room_full(&self) -> ErrorBody {
+    pub(super) fn room_full(&self) -> ErrorBody {
         over_limit(ErrorCode::RoomFull, format!("{} members", self.limits.members_per_room))
     }
 
@@ -202,15 +206,41 @@ impl Core {
     }
 
     /// Removes the session from the room: its stream is finished, the others are told (batched),
-    /// and an empty room is destroyed at once or scheduled for its delayed destroy.
+    /// and an empty room is destroyed at once or scheduled for its delayed destroy. In cluster
+    /// mode the session drops the room now and the member leaves when its entry is applied.
     pub(super) fn leave(&mut self, now: Now, sid: SessionId, key: RoomKey, reason: LeaveReason) {
         let Some(s) = self.sessions.get_mut(&sid) else { return };
         s.rooms.retain(|k| *k != key);
         let (user, conn) = (s.user_id.clone(), s.conn);
-        let Some(room) = self.rooms.get_mut(&key) else { return };
+        if !self.rooms.contains_key(&key) {
+            return;
+        }
         if let Some(conn) = conn {
             self.outputs.push_back(Output::CloseRoomStream { conn, room: key });
         }
+        if self.external().is_some() {
+            if let Some(room) = self.log_ref(key) {
+                self.propose(now, room, vec![Op::Leave { user, sid, reason }], Vec::new());
+            }
+            return;
+        }
+        self.remove_member(now, key, &user, sid, reason, true);
+    }
+
+    /// Removes a member session from the room (the apply of a leave): the others are told
+    /// (batched), and an empty room is destroyed at once or scheduled for its delayed destroy;
+    /// in cluster mode the replica whose entry emptied it drops the registry record.
+    pub(super) fn remove_member(
+        &mut self,
+        now: Now,
+        key: RoomKey,
+        user: &Arc<str>,
+        sid: SessionId,
+        reason: LeaveReason,
+        ours: bool,
+    ) {
+        let user = user.clone();
+        let Some(room) = self.rooms.get_mut(&key) else { return };
         let mut announce = false;
         let mut owned_deleted = Vec::new();
         let mut bucket = None;
@@ -233,20 +263,38 @@ impl Core {
             self.announce_attributes(key, Vec::new(), owned_deleted);
             return;
         }
+        // The per-creator count of delayed rooms is single-node only: in cluster mode a replica
+        // may not destroy a room on its own.
+        let counted = self.external().is_none();
         let Some(room) = self.rooms.get_mut(&key) else { return };
         if room.is_empty() {
             room.clear_presence();
             if room.destroy_delay_ms == 0 {
-                self.destroy(key);
+                self.destroy_replicated(key, ours);
             } else {
                 let at = now.mono_ms + room.destroy_delay_ms;
                 room.schedule_destroy(at);
                 self.timers.insert((at, Timer::Destroy(key)));
-                if let Some(creator) = room.creator.clone() {
+                if let Some(creator) = room.creator.clone().filter(|_| counted) {
                     self.count_delayed(creator, at, key);
                 }
             }
         }
+    }
+
+    /// A room's delayed destroy is due: in single-node mode it is destroyed; in cluster mode
+    /// its destroy is proposed, and applied only if the room is still empty then (a join on
+    /// another node may come first). The timer is armed again in case the entry is lost.
+    pub(super) fn destroy_due(&mut self, now: Now, key: RoomKey) {
+        let Some(room) = self.log_ref(key).filter(|_| self.external().is_some()) else {
+            self.destroy(key);
+            return;
+        };
+        self.propose(now, room, vec![Op::Destroy], Vec::new());
+        let at = now.mono_ms + DESTROY_RETRY_MS;
+        let Some(r) = self.rooms.get_mut(&key) else { return };
+        r.schedule_destroy(at);
+        self.timers.insert((at, Timer::Destroy(key)));
     }
 
     /// Forgets the room and its id; the message buckets of members still in it (an operator's

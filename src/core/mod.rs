@@ -15,14 +15,17 @@
 mod admin;
 mod attributes;
 mod attrs;
+mod bus;
 mod history;
 mod invariants;
 mod limits;
+mod log;
 mod membership;
 mod messages;
 mod oplimit;
 mod presence;
 mod ratelimit;
+mod replica;
 mod resume;
 mod retention;
 mod room;
@@ -44,11 +47,15 @@ pub use admin::{
     SYSTEM_SENDER,
 };
 pub use admin::{AdminConnection, AdminConnectionPage};
+use bus::{Answer, Waiter};
+pub use bus::{AppendError, Bus, BusEvent, BusOp, CreateError, LogRef};
 pub use history::History;
+pub use invariants::ReplicaState;
 pub use limits::{
     valid_room_id, valid_user_id, Limits, MAX_QUERY_COUNT, MAX_QUERY_USER_IDS, MAX_RESUME_ROOMS,
     MAX_ROOM_ID_BYTES, MAX_USER_ID_BYTES, ROOM_ID_RULE, USER_ID_RULE,
 };
+pub use log::{LogEntry, LogError, NodeRef, Op, LOG_VERSION, MAX_ENTRY_LEN, MAX_OPS};
 use ratelimit::Resting;
 pub use ratelimit::TokenBucket;
 pub use room::RoomKey;
@@ -130,6 +137,8 @@ pub enum Output {
         /// The close code.
         code: Option<ErrorCode>,
     },
+    /// Carry this out on the room log (cluster mode, [`Bus::External`], only).
+    Bus(BusOp),
 }
 
 impl Output {
@@ -198,6 +207,9 @@ struct Session {
     token_timers: [(u64, Timer); 2],
     /// While the connection is lost: when the offline grace ends (monotonic ms).
     offline_until: Option<u64>,
+    /// Joins (and creations) proposed and not yet applied (cluster mode): they count against
+    /// the session's room limit.
+    pending_joins: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -249,6 +261,16 @@ pub struct Core {
     next_session: SessionId,
     next_room: u64,
     next_message_id: u64,
+    /// Where room logs are carried.
+    bus: Bus,
+    /// The last proposal number given out (cluster mode).
+    next_proposal: u64,
+    /// Requests waiting for their proposal's entry, by proposal (ordered by op index).
+    waiting: HashMap<u64, Vec<Waiter>>,
+    /// Room creations waiting for the registry, by request number.
+    creates: HashMap<u64, replica::PendingCreate>,
+    /// The last registry request number given out.
+    next_request: u64,
 }
 
 type OpResult = Result<Response, ErrorBody>;
@@ -261,6 +283,13 @@ impl Core {
     /// A core with these limits and token keys. `id_base` seeds message and session ids so that
     /// they differ across server runs (for example the start time in ms shifted left).
     pub fn new(limits: Limits, keys: KeySet, id_base: u64) -> Core {
+        Core::with_bus(limits, keys, id_base, Bus::Local)
+    }
+
+    /// A core whose room logs are carried by `bus` (see the `bus` module's docs): [`Bus::Local`]
+    /// is [`Core::new`]; [`Bus::External`] is one replica of a cluster, whose caller carries out
+    /// [`Output::Bus`] and feeds [`Core::handle_bus`].
+    pub fn with_bus(limits: Limits, keys: KeySet, id_base: u64, bus: Bus) -> Core {
         Core {
             limits,
             keys,
@@ -283,6 +312,11 @@ impl Core {
             next_session: id_base.max(1),
             next_room: 1,
             next_message_id: id_base.max(1),
+            bus,
+            next_proposal: 0,
+            waiting: HashMap::new(),
+            creates: HashMap::new(),
+            next_request: 0,
         }
     }
 
@@ -421,6 +455,7 @@ impl Core {
                 token_exp_s: claims.exp,
                 token_timers: [(0, Timer::TokenWarning(id, 0)), (0, Timer::TokenExpiry(id, 0))],
                 offline_until: None,
+                pending_joins: 0,
             },
         );
         self.by_conn.insert(conn, id);
@@ -497,6 +532,14 @@ impl Core {
                 return None;
             }
         }
+        let request = if self.external().is_some() {
+            let w = Waiter { index: 0, conn, request_id, answer: Answer::Plain, joining: None };
+            // A membership change is answered now or when its entry is applied (and ends no
+            // connection: `None`); anything else is handled below as in single-node mode.
+            self.handle_replicated(now, sid, w, request)?
+        } else {
+            request
+        };
         let result = match request {
             Request::Login(_) | Request::Resume(_) => Err(err(ErrorCode::AlreadyLoggedIn)),
             Request::RenewToken { token } => self.renew_token(now, sid, &token),
@@ -533,7 +576,12 @@ impl Core {
                 self.switch_room(now, sid, &from_room_id, to, create_if_missing, config)
             }
             Request::SendRoomMessage { room_id, body, priority, client_msg_id } => {
-                self.send_message(now, sid, conn, &room_id, body, priority, client_msg_id)
+                let sent = (conn, request_id);
+                match self.send_message(now, sid, sent, &room_id, body, priority, client_msg_id) {
+                    Ok(Some(response)) => Ok(response),
+                    Ok(None) => return None,
+                    Err(e) => Err(e),
+                }
             }
             Request::QueryRoomMembers { room_id, next_flag, count } => {
                 self.query_members(sid, &room_id, &next_flag, count)
@@ -569,10 +617,25 @@ impl Core {
 
     /// Adds the session to the room (which passed the checks) and says what the caller sees.
     fn add_member(&mut self, now: Now, sid: SessionId, key: RoomKey, created: bool) -> RoomState {
-        let (user, name, conn) = match self.sessions.get(&sid) {
-            Some(s) => (s.user_id.clone(), s.user_name.clone(), s.conn),
+        let (user, name) = match self.sessions.get(&sid) {
+            Some(s) => (s.user_id.clone(), s.user_name.clone()),
             None => return self.room_state(key, created, false),
         };
+        self.add_member_as(now, key, user, name, sid, created)
+    }
+
+    /// Adds a member session to the room (which passed the checks); a session of this core
+    /// also lists the room and gets its streams.
+    fn add_member_as(
+        &mut self,
+        now: Now,
+        key: RoomKey,
+        user: Arc<str>,
+        name: String,
+        sid: SessionId,
+        created: bool,
+    ) -> RoomState {
+        let conn = self.sessions.get(&sid).filter(|s| s.user_id == user).and_then(|s| s.conn);
         let Some(room) = self.rooms.get_mut(&key) else {
             return self.room_state(key, created, false);
         };
@@ -600,7 +663,7 @@ impl Core {
             }));
             self.arm_presence_flush(now, key);
         }
-        if let Some(s) = self.sessions.get_mut(&sid) {
+        if let Some(s) = self.sessions.get_mut(&sid).filter(|s| s.user_id == user) {
             s.rooms.push(key);
         }
         if let Some(conn) = conn {
@@ -640,7 +703,7 @@ impl Core {
                 Timer::RestingBuckets => self.sweep_resting(now),
                 Timer::Destroy(key) => {
                     if self.rooms.get(&key).is_some_and(|r| r.destroy_due(now.mono_ms)) {
-                        self.destroy(key);
+                        self.destroy_due(now, key);
                     }
                 }
             }

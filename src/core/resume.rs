@@ -315,6 +315,11 @@ impl Core {
                 return Err(failed(ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal), 0))
             }
         };
+        if self.external().is_some() {
+            // A rejoin through the cluster log is not carried yet: the client joins again.
+            let last = self.rooms.get(&key).map_or(0, |r| r.last_seq);
+            return Err(failed(ErrorCode::ClusterUnavailable, last));
+        }
         let check = self.check_can_join(sid, self.rooms.get(&key));
         if let Err(e) = check {
             let last = self.rooms.get(&key).map_or(0, |r| r.last_seq);

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::attrs::{AttrLimits, Attrs, Change};
 use super::history::{Bounds, History};
 use super::ratelimit::TokenBucket;
@@ -36,12 +38,40 @@ pub(crate) struct Departure {
     pub bucket: Option<TokenBucket>,
 }
 
+/// A replica's position in its room's log.
+#[derive(Debug, Default)]
+pub(crate) struct RoomLog {
+    /// The incarnation (0 in single-node mode).
+    pub epoch: u64,
+    /// The position of the last entry applied (in single-node mode, a count of proposals).
+    pub applied: u64,
+    /// The room's clock: the latest entry time applied (cluster mode).
+    pub clock_ms: u64,
+    /// Records that arrived ahead of a gap, by the position they follow.
+    pub held: BTreeMap<u64, (u64, Bytes)>,
+    /// The position a repair was asked from, while one is outstanding.
+    pub repairing: Option<u64>,
+}
+
 /// The first answer to a client_msg_id, kept for idempotent retries.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ack {
     pub message_id: u64,
     pub seq: u64,
     pub timestamp_ms: u64,
+}
+
+impl Ack {
+    /// The sender's answer.
+    pub fn answer(&self, room_id: String, duplicate: bool) -> crate::wire::Response {
+        crate::wire::Response::MessageSent {
+            room_id,
+            message_id: self.message_id,
+            seq: self.seq,
+            timestamp_ms: self.timestamp_ms,
+            duplicate,
+        }
+    }
 }
 
 /// One sender's remembered client_msg_ids in a room, oldest first: at most
@@ -106,6 +136,8 @@ pub(crate) struct Room {
     rate: HashMap<Arc<str>, TokenBucket>,
     /// Current connections of every member session; rebuilt lazily after membership changes.
     recipients: Option<Arc<[ConnId]>>,
+    /// This replica's position in the room's log.
+    pub log: RoomLog,
 }
 
 impl Room {
@@ -139,6 +171,7 @@ impl Room {
             dedup_sweep_at: None,
             rate: HashMap::new(),
             recipients: None,
+            log: RoomLog::default(),
         }
     }
 
@@ -453,6 +486,11 @@ impl Room {
         });
         self.dedup_sweep_at = oldest.map(|at| (at + window_ms).max(now_ms + window_ms / 10 + 1));
         self.dedup_sweep_at
+    }
+
+    /// Moves the dedup sweep's deadline (to the timer's clock, in cluster mode).
+    pub fn set_dedup_sweep_at(&mut self, at: Option<u64>) {
+        self.dedup_sweep_at = at;
     }
 
     /// Deadline of the armed dedup sweep timer.

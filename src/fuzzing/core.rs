@@ -277,6 +277,7 @@ impl Run {
                     }
                 }
                 Decoded::Close { conn, code } => closed.push((conn, code)),
+                Decoded::Bus(op) => panic!("a single-node core asked for the room log: {op:?}"),
             }
         }
         closed

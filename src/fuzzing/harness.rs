@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::auth::KeySet;
-use crate::core::{ConnId, Core, Limits, Now, Output, RoomKey};
+use crate::core::{BusOp, ConnId, Core, Limits, Now, Output, RoomKey};
 use crate::wire::{
     decode_body, ErrorBody, ErrorCode, Event, Login, MessageBody, Priority, Reply, Request,
     Response, ResponseFrame, Resume, RoomConfig, RoomInfo, RoomState, StreamHeader,
@@ -92,6 +92,8 @@ pub enum Decoded {
         /// The close code.
         code: Option<ErrorCode>,
     },
+    /// A request to the room log (cluster mode only).
+    Bus(BusOp),
 }
 
 impl Decoded {
@@ -110,6 +112,7 @@ impl Decoded {
                 Decoded::Push { conn, room, event: decode_frame(&frame) }
             }
             Output::Close { conn, code } => Decoded::Close { conn, code },
+            Output::Bus(op) => Decoded::Bus(op),
         }
     }
 
@@ -124,6 +127,7 @@ impl Decoded {
             | Decoded::CloseRoomStream { conn, .. }
             | Decoded::Push { conn, .. }
             | Decoded::Close { conn, .. } => vec![*conn],
+            Decoded::Bus(_) => Vec::new(),
         }
     }
 
@@ -143,6 +147,7 @@ impl Decoded {
                 .collect(),
             Decoded::Push { conn, room, event } => vec![(conn, Got::Event(room, event))],
             Decoded::Close { conn, code } => vec![(conn, Got::Close(code))],
+            Decoded::Bus(_) => Vec::new(),
         }
     }
 }

@@ -328,5 +328,8 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metr
                 o.close(code);
             }
         }
+        // Only a core in cluster mode (`Bus::External`) asks for the room log; this server's
+        // core is single-node.
+        Output::Bus(_) => {}
     }
 }

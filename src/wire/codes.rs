@@ -141,6 +141,9 @@ error_codes! {
     ServerShutdown = 9000, "server_shutdown", "server shutting down";
     /// An internal server error.
     Internal = 9001, "internal", "internal error";
+    /// The cluster's room log or registry could not be reached in time; the request was not
+    /// carried out (retry it, with the same client_msg_id for a message).
+    ClusterUnavailable = 9002, "cluster_unavailable", "cluster unavailable";
 }
 
 impl ErrorCode {
