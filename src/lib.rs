@@ -2,7 +2,8 @@
 //!
 //! See README.md for a tour and ARCHITECTURE.md for the code map. The wire format is always
 //! built; the rest is behind cargo features (`client`, `server`, `cli`, `load`, `netsim`,
-//! `fuzzing`), all on by default except `fuzzing`. An application that only connects to a server
+//! `fuzzing`, `cluster`), all on by default except `fuzzing` and `cluster` (the NATS JetStream layer
+//! of cluster mode, `huddle::cluster`). An application that only connects to a server
 //! needs `default-features = false, features = ["client"]`.
 #![warn(missing_docs)]
 
@@ -14,6 +15,8 @@ pub mod certs;
 pub mod cli;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[cfg(feature = "server")]
 pub mod core;
 #[cfg(any(feature = "client", feature = "server"))]
