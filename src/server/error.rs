@@ -68,6 +68,9 @@ pub enum ServerError {
     /// The bound admin listener could not be set up for serving.
     #[error("starting the admin listener")]
     AdminListener(#[source] std::io::Error),
+    /// A node of a cluster was started without a node id.
+    #[error("a cluster node needs a node id (node_id in the configuration, or --node-id)")]
+    ClusterNodeId,
     /// The listening address could not be read.
     #[error("reading the listening address")]
     LocalAddr(#[source] std::io::Error),
