@@ -129,6 +129,7 @@ impl Server {
     /// --check-config` runs. Returns the token keys the server would verify logins with (the
     /// development key only once its secret exists).
     pub fn check(config: &ServerConfig) -> Result<KeySet, ServerError> {
+        check_cluster(config)?;
         transport_config(config)?;
         admin::check_token(&config.admin)?;
         id_base(config.node_id, 0)?;
@@ -138,6 +139,7 @@ impl Server {
 
     /// Binds a server, loading or creating certificates and token keys as configured.
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        check_cluster(&config)?;
         let (chain, key) = load_tls(&config)?;
         let keys = load_keys(&config)?;
         let quic = quic_keys(&config)?;
@@ -245,6 +247,20 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Refuses a `[cluster]` configuration this build cannot serve.
+fn check_cluster(config: &ServerConfig) -> Result<(), ServerError> {
+    if config.cluster.is_none() {
+        return Ok(());
+    }
+    Err(ServerError::ClusterUnsupported(if cfg!(feature = "cluster") {
+        "cluster mode over NATS is not wired into the server yet (issue 26, phase 1): only \
+         in-process nodes over a MemoryBroker (Server::bind_clustered) share rooms today"
+    } else {
+        "cluster mode needs a build with the `cluster` feature: \
+         cargo build --release --features cluster"
+    }))
 }
 
 /// Validates addresses under a handshake flood, applies the connection caps and starts a
