@@ -46,7 +46,10 @@ async fn room_full_is_exact_under_concurrent_joins_from_three_nodes() {
 
 #[tokio::test]
 async fn a_destroyed_room_is_gone_everywhere_and_its_id_can_be_created_again() {
-    let c = start(|_| {}).await;
+    let broker = MemoryBroker::new();
+    let nodes = vec![Broker::Memory(broker.clone()); 3];
+    let c = Cluster::start(nodes, |_| {}).await;
     cluster::destroy_and_create_again(&c).await;
+    assert_eq!(broker.log_count(), 1, "the destroyed incarnation's log is dropped");
     c.stop().await;
 }
