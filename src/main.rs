@@ -222,6 +222,11 @@ struct ServeArgs {
     /// session and message ids apart [default: the config file's `node_id`, else unset].
     #[arg(long)]
     node_id: Option<u16>,
+    /// Cluster mode: share rooms with the other nodes through NATS JetStream at these URLs
+    /// (comma-separated, e.g. nats://127.0.0.1:4222); the rest of the `[cluster]` table comes
+    /// from the config file. Needs a build with the `cluster` feature.
+    #[arg(long, value_delimiter = ',')]
+    cluster: Vec<String>,
     /// TCP address of the admin HTTP listener (admin API, /metrics, /healthz, /readyz); needs
     /// a bearer token in HUDDLE_ADMIN_TOKEN or the config file.
     #[arg(long)]
@@ -406,6 +411,10 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(n) = args.node_id {
         config.node_id = Some(n);
+    }
+    if !args.cluster.is_empty() {
+        let cluster = config.cluster.get_or_insert_with(Default::default);
+        cluster.nats = args.cluster;
     }
     if let Some(a) = args.admin_listen {
         config.admin.listen = Some(a);

@@ -91,6 +91,22 @@ fn a_port_in_use_is_one_line_and_exit_1_even_with_backtraces_on() {
 }
 
 #[test]
+fn cluster_without_the_cluster_feature_says_how_to_build_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for check in [false, true] {
+        let mut command = serve(dir.path());
+        command.args(["--listen", "127.0.0.1:0", "--cluster", "nats://127.0.0.1:4222"]);
+        command.args(["--node-id", "1"]);
+        if check {
+            command.arg("--check-config");
+        }
+        let line = one_line_error(&finish(command));
+        let want = if cfg!(feature = "cluster") { "not wired" } else { "--features cluster" };
+        assert!(line.contains(want), "check {check}: {line}");
+    }
+}
+
+#[test]
 fn a_key_that_does_not_match_its_certificate_names_both_files() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));

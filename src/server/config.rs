@@ -63,6 +63,41 @@ pub struct ServerConfig {
     /// Unset: `certs_dir/quic.secret` when it exists, made on first start with the
     /// development certificate, else fresh keys per process.
     pub quic_secret_file: Option<PathBuf>,
+    /// Cluster mode: rooms shared with other nodes through NATS JetStream (README, "Running a
+    /// cluster"); needs a build with the `cluster` feature. Unset: a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The `[cluster]` table: how to reach NATS and lay the cluster out on it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS seed URLs, for example `nats://127.0.0.1:4222`.
+    pub nats: Vec<String>,
+    /// Prefix of every stream, bucket and subject (`[A-Za-z0-9_-]+`), so that several clusters
+    /// can share one NATS.
+    pub prefix: String,
+    /// Room-log streams; fixed at the cluster's first start.
+    pub shards: u32,
+    /// JetStream replicas of every stream: 1 for one nats-server, 3 in production.
+    pub replicas: usize,
+    /// A NATS credentials file (JWT and nkey seed).
+    pub credentials: Option<PathBuf>,
+    /// A PEM file of CA certificates to verify the NATS servers with; implies TLS.
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats: vec!["nats://127.0.0.1:4222".into()],
+            prefix: "huddle".into(),
+            shards: 1,
+            replicas: 1,
+            credentials: None,
+            tls_ca: None,
+        }
+    }
 }
 
 /// The admin HTTP listener: the admin API under `/v1`, Prometheus metrics at `/metrics`, and
@@ -278,6 +313,7 @@ impl Default for ServerConfig {
             web_origins: Vec::new(),
             node_id: None,
             quic_secret_file: None,
+            cluster: None,
         }
     }
 }

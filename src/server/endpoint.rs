@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::admin;
+use super::broker::Broker;
 use super::config::ServerConfig;
 use super::conn;
 use super::error::ServerError;
@@ -24,7 +26,7 @@ use super::transport::{server_config, transport_config};
 use super::webcert::WebCert;
 use super::weblisten;
 use crate::auth::KeySet;
-use crate::core::Core;
+use crate::core::{Bus, BusEvent, Core, NodeRef};
 use crate::udp::set_socket_buffers;
 use crate::wire::ErrorCode;
 
@@ -35,6 +37,8 @@ pub struct Server {
     admin: Option<std::net::TcpListener>,
     web: Option<std::net::TcpListener>,
     web_cert: Option<Arc<WebCert>>,
+    /// Cluster mode: the broker's events for this node's core.
+    bus_events: Option<UnboundedReceiver<BusEvent>>,
 }
 
 impl Server {
@@ -47,7 +51,21 @@ impl Server {
         keys: KeySet,
     ) -> Result<Server, ServerError> {
         let quic = configured_quic_keys(&config)?;
-        Server::bind_keyed(config, chain, key, keys, quic)
+        Server::bind_keyed(config, chain, key, keys, quic, None)
+    }
+
+    /// [`Server::bind_with`] for a node of a cluster: its rooms' logs are carried by `broker`,
+    /// shared with the other nodes. The configuration must name the node (`node_id`); the
+    /// node's incarnation is random.
+    pub fn bind_clustered(
+        config: ServerConfig,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        keys: KeySet,
+        broker: Broker,
+    ) -> Result<Server, ServerError> {
+        let quic = configured_quic_keys(&config)?;
+        Server::bind_keyed(config, chain, key, keys, quic, Some(broker))
     }
 
     fn bind_keyed(
@@ -56,6 +74,7 @@ impl Server {
         key: PrivateKeyDer<'static>,
         keys: KeySet,
         quic: Option<QuicKeys>,
+        broker: Option<Broker>,
     ) -> Result<Server, ServerError> {
         // With the development identity (no `cert`), browsers get a short-lived certificate of
         // their own, accepted through its hash (webcert.rs).
@@ -89,11 +108,20 @@ impl Server {
         // A history page, an eighth: a few pages asked at once still fit beside live traffic.
         limits.history_page_max_bytes =
             limits.history_page_max_bytes.min(config.queue.max_bytes / 8);
-        let core = Core::new(limits, keys, id_base);
+        let (core, carrier, bus_events) = match broker {
+            None => (Core::new(limits, keys, id_base), None, None),
+            Some(broker) => {
+                let id = config.node_id.ok_or(ServerError::ClusterNodeId)?;
+                let node = NodeRef { id, incarnation: rand::random() };
+                let core = Core::with_bus(limits, keys, id_base, Bus::External { node });
+                let (carrier, events) = broker.attach();
+                (core, Some(carrier), Some(events))
+            }
+        };
         let admin = admin::bind(&config.admin)?;
         let web = config.web_listen.map(weblisten::bind).transpose()?;
-        let shared = Shared::new(core, config);
-        Ok(Server { endpoint, shared, admin, web, web_cert })
+        let shared = Shared::new(core, config, carrier);
+        Ok(Server { endpoint, shared, admin, web, web_cert, bus_events })
     }
 
     /// Checks a configuration as [`Server::bind`] would (values, token keys, certificate and
@@ -101,6 +129,7 @@ impl Server {
     /// --check-config` runs. Returns the token keys the server would verify logins with (the
     /// development key only once its secret exists).
     pub fn check(config: &ServerConfig) -> Result<KeySet, ServerError> {
+        check_cluster(config)?;
         transport_config(config)?;
         admin::check_token(&config.admin)?;
         id_base(config.node_id, 0)?;
@@ -110,10 +139,11 @@ impl Server {
 
     /// Binds a server, loading or creating certificates and token keys as configured.
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        check_cluster(&config)?;
         let (chain, key) = load_tls(&config)?;
         let keys = load_keys(&config)?;
         let quic = quic_keys(&config)?;
-        Server::bind_keyed(config, chain, key, keys, quic)
+        Server::bind_keyed(config, chain, key, keys, quic, None)
     }
 
     /// The address the server listens on.
@@ -150,7 +180,7 @@ impl Server {
     /// Serves until `shutdown` completes, then closes every connection with `server_shutdown`
     /// and waits (bounded) for the endpoint to drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { endpoint, shared, admin, web, web_cert } = self;
+        let Server { endpoint, shared, admin, web, web_cert, bus_events } = self;
         let ceiling = shared.config.connection_memory_ceiling();
         let max = shared.config.transport.max_connections as u64;
         tracing::info!(
@@ -172,6 +202,7 @@ impl Server {
         };
         let rotation = web_cert.map(|cert| tokio::spawn(rotate_web_cert(cert)));
         let timers = tokio::spawn(run_timers(shared.clone()));
+        let bus = bus_events.map(|events| tokio::spawn(run_bus(shared.clone(), events)));
         shared.accepting.store(true, Ordering::SeqCst);
         tokio::pin!(shutdown);
         loop {
@@ -201,6 +232,9 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
         endpoint.close(quinn::VarInt::from_u32(u32::from(code.as_u16())), code.name().as_bytes());
         timers.abort();
+        if let Some(bus) = bus {
+            bus.abort();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
         if let Some(admin) = admin {
             admin.stop().await;
@@ -213,6 +247,20 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Refuses a `[cluster]` configuration this build cannot serve.
+fn check_cluster(config: &ServerConfig) -> Result<(), ServerError> {
+    if config.cluster.is_none() {
+        return Ok(());
+    }
+    Err(ServerError::ClusterUnsupported(if cfg!(feature = "cluster") {
+        "cluster mode over NATS is not wired into the server yet (issue 26, phase 1): only \
+         in-process nodes over a MemoryBroker (Server::bind_clustered) share rooms today"
+    } else {
+        "cluster mode needs a build with the `cluster` feature: \
+         cargo build --release --features cluster"
+    }))
 }
 
 /// Validates addresses under a handshake flood, applies the connection caps and starts a
@@ -290,6 +338,20 @@ async fn run_timers(shared: Arc<Shared>) {
             }
             None => shared.timer_changed.notified().await,
         }
+    }
+}
+
+/// Feeds the broker's events to the core (cluster mode), as many as have arrived under one
+/// lock.
+async fn run_bus(shared: Arc<Shared>, mut events: UnboundedReceiver<BusEvent>) {
+    const BATCH: usize = 64;
+    let mut batch = Vec::with_capacity(BATCH);
+    while events.recv_many(&mut batch, BATCH).await > 0 {
+        shared.with_core(|core, now| {
+            for event in batch.drain(..) {
+                core.handle_bus(now, event);
+            }
+        });
     }
 }
 

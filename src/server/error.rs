@@ -68,6 +68,13 @@ pub enum ServerError {
     /// The bound admin listener could not be set up for serving.
     #[error("starting the admin listener")]
     AdminListener(#[source] std::io::Error),
+    /// A node of a cluster was started without a node id.
+    #[error("a cluster node needs a node id (node_id in the configuration, or --node-id)")]
+    ClusterNodeId,
+    /// The configuration asks for cluster mode (`[cluster]`, `--cluster`), which this build
+    /// cannot run.
+    #[error("{0}")]
+    ClusterUnsupported(&'static str),
     /// The listening address could not be read.
     #[error("reading the listening address")]
     LocalAddr(#[source] std::io::Error),

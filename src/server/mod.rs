@@ -10,11 +10,15 @@
 //! - `admin`, `metrics`, `guard`: the admin HTTP listener, Prometheus metrics, and the
 //!   defences against misbehaving clients; `connections`: the listener's connection listing
 //!   (the core's view of each connection with its transport's figures).
+//! - `broker`: the carrier of the room logs in cluster mode ([`Broker`]: [`MemoryBroker`] in
+//!   process, NATS JetStream with the `cluster` feature), fed from the core's outputs under
+//!   the lock and feeding its events back from the bus task.
 //! - [`ids`]: where session and message ids start (node ids); `secrets`: the QUIC reset and
 //!   Retry keys several servers can share.
 
 mod admin;
 mod admission;
+mod broker;
 pub mod config;
 mod conn;
 mod connections;
@@ -35,6 +39,7 @@ mod webcert;
 mod weblisten;
 
 pub use admin::{admin_routes, AdminRoute};
+pub use broker::{Broker, MemoryBroker};
 pub use config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
 pub use endpoint::{run, Server};
 pub use error::ServerError;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
+use super::broker::Carrier;
 use super::config::ServerConfig;
 use super::connections::{ConnectionInfo, ConnectionPage, Handles, Link};
 use super::guard::{self, client_address, GuardStats, HandshakeMeter, LogLimiter};
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     pub(super) metrics: Metrics,
     /// True while the endpoint accepts connections (false before `run` and once shutting down).
     pub(super) accepting: AtomicBool,
+    /// What carries the room logs (cluster mode); none on a single node.
+    carrier: Option<Arc<dyn Carrier>>,
 }
 
 /// Connections from accept to end (handshakes in progress included), in total and per client
@@ -98,7 +101,11 @@ pub(super) struct ConnCounts {
 
 impl Shared {
     /// The shared state of a server around `core`.
-    pub(super) fn new(core: Core, config: ServerConfig) -> Arc<Shared> {
+    pub(super) fn new(
+        core: Core,
+        config: ServerConfig,
+        carrier: Option<Arc<dyn Carrier>>,
+    ) -> Arc<Shared> {
         Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
             state: Mutex::new(State { core, outboxes: HashMap::new(), links: HashMap::new() }),
             clock: Clock::new(),
@@ -113,6 +120,7 @@ impl Shared {
             address_keys: RandomState::new(),
             metrics: Metrics::new(weak.clone() as Weak<dyn ScrapeSource>),
             accepting: AtomicBool::new(false),
+            carrier,
         })
     }
 
@@ -129,7 +137,7 @@ impl Shared {
         let r = f(&mut state.core, now);
         let state = &mut *state;
         while let Some(out) = state.core.poll_output() {
-            dispatch(&state.outboxes, out, &self.metrics);
+            dispatch(&state.outboxes, out, &self.metrics, self.carrier.as_deref());
         }
         if state.core.poll_timeout() != before {
             self.timer_changed.notify_one();
@@ -276,7 +284,12 @@ impl ScrapeSource for Shared {
 }
 
 /// Hands one output of the core to the outboxes it is for.
-fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metrics) {
+fn dispatch(
+    outboxes: &HashMap<ConnId, Arc<Outbox>>,
+    out: Output,
+    metrics: &Metrics,
+    carrier: Option<&dyn Carrier>,
+) {
     match out {
         Output::Reply { conn, frame } => {
             if let Some(o) = outboxes.get(&conn) {
@@ -328,8 +341,12 @@ fn dispatch(outboxes: &HashMap<ConnId, Arc<Outbox>>, out: Output, metrics: &Metr
                 o.close(code);
             }
         }
-        // Only a core in cluster mode (`Bus::External`) asks for the room log; this server's
-        // core is single-node.
-        Output::Bus(_) => {}
+        // Only a core in cluster mode (`Bus::External`) asks for the room log, and only a
+        // clustered server has a carrier; the broker keeps the order it is handed ops in.
+        Output::Bus(op) => {
+            if let Some(c) = carrier {
+                c.carry(op);
+            }
+        }
     }
 }
