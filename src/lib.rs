@@ -14,6 +14,8 @@ pub mod certs;
 pub mod cli;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(any(feature = "client", feature = "server"))]
+pub mod congestion;
 #[cfg(feature = "server")]
 pub mod core;
 #[cfg(any(feature = "client", feature = "server"))]
