@@ -133,7 +133,7 @@ static LOSS: std::sync::Mutex<(f64, f64)> = std::sync::Mutex::new((0.05, 0.05));
 /// `members` members in all 4 rooms (80 messages/s each), everyone behind the impaired link; with
 /// the server's lost and copied packets and its congestion events. Virtual time: the machine's
 /// load does not move the figures, and the same seed gives the same run.
-async fn fan_out_latencies(v: Variant, members: usize, seed: u64) -> (Vec<Duration>, [u64; 3]) {
+async fn fan_out_latencies(v: Variant, members: usize, seed: u64) -> (Vec<Duration>, [u64; 4]) {
     const ROOMS: usize = 4;
     const RATE: u32 = 20;
     const SECONDS: u32 = 20;
@@ -219,6 +219,7 @@ async fn fan_out_latencies(v: Variant, members: usize, seed: u64) -> (Vec<Durati
         figure("huddle_quic_lost_packets_total"),
         figure("huddle_quic_tail_copies_total"),
         figure("huddle_quic_congestion_events_total"),
+        figure("huddle_quic_sent_packets_total"),
     ];
     proxy.stop().await;
     server.stop().await;
@@ -240,21 +241,26 @@ async fn measure_fan_out_tail_at_5_percent() {
         Variant { tail_copy_all: false, congestion: "loss-tolerant" },
         Variant { tail_copy_all: true, congestion: "loss-tolerant" },
     ];
+    // TAIL_ONE_WAY=up or down: the last variant, 5% loss one way only; TAIL_LOSS=0.01: that
+    // loss both ways.
     let one_way = std::env::var("TAIL_ONE_WAY").ok();
     let variants = match one_way.as_deref() {
         Some(_) => &variants[3..],
         None => &variants[..],
     };
+    if let Some(loss) = std::env::var("TAIL_LOSS").ok().and_then(|l| l.parse().ok()) {
+        *LOSS.lock().unwrap() = (loss, loss);
+    }
     for seed in [1, 2] {
         for &v in variants {
             if let Some(dir) = &one_way {
                 *LOSS.lock().unwrap() = if dir == "up" { (0.05, 0.0) } else { (0.0, 0.05) };
             }
-            let (l, [lost, copies, events]) = fan_out_latencies(v, 6, seed).await;
+            let (l, [lost, copies, events, sent]) = fan_out_latencies(v, 6, seed).await;
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             eprintln!(
                 "{v:?} seed {seed}: n {} p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} ms; \
-                 server lost {lost}, copies {copies}, congestion events {events}",
+                 server sent {sent}, lost {lost}, copies {copies}, congestion events {events}",
                 l.len(),
                 ms(quantile(&l, 0.5)),
                 ms(quantile(&l, 0.9)),
