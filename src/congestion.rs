@@ -40,7 +40,7 @@ pub struct LossTolerantConfig {
 impl ControllerFactory for LossTolerantConfig {
     fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
         let inner = Arc::new(self.cubic.clone()).build(now, current_mtu);
-        Box::new(LossTolerant { inner, smoothed: None, min: None, loss_rate: 0.0, ignored: 0 })
+        Box::new(LossTolerant { inner, smoothed: None, min: None, loss_rate: 0.0 })
     }
 }
 
@@ -51,18 +51,11 @@ pub struct LossTolerant {
     smoothed: Option<Duration>,
     /// Minimum RTT of the path.
     min: Option<Duration>,
-    /// Recent fraction of bytes lost.
+    /// Recent fraction of loss events among acknowledged packets and loss events.
     loss_rate: f64,
-    /// Losses not passed on to CUBIC.
-    ignored: u64,
 }
 
 impl LossTolerant {
-    /// Losses that were taken as random and did not shrink the window.
-    pub fn ignored(&self) -> u64 {
-        self.ignored
-    }
-
     fn looks_random(&self) -> bool {
         let (Some(smoothed), Some(min)) = (self.smoothed, self.min) else {
             return false;
@@ -116,7 +109,6 @@ impl Controller for LossTolerant {
         let random = !is_persistent_congestion && lost_bytes > 0 && self.looks_random();
         self.record(true);
         if random {
-            self.ignored += 1;
             return;
         }
         self.inner.on_congestion_event(now, sent, is_persistent_congestion, lost_bytes);
@@ -140,7 +132,6 @@ impl Controller for LossTolerant {
             smoothed: self.smoothed,
             min: self.min,
             loss_rate: self.loss_rate,
-            ignored: self.ignored,
         })
     }
 
@@ -150,5 +141,61 @@ impl Controller for LossTolerant {
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller(smoothed_ms: u64, loss_rate: f64) -> LossTolerant {
+        let inner = Arc::new(CubicConfig::default()).build(Instant::now(), 1200);
+        LossTolerant {
+            inner,
+            smoothed: Some(Duration::from_millis(smoothed_ms)),
+            min: Some(Duration::from_millis(50)),
+            loss_rate,
+        }
+    }
+
+    /// The window after one loss event (sent just now, so CUBIC is not already recovering).
+    fn window_after_loss(mut c: LossTolerant, persistent: bool) -> (u64, u64) {
+        let before = c.window();
+        let now = Instant::now();
+        c.on_congestion_event(now, now, persistent, 1200);
+        (before, c.window())
+    }
+
+    #[test]
+    fn a_loss_without_queueing_delay_keeps_the_window() {
+        let (before, after) = window_after_loss(controller(55, 0.05), false);
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_loss_with_a_queue_building_shrinks_the_window_as_cubic_does() {
+        let (before, after) = window_after_loss(controller(80, 0.05), false);
+        assert_eq!(after, (before as f64 * 0.7) as u64);
+    }
+
+    #[test]
+    fn heavy_recent_loss_or_persistent_congestion_shrinks_the_window() {
+        let (before, after) = window_after_loss(controller(55, 0.3), false);
+        assert!(after < before, "{before} -> {after} at 30% loss");
+        let (before, after) = window_after_loss(controller(55, 0.05), true);
+        assert!(after < before, "{before} -> {after} in persistent congestion");
+    }
+
+    #[test]
+    fn the_loss_rate_follows_acks_and_losses() {
+        let mut c = controller(55, 0.0);
+        for _ in 0..200 {
+            c.record(true);
+        }
+        assert!(c.loss_rate > RANDOM_LOSS_MAX);
+        for _ in 0..200 {
+            c.record(false);
+        }
+        assert!(c.loss_rate < 0.01);
     }
 }
