@@ -17,6 +17,8 @@ pub mod cli;
 pub mod client;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+#[cfg(any(feature = "client", feature = "server"))]
+pub mod congestion;
 #[cfg(feature = "server")]
 pub mod core;
 #[cfg(any(feature = "client", feature = "server"))]

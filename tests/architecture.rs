@@ -171,7 +171,7 @@ fn referenced_paths(module: &ModuleFile) -> Vec<String> {
 /// layer (its own submodules aside). Two modules of one layer know nothing of each other.
 const LAYERS: &[&[&str]] = &[
     &["wire"],
-    &["framed", "auth", "udp"],
+    &["framed", "auth", "udp", "congestion"],
     &["core", "certs"],
     &["client", "netsim", "cluster"],
     &["server"],

@@ -26,7 +26,7 @@ pub const STREAM_RECEIVE_WINDOW: u32 = 1024 * 1024;
 pub const MOBILE_KEEP_ALIVE: Duration = Duration::from_secs(25);
 
 /// How long after a declared loss a path still gets tail copies ([`ClientConfig::tail_copy`]).
-pub const TAIL_COPY_LOSS_HOLD: Duration = Duration::from_secs(2);
+pub const TAIL_COPY_LOSS_HOLD: Duration = Duration::from_secs(10);
 
 /// How to reach and log in to a server.
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ pub struct ClientConfig {
     pub stream_receive_window: u32,
     /// A small packet (a message sent, a request) that nothing followed for this long and that
     /// is not yet acknowledged is sent again, once, while the path has lost a packet in the last
-    /// 2 s: a lost last packet then costs this plus one one-way delay instead of QUIC's probe
+    /// 10 s: a lost last packet then costs this plus one one-way delay instead of QUIC's probe
     /// timeout and a round trip. A clean path gets no copies. `Duration::ZERO` turns it off.
     pub tail_copy: Duration,
     /// TLS state shared with other clients of this process ([`TlsSessions`]); `None`: this
@@ -105,6 +105,10 @@ pub struct ClientConfig {
     ///
     /// [`Client::logged_in_early`]: super::Client::logged_in_early
     pub tls_sessions: Option<TlsSessions>,
+    /// With [`ClientConfig::tail_copy`], copy every small packet once, not only the last one:
+    /// the copies of the packets sent within one `tail_copy` go together in one packet, so that a
+    /// lost packet that others followed costs the same as a lost last one.
+    pub tail_copy_all: bool,
 }
 
 impl ClientConfig {
@@ -132,6 +136,7 @@ impl ClientConfig {
             stream_receive_window: STREAM_RECEIVE_WINDOW,
             tail_copy: Duration::from_millis(20),
             tls_sessions: None,
+            tail_copy_all: true,
         }
     }
 
@@ -264,6 +269,7 @@ pub fn quic_client_config(cfg: &ClientConfig) -> Result<quinn::ClientConfig, Cli
     if !cfg.tail_copy.is_zero() {
         tc.tail_copy(Some(cfg.tail_copy));
         tc.tail_copy_after_loss(Some(TAIL_COPY_LOSS_HOLD));
+        tc.tail_copy_all(cfg.tail_copy_all);
     }
     if cfg.bbr {
         tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));

@@ -97,7 +97,8 @@ pub struct LoadArgs {
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Impair the link with an in-process proxy, e.g. "loss=0.05,delay-ms=20,jitter-ms=5".
-    /// Keys as `huddle netsim`, plus rebind-at=SECS (after the start of sending; repeatable).
+    /// Keys as `huddle netsim`, plus rebind-at=SECS (after the start of sending; repeatable),
+    /// and loss-to-server / loss-to-client, which replace `loss` on one direction.
     /// Blackhole windows count from the proxy's start, before connecting.
     #[arg(long)]
     pub netsim: Option<String>,
@@ -133,6 +134,10 @@ pub struct LoadArgs {
     /// The client library's tail copy (`ClientConfig::tail_copy`) in milliseconds (0: off).
     #[arg(long, default_value_t = 20)]
     pub client_tail_copy_ms: u64,
+    /// The client library's `ClientConfig::tail_copy_all`: copy every small packet, not only
+    /// the last one.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub client_tail_copy_all: bool,
     /// Clients send their Resume in 0-RTT when they can (`false`: always a full handshake).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub client_zero_rtt: bool,
@@ -295,6 +300,8 @@ pub struct LoadConfig {
     pub client_stall_timeout_ms: u64,
     /// Client tail copy in milliseconds (0: off).
     pub client_tail_copy_ms: u64,
+    /// Clients copy every small packet, not only the last one.
+    pub client_tail_copy_all: bool,
     /// Clients resume in 0-RTT when they can.
     pub client_zero_rtt: bool,
     /// Connections per client endpoint.
@@ -358,6 +365,7 @@ impl Default for LoadConfig {
             client_bbr: false,
             client_stall_timeout_ms: 2_000,
             client_tail_copy_ms: 20,
+            client_tail_copy_all: true,
             client_zero_rtt: true,
             connections_per_endpoint: 128,
             socket_buffer_bytes: 8 * 1024 * 1024,
@@ -409,6 +417,7 @@ impl From<LoadArgs> for LoadConfig {
             client_bbr: a.client_bbr,
             client_stall_timeout_ms: a.client_stall_timeout_ms,
             client_tail_copy_ms: a.client_tail_copy_ms,
+            client_tail_copy_all: a.client_tail_copy_all,
             client_zero_rtt: a.client_zero_rtt,
             connections_per_endpoint: a.connections_per_endpoint,
             socket_buffer_bytes: a.socket_buffer_bytes,

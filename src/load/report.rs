@@ -117,6 +117,11 @@ pub struct Summary {
     pub client_lost_packets: u64,
     /// Packets the client connections sent.
     pub client_sent_packets: u64,
+    /// Congestion events of the client connections (each declared loss episode).
+    pub client_congestion_events: u64,
+    /// Packets whose stream data the client connections sent again before any loss was declared
+    /// (tail copies and probe data, quinn-proto patch 0008).
+    pub client_tail_copies: u64,
     /// Largest smoothed RTT of a client connection at the end, microseconds.
     pub client_max_rtt_us: u64,
     /// The network simulator's counters, when one ran.
@@ -466,12 +471,15 @@ impl Summary {
             &mut t,
             "udp (host)",
             format!(
-                "RcvbufErrors {}  SndbufErrors {}  InErrors {}; client QUIC lost {} of {} packets",
+                "RcvbufErrors {}  SndbufErrors {}  InErrors {}; client QUIC lost {} of {} packets, \
+                 {} congestion events, {} copies",
                 opt(self.udp_rcvbuf_errors),
                 opt(self.udp_sndbuf_errors),
                 opt(self.udp_in_errors),
                 self.client_lost_packets,
-                self.client_sent_packets
+                self.client_sent_packets,
+                self.client_congestion_events,
+                self.client_tail_copies
             ),
         );
         row(

@@ -233,10 +233,12 @@ pub struct TransportLimits {
     /// Benchmark baseline only: carry every room's events on one ordered stream per
     /// connection (as a TCP-based system must), instead of one stream per room.
     pub single_event_stream: bool,
-    /// Congestion controller for server-to-client traffic: "cubic" (the default), "bbr"
-    /// (quinn's experimental BBR: it keeps rooms flowing at 5% loss where CUBIC falls behind,
-    /// but stalled connections for tens of seconds in our lossy tests; see BENCHMARKS.md) or
-    /// "newreno".
+    /// Congestion controller for server-to-client traffic: "cubic" (the default),
+    /// "loss-tolerant" (CUBIC that keeps its window through a loss that came without queueing
+    /// delay while recent loss stays under 15%: `huddle::congestion`; a lower tail on a lossy
+    /// last mile, BENCHMARKS.md "Copies of every small packet"), "bbr" (quinn's experimental
+    /// BBR: it keeps rooms flowing at 5% loss where CUBIC falls behind, but stalled connections
+    /// for tens of seconds in our lossy tests; see BENCHMARKS.md) or "newreno".
     pub congestion: String,
     /// Accept 0-RTT: a returning client's resumption (or login) travels in its first flight and
     /// is answered one round trip sooner. Only Login and Resume are acted on before the handshake
@@ -272,10 +274,17 @@ pub struct TransportLimits {
     pub ack_max_delay_after_packets: u64,
     /// Milliseconds after which a small message packet to a client that nothing followed and
     /// that is not yet acknowledged is sent again, once, while the path has lost a packet in
-    /// the last 2 s (quinn-proto `tail_copy`, vendor patch 0008): a lost last message then
+    /// the last 10 s (quinn-proto `tail_copy`, vendor patch 0008): a lost last message then
     /// costs this plus one one-way delay instead of a probe timeout and a round trip. No copies
     /// on a clean path. 0: off.
     pub tail_copy_ms: u64,
+    /// With `tail_copy_ms`, copy every small message packet to a client once, not only the
+    /// last one (quinn-proto `tail_copy_all`, vendor patch 0009): the copies of the packets sent
+    /// within one `tail_copy_ms` go together in one packet (at most 1000 B of them). A loss that
+    /// later packets follow then also costs `tail_copy_ms` plus one one-way delay, not a round
+    /// trip and the loss detection's time threshold. Only on a path that lost a packet in the
+    /// last 10 s.
+    pub tail_copy_all: bool,
 }
 
 /// Bounds of each connection's outbound queue (all its streams together).
@@ -344,6 +353,7 @@ impl Default for TransportLimits {
             ack_max_delay_ms: 200,
             ack_max_delay_after_packets: 500,
             tail_copy_ms: 20,
+            tail_copy_all: true,
         }
     }
 }
@@ -490,7 +500,7 @@ pub enum ConfigError {
     #[error("ack_max_delay_ms {0} is not below 16384")]
     AckMaxDelay(u64),
     /// `congestion` names no congestion controller.
-    #[error("unknown congestion controller {0:?}: cubic, bbr or newreno")]
+    #[error("unknown congestion controller {0:?}: cubic, loss-tolerant, bbr or newreno")]
     Congestion(String),
     /// `node_id` is above 1023 (10 bits).
     #[error("node_id {0} is above 1023")]

@@ -39,6 +39,7 @@ pub(crate) struct EndedPaths {
     lost_packets: AtomicU64,
     sent_packets: AtomicU64,
     congestion_events: AtomicU64,
+    tail_copies: AtomicU64,
     udp_tx_bytes: AtomicU64,
     udp_rx_bytes: AtomicU64,
 }
@@ -49,6 +50,7 @@ struct PathSums {
     lost_packets: u64,
     sent_packets: u64,
     congestion_events: u64,
+    tail_copies: u64,
     udp_tx_bytes: u64,
     udp_rx_bytes: u64,
 }
@@ -58,6 +60,7 @@ impl PathSums {
         self.lost_packets += s.path.lost_packets;
         self.sent_packets += s.path.sent_packets;
         self.congestion_events += s.path.congestion_events;
+        self.tail_copies += s.path.tail_copies;
         self.udp_tx_bytes += s.udp_tx.bytes;
         self.udp_rx_bytes += s.udp_rx.bytes;
     }
@@ -70,6 +73,7 @@ impl EndedPaths {
         self.lost_packets.fetch_add(s.path.lost_packets, r);
         self.sent_packets.fetch_add(s.path.sent_packets, r);
         self.congestion_events.fetch_add(s.path.congestion_events, r);
+        self.tail_copies.fetch_add(s.path.tail_copies, r);
         self.udp_tx_bytes.fetch_add(s.udp_tx.bytes, r);
         self.udp_rx_bytes.fetch_add(s.udp_rx.bytes, r);
     }
@@ -80,6 +84,7 @@ impl EndedPaths {
             lost_packets: self.lost_packets.load(r),
             sent_packets: self.sent_packets.load(r),
             congestion_events: self.congestion_events.load(r),
+            tail_copies: self.tail_copies.load(r),
             udp_tx_bytes: self.udp_tx_bytes.load(r),
             udp_rx_bytes: self.udp_rx_bytes.load(r),
         }
@@ -432,6 +437,12 @@ impl Collector for Scrape {
             "quic_congestion_events",
             "QUIC congestion events, all connections",
             ended.congestion_events + live.congestion_events,
+        )?;
+        counter(
+            &mut e,
+            "quic_tail_copies",
+            "Packets whose stream data QUIC sent again before any loss was declared (tail copies), all connections",
+            ended.tail_copies + live.tail_copies,
         )?;
         counter(
             &mut e,

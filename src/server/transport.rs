@@ -11,6 +11,7 @@ use super::config::{ConfigError, ServerConfig, DATAGRAM_SEND_BUFFER};
 use super::error::ServerError;
 use super::web::{WEB_ALPN, WEB_UNI_STREAMS};
 use super::webcert::{ByAlpn, WebCert};
+use crate::congestion::LossTolerantConfig;
 use crate::wire::ALPN;
 
 /// Bytes quinn buffers for one connection attempt before the server has accepted it (0-RTT is
@@ -22,7 +23,7 @@ pub const INCOMING_BUFFER_TOTAL_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How long after a declared loss a path still gets tail copies (`tail_copy_ms`), server and
 /// client alike: a clean path gets none.
-pub const TAIL_COPY_LOSS_HOLD: Duration = Duration::from_secs(2);
+pub const TAIL_COPY_LOSS_HOLD: Duration = Duration::from_secs(10);
 
 /// The QUIC transport settings the server uses, chosen deliberately (see ARCHITECTURE.md).
 pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig, ConfigError> {
@@ -84,6 +85,7 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
     if t.tail_copy_ms > 0 {
         tc.tail_copy(Some(Duration::from_millis(t.tail_copy_ms)));
         tc.tail_copy_after_loss(Some(TAIL_COPY_LOSS_HOLD));
+        tc.tail_copy_all(t.tail_copy_all);
     }
     match t.congestion.as_str() {
         "cubic" => {}
@@ -92,6 +94,9 @@ pub fn transport_config(config: &ServerConfig) -> Result<quinn::TransportConfig,
         }
         "newreno" => {
             tc.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()));
+        }
+        "loss-tolerant" => {
+            tc.congestion_controller_factory(Arc::new(LossTolerantConfig::default()));
         }
         other => return Err(ConfigError::Congestion(other.to_string())),
     }

@@ -57,6 +57,8 @@ impl Link for Client {
         let s = self.connection().stats();
         summary.client_lost_packets += s.path.lost_packets;
         summary.client_sent_packets += s.path.sent_packets;
+        summary.client_congestion_events += s.path.congestion_events;
+        summary.client_tail_copies += s.path.tail_copies;
         summary.client_max_rtt_us = summary.client_max_rtt_us.max(s.path.rtt.as_micros() as u64);
         self.close();
     }

@@ -200,11 +200,16 @@ impl Netsim {
         let Some(spec) = &cfg.netsim else { return Ok(net) };
         let (imp, rest) = parse_spec(spec).map_err(|e| anyhow!("--netsim: {e}"))?;
         net.blackholes_ms.clone_from(&imp.blackholes);
+        let (mut to_server, mut to_client) = (imp.clone(), imp);
         for (k, v) in rest {
+            let fraction =
+                || v.parse::<f64>().map_err(|_| anyhow!("--netsim {k}={v}: not a number"));
             match k.as_str() {
                 "rebind-at" => net.rebind_at_s.push(
                     v.parse::<f64>().map_err(|_| anyhow!("--netsim rebind-at={v}: not seconds"))?,
                 ),
+                "loss-to-server" => to_server.loss = fraction()?,
+                "loss-to-client" => to_client.loss = fraction()?,
                 _ => return Err(anyhow!("--netsim: unknown key {k:?}")),
             }
         }
@@ -212,8 +217,8 @@ impl Netsim {
         let p = Proxy::start(ProxyConfig {
             listen: listen.parse().expect("constant address parses"),
             upstream: server_addr,
-            to_server: imp.clone(),
-            to_client: imp,
+            to_server,
+            to_client,
             seed: cfg.seed,
             rebind_at_ms: Vec::new(),
         })
@@ -403,6 +408,7 @@ fn client_config(
     cc.bbr = cfg.client_bbr;
     cc.stall_timeout = Duration::from_millis(cfg.client_stall_timeout_ms);
     cc.tail_copy = Duration::from_millis(cfg.client_tail_copy_ms);
+    cc.tail_copy_all = cfg.client_tail_copy_all;
     cc.zero_rtt = cfg.client_zero_rtt;
     if cfg.is_stalled(r, j) {
         cc.event_queue = cfg.stalled_event_queue.unwrap_or(cc.event_queue);

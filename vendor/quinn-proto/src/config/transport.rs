@@ -43,6 +43,7 @@ pub struct TransportConfig {
     pub(crate) ack_frequency_config: Option<AckFrequencyConfig>,
     pub(crate) tail_copy: Option<Duration>,
     pub(crate) tail_copy_after_loss: Option<Duration>,
+    pub(crate) tail_copy_all: bool,
 
     pub(crate) persistent_congestion_threshold: u32,
     pub(crate) keep_alive_interval: Option<Duration>,
@@ -200,6 +201,23 @@ impl TransportConfig {
     /// Defaults to `None`: copies whatever the loss.
     pub fn tail_copy_after_loss(&mut self, hold: Option<Duration>) -> &mut Self {
         self.tail_copy_after_loss = hold;
+        self
+    }
+
+    /// Copy every small packet with stream data, not only the tail packet
+    ///
+    /// With [`TransportConfig::tail_copy`]`(Some(quiet))` and this option, a small packet
+    /// (at most 600 bytes) with stream data is sent again once `quiet` after it even when other
+    /// packets followed it: the copies of the packets sent within one `quiet` go together,
+    /// at most 1000 bytes of them, in one packet (a packet past that budget is not copied). A
+    /// loss that later packets follow otherwise costs the gap to the next acknowledged packet,
+    /// the time threshold (9/8 RTT) and a one-way delay; with the copy, `quiet` and a one-way
+    /// delay unless the copy is lost too. Roughly doubles the bytes of small packets while
+    /// copies are made (see [`TransportConfig::tail_copy_after_loss`]).
+    ///
+    /// Defaults to `false`: only the tail packet is copied.
+    pub fn tail_copy_all(&mut self, all: bool) -> &mut Self {
+        self.tail_copy_all = all;
         self
     }
 
@@ -419,6 +437,7 @@ impl Default for TransportConfig {
             ack_frequency_config: None,
             tail_copy: None,
             tail_copy_after_loss: None,
+            tail_copy_all: false,
 
             persistent_congestion_threshold: 3,
             keep_alive_interval: None,
@@ -458,6 +477,7 @@ impl fmt::Debug for TransportConfig {
             ack_frequency_config,
             tail_copy,
             tail_copy_after_loss,
+            tail_copy_all,
             persistent_congestion_threshold,
             keep_alive_interval,
             crypto_buffer_size,
@@ -489,6 +509,7 @@ impl fmt::Debug for TransportConfig {
             .field("ack_frequency_config", ack_frequency_config)
             .field("tail_copy", tail_copy)
             .field("tail_copy_after_loss", tail_copy_after_loss)
+            .field("tail_copy_all", tail_copy_all)
             .field(
                 "persistent_congestion_threshold",
                 persistent_congestion_threshold,

@@ -194,6 +194,10 @@ pub struct Connection {
     /// `TransportConfig::tail_copy`: the small tail packet whose data is sent again when
     /// `Timer::TailCopy` fires, if still unacknowledged
     tail_copy_candidate: Option<u64>,
+    /// `TransportConfig::tail_copy_all`: the small packets sent since the last copy, whose data
+    /// is sent again together when `Timer::TailCopy` fires, and their bytes
+    tail_copy_batch: Vec<u64>,
+    tail_copy_batch_bytes: u16,
     /// The next ack-eliciting 1-RTT packet carries a tail copy (and is not copied itself)
     tail_copy_queued: bool,
     /// When an ack-eliciting packet was last declared lost
@@ -331,6 +335,8 @@ impl Connection {
             accepted_0rtt: false,
             permit_idle_reset: true,
             tail_copy_candidate: None,
+            tail_copy_batch: Vec::new(),
+            tail_copy_batch_bytes: 0,
             tail_copy_queued: false,
             last_loss: None,
             idle_timeout: match config.max_idle_timeout {
@@ -1961,6 +1967,9 @@ impl Connection {
     /// After an ack-eliciting 1-RTT packet is sent: arm `Timer::TailCopy` for it if it is a
     /// small packet with stream data (`TransportConfig::tail_copy`), else disarm it
     pub(super) fn on_data_packet_sent(&mut self, now: Instant, pn: u64, size: u16, stream: bool) {
+        if self.config.tail_copy_all {
+            return self.on_data_packet_sent_all(now, pn, size, stream);
+        }
         self.tail_copy_candidate = None;
         self.timers.stop(Timer::TailCopy);
         if mem::take(&mut self.tail_copy_queued) {
@@ -1979,8 +1988,52 @@ impl Connection {
         }
     }
 
+    /// `on_data_packet_sent` with `TransportConfig::tail_copy_all`: a small packet with stream
+    /// data joins the batch copied at the next `Timer::TailCopy` (armed by the batch's first),
+    /// while the batch has room; a packet carrying a copy is not copied
+    fn on_data_packet_sent_all(&mut self, now: Instant, pn: u64, size: u16, stream: bool) {
+        if mem::take(&mut self.tail_copy_queued) {
+            return;
+        }
+        let Some(quiet) = self.config.tail_copy else {
+            return;
+        };
+        let lossy = match self.config.tail_copy_after_loss {
+            None => true,
+            Some(hold) => self.last_loss.is_some_and(|t| now.saturating_duration_since(t) < hold),
+        };
+        if !stream
+            || size > TAIL_COPY_MAX_SIZE
+            || !lossy
+            || self.tail_copy_batch_bytes + size > TAIL_COPY_BATCH_BYTES
+        {
+            return;
+        }
+        if self.tail_copy_batch.is_empty() {
+            self.timers.set(Timer::TailCopy, now + quiet);
+        }
+        self.tail_copy_batch.push(pn);
+        self.tail_copy_batch_bytes += size;
+    }
+
     /// `Timer::TailCopy` fired: queue the candidate's stream data again if it is still in flight
     fn send_tail_copy(&mut self) {
+        if self.config.tail_copy_all {
+            let batch = mem::take(&mut self.tail_copy_batch);
+            self.tail_copy_batch_bytes = 0;
+            for pn in batch {
+                let Some(packet) = self.spaces[SpaceId::Data].sent_packets.get(&pn) else {
+                    continue;
+                };
+                let frames = packet.stream_frames.clone();
+                for frame in frames {
+                    self.streams.retransmit(frame);
+                }
+                self.tail_copy_queued = true;
+                self.stats.path.tail_copies += 1;
+            }
+            return;
+        }
         let Some(pn) = self.tail_copy_candidate.take() else {
             return;
         };
@@ -4174,6 +4227,10 @@ fn get_max_ack_delay(params: &TransportParameters) -> Duration {
 
 /// Largest packet `TransportConfig::tail_copy` sends again (half the minimum QUIC MTU)
 const TAIL_COPY_MAX_SIZE: u16 = 600;
+
+/// Most bytes of packets whose copies `TransportConfig::tail_copy_all` sends together (so that
+/// they fit one packet)
+const TAIL_COPY_BATCH_BYTES: u16 = 1000;
 
 // Prevents overflow and improves behavior in extreme circumstances
 const MAX_BACKOFF_EXPONENT: u32 = 16;
