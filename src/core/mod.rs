@@ -61,6 +61,11 @@ pub use ratelimit::TokenBucket;
 pub use room::RoomKey;
 use room::{PresenceChange, Room};
 
+/// A map keyed by ids the server assigns itself (rooms, sessions, connections): a client cannot
+/// choose them, so the fast Fx hash is safe there, where SipHash's collision resistance only cost
+/// time on the message path. Keys a client chooses (room and user ids) keep `HashMap`'s default.
+type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
+
 /// A connection, as numbered by the caller.
 pub type ConnId = u64;
 
@@ -233,10 +238,10 @@ enum Timer {
 pub struct Core {
     limits: Limits,
     keys: KeySet,
-    sessions: HashMap<SessionId, Session>,
-    by_conn: HashMap<ConnId, SessionId>,
+    sessions: IdMap<SessionId, Session>,
+    by_conn: IdMap<ConnId, SessionId>,
     by_user: HashMap<Arc<str>, Vec<SessionId>>,
-    rooms: HashMap<RoomKey, Room>,
+    rooms: IdMap<RoomKey, Room>,
     room_ids: HashMap<Arc<str>, RoomKey>,
     /// Every room's key in creation order, for the operator's paged listing.
     room_order: BTreeSet<RoomKey>,
@@ -293,10 +298,10 @@ impl Core {
         Core {
             limits,
             keys,
-            sessions: HashMap::new(),
-            by_conn: HashMap::new(),
+            sessions: IdMap::default(),
+            by_conn: IdMap::default(),
             by_user: HashMap::new(),
-            rooms: HashMap::new(),
+            rooms: IdMap::default(),
             room_ids: HashMap::new(),
             room_order: BTreeSet::new(),
             timers: BTreeSet::new(),
