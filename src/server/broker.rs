@@ -16,21 +16,26 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::core::{BusEvent, BusOp, CreateError, LogRef};
+use crate::core::{BusEvent, BusOp, CreateError, LogRef, NodeRef};
 
 /// Where a clustered server's room logs live.
 #[derive(Clone)]
 pub enum Broker {
     /// In this process, shared with other servers of the process.
     Memory(MemoryBroker),
+    /// In NATS JetStream, shared with every node on the same NATS and prefix.
+    #[cfg(feature = "cluster")]
+    Nats(super::nats_broker::NatsBroker),
 }
 
 impl Broker {
-    /// Attaches a server: returns what it hands ops to and the queue its events arrive on.
-    pub(super) fn attach(&self) -> (Arc<dyn Carrier>, UnboundedReceiver<BusEvent>) {
+    /// Attaches the server `node`: returns what it hands ops to and the queue its events arrive on.
+    pub(super) fn attach(&self, node: NodeRef) -> (Arc<dyn Carrier>, UnboundedReceiver<BusEvent>) {
         let (tx, rx) = unbounded_channel();
         let carrier: Arc<dyn Carrier> = match self {
             Broker::Memory(m) => Arc::new(m.attach(tx)),
+            #[cfg(feature = "cluster")]
+            Broker::Nats(n) => Arc::new(n.attach(node, tx)),
         };
         (carrier, rx)
     }
