@@ -476,8 +476,8 @@ async fn bind(config: ServerConfig) -> Result<huddle::server::Server> {
     Ok(huddle::server::Server::bind(config)?)
 }
 
-/// Binds the server: a single node, or with `[cluster]` a node of a cluster over NATS, whose
-/// node id is `node_id` or else claimed (then kept alive by heartbeats).
+/// Binds the server: a single node, or with `[cluster]` a node of a cluster over NATS, which
+/// claims its node id (`node_id`, or else the lowest free one) and keeps it by heartbeats.
 #[cfg(feature = "cluster")]
 async fn bind(mut config: ServerConfig) -> Result<huddle::server::Server> {
     use huddle::cluster::{NatsBus, NatsOptions};
@@ -496,13 +496,19 @@ async fn bind(mut config: ServerConfig) -> Result<huddle::server::Server> {
         ..NatsOptions::default()
     };
     let bus = NatsBus::connect(opts).await.context("connecting to the cluster's NATS")?;
-    if config.node_id.is_none() {
-        let beat = bytes::Bytes::from(std::process::id().to_string());
-        let claim = bus.claim_node(beat.clone()).await.context("claiming a node id")?;
-        tracing::info!(node_id = claim.id, "claimed a node id");
-        config.node_id = Some(claim.id);
-        tokio::spawn(heartbeats(bus.clone(), claim, beat));
-    }
+    let beat = bytes::Bytes::from(std::process::id().to_string());
+    let claim = match config.node_id {
+        Some(id) => bus.claim_node_id(id, beat.clone()).await.map_err(|e| match e {
+            huddle::cluster::CasError::WrongRevision => {
+                anyhow!("node id {id} is held by a live node of the cluster (or was, less than dead_after ago)")
+            }
+            e => anyhow!("claiming node id {id}: {e}"),
+        })?,
+        None => bus.claim_node(beat.clone()).await.context("claiming a node id")?,
+    };
+    tracing::info!(node_id = claim.id, "holding node id");
+    config.node_id = Some(claim.id);
+    tokio::spawn(heartbeats(bus.clone(), claim, beat));
     Ok(Server::bind_with_broker(config, Broker::Nats(NatsBroker::new(bus)))?)
 }
 
