@@ -31,6 +31,8 @@ pub enum Broker {
 impl Broker {
     /// Attaches the server `node`: returns what it hands ops to and the queue its events arrive on.
     pub(super) fn attach(&self, node: NodeRef) -> (Arc<dyn Carrier>, UnboundedReceiver<BusEvent>) {
+        #[cfg(not(feature = "cluster"))]
+        let _ = node;
         let (tx, rx) = unbounded_channel();
         let carrier: Arc<dyn Carrier> = match self {
             Broker::Memory(m) => Arc::new(m.attach(tx)),
