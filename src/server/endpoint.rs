@@ -150,8 +150,8 @@ impl Server {
     }
 
     /// [`Server::bind`] for a node of a cluster whose room logs `broker` carries (what
-    /// `huddle serve --cluster` runs with a `NatsBroker`). The
-    /// configuration must name the node (`node_id`).
+    /// `huddle serve --cluster` runs with a `NatsBroker`). The configuration must name the node
+    /// (`node_id`).
     pub fn bind_with_broker(config: ServerConfig, broker: Broker) -> Result<Server, ServerError> {
         Server::bind_loaded(config, Some(broker))
     }
