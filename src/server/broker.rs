@@ -49,6 +49,13 @@ pub(super) trait Carrier: Send + Sync {
     fn carry(&self, op: BusOp);
 }
 
+#[cfg(feature = "cluster")]
+impl Carrier for super::nats_broker::NatsNode {
+    fn carry(&self, op: BusOp) {
+        super::nats_broker::NatsNode::carry(self, op);
+    }
+}
+
 /// Room logs in memory, shared by the servers of one process: appends get a global sequence,
 /// every record reaches every attached server in its room's order, the registry's create is
 /// exact, and a removed room's registry record and log are dropped.

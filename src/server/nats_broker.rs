@@ -13,7 +13,6 @@ use bytes::Bytes;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::broker::Carrier;
 use crate::cluster::{self, NatsBus};
 use crate::core::{AppendError, BusEvent, BusOp, CreateError, LogRef, NodeRef};
 
@@ -61,8 +60,9 @@ impl Drop for NatsNode {
     }
 }
 
-impl Carrier for NatsNode {
-    fn carry(&self, op: BusOp) {
+impl NatsNode {
+    /// Queues `op` for the dispatch task (the broker's `Carrier`).
+    pub(super) fn carry(&self, op: BusOp) {
         let _ = self.ops.send(op);
     }
 }
