@@ -452,7 +452,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     huddle::server::raise_open_files_limit();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let server = huddle::server::Server::bind(config)?;
+        let server = bind(config).await?;
         let addr = server.local_addr()?;
         println!("huddle listening on {addr} (ALPN huddle/1)");
         if let Some(hash) = server.web_cert_hash() {
@@ -468,6 +468,69 @@ fn serve(args: ServeArgs) -> Result<()> {
         server.run(shutdown_signal()).await?;
         anyhow::Ok(())
     })
+}
+
+/// Binds the server: a single node, or with `[cluster]` a node of a cluster over NATS.
+#[cfg(not(feature = "cluster"))]
+async fn bind(config: ServerConfig) -> Result<huddle::server::Server> {
+    Ok(huddle::server::Server::bind(config)?)
+}
+
+/// Binds the server: a single node, or with `[cluster]` a node of a cluster over NATS, which
+/// claims its node id (`node_id`, or else the lowest free one) and keeps it by heartbeats.
+#[cfg(feature = "cluster")]
+async fn bind(mut config: ServerConfig) -> Result<huddle::server::Server> {
+    use huddle::cluster::{NatsBus, NatsOptions};
+    use huddle::server::{Broker, NatsBroker, Server};
+
+    let Some(cluster) = config.cluster.clone() else {
+        return Ok(Server::bind(config)?);
+    };
+    let opts = NatsOptions {
+        nats: cluster.nats,
+        prefix: cluster.prefix,
+        shards: cluster.shards,
+        replicas: cluster.replicas,
+        credentials: cluster.credentials,
+        tls_ca: cluster.tls_ca,
+        ..NatsOptions::default()
+    };
+    let bus = NatsBus::connect(opts).await.context("connecting to the cluster's NATS")?;
+    let beat = bytes::Bytes::from(std::process::id().to_string());
+    let claim = match config.node_id {
+        Some(id) => bus.claim_node_id(id, beat.clone()).await.map_err(|e| match e {
+            huddle::cluster::CasError::WrongRevision => {
+                anyhow!("node id {id} is held by a live node of the cluster (or was, less than dead_after ago)")
+            }
+            e => anyhow!("claiming node id {id}: {e}"),
+        })?,
+        None => bus.claim_node(beat.clone()).await.context("claiming a node id")?,
+    };
+    tracing::info!(node_id = claim.id, "holding node id");
+    config.node_id = Some(claim.id);
+    tokio::spawn(heartbeats(bus.clone(), claim, beat));
+    Ok(Server::bind_with_broker(config, Broker::Nats(NatsBroker::new(bus)))?)
+}
+
+/// Keeps a claimed node id alive; a fenced node (another process took its id) exits.
+#[cfg(feature = "cluster")]
+async fn heartbeats(
+    bus: huddle::cluster::NatsBus,
+    mut claim: huddle::cluster::NodeClaim,
+    beat: bytes::Bytes,
+) {
+    let mut tick = tokio::time::interval(bus.options().dead_after() / 3);
+    loop {
+        tick.tick().await;
+        match bus.heartbeat(&mut claim, beat.clone()).await {
+            Ok(()) => {}
+            Err(huddle::cluster::HeartbeatError::Fenced) => {
+                tracing::error!(node_id = claim.id, "fenced: another process holds this node id");
+                std::process::exit(1);
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
 }
 
 /// Logs on stderr: the level from `RUST_LOG`, else the config; text or JSON lines.

@@ -503,6 +503,22 @@ async fn node_ids_are_unique_and_a_replaced_node_is_fenced() {
 }
 
 #[tokio::test]
+async fn a_configured_node_id_is_refused_while_a_live_node_holds_it() {
+    let Some(nats) = NatsServer::start() else { return };
+    let short = NatsOptions { dead_after_ms: 300, ..nats.options() };
+    let (a, b) =
+        (NatsBus::connect(short.clone()).await.unwrap(), NatsBus::connect(short).await.unwrap());
+    let mut first = a.claim_node_id(7, bytes("a")).await.unwrap();
+    assert_eq!(first.id, 7);
+    assert_eq!(b.claim_node_id(7, bytes("b")).await, Err(CasError::WrongRevision));
+    assert_ne!(b.claim_node(bytes("b")).await.unwrap().id, 7, "a drawn id skips it too");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = b.claim_node_id(7, bytes("b")).await.unwrap();
+    assert_eq!(taken.id, 7, "silent for dead_after: its id can be claimed");
+    assert_eq!(a.heartbeat(&mut first, bytes("a")).await, Err(HeartbeatError::Fenced));
+}
+
+#[tokio::test]
 async fn control_requests_reach_the_node_that_listens() {
     let Some(nats) = NatsServer::start() else { return };
     let (a, b) = (nats.bus().await, nats.bus().await);

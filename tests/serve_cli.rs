@@ -91,17 +91,23 @@ fn a_port_in_use_is_one_line_and_exit_1_even_with_backtraces_on() {
 }
 
 #[test]
-fn cluster_without_the_cluster_feature_says_how_to_build_with_it() {
+fn cluster_needs_the_cluster_feature_and_a_reachable_nats() {
     let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     for check in [false, true] {
         let mut command = serve(dir.path());
-        command.args(["--listen", "127.0.0.1:0", "--cluster", "nats://127.0.0.1:4222"]);
-        command.args(["--node-id", "1"]);
+        command.args(["--listen", "127.0.0.1:0", "--cluster"]);
+        command.arg(format!("nats://127.0.0.1:{closed}"));
         if check {
             command.arg("--check-config");
         }
-        let line = one_line_error(&finish(command));
-        let want = if cfg!(feature = "cluster") { "not wired" } else { "--features cluster" };
+        let out = finish(command);
+        if cfg!(feature = "cluster") && check {
+            assert!(out.status.success(), "{:?}", stderr_lines(&out));
+            continue;
+        }
+        let line = one_line_error(&out);
+        let want = if cfg!(feature = "cluster") { "NATS" } else { "--features cluster" };
         assert!(line.contains(want), "check {check}: {line}");
     }
 }

@@ -245,6 +245,30 @@ impl NatsBus {
         Err(CasError::WrongRevision)
     }
 
+    /// Claims node id `id` (configured rather than drawn), writing `value` (the first heartbeat)
+    /// under it: free, or held by a node whose last heartbeat is older than
+    /// [`NatsOptions::dead_after`](super::NatsOptions::dead_after) (fenced at its next
+    /// heartbeat). [`CasError::WrongRevision`] if a live node holds it.
+    pub async fn claim_node_id(&self, id: u16, value: Bytes) -> Result<NodeClaim, CasError> {
+        let store = &self.inner.nodes;
+        let key = naming::node_key(id);
+        match create(store, &key, value.clone()).await {
+            Ok(revision) => return Ok(NodeClaim { id, revision }),
+            Err(CreateError::Unavailable) => return Err(CasError::Unavailable),
+            Err(CreateError::Exists) => {}
+        }
+        let entry = match read(store, &key).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Err(CasError::WrongRevision),
+            Err(()) => return Err(CasError::Unavailable),
+        };
+        if age(&entry) < self.inner.opts.dead_after() {
+            return Err(CasError::WrongRevision);
+        }
+        let revision = update(store, &key, value, entry.revision).await?;
+        Ok(NodeClaim { id, revision })
+    }
+
     /// Writes a heartbeat under `claim` if this process still holds it.
     pub async fn heartbeat(
         &self,

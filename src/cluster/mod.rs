@@ -31,6 +31,7 @@ mod kv;
 mod log;
 pub mod naming;
 mod options;
+mod rooms;
 mod setup;
 
 pub use bus::NatsBus;
@@ -40,4 +41,5 @@ pub use kv::{CasError, CreateError, HeartbeatError, NodeClaim, NodeWatch, Versio
 pub use log::{AppendError, Appended};
 pub use naming::LogRef;
 pub use options::{ConnectError, NatsOptions};
+pub use rooms::RoomWatch;
 pub use setup::{FORMAT_VERSION, MAX_SNAPSHOT};

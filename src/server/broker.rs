@@ -16,21 +16,28 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::core::{BusEvent, BusOp, CreateError, LogRef};
+use crate::core::{BusEvent, BusOp, CreateError, LogRef, NodeRef};
 
 /// Where a clustered server's room logs live.
 #[derive(Clone)]
 pub enum Broker {
     /// In this process, shared with other servers of the process.
     Memory(MemoryBroker),
+    /// In NATS JetStream, shared with every node on the same NATS and prefix.
+    #[cfg(feature = "cluster")]
+    Nats(super::nats_broker::NatsBroker),
 }
 
 impl Broker {
-    /// Attaches a server: returns what it hands ops to and the queue its events arrive on.
-    pub(super) fn attach(&self) -> (Arc<dyn Carrier>, UnboundedReceiver<BusEvent>) {
+    /// Attaches the server `node`: returns what it hands ops to and the queue its events arrive on.
+    pub(super) fn attach(&self, node: NodeRef) -> (Arc<dyn Carrier>, UnboundedReceiver<BusEvent>) {
+        #[cfg(not(feature = "cluster"))]
+        let _ = node;
         let (tx, rx) = unbounded_channel();
         let carrier: Arc<dyn Carrier> = match self {
             Broker::Memory(m) => Arc::new(m.attach(tx)),
+            #[cfg(feature = "cluster")]
+            Broker::Nats(n) => Arc::new(n.attach(node, tx)),
         };
         (carrier, rx)
     }
@@ -40,6 +47,13 @@ impl Broker {
 pub(super) trait Carrier: Send + Sync {
     /// Takes one op (called under the core lock).
     fn carry(&self, op: BusOp);
+}
+
+#[cfg(feature = "cluster")]
+impl Carrier for super::nats_broker::NatsNode {
+    fn carry(&self, op: BusOp) {
+        super::nats_broker::NatsNode::carry(self, op);
+    }
 }
 
 /// Room logs in memory, shared by the servers of one process: appends get a global sequence,

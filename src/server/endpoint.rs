@@ -114,7 +114,7 @@ impl Server {
                 let id = config.node_id.ok_or(ServerError::ClusterNodeId)?;
                 let node = NodeRef { id, incarnation: rand::random() };
                 let core = Core::with_bus(limits, keys, id_base, Bus::External { node });
-                let (carrier, events) = broker.attach();
+                let (carrier, events) = broker.attach(node);
                 (core, Some(carrier), Some(events))
             }
         };
@@ -140,10 +140,27 @@ impl Server {
     /// Binds a server, loading or creating certificates and token keys as configured.
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         check_cluster(&config)?;
+        if config.cluster.is_some() {
+            return Err(ServerError::ClusterUnsupported(
+                "Server::bind serves a single node: a cluster node is bound with \
+                 Server::bind_with_broker (huddle serve --cluster does this)",
+            ));
+        }
+        Server::bind_loaded(config, None)
+    }
+
+    /// [`Server::bind`] for a node of a cluster whose room logs `broker` carries (what
+    /// `huddle serve --cluster` runs with a `NatsBroker`). The configuration must name the node
+    /// (`node_id`).
+    pub fn bind_with_broker(config: ServerConfig, broker: Broker) -> Result<Server, ServerError> {
+        Server::bind_loaded(config, Some(broker))
+    }
+
+    fn bind_loaded(config: ServerConfig, broker: Option<Broker>) -> Result<Server, ServerError> {
         let (chain, key) = load_tls(&config)?;
         let keys = load_keys(&config)?;
         let quic = quic_keys(&config)?;
-        Server::bind_keyed(config, chain, key, keys, quic, None)
+        Server::bind_keyed(config, chain, key, keys, quic, broker)
     }
 
     /// The address the server listens on.
@@ -251,16 +268,13 @@ impl Server {
 
 /// Refuses a `[cluster]` configuration this build cannot serve.
 fn check_cluster(config: &ServerConfig) -> Result<(), ServerError> {
-    if config.cluster.is_none() {
+    if config.cluster.is_none() || cfg!(feature = "cluster") {
         return Ok(());
     }
-    Err(ServerError::ClusterUnsupported(if cfg!(feature = "cluster") {
-        "cluster mode over NATS is not wired into the server yet (issue 26, phase 1): only \
-         in-process nodes over a MemoryBroker (Server::bind_clustered) share rooms today"
-    } else {
+    Err(ServerError::ClusterUnsupported(
         "cluster mode needs a build with the `cluster` feature: \
-         cargo build --release --features cluster"
-    }))
+         cargo build --release --features cluster",
+    ))
 }
 
 /// Validates addresses under a handshake flood, applies the connection caps and starts a

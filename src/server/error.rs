@@ -72,7 +72,7 @@ pub enum ServerError {
     #[error("a cluster node needs a node id (node_id in the configuration, or --node-id)")]
     ClusterNodeId,
     /// The configuration asks for cluster mode (`[cluster]`, `--cluster`), which this build
-    /// cannot run.
+    /// cannot run, or of [`Server::bind`](super::Server::bind), which binds a single node.
     #[error("{0}")]
     ClusterUnsupported(&'static str),
     /// The listening address could not be read.

@@ -29,6 +29,8 @@ mod guard;
 mod identity;
 pub mod ids;
 mod metrics;
+#[cfg(feature = "cluster")]
+mod nats_broker;
 mod outbox;
 mod probe;
 mod secrets;
@@ -46,6 +48,8 @@ pub use error::ServerError;
 pub use fdlimit::raise_open_files_limit;
 pub use guard::{client_address, GuardStats, LOG_LINES_PER_WINDOW, LOG_WINDOW};
 pub use identity::{load_keys, load_tls};
+#[cfg(feature = "cluster")]
+pub use nats_broker::NatsBroker;
 pub use outbox::{close_connection, OutboxStats};
 pub use transport::{transport_config, INCOMING_BUFFER_BYTES, INCOMING_BUFFER_TOTAL_BYTES};
 pub use web::{origin_allowed, WEB_ALPN, WEB_PATH};

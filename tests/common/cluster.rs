@@ -12,7 +12,7 @@ use huddle::certs::generate_in_memory;
 use huddle::client::{Client, ClientConfig, ClientError, ClientEvent};
 use huddle::server::config::ServerConfig;
 use huddle::server::{Broker, Server};
-use huddle::wire::{ErrorCode, Event, HistoryAnchor, MessageBody, Priority, RoomConfig};
+use huddle::wire::{ErrorCode, Event, HistoryAnchor, MessageBody, Priority, RoomConfig, RoomState};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::oneshot;
 
@@ -92,6 +92,24 @@ impl Cluster {
     }
 }
 
+/// Joins `room` on `c`'s node, once that node has learnt of the room: a node learns of a room
+/// created on another node when the broker delivers its first log entry (at once in memory,
+/// within milliseconds over NATS), and answers `room_does_not_exist` before that.
+pub async fn join(c: &Client, room: &str) -> Result<RoomState, ClientError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match c.join_room(room).await {
+            Err(e)
+                if e.code() == Some(ErrorCode::RoomDoesNotExist)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The error code of a failed call.
 fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
     match r {
@@ -136,8 +154,8 @@ pub async fn fan_out(c: &Cluster) {
     let members =
         [c.client(0, "alice").await, c.client(1, "bob").await, c.client(2, "carol").await];
     members[0].create_room(info("r"), cfg()).await.unwrap();
-    members[1].join_room("r").await.unwrap();
-    members[2].join_room("r").await.unwrap();
+    join(&members[1], "r").await.unwrap();
+    join(&members[2], "r").await.unwrap();
     async fn send(m: &Client, n: usize) -> Vec<(String, (u64, u64))> {
         let mut acks = Vec::new();
         for i in 0..n {
@@ -183,9 +201,9 @@ pub async fn member_events(c: &Cluster) {
     let bob = c.client(1, "bob").await;
     let carol = c.client(2, "carol").await;
     alice.create_room(info("m"), cfg()).await.unwrap();
-    assert_eq!(bob.join_room("m").await.unwrap().member_count, 2);
+    assert_eq!(join(&bob, "m").await.unwrap().member_count, 2);
     member_event(&alice, "m", "bob", true).await;
-    assert_eq!(carol.join_room("m").await.unwrap().member_count, 3);
+    assert_eq!(join(&carol, "m").await.unwrap().member_count, 3);
     member_event(&alice, "m", "carol", true).await;
     member_event(&bob, "m", "carol", true).await;
     bob.leave_room("m").await.unwrap();
@@ -229,7 +247,7 @@ pub async fn concurrent_joins(c: &Cluster) {
         .iter()
         .map(|j| {
             let j = j.clone();
-            tokio::spawn(async move { j.join_room("full").await })
+            tokio::spawn(async move { join(&j, "full").await })
         })
         .collect();
     let mut counts = Vec::new();
@@ -250,7 +268,7 @@ pub async fn destroy_and_create_again(c: &Cluster) {
     let bob = c.client(1, "bob").await;
     let carol = c.client(2, "carol").await;
     alice.create_room(info("d"), RoomConfig::default()).await.unwrap();
-    bob.join_room("d").await.unwrap();
+    join(&bob, "d").await.unwrap();
     bob.send_text("d", "first life", Priority::Medium).await.unwrap();
     alice.leave_room("d").await.unwrap();
     bob.leave_room("d").await.unwrap();
@@ -267,8 +285,8 @@ pub async fn destroy_and_create_again(c: &Cluster) {
         }
     };
     assert!(st.created && st.member_count == 1 && st.last_seq == 0, "{st:?}");
-    let a = alice.join_room("d").await.unwrap();
-    let b = bob.join_room("d").await.unwrap();
+    let a = join(&alice, "d").await.unwrap();
+    let b = join(&bob, "d").await.unwrap();
     assert_eq!((a.last_seq, b.last_seq), (0, 0));
     assert_eq!((a.member_count, b.member_count), (2, 3));
     let ack = carol.send_text("d", "second life", Priority::Medium).await.unwrap();
