@@ -12,72 +12,12 @@ mod common;
 
 #[path = "common/cluster.rs"]
 mod cluster;
-
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "common/nats.rs"]
+mod nats;
 
 use cluster::Cluster;
-use huddle::cluster::{NatsBus, NatsOptions};
 use huddle::server::{Broker, NatsBroker, ServerConfig};
-use tempfile::TempDir;
-
-/// A nats-server with JetStream on 127.0.0.1, killed when dropped.
-struct NatsServer {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl NatsServer {
-    /// Starts one, or returns `None` (after saying why) if `nats-server` is not installed and
-    /// `HUDDLE_REQUIRE_NATS` is not `1`.
-    fn start() -> Option<NatsServer> {
-        let found = Command::new("nats-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            if std::env::var("HUDDLE_REQUIRE_NATS").as_deref() == Ok("1") {
-                panic!("nats-server is not on PATH and HUDDLE_REQUIRE_NATS=1");
-            }
-            eprintln!("SKIPPED: nats-server is not on PATH (apt-get install -y nats-server)");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = TempDir::new().unwrap();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(NatsServer { child, port, _dir: dir })
-    }
-
-    async fn bus(&self) -> NatsBus {
-        let opts = NatsOptions {
-            nats: vec![format!("nats://127.0.0.1:{}", self.port)],
-            ..NatsOptions::default()
-        };
-        NatsBus::connect(opts).await.expect("connect")
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use nats::NatsServer;
 
 /// A nats-server and three nodes over it, each with its own connection; `None` when skipped.
 async fn start(tweak: impl Fn(&mut ServerConfig)) -> Option<(NatsServer, Cluster)> {

@@ -12,7 +12,6 @@ use common::*;
 use huddle::client::{Client, ClientConfig, ClientEvent, ConnectionState, MOBILE_KEEP_ALIVE};
 use huddle::netsim::{Impairment, Proxy, ProxyConfig};
 use huddle::wire::{Event, Priority, RoomRecovery};
-use serde_json::Value;
 
 const ADMIN_TOKEN: &str = "mobile-test-admin-token-0123456789";
 
@@ -47,18 +46,8 @@ async fn server_with_admin() -> TestServer {
 
 /// The address the server sees for `user`'s connection, from `GET /v1/connections`.
 async fn server_sees(server: &TestServer, user: &str) -> SocketAddr {
-    let url = format!("http://{}/v1/connections?user={user}", server.admin.unwrap());
-    let list: Value = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conns = list["connections"].as_array().unwrap();
-    assert_eq!(conns.len(), 1, "{list}");
+    let conns = server.admin_connections(ADMIN_TOKEN, &format!("user={user}")).await;
+    assert_eq!(conns.len(), 1, "{conns:?}");
     conns[0]["remote_addr"].as_str().unwrap().parse().unwrap()
 }
 

@@ -343,20 +343,10 @@ async fn a_new_client_with_a_kept_ticket_logs_in_in_zero_rtt() {
     second.create_room(info("r"), cfg()).await.unwrap();
 
     // The server says so too: the connection's 0-RTT data was accepted.
-    let url = format!("http://{}/v1/connections", server.admin.unwrap());
-    let list: serde_json::Value = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conns = list["connections"].as_array().unwrap();
-    assert_eq!(conns.len(), 1, "{list}");
-    assert_eq!(conns[0]["session_id"], second.session().session_id, "{list}");
-    assert_eq!(conns[0]["zero_rtt"], true, "{list}");
+    let conns = server.admin_connections(TOKEN, "").await;
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert_eq!(conns[0]["session_id"], second.session().session_id, "{conns:?}");
+    assert_eq!(conns[0]["zero_rtt"], true, "{conns:?}");
 
     // Without a shared store, a new client has no ticket: a full handshake, as before.
     let fresh = server.client("dave").await;

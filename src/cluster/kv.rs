@@ -103,11 +103,25 @@ impl Drop for NodeWatch {
 }
 
 /// The live value of `key`, or `None` if absent or deleted.
-async fn read(store: &Store, key: &str) -> Result<Option<Entry>, ()> {
+async fn read(store: &Store, key: &str) -> Result<Option<Entry>, CasError> {
     match store.entry(key).await {
         Ok(Some(entry)) if entry.operation == Operation::Put => Ok(Some(entry)),
         Ok(_) => Ok(None),
-        Err(_) => Err(()),
+        Err(_) => Err(CasError::Unavailable),
+    }
+}
+
+/// The live value of `key` with its revision.
+async fn versioned(store: &Store, key: &str) -> Result<Option<Versioned>, CasError> {
+    let entry = read(store, key).await?;
+    Ok(entry.map(|e| Versioned { value: e.value, revision: e.revision }))
+}
+
+/// A failed conditional write: the revision moved, or the bucket could not be reached.
+fn cas_error(kind: UpdateErrorKind) -> CasError {
+    match kind {
+        UpdateErrorKind::WrongLastRevision => CasError::WrongRevision,
+        _ => CasError::Unavailable,
     }
 }
 
@@ -119,10 +133,7 @@ async fn create(store: &Store, key: &str, value: Bytes) -> Result<u64, CreateErr
 }
 
 async fn update(store: &Store, key: &str, value: Bytes, revision: u64) -> Result<u64, CasError> {
-    store.update(key, value, revision).await.map_err(|e| match e.kind() {
-        UpdateErrorKind::WrongLastRevision => CasError::WrongRevision,
-        _ => CasError::Unavailable,
-    })
+    store.update(key, value, revision).await.map_err(|e| cas_error(e.kind()))
 }
 
 impl NatsBus {
@@ -134,10 +145,7 @@ impl NatsBus {
 
     /// The registry record of `room_id`, with its revision (the epoch if never replaced).
     pub async fn get(&self, room_id: &str) -> Result<Option<Versioned>, CasError> {
-        let entry = read(&self.inner.rooms, &naming::room_key(room_id))
-            .await
-            .map_err(|()| CasError::Unavailable)?;
-        Ok(entry.map(|e| Versioned { value: e.value, revision: e.revision }))
+        versioned(&self.inner.rooms, &naming::room_key(room_id)).await
     }
 
     /// Replaces the registry record of `room_id` if its revision is `expected_rev` (a new
@@ -154,20 +162,13 @@ impl NatsBus {
     /// Deletes the registry record of `room_id` if its revision is `expected_rev`.
     pub async fn delete(&self, room_id: &str, expected_rev: u64) -> Result<(), CasError> {
         let key = naming::room_key(room_id);
-        self.inner.rooms.delete_expect_revision(&key, Some(expected_rev)).await.map_err(|e| match e
-            .kind()
-        {
-            UpdateErrorKind::WrongLastRevision => CasError::WrongRevision,
-            _ => CasError::Unavailable,
-        })
+        let deleted = self.inner.rooms.delete_expect_revision(&key, Some(expected_rev)).await;
+        deleted.map_err(|e| cas_error(e.kind()))
     }
 
     /// The snapshot of a room incarnation, with its revision.
     pub async fn snapshot(&self, log: &LogRef) -> Result<Option<Versioned>, CasError> {
-        let entry = read(&self.inner.snaps, &naming::snapshot_key(log))
-            .await
-            .map_err(|()| CasError::Unavailable)?;
-        Ok(entry.map(|e| Versioned { value: e.value, revision: e.revision }))
+        versioned(&self.inner.snaps, &naming::snapshot_key(log)).await
     }
 
     /// Writes the snapshot of a room incarnation if the stored one is at `expected_rev` (`None`:
@@ -203,7 +204,7 @@ impl NatsBus {
         let key = naming::user_key(user);
         let store = &self.inner.users;
         for _ in 0..64 {
-            let current = read(store, &key).await.map_err(|()| CasError::Unavailable)?;
+            let current = read(store, &key).await?;
             let written = match &current {
                 Some(entry) => update(store, &key, value.clone(), entry.revision).await,
                 None => create(store, &key, value.clone()).await.map_err(|e| match e {
@@ -257,11 +258,7 @@ impl NatsBus {
             Err(CreateError::Unavailable) => return Err(CasError::Unavailable),
             Err(CreateError::Exists) => {}
         }
-        let entry = match read(store, &key).await {
-            Ok(Some(entry)) => entry,
-            Ok(None) => return Err(CasError::WrongRevision),
-            Err(()) => return Err(CasError::Unavailable),
-        };
+        let Some(entry) = read(store, &key).await? else { return Err(CasError::WrongRevision) };
         if age(&entry) < self.inner.opts.dead_after() {
             return Err(CasError::WrongRevision);
         }

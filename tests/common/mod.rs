@@ -108,6 +108,16 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{user} could not connect: {e}"))
     }
 
+    /// `GET /v1/connections?QUERY` on the admin listener with `token`: the listing's
+    /// `connections` array (the configuration must have asked for an admin listener).
+    pub async fn admin_connections(&self, token: &str, query: &str) -> Vec<serde_json::Value> {
+        let admin = self.admin.expect("an admin listener");
+        let url = format!("http://{admin}/v1/connections?{query}");
+        let request = reqwest::Client::new().get(url).bearer_auth(token);
+        let list: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+        list["connections"].as_array().unwrap_or_else(|| panic!("{list}")).clone()
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
